@@ -1,0 +1,249 @@
+"""
+The TCP edge: bytes in, lines out, for nc, telnet and the terminal client.
+
+L{ChatProtocol} frames and decodes; everything a user can do is decided by
+its L{Session}.  It also guards the server against its peer: lines are
+bounded, input is held while the session waits, and a client that stops
+reading is cut off once what is queued for it passes a bound, instead of
+growing the server's memory.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
+from twisted.logger import Logger
+from twisted.protocols.basic import LineReceiver
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chat.messages import Delivery
+from chat.session import IEdge, ServerContext, Session
+
+log = Logger()
+
+
+def host_of(address: IAddress | None) -> str:
+    host = getattr(address, "host", None)
+    return str(host) if host is not None else type(address).__name__
+
+
+@implementer(IEdge)
+class ChatProtocol(LineReceiver):
+    """
+    One TCP connection, speaking UTF-8 lines ending in LF or CRLF.
+
+    This class is also the producer registered on its own transport: the
+    transport calls C{pauseProducing} when its send buffer is full and
+    C{resumeProducing} when it has drained.  Between the two, what is written
+    is counted, and past C{factory.max_backlog} bytes the connection is
+    aborted (the client is not reading, so a goodbye would not arrive).
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = 4096
+    #: Seconds that C{close} waits for queued output before aborting.
+    close_timeout = 10.0
+
+    factory: ChatFactory
+    session: Session
+    peer_host: str
+
+    def __init__(self) -> None:
+        self._at_prompt = False
+        self._discarding = False
+        self._receiving = False
+        self._congested = False
+        self._backlog = 0
+        self._abort_call: IDelayedCall | None = None
+
+    # --- connection -----------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        transport: Any = self.transport
+        self.peer_host = host_of(transport.getPeer())
+        try:
+            transport.setTcpNoDelay(True)
+        except (AttributeError, NotImplementedError):
+            pass  # not TCP (a test transport, a UNIX socket)
+        transport.registerProducer(self, True)
+        self.session = Session(self, self.factory.context)
+        self.session.start()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self.factory.connection_closed(self.peer_host)
+        self.session.connection_lost()
+
+    # --- input ----------------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Split C{data} into lines in one pass (LineReceiver's own loop copies
+        the buffer for every line, which is quadratic in a large write).
+        """
+        if self._discarding:
+            end = data.find(b"\n")
+            if end < 0:
+                return
+            self._discarding = False
+            data = data[end + 1 :]
+        buffer = self._buffer + data if self._buffer else data
+        if self._receiving or self.paused:
+            self._buffer = buffer
+            return
+        self._receiving = True
+        try:
+            lines = buffer.split(b"\n")
+            rest = lines.pop()
+            for i, line in enumerate(lines):
+                if self.paused or self.transport.disconnecting:  # type: ignore[union-attr]
+                    lines.append(rest)
+                    self._buffer = b"\n".join(lines[i:])
+                    return
+                if len(line) > self.MAX_LENGTH:
+                    self.lineLengthExceeded(line)
+                else:
+                    self.lineReceived(line)
+            if len(rest) > self.MAX_LENGTH:
+                self._buffer = b""
+                self._discarding = True
+                self.lineLengthExceeded(rest)
+            else:
+                self._buffer = rest
+        finally:
+            self._receiving = False
+
+    def lineReceived(self, line: bytes) -> None:
+        self._at_prompt = False
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError:
+            self.session.input_error("That line is not valid UTF-8 text; it was ignored.")
+            return
+        self.session.line_received(text)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._at_prompt = False
+        self.session.input_error(f"That line is longer than {self.MAX_LENGTH} bytes; it was ignored.")
+
+    def pause_input(self) -> None:
+        self.paused = True
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+
+    def resume_input(self) -> None:
+        self.paused = False
+        if not self.transport.disconnecting:  # type: ignore[union-attr]
+            self.transport.resumeProducing()  # type: ignore[union-attr]
+        self.dataReceived(b"")
+
+    # --- output ---------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self._at_prompt:
+            # Asynchronous output while the user sits at a prompt: start on a
+            # fresh line rather than after "Command: ".
+            data = b"\r\n" + data
+            self._at_prompt = False
+        self.transport.write(data)  # type: ignore[union-attr]
+        if self._congested:
+            self._backlog += len(data)
+            if self._backlog > self.factory.max_backlog:
+                self._overflow()
+
+    def send_text(self, text: str) -> None:
+        self._write((text.replace("\n", "\r\n") + "\r\n").encode("utf-8"))
+
+    def send_prompt(self, prompt: str) -> None:
+        self._write(prompt.encode("utf-8"))
+        self._at_prompt = True
+
+    def send_delivery(self, delivery: Delivery) -> None:
+        self._write(delivery.wire)
+
+    def close(self) -> None:
+        transport: Any = self.transport
+        transport.loseConnection()
+        if self._abort_call is None:
+            self._abort_call = self.factory.context.clock.callLater(
+                self.close_timeout, transport.abortConnection
+            )
+
+    def _overflow(self) -> None:
+        log.warn(
+            "{user} at {host} is not reading; disconnected with {bytes} bytes queued",
+            user=self.session.name,
+            host=self.peer_host,
+            bytes=self._backlog,
+        )
+        self._congested = False
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+    # --- IPushProducer, for the transport's send buffer -----------------------
+
+    def pauseProducing(self) -> None:
+        if not self._congested:
+            self._congested = True
+            self._backlog = 0
+
+    def resumeProducing(self) -> None:
+        self._congested = False
+        self._backlog = 0
+
+    def stopProducing(self) -> None:
+        self._congested = False
+
+
+class _Refuse(Protocol):
+    """Says why a connection is not accepted, then closes it."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.reason.encode("utf-8") + b"\r\n")  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class ChatFactory(ServerFactory):
+    """
+    Builds a L{ChatProtocol} per connection, all sharing one L{ServerContext}
+    (the service with its registry, the portal, the login guard).
+
+    It also counts open connections per address: Twisted's
+    C{LimitConnectionsByPeer} cannot be used, as it indexes IPv4Address.
+    """
+
+    def __init__(
+        self,
+        context: ServerContext,
+        max_per_host: int = 20,
+        max_backlog: int = 256 * 1024,
+    ) -> None:
+        self.context = context
+        self.max_per_host = max_per_host
+        self.max_backlog = max_backlog
+        self._per_host: dict[str, int] = {}
+
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        host = host_of(addr)
+        count = self._per_host.get(host, 0)
+        if count >= self.max_per_host:
+            log.warn("refused a connection from {host}: {count} open", host=host, count=count)
+            return _Refuse(f"Too many connections from your address (limit {self.max_per_host}).")
+        self._per_host[host] = count + 1
+        protocol = ChatProtocol()
+        protocol.factory = self
+        return protocol
+
+    def connection_closed(self, host: str) -> None:
+        left = self._per_host.get(host, 0) - 1
+        if left > 0:
+            self._per_host[host] = left
+        else:
+            self._per_host.pop(host, None)

@@ -1,0 +1,374 @@
+"""
+What must survive a restart: offline messages, last-seen times, intros.
+
+The service sees only L{IStore}; every method returns a Deferred that fires
+once the change is durable, so "stored for later" is never said before it is
+true.  L{SQLiteStore} is the embedded default; L{MemoryStore} keeps nothing
+(``--database :memory:``) and is what another backend would be measured
+against.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
+
+import attrs
+from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+from zope.interface import Interface, implementer
+
+from chat.messages import Delivery, Kind, StoredMessage
+
+T = TypeVar("T")
+
+
+@attrs.frozen
+class Snapshot:
+    """The durable state the service needs in memory when it starts."""
+
+    last_seen: dict[str, float]
+    intros: dict[str, str]
+
+
+class StoreError(Exception):
+    """The store cannot be opened or used; the message says why."""
+
+
+class IStore(Interface):
+    def snapshot() -> Snapshot:
+        """The state loaded when the store was opened."""
+
+    def save_offline(recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
+        """Keep C{delivery} for each of C{recipients}; fires when durable."""
+
+    def offline_for(name: str) -> Deferred[list[StoredMessage]]:
+        """Messages kept for C{name}, oldest first (not removed: see C{ack})."""
+
+    def ack(messages: Sequence[StoredMessage]) -> Deferred[None]:
+        """Forget messages that have been shown to their recipient."""
+
+    def set_intro(name: str, text: str) -> Deferred[None]:
+        """Remember C{name}'s personal introduction."""
+
+    def mark_seen(names: Iterable[str], when: float) -> Deferred[None]:
+        """Remember that C{names} were online at C{when}."""
+
+    def close() -> Deferred[None]:
+        """Finish pending work and release resources."""
+
+
+class _PendingCounts:
+    """
+    How many stored messages each user has not yet acknowledged.
+
+    Kept in memory so a login with nothing waiting (the usual case) never
+    waits for the database.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def add(self, name: str, n: int = 1) -> None:
+        self._counts[name] = self._counts.get(name, 0) + n
+
+    def remove(self, name: str, n: int) -> None:
+        left = self._counts.get(name, 0) - n
+        if left > 0:
+            self._counts[name] = left
+        else:
+            self._counts.pop(name, None)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._counts
+
+
+def _forget(messages: Sequence[StoredMessage], pending: _PendingCounts) -> None:
+    counts: dict[str, int] = {}
+    for m in messages:
+        counts[m.recipient] = counts.get(m.recipient, 0) + 1
+    for name, n in counts.items():
+        pending.remove(name, n)
+
+
+@implementer(IStore)
+class MemoryStore:
+    """Keeps everything in memory, so nothing survives a restart."""
+
+    def __init__(self) -> None:
+        self._messages: dict[int, StoredMessage] = {}
+        self._next_id = 1
+        self._seen: dict[str, float] = {}
+        self._intros: dict[str, str] = {}
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(dict(self._seen), dict(self._intros))
+
+    def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
+        for name in recipients:
+            self._messages[self._next_id] = StoredMessage(self._next_id, name, delivery)
+            self._next_id += 1
+        return succeed(None)
+
+    def offline_for(self, name: str) -> Deferred[list[StoredMessage]]:
+        return succeed([m for m in self._messages.values() if m.recipient == name])
+
+    def ack(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
+        for m in messages:
+            self._messages.pop(m.id, None)
+        return succeed(None)
+
+    def set_intro(self, name: str, text: str) -> Deferred[None]:
+        self._intros[name] = text
+        return succeed(None)
+
+    def mark_seen(self, names: Iterable[str], when: float) -> Deferred[None]:
+        for name in names:
+            self._seen[name] = when
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)
+
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS offline (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    recipient TEXT NOT NULL,
+    sender TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    text TEXT NOT NULL,
+    sent_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS offline_by_recipient ON offline (recipient, id);
+CREATE TABLE IF NOT EXISTS profile (
+    name TEXT PRIMARY KEY,
+    last_seen REAL,
+    intro TEXT
+);
+"""
+
+_Op = Callable[[sqlite3.Connection], Any]
+
+
+@implementer(IStore)
+class SQLiteStore:
+    """
+    SQLite on a single writer thread, with group commit.
+
+    Operations queue on the reactor thread and run in order on one thread
+    that owns the connection.  While one batch is being committed the next
+    ones gather, and then run together in a single transaction, so under load
+    many acknowledgements share one commit.  Each operation runs inside its
+    own savepoint, so one that fails does not take the others down with it.
+
+    The order is strict first-in first-out: a message saved for a user before
+    that user asks for their messages is always in the answer.
+    """
+
+    log = Logger()
+
+    def __init__(self, path: str, reactor: IReactorFromThreads) -> None:
+        self._path = path
+        self._reactor = reactor
+        self._queue: list[tuple[_Op, Deferred[Any]]] = []
+        self._running: Deferred[Any] | None = None
+        self._closed: Deferred[None] | None = None
+        self._pending = _PendingCounts()
+        try:
+            self._conn = self._connect()
+            self._snapshot = self._load()
+        except sqlite3.Error as e:
+            raise StoreError(f"cannot use database {path!r}: {e}") from None
+        self._pool = ThreadPool(minthreads=1, maxthreads=1, name="chat-store")
+        self._pool.start()
+
+    def _connect(self) -> sqlite3.Connection:
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves.
+        # check_same_thread=False: opened here, then used only by the writer thread.
+        conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA journal_mode=WAL")
+        # FULL: a commit is on disk before the sender is told "stored".
+        conn.execute("PRAGMA synchronous=FULL")
+        conn.executescript(_SCHEMA)
+        return conn
+
+    def _load(self) -> Snapshot:
+        """Read the startup state; runs before the reactor serves anyone."""
+        seen: dict[str, float] = {}
+        intros: dict[str, str] = {}
+        for name, last_seen, intro in self._conn.execute("SELECT name, last_seen, intro FROM profile"):
+            if last_seen is not None:
+                seen[name] = last_seen
+            if intro is not None:
+                intros[name] = intro
+        for name, count in self._conn.execute("SELECT recipient, count(*) FROM offline GROUP BY recipient"):
+            self._pending.add(name, count)
+        return Snapshot(seen, intros)
+
+    def snapshot(self) -> Snapshot:
+        return self._snapshot
+
+    # --- the writer ----------------------------------------------------------
+
+    def _submit(self, op: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
+        if self._closed is not None:
+            return fail(StoreError("the store is closed"))
+        d: Deferred[T] = Deferred()
+        self._queue.append((op, d))
+        if self._running is None:
+            self._run_next()
+        return d
+
+    def _run_next(self) -> None:
+        batch, self._queue = self._queue, []
+        ops = [op for op, _ in batch]
+        running = deferToThreadPool(self._reactor, self._pool, self._run_batch, ops)
+        self._running = running
+        running.addBoth(self._batch_done, batch)
+
+    def _run_batch(self, ops: list[_Op]) -> list[tuple[bool, Any]]:
+        """In the writer thread: run C{ops} in one transaction."""
+        conn = self._conn
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for op in ops:
+                conn.execute("SAVEPOINT op")
+                try:
+                    result = op(conn)
+                except Exception:
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, Failure()))
+                else:
+                    conn.execute("RELEASE op")
+                    results.append((True, result))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
+
+    def _batch_done(
+        self, outcome: list[tuple[bool, Any]] | Failure, batch: list[tuple[_Op, Deferred[Any]]]
+    ) -> None:
+        self._running = None
+        if isinstance(outcome, Failure):
+            self.log.failure("store batch of {count} failed", outcome, count=len(batch))
+            for _, d in batch:
+                d.errback(outcome)
+        else:
+            for (ok, result), (_, d) in zip(outcome, batch, strict=True):
+                if ok:
+                    d.callback(result)
+                else:
+                    d.errback(result)
+        if self._queue:
+            self._run_next()
+        elif self._closed is not None:
+            self._finish_close()
+
+    # --- IStore --------------------------------------------------------------
+
+    def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
+        rows = [
+            (name, delivery.sender, delivery.kind.value, delivery.text, delivery.sent_at)
+            for name in recipients
+        ]
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO offline (recipient, sender, kind, text, sent_at) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+        for name in recipients:
+            self._pending.add(name)
+        d = self._submit(insert)
+
+        def failed(f: Failure) -> Failure:
+            for name in recipients:
+                self._pending.remove(name, 1)
+            return f
+
+        return d.addErrback(failed)
+
+    def offline_for(self, name: str) -> Deferred[list[StoredMessage]]:
+        if name not in self._pending:
+            return succeed([])
+
+        def select(conn: sqlite3.Connection) -> list[StoredMessage]:
+            return [
+                StoredMessage(row_id, name, Delivery(sender, text, Kind(kind), sent_at))
+                for row_id, sender, kind, text, sent_at in conn.execute(
+                    "SELECT id, sender, kind, text, sent_at FROM offline WHERE recipient = ? ORDER BY id",
+                    (name,),
+                )
+            ]
+
+        return self._submit(select)
+
+    def ack(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
+        if not messages:
+            return succeed(None)
+        ids = [(m.id,) for m in messages]
+
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.executemany("DELETE FROM offline WHERE id = ?", ids)
+
+        def forget(_: None) -> None:
+            _forget(messages, self._pending)
+
+        return self._submit(delete).addCallback(forget)
+
+    def set_intro(self, name: str, text: str) -> Deferred[None]:
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO profile (name, intro) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET intro = excluded.intro",
+                (name, text),
+            )
+
+        return self._submit(upsert)
+
+    def mark_seen(self, names: Iterable[str], when: float) -> Deferred[None]:
+        rows = [(name, when) for name in names]
+
+        def upsert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO profile (name, last_seen) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen",
+                rows,
+            )
+
+        return self._submit(upsert)
+
+    def close(self) -> Deferred[None]:
+        """
+        Run what is queued, then close the database and stop the thread.
+
+        Called once, by the service as it stops.
+        """
+        if self._closed is None:
+            self._closed = Deferred()
+            if self._running is None:
+                self._finish_close()
+        return self._closed
+
+    def _finish_close(self) -> None:
+        closed = self._closed
+        assert closed is not None
+        done = deferToThreadPool(self._reactor, self._pool, self._conn.close)
+
+        def stop_pool(result: object) -> None:
+            self._pool.stop()
+            closed.callback(None)
+
+        done.addBoth(stop_pool)

@@ -1,0 +1,195 @@
+"""
+``twistd chat``: options, and the service they describe.
+
+Everything that can be wrong with the configuration (a bad number, a
+missing users file, a malformed line in it, an unusable database or
+endpoint) is found before the server starts and reported as one line,
+without a traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from typing import Any
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IService, MultiService
+from twisted.cred.portal import Portal
+from twisted.internet.endpoints import serverFromString
+from twisted.logger import Logger
+from twisted.python import usage
+
+from chat.auth import LoginGuard, PlainSecret, UsersChecker, UsersFileError, load_users
+from chat.commands import Limits
+from chat.protocol import ChatFactory
+from chat.service import ChatRealm, ChatService
+from chat.session import ServerContext, Settings
+from chat.store import IStore, MemoryStore, SQLiteStore, StoreError
+
+log = Logger()
+
+DEFAULT_BACKLOG = 1024
+
+
+def endpoint_description(port: str) -> str:
+    """
+    Turn C{--port} into a server endpoint string.
+
+    A bare number means TCP on that port.  TCP and TLS listeners get a
+    backlog of 1024 unless one is given: Twisted's default of 50 makes a
+    burst of connections fail.
+    """
+    port = port.strip()
+    if port.isdigit():
+        port = f"tcp:{port}"
+    kind = port.split(":", 1)[0]
+    if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in port:
+        port = f"{port}:backlog={DEFAULT_BACKLOG}"
+    return port
+
+
+# name, default, what it means, (type, smallest allowed)
+_NUMBERS: list[tuple[str, str, str, type, float]] = [
+    (
+        "block-time",
+        "60",
+        "Seconds a user stays blocked from an address after too many failed logins.",
+        float,
+        0,
+    ),
+    ("max-attempts", "3", "Consecutive failed logins (per user and address) before the block.", int, 1),
+    ("idle-timeout", "1800", "Seconds without a command before a user is logged out.", float, 1),
+    ("last-hour", "60", "The largest N, in minutes, that 'wholast N' accepts.", int, 0),
+    ("max-message", "500", "Longest message text, in characters.", int, 1),
+    ("login-timeout", "60", "Seconds a connection has to complete its login.", float, 1),
+    ("max-connections-per-ip", "20", "Open connections allowed from one address.", int, 1),
+    ("rate", "10", "Commands per second allowed per user, on average.", float, 0.001),
+    ("burst", "20", "Commands a user may send at once before the rate applies.", int, 1),
+    (
+        "max-output-buffer",
+        "262144",
+        "Bytes queued for a client that is not reading before it is disconnected.",
+        int,
+        4096,
+    ),
+]
+
+
+def _number(name: str, text: str, kind: type, smallest: float) -> float | int:
+    what = "a whole number" if kind is int else "a number"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise usage.UsageError(f"--{name} must be {what}, not {text!r}") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise usage.UsageError(f"--{name} must be a finite number, not {text!r}")
+    if value < smallest:
+        raise usage.UsageError(f"--{name} must be at least {smallest:g}, not {text!r}")
+    return value
+
+
+class Options(usage.Options):
+    synopsis = "[options]"
+    longdesc = (
+        "Runs the chat server: users from the users file log in and chat. "
+        "Connect with 'nc HOST PORT' or 'python -m chat.client HOST PORT'."
+    )
+
+    optParameters = [
+        ["port", "p", "tcp:4119", "Server endpoint to listen on; a bare number means TCP on that port."],
+        ["users", "u", "user_pass.txt", "The users file: '<username> <password>' per line."],
+        [
+            "database",
+            "d",
+            "chat.sqlite",
+            "SQLite file for what survives a restart; ':memory:' keeps nothing.",
+        ],
+    ] + [[name, None, default, doc] for name, default, doc, _, _ in _NUMBERS]
+
+    def parseOptions(self, options: list[str] | None = None) -> None:
+        """
+        Parse, and on any mistake exit with one line rather than the usage
+        text twistd would print.
+        """
+        try:
+            super().parseOptions(options)
+        except usage.UsageError as e:
+            raise SystemExit(f"twistd chat: {e}") from None
+
+    def postOptions(self) -> None:
+        for name, _, _, kind, smallest in _NUMBERS:
+            self[name] = _number(name, str(self[name]), kind, smallest)
+        if self["last-hour"] > 24 * 60:
+            raise usage.UsageError("--last-hour must be at most 1440 minutes (a day)")
+        self["endpoint"] = endpoint_description(self["port"])
+        try:
+            self["users-db"] = load_users(self["users"])
+        except UsersFileError as e:
+            raise usage.UsageError(str(e)) from None
+
+
+def open_store(path: str, reactor: Any) -> IStore:
+    if path == ":memory:":
+        return MemoryStore()
+    return SQLiteStore(path, reactor)
+
+
+def _warn_about_users_file(path: str, users: dict[str, Any]) -> None:
+    plain = sum(1 for s in users.values() if isinstance(s, PlainSecret))
+    if plain:
+        log.warn(
+            "{path} keeps {plain} of {total} passwords in plain text; "
+            "'python -m chat.passwd {path} USER' stores a hash instead",
+            path=path,
+            plain=plain,
+            total=len(users),
+        )
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warn("{path} is readable by other users; 'chmod 600 {path}' fixes that", path=path)
+
+
+def makeService(options: Options, reactor: Any = None) -> IService:
+    if reactor is None:
+        from twisted.internet import reactor
+    users = options["users-db"]
+    try:
+        endpoint = serverFromString(reactor, options["endpoint"])
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise SystemExit(f"twistd chat: --port {options['port']!r} is not usable: {e}") from None
+    except Exception as e:  # the TLS endpoint raises OpenSSL's own errors
+        raise SystemExit(f"twistd chat: --port {options['port']!r} is not usable: {e!r}") from None
+    try:
+        store = open_store(options["database"], reactor)
+    except StoreError as e:
+        raise SystemExit(f"twistd chat: {e}") from None
+    _warn_about_users_file(options["users"], users)
+
+    service = ChatService(frozenset(users), store, reactor)
+    portal = Portal(ChatRealm(service), [UsersChecker(users, reactor)])
+    guard = LoginGuard(reactor, options["max-attempts"], options["block-time"])
+    settings = Settings(
+        limits=Limits(last_hour=options["last-hour"], max_message=options["max-message"]),
+        login_timeout=options["login-timeout"],
+        idle_timeout=options["idle-timeout"],
+        rate=options["rate"],
+        burst=options["burst"],
+    )
+    context = ServerContext(service, portal, guard, reactor, settings)
+    factory = ChatFactory(
+        context,
+        max_per_host=options["max-connections-per-ip"],
+        max_backlog=options["max-output-buffer"],
+    )
+
+    top = MultiService()
+    service.setServiceParent(top)
+    listener = StreamServerEndpointService(endpoint, factory)
+    # A port that cannot be bound stops startup instead of being logged.
+    listener._raiseSynchronously = True
+    listener.setServiceParent(top)
+    return top

@@ -1,0 +1,1 @@
+"""Tests for chat; run with: python -m twisted.trial tests"""

@@ -259,7 +259,8 @@ class SQLiteStore:
     def _batch_done(
         self, outcome: list[tuple[bool, Any]] | Failure, batch: list[tuple[_Op, Deferred[Any]]]
     ) -> None:
-        self._running = None
+        # Callbacks may queue more work or close the store; while they run,
+        # this batch still counts as running, so both just wait their turn.
         if isinstance(outcome, Failure):
             self.log.failure("store batch of {count} failed", outcome, count=len(batch))
             for _, d in batch:
@@ -270,6 +271,7 @@ class SQLiteStore:
                     d.callback(result)
                 else:
                     d.errback(result)
+        self._running = None
         if self._queue:
             self._run_next()
         elif self._closed is not None:

@@ -1,0 +1,192 @@
+"""
+An in-memory chat server for unit tests: the real factory, protocol,
+session, service, checker and guard, over StringTransports, with a
+task.Clock for time.  Nothing here touches the network or the disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.portal import Portal
+from twisted.internet.address import IPv4Address
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chat.auth import LoginGuard, PlainSecret, Secret, UsersChecker
+from chat.messages import Delivery, StoredMessage
+from chat.protocol import ChatFactory, ChatProtocol
+from chat.service import ChatRealm, ChatService
+from chat.session import ServerContext, Settings
+from chat.store import IStore, MemoryStore, Snapshot
+
+PASSWORDS = {
+    "columbia": "116bway",
+    "seas": "summerisover",
+    "csee4119": "lotsofassignments",
+    "foobar": "passpass",
+    "google": "partofalphabet",
+    "facebook": "wastetime",
+}
+
+
+@implementer(ICredentialsChecker)
+class HeldChecker:
+    """
+    Wraps a checker so that each answer waits until the test releases it,
+    as a password hash in a thread would.
+    """
+
+    credentialInterfaces = (IUsernamePassword,)
+
+    def __init__(self, inner: UsersChecker) -> None:
+        self.inner = inner
+        self.waiting: list[tuple[Deferred[Any], Deferred[Any]]] = []
+
+    def requestAvatarId(self, credentials: Any) -> Deferred[Any]:
+        held: Deferred[Any] = Deferred()
+        self.waiting.append((self.inner.requestAvatarId(credentials), held))
+        return held
+
+    def release(self) -> None:
+        waiting, self.waiting = self.waiting, []
+        for inner, held in waiting:
+            inner.chainDeferred(held)
+
+
+@implementer(IStore)
+class HeldStore:
+    """
+    A MemoryStore whose every answer waits until the test releases it, to
+    show what a session does while the disk is slow.
+    """
+
+    def __init__(self) -> None:
+        self.inner = MemoryStore()
+        self.waiting: list[tuple[Callable[[], Deferred[Any]], Deferred[Any]]] = []
+        self.broken = False
+
+    def _hold(self, call: Callable[[], Deferred[Any]]) -> Deferred[Any]:
+        d: Deferred[Any] = Deferred()
+        self.waiting.append((call, d))
+        return d
+
+    def release(self) -> None:
+        while self.waiting:
+            waiting, self.waiting = self.waiting, []
+            for call, d in waiting:
+                if self.broken:
+                    d.errback(Failure(OSError("disk on fire")))
+                else:
+                    call().chainDeferred(d)
+
+    def snapshot(self) -> Snapshot:
+        return self.inner.snapshot()
+
+    def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
+        return self._hold(lambda: self.inner.save_offline(recipients, delivery))
+
+    def offline_for(self, name: str) -> Deferred[list[StoredMessage]]:
+        return self._hold(lambda: self.inner.offline_for(name))
+
+    def ack(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
+        return self._hold(lambda: self.inner.ack(messages))
+
+    def set_intro(self, name: str, text: str) -> Deferred[None]:
+        return self._hold(lambda: self.inner.set_intro(name, text))
+
+    def mark_seen(self, names: Iterable[str], when: float) -> Deferred[None]:
+        return self.inner.mark_seen(names, when)
+
+    def close(self) -> Deferred[None]:
+        return self.inner.close()
+
+
+class Connection:
+    """One client connected to the harness server over a StringTransport."""
+
+    def __init__(self, server: Harness, host: str, port: int) -> None:
+        address = IPv4Address("TCP", host, port)
+        self.transport = StringTransport(peerAddress=address)
+        protocol: Any = server.factory.buildProtocol(address)
+        self.protocol = protocol
+        protocol.makeConnection(self.transport)
+        self.lost = False
+
+    @property
+    def session(self) -> Any:
+        assert isinstance(self.protocol, ChatProtocol)
+        return self.protocol.session
+
+    def send(self, *lines: str) -> None:
+        self.send_bytes("".join(line + "\r\n" for line in lines).encode("utf-8"))
+
+    def send_bytes(self, data: bytes) -> None:
+        self.protocol.dataReceived(data)
+
+    def read(self) -> str:
+        """Everything written since the last read."""
+        text = self.transport.value().decode("utf-8")
+        self.transport.clear()
+        return text
+
+    @property
+    def closing(self) -> bool:
+        return bool(self.transport.disconnecting)
+
+    def lose(self) -> None:
+        """The TCP connection ends (either side closed it)."""
+        if not self.lost:
+            self.lost = True
+            self.protocol.connectionLost(Failure(ConnectionDone()))
+
+
+class Harness:
+    """A whole server in memory."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        store: IStore | None = None,
+        users: dict[str, Secret] | None = None,
+        max_attempts: int = 3,
+        block_time: float = 60,
+        max_per_host: int = 20,
+        max_backlog: int = 256 * 1024,
+        hold_logins: bool = False,
+    ) -> None:
+        self.clock = Clock()
+        self.clock.advance(1_700_000_000)
+        self.store = store if store is not None else MemoryStore()
+        self.users = users or {n: PlainSecret(p.encode()) for n, p in PASSWORDS.items()}
+        self.service = ChatService(frozenset(self.users), self.store, self.clock)
+        checker: Any = UsersChecker(self.users, self.clock)  # type: ignore[arg-type]
+        self.checker = HeldChecker(checker) if hold_logins else checker
+        self.portal = Portal(ChatRealm(self.service), [self.checker])
+        self.guard = LoginGuard(self.clock, max_attempts=max_attempts, block_time=block_time)
+        self.settings = settings or Settings()
+        self.context = ServerContext(self.service, self.portal, self.guard, self.clock, self.settings)
+        self.factory = ChatFactory(self.context, max_per_host=max_per_host, max_backlog=max_backlog)
+        self._port = 40000
+
+    def connect(self, host: str = "10.0.0.1") -> Connection:
+        self._port += 1
+        return Connection(self, host, self._port)
+
+    def login(self, name: str, host: str = "10.0.0.1") -> Connection:
+        conn = self.connect(host)
+        conn.send(name, PASSWORDS[name])
+        if isinstance(self.checker, HeldChecker):
+            self.checker.release()
+        if isinstance(self.store, HeldStore):
+            self.store.release()
+        text = conn.read()
+        assert "Welcome" in text and text.endswith("Command: "), text
+        return conn

@@ -1,0 +1,64 @@
+"""The service on its own: state that outlives a restart, and the realm."""
+
+from __future__ import annotations
+
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.task import Clock
+from twisted.trial import unittest
+from zope.interface import implementer
+
+from chat.service import ChatRealm, ChatService, IChatUser, IParticipant
+from chat.store import MemoryStore
+
+
+@implementer(IParticipant)
+class Recipient:
+    def __init__(self) -> None:
+        self.received: list[object] = []
+
+    def receive(self, delivery: object) -> None:
+        self.received.append(delivery)
+
+    def goodbye(self, reason: str) -> Deferred[None]:
+        return succeed(None)
+
+
+class ServiceTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(10_000)
+        self.store = MemoryStore()
+
+    def service(self) -> ChatService:
+        return ChatService(frozenset({"columbia", "seas", "google"}), self.store, self.clock)
+
+    def test_intros_and_wholast_come_back_from_the_store(self) -> None:
+        first = self.service()
+        user = first.join("seas", Recipient())
+        self.successResultOf(user.set_intro("summer"))
+        self.clock.advance(60)
+        user.logout()
+        restarted = self.service()
+        self.assertEqual(restarted.intros, {"seas": "summer"})
+        self.clock.advance(61)
+        [entry] = restarted.wholast("columbia", 2)
+        self.assertEqual((entry.name, entry.intro, entry.online), ("seas", "summer", False))
+        self.assertEqual(restarted.wholast("columbia", 1), [])
+
+    def test_checkpoint_records_online_users_periodically(self) -> None:
+        service = self.service()
+        service.startService()
+        service.join("columbia", Recipient())
+        self.clock.advance(60)
+        self.assertEqual(self.store.snapshot().last_seen["columbia"], self.clock.seconds())
+        service.stopService()
+
+    def test_realm_joins_the_user_with_the_session_as_mind(self) -> None:
+        service = self.service()
+        mind = Recipient()
+        interface, avatar, logout = ChatRealm(service).requestAvatar(b"columbia", mind, IChatUser)
+        self.assertIs(interface, IChatUser)
+        self.assertEqual(avatar.name, "columbia")
+        self.assertIs(service.registry.online["columbia"], mind)
+        logout()
+        self.assertNotIn("columbia", service.registry.online)

@@ -1,0 +1,181 @@
+"""
+``twistd chat`` options and the service they build.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.application.internet import StreamServerEndpointService
+from twisted.application.service import IServiceCollection
+from twisted.internet.testing import MemoryReactorClock
+from twisted.plugin import getPlugins
+from twisted.python import usage
+from twisted.trial import unittest
+
+from chat.service import ChatService
+from chat.store import MemoryStore, SQLiteStore
+from chat.tap import Options, endpoint_description, makeService
+
+
+class EndpointTests(unittest.TestCase):
+    def test_bare_number_means_tcp_with_a_large_backlog(self) -> None:
+        self.assertEqual(endpoint_description("4119"), "tcp:4119:backlog=1024")
+
+    def test_tcp_and_ssl_get_a_backlog_unless_given(self) -> None:
+        self.assertEqual(
+            endpoint_description("tcp:4119:interface=127.0.0.1"),
+            "tcp:4119:interface=127.0.0.1:backlog=1024",
+        )
+        self.assertEqual(
+            endpoint_description("ssl:4443:privateKey=k.pem:certKey=c.pem"),
+            "ssl:4443:privateKey=k.pem:certKey=c.pem:backlog=1024",
+        )
+        self.assertEqual(endpoint_description("tcp:4119:backlog=5"), "tcp:4119:backlog=5")
+
+    def test_other_endpoints_are_left_alone(self) -> None:
+        self.assertEqual(endpoint_description("unix:/tmp/chat.sock"), "unix:/tmp/chat.sock")
+
+
+class OptionsTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.users = self.mktemp()
+        with open(self.users, "w") as f:
+            f.write("columbia 116bway\nseas summerisover\n")
+
+    def parse(self, *args: str) -> Options:
+        options = Options()
+        options.parseOptions(["--users", self.users, *args])
+        return options
+
+    def refuse(self, *args: str) -> str:
+        with self.assertRaises(SystemExit) as caught:
+            self.parse(*args)
+        message = str(caught.exception.code)
+        self.assertNotIn("\n", message)
+        self.assertTrue(message.startswith("twistd chat: "), message)
+        return message
+
+    def test_defaults(self) -> None:
+        options = self.parse()
+        self.assertEqual(options["port"], "tcp:4119")
+        self.assertEqual(options["endpoint"], "tcp:4119:backlog=1024")
+        self.assertEqual(options["database"], "chat.sqlite")
+        self.assertEqual(options["block-time"], 60)
+        self.assertEqual(options["max-attempts"], 3)
+        self.assertEqual(options["idle-timeout"], 1800)
+        self.assertEqual(options["last-hour"], 60)
+        self.assertEqual(options["max-message"], 500)
+        self.assertEqual(options["login-timeout"], 60)
+        self.assertEqual(options["max-connections-per-ip"], 20)
+        self.assertEqual(options["rate"], 10)
+        self.assertEqual(options["burst"], 20)
+        self.assertEqual(options["max-output-buffer"], 262144)
+        self.assertEqual(set(options["users-db"]), {"columbia", "seas"})
+
+    def test_default_users_file_is_user_pass_txt(self) -> None:
+        self.assertEqual(Options()["users"], "user_pass.txt")
+
+    def test_values_are_converted(self) -> None:
+        options = self.parse("--port", "5000", "--block-time", "2.5", "--max-attempts", "5")
+        self.assertEqual(options["endpoint"], "tcp:5000:backlog=1024")
+        self.assertEqual(options["block-time"], 2.5)
+        self.assertEqual(options["max-attempts"], 5)
+
+    def test_negative_time_is_one_line(self) -> None:
+        self.assertEqual(
+            self.refuse("--block-time", "-5"), "twistd chat: --block-time must be at least 0, not '-5'"
+        )
+
+    def test_not_a_number_is_one_line(self) -> None:
+        self.assertEqual(
+            self.refuse("--max-attempts", "three"),
+            "twistd chat: --max-attempts must be a whole number, not 'three'",
+        )
+        self.assertIn("finite", self.refuse("--idle-timeout", "nan"))
+        self.assertIn("finite", self.refuse("--idle-timeout", "inf"))
+
+    def test_zero_attempts_or_message_length_is_refused(self) -> None:
+        self.refuse("--max-attempts", "0")
+        self.refuse("--max-message", "0")
+
+    def test_missing_users_file_is_one_line(self) -> None:
+        self.assertEqual(
+            self.refuse("--users", "/nonexistent/users.txt"),
+            "twistd chat: users file '/nonexistent/users.txt' does not exist",
+        )
+
+    def test_malformed_users_file_names_the_line(self) -> None:
+        with open(self.users, "a") as f:
+            f.write("justaname\n")
+        self.assertIn("line 3", self.refuse())
+
+    def test_unknown_option_is_one_line(self) -> None:
+        self.assertEqual(self.refuse("--colour"), "twistd chat: option --colour not recognized")
+
+    def test_usage_error_is_what_twistd_would_see_without_our_handling(self) -> None:
+        # The one-line handling wraps usage.Options' own error, not a new check.
+        with self.assertRaises(usage.UsageError):
+            usage.Options.parseOptions(Options(), ["--colour"])
+
+
+class MakeServiceTests(unittest.TestCase):
+    def options(self, *args: str) -> Options:
+        users = self.mktemp()
+        with open(users, "w") as f:
+            f.write("columbia 116bway\n")
+        options = Options()
+        options.parseOptions(["--users", users, *args])
+        return options
+
+    def test_builds_a_chat_service_and_a_listener(self) -> None:
+        service = makeService(self.options("--database", ":memory:"), MemoryReactorClock())
+        collection = IServiceCollection(service)
+        kinds = [type(s) for s in collection]
+        self.assertEqual(kinds, [ChatService, StreamServerEndpointService])
+        chat = next(s for s in collection if isinstance(s, ChatService))
+        self.assertIsInstance(chat.store, MemoryStore)
+        self.assertEqual(set(chat.users), {"columbia"})
+
+    def test_database_file_is_sqlite(self) -> None:
+        from twisted.internet import reactor
+
+        path = os.path.abspath(self.mktemp())
+        # The store answers from its thread through the reactor, so a real one.
+        service = makeService(self.options("--database", path), reactor)
+        chat = next(s for s in IServiceCollection(service) if isinstance(s, ChatService))
+        self.assertIsInstance(chat.store, SQLiteStore)
+        self.addCleanup(chat.store.close)
+        self.assertTrue(os.path.exists(path))
+
+    def test_unusable_database_is_one_line(self) -> None:
+        options = self.options("--database", "/nonexistent/dir/chat.sqlite")
+        with self.assertRaises(SystemExit) as caught:
+            makeService(options, MemoryReactorClock())
+        self.assertIn("cannot use database '/nonexistent/dir/chat.sqlite'", str(caught.exception.code))
+
+    def test_unusable_endpoint_is_one_line(self) -> None:
+        options = self.options("--database", ":memory:", "--port", "bogus:1234")
+        with self.assertRaises(SystemExit) as caught:
+            makeService(options, MemoryReactorClock())
+        message = str(caught.exception.code)
+        self.assertTrue(message.startswith("twistd chat: --port 'bogus:1234' is not usable"), message)
+        self.assertNotIn("\n", message)
+
+    def test_listens_with_the_large_backlog(self) -> None:
+        reactor = MemoryReactorClock()
+        service = makeService(self.options("--database", ":memory:", "--port", "0"), reactor)
+        service.privilegedStartService()
+        service.startService()
+        self.addCleanup(service.stopService)
+        [(port, _, backlog, _)] = reactor.tcpServers
+        self.assertEqual((port, backlog), (0, 1024))
+
+
+class PluginTests(unittest.TestCase):
+    def test_twistd_finds_the_chat_plugin(self) -> None:
+        from twisted.application.service import IServiceMaker
+
+        makers = {p.tapname: p for p in getPlugins(IServiceMaker)}
+        self.assertIn("chat", makers)
+        self.assertIs(makers["chat"].options, Options)

@@ -118,7 +118,7 @@ class UsersFileError(Exception):
     """The users file cannot be used; the message names the file and line."""
 
 
-_NAME_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,64}")
+NAME_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,64}")
 
 
 def parse_users(text: str, source: str = "users file") -> dict[str, Secret]:
@@ -138,7 +138,7 @@ def parse_users(text: str, source: str = "users file") -> dict[str, Secret]:
         if len(parts) != 2:
             raise UsersFileError(f"{where}: expected '<username> <password>'")
         name, password = parts
-        if not _NAME_RE.fullmatch(name):
+        if not NAME_RE.fullmatch(name):
             raise UsersFileError(f"{where}: username must be 1-64 printable characters")
         if name in users:
             raise UsersFileError(f"{where}: user {name!r} appears twice")
@@ -257,9 +257,11 @@ def _refused() -> Deferred[bytes | tuple[()]]:
 
 @attrs.define(slots=True)
 class _Attempts:
-    failures: int
-    last_failure: float
-    blocked_until: float
+    failures: int = 0
+    #: Password checks started and not yet finished.
+    checking: int = 0
+    last_failure: float = 0.0
+    blocked_until: float = 0.0
 
 
 class LoginGuard:
@@ -269,9 +271,15 @@ class LoginGuard:
     Failures are counted per (username, address); unknown usernames are
     counted and blocked exactly like known ones, so the guard tells an
     attacker nothing.  A success clears the count; failures older than the
-    block time are forgotten.  The table holds at most C{max_entries}, the
-    oldest dropped first, so guessing with random names cannot grow it
-    without bound.
+    block time are forgotten.
+
+    Checks still running count against the limit too: with hashed passwords
+    a check takes a while, and without this twenty parallel connections
+    could all be guessing before the first failure was counted.  So at most
+    C{max_attempts} guesses per user and address happen per block period.
+
+    The table holds at most C{max_entries}, the oldest dropped first, so
+    guessing with random names cannot grow it without bound.
     """
 
     def __init__(
@@ -294,25 +302,56 @@ class LoginGuard:
             return 0.0
         return max(0.0, record.blocked_until - self._clock.seconds())
 
-    def failed(self, name: str, host: str) -> float:
-        """Count a failure; return the seconds of the block it starts, or 0."""
-        now = self._clock.seconds()
+    def _record(self, name: str, host: str) -> _Attempts:
+        """The record for (name, host), moved to the newest end of the table."""
         key = (name, host)
         record = self._attempts.pop(key, None)
-        if record is None or now - record.last_failure >= self.block_time:
-            record = _Attempts(0, now, 0.0)
+        if record is None:
+            record = _Attempts()
+        elif record.failures and self._clock.seconds() - record.last_failure >= self.block_time:
+            record.failures = 0
+        self._attempts[key] = record
+        while len(self._attempts) > self._max_entries:
+            del self._attempts[next(iter(self._attempts))]
+        return record
+
+    def begin(self, name: str, host: str) -> bool:
+        """
+        A password for C{name} from C{host} is about to be checked.  Say
+        whether that may happen now, and if so count it as in progress;
+        every C{begin} that returns True is ended by exactly one of
+        C{failed}, C{succeeded} or C{abandoned}.
+        """
+        record = self._record(name, host)
+        if record.failures + record.checking >= self.max_attempts:
+            return False
+        record.checking += 1
+        return True
+
+    def failed(self, name: str, host: str) -> float:
+        """A check failed; return the seconds of the block it starts, or 0."""
+        now = self._clock.seconds()
+        record = self._record(name, host)
+        record.checking = max(0, record.checking - 1)
         record.failures += 1
         record.last_failure = now
         if record.failures >= self.max_attempts:
             record.failures = 0
             record.blocked_until = now + self.block_time
-        self._attempts[key] = record
-        while len(self._attempts) > self._max_entries:
-            del self._attempts[next(iter(self._attempts))]
         return max(0.0, record.blocked_until - now)
 
     def succeeded(self, name: str, host: str) -> None:
-        self._attempts.pop((name, host), None)
+        """The password was right: forget earlier failures."""
+        record = self._record(name, host)
+        record.checking = max(0, record.checking - 1)
+        record.failures = 0
+        if not record.checking:
+            del self._attempts[(name, host)]
+
+    def abandoned(self, name: str, host: str) -> None:
+        """The check ended without an answer (server busy or broken)."""
+        record = self._record(name, host)
+        record.checking = max(0, record.checking - 1)
 
     def __len__(self) -> int:
         return len(self._attempts)

@@ -310,6 +310,20 @@ class Session(TimeoutMixin):
     def line_PASSWORD(self, text: str) -> None:
         name = self.name
         assert name is not None
+        guard, host = self.context.guard, self.edge.peer_host
+        blocked = guard.blocked_for(name, host)
+        if blocked:
+            # Blocked by other connections while this one typed the password.
+            self._refuse_blocked(name, blocked)
+            return
+        if not guard.begin(name, host):
+            self.say(
+                f"Too many logins for {name} from your address are being checked; "
+                "please try again in a moment."
+            )
+            self.state = "USERNAME"
+            self.prompt()
+            return
         self.state = "AUTHENTICATING"
         self.edge.pause_input()
         credentials = UsernamePassword(name.encode("utf-8"), text.encode("utf-8"))
@@ -326,11 +340,11 @@ class Session(TimeoutMixin):
 
     def _logged_in(self, result: tuple[Any, ChatUser, Callable[[], None]]) -> None:
         _, avatar, logout = result
+        self.context.guard.succeeded(avatar.name, self.edge.peer_host)
         if self.state == "CLOSED":
             # The connection went away while the password was being checked.
             logout()
             return
-        self.context.guard.succeeded(avatar.name, self.edge.peer_host)
         self.avatar = avatar
         self._logout = logout
         self.state = "WELCOMING"
@@ -371,27 +385,35 @@ class Session(TimeoutMixin):
         self.edge.resume_input()
 
     def _login_failed(self, f: Failure) -> None:
-        if self.state == "CLOSED":
-            return
         name = self.name
         assert name is not None
-        host = self.edge.peer_host
-        self.state = "USERNAME"
+        guard, host = self.context.guard, self.edge.peer_host
+        # Count the outcome even if the connection is gone: hanging up right
+        # after sending a guess must not make the guess free.
         if f.check(UnauthorizedLogin):
-            blocked = self.context.guard.failed(name, host)
             log.info("failed login for {user} from {host}", user=name, host=host)
-            if blocked:
-                self.say("Invalid username or password.")
-                self._refuse_blocked(name, blocked)
-                return
-            self.say("Invalid username or password.")
+            blocked = guard.failed(name, host)
+            reply = "Invalid username or password."
         elif f.check(AlreadyOnline):
-            self.say(f"{name} is already logged in; a second session is not allowed.")
-        elif f.check(LoginBusy):
-            self.say("The server is busy checking other logins; please try again in a moment.")
+            # The password was right; refusing a second session is no failure.
+            guard.succeeded(name, host)
+            blocked = 0.0
+            reply = f"{name} is already logged in; a second session is not allowed."
         else:
-            log.failure("login of {user} failed", f, user=name)
-            self.say("Login failed because of a server error; please try again.")
+            guard.abandoned(name, host)
+            blocked = 0.0
+            if f.check(LoginBusy):
+                reply = "The server is busy checking other logins; please try again in a moment."
+            else:
+                log.failure("login of {user} failed", f, user=name)
+                reply = "Login failed because of a server error; please try again."
+        if self.state == "CLOSED":
+            return
+        self.state = "USERNAME"
+        self.say(reply)
+        if blocked:
+            self._refuse_blocked(name, blocked)
+            return
         self.prompt()
         self.edge.resume_input()
 

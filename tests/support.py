@@ -136,6 +136,18 @@ class ServerProcess:
             d.callback(None)
 
     @property
+    def pid(self) -> int:
+        return int(self._transport.pid)
+
+    def status_kib(self, field: str) -> int:
+        """A field of /proc/PID/status in KiB, e.g. VmRSS or VmHWM (peak RSS)."""
+        with open(f"/proc/{self.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        raise KeyError(field)
+
+    @property
     def running(self) -> bool:
         return self._transport is not None and self.exit is None
 

@@ -193,6 +193,24 @@ class GuardTests(unittest.TestCase):
         guard.failed("user999", "h")
         self.assertEqual(guard.failed("user999", "h"), 60)
 
+    def test_checks_in_progress_count_against_the_limit(self) -> None:
+        self.assertTrue(self.guard.begin("columbia", "h"))
+        self.assertTrue(self.guard.begin("columbia", "h"))
+        self.assertTrue(self.guard.begin("columbia", "h"))
+        self.assertFalse(self.guard.begin("columbia", "h"))
+        self.assertTrue(self.guard.begin("columbia", "other-host"))
+        self.guard.abandoned("columbia", "h")
+        self.assertTrue(self.guard.begin("columbia", "h"))
+
+    def test_failures_and_checks_together_stay_within_the_limit(self) -> None:
+        self.assertTrue(self.guard.begin("columbia", "h"))
+        self.assertEqual(self.guard.failed("columbia", "h"), 0)
+        self.assertTrue(self.guard.begin("columbia", "h"))
+        self.assertTrue(self.guard.begin("columbia", "h"))
+        self.assertFalse(self.guard.begin("columbia", "h"))
+        self.assertEqual(self.guard.failed("columbia", "h"), 0)
+        self.assertEqual(self.guard.failed("columbia", "h"), 60)
+
     def test_max_attempts_of_one_blocks_at_the_first_failure(self) -> None:
         guard = LoginGuard(self.clock, max_attempts=1, block_time=5)
         self.assertEqual(guard.failed("a", "h"), 5)

@@ -172,6 +172,38 @@ class LoginTests(unittest.TestCase):
             "Command: Goodbye, columbia!\r\n",
         )
 
+    def test_parallel_guesses_are_limited_while_checks_are_running(self) -> None:
+        server = Harness(hold_logins=True)
+        conns = [server.connect() for _ in range(5)]
+        for conn in conns:
+            conn.read()
+            conn.send("columbia", "guess")
+        self.assertEqual(len(server.checker.waiting), 3)
+        for conn in conns[3:]:
+            self.assertIn("are being checked; please try again in a moment.", conn.read())
+        server.checker.release()
+        self.assertIn("blocked", conns[2].read())
+        self.assertGreater(server.guard.blocked_for("columbia", "10.0.0.1"), 0)
+
+    def test_hanging_up_after_a_guess_still_counts_the_failure(self) -> None:
+        server = Harness(hold_logins=True)
+        for _ in range(3):
+            conn = server.connect()
+            conn.send("columbia", "guess")
+            conn.lose()
+            server.checker.release()
+        self.assertGreater(server.guard.blocked_for("columbia", "10.0.0.1"), 0)
+
+    def test_a_block_that_starts_while_typing_the_password_applies(self) -> None:
+        slow = self.server.connect()
+        slow.send("columbia")
+        attacker = self.server.connect()
+        attacker.send("columbia", "a", "columbia", "b", "columbia", "c")
+        slow.read()
+        slow.send("116bway")
+        self.assertIn("blocked", slow.read())
+        self.assertNotIn("columbia", self.server.service.registry.online)
+
     def test_connection_lost_during_password_check_does_not_leave_user_online(self) -> None:
         server = Harness(hold_logins=True)
         conn = server.connect()

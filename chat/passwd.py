@@ -1,0 +1,117 @@
+"""
+``python -m chat.passwd FILE USER``: add a user, or change their password,
+storing an scrypt hash instead of the password.
+
+The file is rewritten atomically (a temporary file in the same directory,
+flushed to disk, then renamed over the original), so a crash or a full
+disk leaves either the old file or the new one, never half of one; the
+file keeps its permissions, and a new file is readable by its owner only.
+Other lines, comments included, are kept as they were.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+import tempfile
+from collections.abc import Callable, Sequence
+
+from chat.auth import NAME_RE, ScryptSecret, UsersFileError, format_user_line, parse_users
+
+MIN_LENGTH = 8
+
+
+def set_password(path: str, name: str, password: str) -> bool:
+    """
+    Write C{name}'s hashed password into the users file at C{path}.
+
+    @return: True if the user was added, False if an existing entry changed.
+    @raise UsersFileError: the file exists but is not a valid users file.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        mode = os.stat(path).st_mode & 0o7777
+    except FileNotFoundError:
+        text, mode = "", 0o600
+    except UnicodeDecodeError:
+        raise UsersFileError(f"users file {path!r} is not UTF-8 text") from None
+    if text.strip():
+        parse_users(text, path)  # refuse to rewrite a file we could not read back
+
+    entry = format_user_line(name, ScryptSecret.create(password.encode("utf-8")))
+    lines = text.splitlines()
+    added = True
+    for i, line in enumerate(lines):
+        parts = line.split(None, 1)
+        if parts and not line.lstrip().startswith("#") and parts[0] == name:
+            lines[i] = entry
+            added = False
+            break
+    else:
+        lines.append(entry)
+
+    directory = os.path.dirname(os.path.abspath(path))
+    fd, temporary = tempfile.mkstemp(prefix=".users-", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write("\n".join(lines) + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        os.unlink(temporary)
+        raise
+    return added
+
+
+def main(
+    argv: Sequence[str] | None = None,
+    ask: Callable[[str], str] = getpass.getpass,
+) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m chat.passwd",
+        description="Add a chat user, or change a password, storing a scrypt hash.",
+    )
+    parser.add_argument("file", help="the users file (created if missing)")
+    parser.add_argument("user", help="the username")
+    args = parser.parse_args(argv)
+
+    if not NAME_RE.fullmatch(args.user):
+        print("chat.passwd: a username is 1-64 printable characters without spaces", file=sys.stderr)
+        return 2
+    try:
+        password = ask(f"New password for {args.user}: ")
+        again = ask("Again: ")
+    except (EOFError, KeyboardInterrupt):
+        print("\nchat.passwd: nothing changed", file=sys.stderr)
+        return 1
+    if password != again:
+        print("chat.passwd: the passwords differ; nothing changed", file=sys.stderr)
+        return 1
+    if len(password) < MIN_LENGTH:
+        print(f"chat.passwd: use at least {MIN_LENGTH} characters; nothing changed", file=sys.stderr)
+        return 1
+    if any(ord(c) < 32 or ord(c) == 127 for c in password) or password != password.strip():
+        print(
+            "chat.passwd: no control characters or leading/trailing spaces; nothing changed",
+            file=sys.stderr,
+        )
+        return 1
+    try:
+        added = set_password(args.file, args.user, password)
+    except UsersFileError as e:
+        print(f"chat.passwd: {e}; nothing changed", file=sys.stderr)
+        return 1
+    except OSError as e:
+        print(f"chat.passwd: cannot write {args.file!r}: {e.strerror}; nothing changed", file=sys.stderr)
+        return 1
+    print(f"{'Added' if added else 'Changed the password of'} {args.user} in {args.file}.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

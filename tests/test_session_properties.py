@@ -10,8 +10,9 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from twisted.logger import LogLevel, globalLogPublisher
+from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial import unittest
+from zope.interface import provider
 
 from chat.commands import COMMAND_NAMES
 from tests.harness import PASSWORDS, Harness
@@ -44,6 +45,7 @@ class RandomSessionTests(unittest.TestCase):
     def test_any_input_gets_a_reply_or_a_clean_close(self, plan: list[tuple[str, int, Any]]) -> None:
         errors: list[dict[str, Any]] = []
 
+        @provider(ILogObserver)
         def observe(event: dict[str, Any]) -> None:
             if event.get("log_level") in (LogLevel.error, LogLevel.critical) or "log_failure" in event:
                 errors.append(event)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 from typing import Any
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ProcessTerminated
 from twisted.trial import unittest
@@ -120,6 +121,23 @@ class Lab:
         self.case.addCleanup(abort, client)
         return client
 
+    async def connect_with_small_window(self, port: int) -> LineClient:
+        """
+        Connect with a 4 KiB receive buffer, set before connecting so the
+        window stays small: a client that stops reading is then noticed soon.
+        """
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", port))  # loopback: immediate
+            factory = _OneClient()
+            reactor.adoptStreamConnection(sock.fileno(), socket.AF_INET, factory)  # type: ignore[attr-defined]
+        finally:
+            sock.close()  # the reactor has its own copy of the descriptor
+        client = factory.client
+        self.case.addCleanup(abort, client)
+        return client
+
     async def login(
         self, port: int, name: str, password: str | None = None, source: str | None = None
     ) -> LineClient:
@@ -132,6 +150,14 @@ class Lab:
         await client.expect("Welcome")
         await client.expect(COMMAND)
         return client
+
+
+class _OneClient(protocol.Factory):
+    client: LineClient
+
+    def buildProtocol(self, addr: object) -> LineClient:
+        self.client = LineClient()
+        return self.client
 
 
 def abort(client: LineClient) -> defer.Deferred[None]:

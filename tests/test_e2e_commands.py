@@ -176,6 +176,20 @@ class MessageTests(unittest.TestCase):
         seas.send("wholast 5")
         await seas.expect(r"  csee4119\s+<Still the best>\s+\(offline\)\r\n")
 
+    async def test_message_arriving_at_the_intro_prompt_is_shown_and_the_intro_still_taken(self) -> None:
+        lab = Lab(self)
+        _, port = await lab.start()
+        csee = await lab.login(port, "csee4119")
+        seas = await lab.login(port, "seas")
+        csee.send("personalintro")
+        await csee.expect("Intro: ")
+        seas.send("message csee4119 are you there?")
+        await csee.expect(delivered("seas", "private", "are you there?"))
+        csee.send("Teaching networks")
+        await csee.expect(r"Personal introduction saved\.\r\n" + COMMAND)
+        seas.send("whoelse")
+        await seas.expect(r"  csee4119\s+<Teaching networks>\r\n")
+
     async def test_help_lists_every_command_and_shows_one_usage(self) -> None:
         lab = Lab(self)
         _, port = await lab.start()
@@ -306,9 +320,11 @@ class ParseAndCorrectTests(unittest.TestCase):
         self.assertNotIn("0123456789X", await drain(seas))
         seas.send("whoelse")
         await seas.expect(r"Online now \(1\):\r\n  columbia\r\n")
-        # At the limit it goes through.
+        # At the limit it goes through; the limit counts characters, not bytes.
         columbia.send("message seas 0123456789")
         await seas.expect(delivered("columbia", "private", "0123456789"))
+        columbia.send("message seas " + "é" * 10)
+        await seas.expect(delivered("columbia", "private", "é" * 10))
 
     async def test_line_over_4_kib_is_refused_and_the_session_goes_on(self) -> None:
         lab = Lab(self)
@@ -401,6 +417,7 @@ class PipelineTests(unittest.TestCase):
             "wholast 3",
             "message seas two",
             "logout",
+            "message seas after logout",
         ]
         client.send_bytes("".join(line + "\r\n" for line in script).encode())
         await client.closed
@@ -438,6 +455,7 @@ class PipelineTests(unittest.TestCase):
             position = found + len(piece)
         self.assertEqual(client.text[position:].strip(), "")
         await seas.expect(delivered("columbia", "private", "one") + delivered("columbia", "private", "two"))
+        self.assertNotIn("after logout", await drain(seas))
         seas.send("whoelse")
         await seas.expect("Nobody else is online.")
         seas.send("wholast 3")
@@ -448,6 +466,42 @@ class PipelineTests(unittest.TestCase):
         await google.expect(
             r"You have 1 offline message:\r\n" + offline_line("columbia", "private", "kept for later")
         )
+
+    async def test_piped_session_with_offline_messages_and_half_close_is_answered_in_order(self) -> None:
+        """
+        As ``printf ... | nc -N``: the whole session, then end of input.  The
+        login waits for stored messages and a send waits for the store, and
+        every reply still comes, in order, before the server closes.
+        """
+        lab = Lab(self)
+        _, port = await lab.start()
+        columbia = await lab.login(port, "columbia")
+        columbia.send("message seas waiting one", "message seas waiting two")
+        await columbia.expect("seas " + STORED + r"\r\n" + COMMAND + "seas " + STORED)
+        seas = await lab.connect(port)
+        await seas.expect(USERNAME)
+        script = "seas\nsummerisover\nmessage google for later\nwhoelse\nmessage columbia live\nlogout\n"
+        seas.send_bytes(script.encode())
+        seas.transport.loseWriteConnection()  # type: ignore[union-attr]
+        await seas.closed
+        self.assertRegex(
+            seas.text,
+            r"Welcome to chat, seas!\r\n"
+            r"You have 2 offline messages:\r\n"
+            + offline_line("columbia", "private", "waiting one")
+            + offline_line("columbia", "private", "waiting two")
+            + COMMAND
+            + "google "
+            + STORED
+            + r"\r\n"
+            + COMMAND
+            + r"Online now \(1\):\r\n  columbia\r\n"
+            + COMMAND
+            + r"Sent to columbia\.\r\n"
+            + COMMAND
+            + r"Goodbye, seas!\r\n$",
+        )
+        await columbia.expect(delivered("seas", "private", "live"))
 
     async def test_commands_beyond_the_burst_are_refused_not_queued(self) -> None:
         lab = Lab(self)
@@ -464,3 +518,36 @@ class PipelineTests(unittest.TestCase):
         await seas.expect(r"Online now")
         self.assertNotIn("n3", seas.text)
         self.assertNotIn("n4", seas.text)
+
+
+class SlowReaderTests(unittest.TestCase):
+    async def test_user_who_stops_reading_is_cut_off_and_others_go_on(self) -> None:
+        lab = Lab(self)
+        _, port = await lab.start("--max-output-buffer", "4096", "--rate", "100000", "--burst", "100000")
+        # A small receive window, so the kernel holds little for the slow reader.
+        slow = await lab.connect_with_small_window(port)
+        await slow.expect(USERNAME)
+        slow.send("seas", "summerisover")
+        await slow.expect(COMMAND)
+        slow.transport.pauseProducing()  # type: ignore[union-attr]
+        reader = await lab.login(port, "google")
+        sender = await lab.login(port, "columbia")
+        text = "x" * 400
+        sent = 0
+        # The kernel's buffers on both sides take a few megabytes first.
+        for _ in range(400):
+            sender.send(*["broadcast message " + text] * 50, "whoelse")
+            sent += 50
+            m = await sender.expect(r"Online now \(\d\):\r\n((?:  [^\r\n]*\r\n)*)" + COMMAND, timeout=30)
+            if "seas" not in entries(m.group(1)):
+                break
+        else:
+            self.fail(f"seas was still online after {sent} broadcasts it never read")
+        # The one who reads got every broadcast.
+        sender.send("broadcast message the end")
+        await reader.expect(delivered("columbia", "broadcast", "the end"), timeout=30)
+        self.assertEqual(reader.text.count(text), sent)
+        # seas is offline, and may log in again.
+        again = await lab.login(port, "seas")
+        again.send("whoelse")
+        await again.expect(r"Online now \(2\):\r\n  columbia\r\n  google\r\n")

@@ -5,6 +5,8 @@ the login and idle timeouts, and the per-address connection limit.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 
 from twisted.trial import unittest
@@ -71,6 +73,48 @@ class PromptTests(unittest.TestCase):
         client.send("seas", "summerisover")
         await client.expect("Welcome to chat, seas")
 
+    async def test_password_with_spaces_and_hashed_password_log_in(self) -> None:
+        """
+        The users file takes the rest of the line as the password, or a
+        scrypt hash of it; both work over the wire, and so do their refusals.
+        """
+        salt = b"0123456789abcdef"
+        key = hashlib.scrypt(b"hashed secret", salt=salt, n=1 << 10, r=8, p=1, dklen=32)
+
+        def b64(data: bytes) -> str:
+            return base64.b64encode(data).decode("ascii").rstrip("=")
+
+        users = {
+            "spacey": "open sesame now",
+            "hashed": f"$scrypt$ln=10,r=8,p=1${b64(salt)}${b64(key)}",
+        }
+        lab = Lab(self)
+        _, port = await lab.start(users=users)
+        client = await lab.connect(port)
+        await client.expect(USERNAME)
+        self.assertRegex(await fail_login(client, "spacey", "open"), INVALID)
+        self.assertRegex(await fail_login(client, "hashed", "hashed"), INVALID)
+        # Username, password and a command in one write, while the hash is checked.
+        client.send("hashed", "hashed secret", "whoelse")
+        await client.expect(r"Welcome to chat, hashed!\r\n" + COMMAND + r"Nobody else is online\.\r\n")
+        spacey = await lab.login(port, "spacey", "open sesame now")
+        spacey.send("whoelse")
+        await spacey.expect(r"  hashed\r\n")
+
+    async def test_simultaneous_logins_as_one_user_let_exactly_one_in(self) -> None:
+        lab = Lab(self)
+        _, port = await lab.start()
+        clients = [await lab.connect(port) for _ in range(4)]
+        for client in clients:
+            await client.expect(USERNAME)
+        for client in clients:
+            client.send("columbia", "116bway", "whoelse")
+        outcomes = []
+        for client in clients:
+            m = await client.expect(r"(Welcome to chat|already logged in)")
+            outcomes.append(m.group(1))
+        self.assertEqual(sorted(outcomes), ["Welcome to chat"] + ["already logged in"] * 3)
+
 
 class BlockTests(unittest.TestCase):
     async def test_third_failure_blocks_with_seconds_left_and_disconnects(self) -> None:
@@ -104,6 +148,34 @@ class BlockTests(unittest.TestCase):
             self.assertIn("blocked", reply)
             self.assertNotIn("Welcome", reply)
             self.assertTrue(0 < seconds_in(reply) <= int(LONG_BLOCK), reply)
+
+    async def test_password_sent_during_a_block_is_refused_even_if_the_username_came_before(self) -> None:
+        """
+        A connection that gave the username before the block began, and the
+        right password after, is refused: the block covers every attempt made
+        during it, or an attacker would open connections up to the username
+        prompt first and get one guess from each.
+        """
+        lab = Lab(self)
+        _, port = await lab.start("--block-time", LONG_BLOCK, "--max-attempts", "2")
+        waiting = await lab.connect(port)
+        await waiting.expect(USERNAME)
+        waiting.send("columbia")
+        await waiting.expect(PASSWORD)
+        guesser = await lab.connect(port)
+        await guesser.expect(USERNAME)
+        await fail_login(guesser, "columbia", "nope")
+        guesser.send("columbia", "nope")
+        await guesser.closed
+        self.assertIn("columbia is blocked", guesser.text)
+        start = waiting.position
+        waiting.send("116bway")
+        m = await waiting.expect(f"(Welcome|blocked|{USERNAME})")
+        self.assertNotEqual(m.group(1), "Welcome", waiting.text[start:])
+        # And the block is still in force for new attempts.
+        again = await lab.connect(port)
+        await again.expect(USERNAME)
+        self.assertIn("blocked", await refused_as_blocked(again, "columbia", "116bway"))
 
     async def test_block_is_per_username_and_per_address(self) -> None:
         """
@@ -254,6 +326,19 @@ class TimeoutTests(unittest.TestCase):
         for client in (idle, halfway):
             await client.expect(r"Login timed out after 1 second[^\r\n]*\r\n")
             await client.closed
+
+    async def test_login_timeout_does_not_apply_once_logged_in(self) -> None:
+        lab = Lab(self)
+        _, port = await lab.start("--login-timeout", "1")
+        columbia = await lab.login(port, "columbia")
+        # A connection made after columbia's timing out shows that columbia's
+        # login timeout, had it still run, would have fired by now.
+        late = await lab.connect(port)
+        await late.expect(r"Login timed out[^\r\n]*\r\n")
+        await late.closed
+        columbia.send("whoelse")
+        await columbia.expect(r"Nobody else is online\.\r\n" + COMMAND)
+        self.assertNotIn("timed out", columbia.text)
 
     async def test_idle_user_is_logged_out_with_a_reason(self) -> None:
         lab = Lab(self)

@@ -12,6 +12,16 @@ from twisted.trial import unittest
 from tests.e2e_helpers import Lab, startup_failure
 
 
+class GoodOptionTests(unittest.TestCase):
+    async def test_bare_port_number_means_tcp(self) -> None:
+        lab = Lab(self)
+        server, port = await lab.start("--port", "0")
+        self.assertIn(b"ChatFactory starting on", server.log)
+        client = await lab.login(port, "columbia")
+        client.send("whoelse")
+        await client.expect("Nobody else is online")
+
+
 class BadOptionTests(unittest.TestCase):
     def assertOneLine(self, output: str, *needles: str) -> str:
         """C{output} is one non-empty line, without a traceback, naming C{needles}."""

@@ -177,11 +177,19 @@ def abort(client: LineClient) -> defer.Deferred[None]:
 
 
 async def startup_failure(
-    case: unittest.TestCase, *args: str, users_text: str | None = None, timeout: float = 30
+    case: unittest.TestCase,
+    *args: str,
+    users_text: str | None = None,
+    timeout: float = 30,
+    reported: bytes | None = None,
+    exit_within: float = 5,
 ) -> tuple[int, str]:
     """
     Start a server that should refuse to start; give its exit status and
     everything it printed.  A server that starts, or hangs, fails the test.
+
+    With C{reported}, the server is allowed C{exit_within} seconds to exit
+    once it has printed C{reported} (its own account of the failure).
     """
     directory = os.path.abspath(case.mktemp())
     os.makedirs(directory)
@@ -189,18 +197,40 @@ async def startup_failure(
         with open(os.path.join(directory, "users.txt"), "w") as f:
             f.write(users_text)
     server = ServerProcess(directory, args=args)
+    hung: list[bool] = []
+    watcher: defer.Deferred[None] = defer.succeed(None)
+    if reported is not None:
+        watcher = defer.ensureDeferred(_kill_if_hung(server, reported, exit_within, hung))
     try:
         await server.start(timeout=timeout)
     except RuntimeError:
         pass  # exited before listening, as it should
     except defer.TimeoutError:
         await server.kill()
-        case.fail(f"the server neither listened nor exited within {timeout}s:\n" + server.log.decode())
+        case.fail("the server neither listened nor exited:\n" + server.log.decode())
     else:
         await server.stop()
         case.fail(f"the server started with {args!r}:\n" + server.log.decode())
     await server.wait_exit()
+    await watcher
+    if hung:
+        case.fail(
+            f"the server printed {reported!r} but had not exited {exit_within}s later:\n"
+            + server.log.decode()
+        )
     assert server.exit is not None
     value = server.exit.value
     code = value.exitCode if isinstance(value, ProcessTerminated) else 0
     return code, server.log.decode("utf-8", "replace")
+
+
+async def _kill_if_hung(server: ServerProcess, reported: bytes, within: float, hung: list[bool]) -> None:
+    """Kill C{server} if it still runs C{within} seconds after printing C{reported}."""
+    while server.exit is None and reported not in server.log:
+        await pause(0.1)
+    deadline = reactor.seconds() + within
+    while server.exit is None and reactor.seconds() < deadline:
+        await pause(0.1)
+    if server.exit is None:
+        hung.append(True)
+        await server.kill()

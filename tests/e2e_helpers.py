@@ -104,9 +104,13 @@ class Lab:
 
     async def _finish(self, server: ServerProcess) -> None:
         if server.running:
-            await server.signal(signal.SIGTERM)
-        if server.running:
-            await server.kill()
+            try:
+                await server.signal(signal.SIGTERM)
+            except defer.TimeoutError:
+                await server.kill()
+                self.case.fail(
+                    "the server did not stop on SIGTERM:\n" + server.log.decode("utf-8", "replace")
+                )
         problems = server.tracebacks()
         if problems:
             self.case.fail("the server logged a traceback:\n" + server.log.decode("utf-8", "replace")[-4000:])
@@ -201,23 +205,23 @@ async def startup_failure(
     watcher: defer.Deferred[None] = defer.succeed(None)
     if reported is not None:
         watcher = defer.ensureDeferred(_kill_if_hung(server, reported, exit_within, hung))
+    problem = None
     try:
         await server.start(timeout=timeout)
     except RuntimeError:
         pass  # exited before listening, as it should
     except defer.TimeoutError:
+        problem = "the server neither listened nor exited"
         await server.kill()
-        case.fail("the server neither listened nor exited:\n" + server.log.decode())
     else:
+        problem = f"the server started with {args!r}"
         await server.stop()
-        case.fail(f"the server started with {args!r}:\n" + server.log.decode())
     await server.wait_exit()
     await watcher
     if hung:
-        case.fail(
-            f"the server printed {reported!r} but had not exited {exit_within}s later:\n"
-            + server.log.decode()
-        )
+        problem = f"the server printed {reported!r} but had not exited {exit_within}s later"
+    if problem is not None:
+        case.fail(problem + ":\n" + server.log.decode("utf-8", "replace"))
     assert server.exit is not None
     value = server.exit.value
     code = value.exitCode if isinstance(value, ProcessTerminated) else 0

@@ -39,7 +39,8 @@ class ChatProtocol(LineReceiver):
     transport calls C{pauseProducing} when its send buffer is full and
     C{resumeProducing} when it has drained.  Between the two, what is written
     is counted, and past C{factory.max_backlog} bytes the connection is
-    aborted (the client is not reading, so a goodbye would not arrive).
+    aborted (the client is not reading, so a goodbye would not arrive);
+    C{_backlog} is then -1 and nothing more is written.
     """
 
     delimiter = b"\n"
@@ -150,11 +151,23 @@ class ChatProtocol(LineReceiver):
             # fresh line rather than after "Command: ".
             data = b"\r\n" + data
             self._at_prompt = False
-        self.transport.write(data)  # type: ignore[union-attr]
         if self._congested:
-            self._backlog += len(data)
-            if self._backlog > self.factory.max_backlog:
-                self._overflow()
+            self._write_congested(data)
+        else:
+            self.transport.write(data)  # type: ignore[union-attr]
+
+    def _write_congested(self, data: bytes) -> None:
+        """
+        The client is not keeping up: queue up to the bound, then cut it off.
+        Once cut off, nothing more is queued for it.
+        """
+        if self._backlog < 0:
+            return
+        self._backlog += len(data)
+        if self._backlog > self.factory.max_backlog:
+            self._overflow()
+        else:
+            self.transport.write(data)  # type: ignore[union-attr]
 
     def send_text(self, text: str) -> None:
         self._write((text.replace("\n", "\r\n") + "\r\n").encode("utf-8"))
@@ -181,7 +194,7 @@ class ChatProtocol(LineReceiver):
             host=self.peer_host,
             bytes=self._backlog,
         )
-        self._congested = False
+        self._backlog = -1
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     # --- IPushProducer, for the transport's send buffer -----------------------
@@ -192,11 +205,12 @@ class ChatProtocol(LineReceiver):
             self._backlog = 0
 
     def resumeProducing(self) -> None:
-        self._congested = False
-        self._backlog = 0
+        if self._backlog >= 0:
+            self._congested = False
+            self._backlog = 0
 
     def stopProducing(self) -> None:
-        self._congested = False
+        pass
 
 
 class _Refuse(Protocol):

@@ -17,6 +17,7 @@ sends ahead (a pasted session, a script) are answered in order.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -334,7 +335,7 @@ class Session(TimeoutMixin):
     def _refuse_blocked(self, name: str, seconds: float) -> None:
         log.info("refused {user} from {host}: blocked", user=name, host=self.edge.peer_host)
         self.end(
-            f"{name} is blocked from your address for {describe_duration(max(1, seconds))} "
+            f"{name} is blocked from your address for {math.ceil(seconds)} more seconds "
             "after too many failed logins. Disconnecting."
         )
 

@@ -185,8 +185,9 @@ class SQLiteStore:
             self._snapshot = self._load()
         except sqlite3.Error as e:
             raise StoreError(f"cannot use database {path!r}: {e}") from None
+        # Started with the first operation, so that a server which fails to
+        # start (a port in use) has no thread left to keep the process alive.
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="chat-store")
-        self._pool.start()
 
     def _connect(self) -> sqlite3.Connection:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
@@ -225,10 +226,15 @@ class SQLiteStore:
             self._run_next()
         return d
 
+    def _in_thread(self, f: Callable[..., T], *args: object) -> Deferred[T]:
+        if not self._pool.started:
+            self._pool.start()
+        return deferToThreadPool(self._reactor, self._pool, f, *args)
+
     def _run_next(self) -> None:
         batch, self._queue = self._queue, []
         ops = [op for op, _ in batch]
-        running = deferToThreadPool(self._reactor, self._pool, self._run_batch, ops)
+        running = self._in_thread(self._run_batch, ops)
         self._running = running
         running.addBoth(self._batch_done, batch)
 
@@ -367,7 +373,11 @@ class SQLiteStore:
     def _finish_close(self) -> None:
         closed = self._closed
         assert closed is not None
-        done = deferToThreadPool(self._reactor, self._pool, self._conn.close)
+        if not self._pool.started:
+            self._conn.close()
+            closed.callback(None)
+            return
+        done = self._in_thread(self._conn.close)
 
         def stop_pool(result: object) -> None:
             self._pool.stop()

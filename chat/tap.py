@@ -13,12 +13,14 @@ import os
 import stat
 from typing import Any
 
-from twisted.application.internet import StreamServerEndpointService
-from twisted.application.service import IService, MultiService
+from twisted.application.service import IService, MultiService, Service
 from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.endpoints import serverFromString
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger
 from twisted.python import usage
+from twisted.python.failure import Failure
 
 from chat.auth import LoginGuard, PlainSecret, UsersChecker, UsersFileError, load_users
 from chat.commands import Limits
@@ -129,6 +131,42 @@ class Options(usage.Options):
             raise usage.UsageError(str(e)) from None
 
 
+class Listener(Service):
+    """
+    Listens on the server endpoint when twistd starts its services.
+
+    Binding happens in C{privilegedStartService}, before the reactor runs;
+    a port that cannot be bound (in use, not permitted) stops startup with
+    one line instead of a traceback.
+    """
+
+    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, description: str) -> None:
+        self.endpoint = endpoint
+        self.factory = factory
+        self.description = description
+        self.port: IListeningPort | None = None
+
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        outcome: list[Any] = []
+        self.endpoint.listen(self.factory).addBoth(outcome.append)
+        if not outcome:
+            raise SystemExit(f"twistd chat: --port {self.description!r} did not start listening at once")
+        result = outcome[0]
+        if isinstance(result, Failure):
+            reason = result.getErrorMessage()
+            raise SystemExit(f"twistd chat: cannot listen on {self.description!r}: {reason}")
+        self.port = result
+
+    def stopService(self) -> Deferred[None]:
+        super().stopService()
+        if self.port is None:
+            return succeed(None)
+        port, self.port = self.port, None
+        stopped = port.stopListening()
+        return stopped if isinstance(stopped, Deferred) else succeed(None)
+
+
 def open_store(path: str, reactor: Any) -> IStore:
     if path == ":memory:":
         return MemoryStore()
@@ -188,8 +226,6 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     top = MultiService()
     service.setServiceParent(top)
-    listener = StreamServerEndpointService(endpoint, factory)
-    # A port that cannot be bound stops startup instead of being logged.
-    listener._raiseSynchronously = True
-    listener.setServiceParent(top)
+    # Added last so that it stops first: no new connections during goodbyes.
+    Listener(endpoint, factory, options["port"]).setServiceParent(top)
     return top

@@ -52,7 +52,7 @@ def entries(listing: str) -> list[str]:
 
 def seconds_in(reply: str) -> float:
     """The duration in a reply such as 'blocked ... for 45 seconds' (or '1 minute')."""
-    m = re.search(r"(\d+) (second|minute|hour)s?\b", reply)
+    m = re.search(r"(\d+) (?:more )?(second|minute|hour)s?\b", reply)
     if m is None:
         raise AssertionError(f"no duration in {reply!r}")
     return int(m.group(1)) * {"second": 1, "minute": 60, "hour": 3600}[m.group(2)]

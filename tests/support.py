@@ -9,6 +9,7 @@ a free port.
 
 from __future__ import annotations
 
+import codecs
 import os
 import re
 import signal
@@ -157,7 +158,13 @@ class ServerProcess:
             return defer.succeed(None)
         d: defer.Deferred[None] = defer.Deferred()
         self._exit_waiters.append(d)
-        return timeout_deferred(d, timeout, "the server to exit")
+
+        def forget(failure: Failure) -> Failure:
+            if d in self._exit_waiters:
+                self._exit_waiters.remove(d)
+            return failure
+
+        return timeout_deferred(d, timeout, "the server to exit").addErrback(forget)
 
     def signal(self, sig: int, timeout: float = 20) -> defer.Deferred[None]:
         """Send C{sig}; fires once the process has ended."""
@@ -197,12 +204,10 @@ class LineClient(protocol.Protocol):
         self.position = 0
         self.closed: defer.Deferred[None] = defer.Deferred()
         self._waiters: list[tuple[re.Pattern[str], defer.Deferred[re.Match[str]]]] = []
-        self._raw = b""
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     def dataReceived(self, data: bytes) -> None:
-        self._raw += data
-        text = self._raw.decode("utf-8", "replace")
-        self.text = text
+        self.text += self._decoder.decode(data)
         self._check()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:

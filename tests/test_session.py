@@ -64,7 +64,7 @@ class LoginTests(unittest.TestCase):
         conn.send("columbia", "c")
         text = conn.read()
         self.assertIn("blocked", text)
-        self.assertIn("1 minute", text)
+        self.assertIn("for 60 more seconds", text)
         self.assertTrue(conn.closing)
 
     def test_blocked_user_is_refused_even_with_the_right_password(self) -> None:
@@ -76,7 +76,7 @@ class LoginTests(unittest.TestCase):
         again.read()
         again.send("columbia", "116bway")
         text = again.read()
-        self.assertIn("columbia is blocked from your address for 45 seconds", text)
+        self.assertIn("columbia is blocked from your address for 45 more seconds", text)
         self.assertNotIn("Welcome", text)
         self.assertTrue(again.closing)
         self.assertNotIn("columbia", self.server.service.registry.online)

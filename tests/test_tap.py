@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 
-from twisted.application.internet import StreamServerEndpointService
 from twisted.application.service import IServiceCollection
 from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
@@ -15,7 +14,7 @@ from twisted.trial import unittest
 
 from chat.service import ChatService
 from chat.store import MemoryStore, SQLiteStore
-from chat.tap import Options, endpoint_description, makeService
+from chat.tap import Listener, Options, endpoint_description, makeService
 
 
 class EndpointTests(unittest.TestCase):
@@ -132,7 +131,7 @@ class MakeServiceTests(unittest.TestCase):
         service = makeService(self.options("--database", ":memory:"), MemoryReactorClock())
         collection = IServiceCollection(service)
         kinds = [type(s) for s in collection]
-        self.assertEqual(kinds, [ChatService, StreamServerEndpointService])
+        self.assertEqual(kinds, [ChatService, Listener])
         chat = next(s for s in collection if isinstance(s, ChatService))
         self.assertIsInstance(chat.store, MemoryStore)
         self.assertEqual(set(chat.users), {"columbia"})
@@ -170,6 +169,29 @@ class MakeServiceTests(unittest.TestCase):
         self.addCleanup(service.stopService)
         [(port, _, backlog, _)] = reactor.tcpServers
         self.assertEqual((port, backlog), (0, 1024))
+
+
+class ListenerTests(unittest.TestCase):
+    def test_a_port_in_use_stops_startup_with_one_line(self) -> None:
+        import socket
+
+        from twisted.internet import reactor
+        from twisted.internet.endpoints import serverFromString
+        from twisted.internet.protocol import Factory
+
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        endpoint = serverFromString(reactor, f"tcp:{port}:interface=127.0.0.1")
+        listener = Listener(endpoint, Factory(), str(port))
+        with self.assertRaises(SystemExit) as caught:
+            listener.privilegedStartService()
+        message = str(caught.exception.code)
+        self.assertTrue(message.startswith(f"twistd chat: cannot listen on '{port}': "), message)
+        self.assertIn("in use", message)
+        self.assertNotIn("\n", message)
 
 
 class PluginTests(unittest.TestCase):

@@ -51,6 +51,8 @@ class ChatProtocol(LineReceiver):
     factory: ChatFactory
     session: Session
     peer_host: str
+    #: Whether this connection counts against its address's limit.
+    counted = False
 
     def __init__(self) -> None:
         self._at_prompt = False
@@ -76,7 +78,8 @@ class ChatProtocol(LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
-        self.factory.connection_closed(self.peer_host)
+        if self.counted:
+            self.factory.connection_closed(self.peer_host)
         self.session.connection_lost()
 
     # --- input ----------------------------------------------------------------
@@ -246,13 +249,15 @@ class ChatFactory(ServerFactory):
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         host = host_of(addr)
-        count = self._per_host.get(host, 0)
-        if count >= self.max_per_host:
-            log.warn("refused a connection from {host}: {count} open", host=host, count=count)
-            return _Refuse(f"Too many connections from your address (limit {self.max_per_host}).")
-        self._per_host[host] = count + 1
         protocol = ChatProtocol()
         protocol.factory = self
+        if not self.context.settings.exempt.covers(host):
+            count = self._per_host.get(host, 0)
+            if count >= self.max_per_host:
+                log.warn("refused a connection from {host}: {count} open", host=host, count=count)
+                return _Refuse(f"Too many connections from your address (limit {self.max_per_host}).")
+            self._per_host[host] = count + 1
+            protocol.counted = True
         return protocol
 
     def connection_closed(self, host: str) -> None:

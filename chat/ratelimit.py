@@ -1,5 +1,5 @@
 """
-A token bucket: C{rate} actions per second on average, C{burst} at once.
+Flood limits: a token bucket per user, and the networks exempt from limits.
 
 Time is passed in, so the bucket is a value that tests drive with a clock
 and no sleeping.
@@ -7,7 +7,11 @@ and no sleeping.
 
 from __future__ import annotations
 
+import ipaddress
+
 import attrs
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @attrs.define(slots=True)
@@ -31,3 +35,50 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+
+@attrs.frozen
+class Exemptions:
+    """
+    Networks whose connections skip the per-address connection limit and
+    the per-user flood limit.
+
+    By default that is loopback: connections from the server's own machine
+    come from tools the operator runs (a gateway, a bridge, a load test),
+    which put many users behind one address.  Password guessing is limited
+    for every address regardless.
+    """
+
+    networks: tuple[Network, ...] = ()
+
+    @classmethod
+    def parse(cls, text: str) -> Exemptions:
+        """
+        Parse a comma-separated list of networks (CIDR) or addresses.
+
+        @raise ValueError: with a message naming the bad entry.
+        """
+        networks: list[Network] = []
+        for item in text.split(","):
+            item = item.strip()
+            if not item:
+                continue
+            try:
+                networks.append(ipaddress.ip_network(item, strict=False))
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP network or address") from None
+        return cls(tuple(networks))
+
+    def covers(self, host: str) -> bool:
+        if not self.networks:
+            return False
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
+
+    def describe(self) -> str:
+        return ",".join(str(n) for n in self.networks)

@@ -25,6 +25,7 @@ from twisted.python.failure import Failure
 from chat.auth import LoginGuard, PlainSecret, UsersChecker, UsersFileError, load_users
 from chat.commands import Limits
 from chat.protocol import ChatFactory
+from chat.ratelimit import Exemptions
 from chat.service import ChatRealm, ChatService
 from chat.session import ServerContext, Settings
 from chat.store import IStore, MemoryStore, SQLiteStore, StoreError
@@ -32,6 +33,7 @@ from chat.store import IStore, MemoryStore, SQLiteStore, StoreError
 log = Logger()
 
 DEFAULT_BACKLOG = 1024
+DEFAULT_EXEMPT = "127.0.0.0/8,::1"
 
 
 def endpoint_description(port: str) -> str:
@@ -107,6 +109,13 @@ class Options(usage.Options):
             "chat.sqlite",
             "SQLite file for what survives a restart; ':memory:' keeps nothing.",
         ],
+        [
+            "exempt",
+            None,
+            DEFAULT_EXEMPT,
+            "Networks (CIDR, comma-separated) free of the per-address connection limit "
+            "and the flood limit; '' for none.",
+        ],
     ] + [[name, None, default, doc] for name, default, doc, _, _ in _NUMBERS]
 
     def parseOptions(self, options: list[str] | None = None) -> None:
@@ -125,6 +134,10 @@ class Options(usage.Options):
         if self["last-hour"] > 24 * 60:
             raise usage.UsageError("--last-hour must be at most 1440 minutes (a day)")
         self["endpoint"] = endpoint_description(self["port"])
+        try:
+            self["exemptions"] = Exemptions.parse(self["exempt"])
+        except ValueError as e:
+            raise usage.UsageError(f"--exempt: {e}") from None
         try:
             self["users-db"] = load_users(self["users"])
         except UsersFileError as e:
@@ -216,6 +229,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         idle_timeout=options["idle-timeout"],
         rate=options["rate"],
         burst=options["burst"],
+        exempt=options["exemptions"],
     )
     context = ServerContext(service, portal, guard, reactor, settings)
     factory = ChatFactory(

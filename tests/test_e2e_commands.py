@@ -505,7 +505,7 @@ class PipelineTests(unittest.TestCase):
 
     async def test_commands_beyond_the_burst_are_refused_not_queued(self) -> None:
         lab = Lab(self)
-        _, port = await lab.start("--burst", "3", "--rate", "0.001")
+        _, port = await lab.start("--burst", "3", "--rate", "0.001", "--exempt", "")
         columbia = await lab.login(port, "columbia")
         seas = await lab.login(port, "seas")
         columbia.send(*[f"message seas n{i}" for i in range(5)])

@@ -23,7 +23,8 @@ class BadInputTests(unittest.TestCase):
     timeout = 120
 
     async def setUp(self) -> None:  # type: ignore[override]
-        self.server = ServerProcess(self.mktemp(), args=("--database", ":memory:"))
+        # Hostile clients come from afar: loopback gets no exemption here.
+        self.server = ServerProcess(self.mktemp(), args=("--database", ":memory:", "--exempt", ""))
         self.port = await self.server.start()
         self.addCleanup(self.server.stop)
 
@@ -101,6 +102,37 @@ class BadInputTests(unittest.TestCase):
             client.send_bytes(data)
             await client.close()
         await self.assert_server_healthy()
+
+
+class ExemptionTests(unittest.TestCase):
+    timeout = 120
+
+    async def test_loopback_is_exempt_from_connection_and_flood_limits_by_default(self) -> None:
+        args = ("--database", ":memory:", "--max-connections-per-ip", "2")
+        server = ServerProcess(self.mktemp(), args=args)
+        port = await server.start()
+        self.addCleanup(server.stop)
+        clients = [await login(port, name) for name in ("columbia", "seas", "google")]
+        clients[0].send_bytes(b"whoelse\n" * 200)
+        for _ in range(200):
+            await clients[0].expect("Online now")
+        self.assertNotIn("Slow down", clients[0].text)
+        for client in clients:
+            await client.close()
+
+    async def test_exempt_networks_can_be_chosen(self) -> None:
+        server = ServerProcess(
+            self.mktemp(),
+            args=("--database", ":memory:", "--max-connections-per-ip", "1", "--exempt", "10.0.0.0/8"),
+        )
+        port = await server.start()
+        self.addCleanup(server.stop)
+        first = await connect(port)
+        await first.expect("Username: ")
+        second = await connect(port)
+        await second.closed
+        self.assertIn("Too many connections from your address (limit 1).", second.text)
+        await first.close()
 
 
 class GuessingTests(unittest.TestCase):

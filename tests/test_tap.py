@@ -72,6 +72,20 @@ class OptionsTests(unittest.TestCase):
         self.assertEqual(options["max-output-buffer"], 262144)
         self.assertEqual(set(options["users-db"]), {"columbia", "seas"})
 
+    def test_loopback_is_exempt_by_default(self) -> None:
+        exemptions = self.parse()["exemptions"]
+        self.assertTrue(exemptions.covers("127.0.0.1"))
+        self.assertTrue(exemptions.covers("::1"))
+        self.assertFalse(exemptions.covers("10.1.2.3"))
+
+    def test_exempt_can_be_emptied_or_changed(self) -> None:
+        self.assertFalse(self.parse("--exempt", "")["exemptions"].covers("127.0.0.1"))
+        self.assertTrue(self.parse("--exempt", "10.0.0.0/8")["exemptions"].covers("10.1.2.3"))
+        self.assertEqual(
+            self.refuse("--exempt", "10.0.0.0/8,nonsense"),
+            "twistd chat: --exempt: 'nonsense' is not an IP network or address",
+        )
+
     def test_default_users_file_is_user_pass_txt(self) -> None:
         self.assertEqual(Options()["users"], "user_pass.txt")
 

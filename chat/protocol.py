@@ -180,7 +180,12 @@ class ChatProtocol(LineReceiver):
         self._at_prompt = True
 
     def send_delivery(self, delivery: Delivery) -> None:
-        self._write(delivery.wire)
+        # Called once per recipient of every message: the common case goes
+        # straight to the transport.
+        if self._at_prompt or self._congested:
+            self._write(delivery.wire)
+        else:
+            self.transport.write(delivery.wire)  # type: ignore[union-attr]
 
     def close(self) -> None:
         transport: Any = self.transport

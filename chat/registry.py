@@ -38,6 +38,12 @@ class IRegistry(Interface):
     def remove(name: str, participant: IParticipant, now: float) -> None:
         """Mark C{name} offline, if C{participant} is the one online."""
 
+    def everyone() -> tuple[IParticipant, ...]:
+        """
+        Every online participant, as a tuple that stays valid while the
+        registry changes (a broadcast iterates it without copying).
+        """
+
     def seen_since(cutoff: float) -> Iterator[str]:
         """Users offline now who were online at or after C{cutoff}."""
 
@@ -57,6 +63,7 @@ class LocalRegistry:
 
     def __init__(self, last_seen: Mapping[str, float] = {}) -> None:
         self._online: dict[str, IParticipant] = {}
+        self._everyone: tuple[IParticipant, ...] | None = ()
         self._last_seen: dict[str, float] = dict(sorted(last_seen.items(), key=lambda kv: kv[1]))
 
     @property
@@ -67,16 +74,24 @@ class LocalRegistry:
         if name in self._online:
             raise AlreadyOnline(name)
         self._online[name] = participant
+        self._everyone = None
         self._touch(name, now)
 
     def remove(self, name: str, participant: IParticipant, now: float) -> None:
         if self._online.get(name) is participant:
             del self._online[name]
+            self._everyone = None
             self._touch(name, now)
 
     def _touch(self, name: str, now: float) -> None:
         self._last_seen.pop(name, None)
         self._last_seen[name] = now
+
+    def everyone(self) -> tuple[IParticipant, ...]:
+        # Rebuilt at most once per change of who is online, not per broadcast.
+        if self._everyone is None:
+            self._everyone = tuple(self._online.values())
+        return self._everyone
 
     def seen_since(self, cutoff: float) -> Iterator[str]:
         for name in reversed(self._last_seen):

@@ -192,13 +192,17 @@ class ChatService(Service):
     def broadcast(self, sender: str, text: str) -> int:
         """Send C{text} to every other online user; return how many got it."""
         delivery = Delivery(sender, text, Kind.BROADCAST, self.clock.seconds())
-        count = 0
-        for name, participant in list(self.registry.online.items()):
-            if name == sender:
+        me = self.registry.online.get(sender)
+        everyone = self.registry.everyone()
+        # The hot loop of the server: one call per recipient, no copies.
+        for participant in everyone:
+            if participant is me:
                 continue
-            _deliver(participant, delivery)
-            count += 1
-        return count
+            try:
+                participant.receive(delivery)
+            except Exception:
+                log.failure("delivery to {participant!r} failed", participant=participant)
+        return len(everyone) - (me is not None)
 
     def check_recipients(self, sender: str, names: Iterable[str]) -> None:
         """
@@ -228,19 +232,15 @@ class ChatService(Service):
             if participant is None:
                 offline.append(name)
             else:
-                _deliver(participant, delivery)
+                try:
+                    participant.receive(delivery)
+                except Exception:
+                    log.failure("delivery to {participant!r} failed", participant=participant)
                 delivered.append(name)
         receipt = Receipt(tuple(delivered), tuple(offline))
         if not offline:
             return succeed(receipt)
         return self.store.save_offline(offline, delivery).addCallback(lambda _: receipt)
-
-
-def _deliver(participant: IParticipant, delivery: Delivery) -> None:
-    try:
-        participant.receive(delivery)
-    except Exception:
-        log.failure("delivery to {participant!r} failed", participant=participant)
 
 
 @implementer(IChatUser)
@@ -266,11 +266,9 @@ class ChatUser:
 
     def broadcast_to(self, recipients: Sequence[str], text: str) -> Deferred[Receipt]:
         others = [r for r in recipients if r != self.name]
-        self.service.check_recipients(self.name, recipients)
         return self.service.send(self.name, others, text, Kind.BROADCAST)
 
     def message(self, recipient: str, text: str) -> Deferred[Receipt]:
-        self.service.check_recipients(self.name, [recipient])
         if recipient == self.name:
             raise SelfMessage(recipient)
         return self.service.send(self.name, [recipient], text, Kind.PRIVATE)

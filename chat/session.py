@@ -184,6 +184,11 @@ class Session(TimeoutMixin):
         self.avatar: ChatUser | None = None
         self._logout: Callable[[], None] | None = None
         self._held: list[Delivery] = []
+        #: How a chat message reaches this user; it depends on the state, so it
+        #: is rebound as the state changes rather than tested per message:
+        #: held during the welcome, straight to the edge once logged in
+        #: (the hot path of every broadcast), dropped once closed.
+        self.receive: Callable[[Delivery], None] = self._held.append
         self._bucket: TokenBucket | None = None
         self._refused = 0
         self._closed: list[Deferred[None]] = []
@@ -220,6 +225,7 @@ class Session(TimeoutMixin):
 
     def connection_lost(self) -> None:
         self.state = "CLOSED"
+        self.receive = _drop
         self.setTimeout(None)
         self.context.service.detach(self)
         self._leave()
@@ -241,6 +247,7 @@ class Session(TimeoutMixin):
         """Say C{text} and close; nothing more is read."""
         self.say(text)
         self.state = "CLOSED"
+        self.receive = _drop
         self.setTimeout(None)
         self._leave()
         self.edge.close()
@@ -384,6 +391,7 @@ class Session(TimeoutMixin):
         held, self._held = self._held, []
         for delivery in held:
             self.edge.send_delivery(delivery)
+        self.receive = self.edge.send_delivery
         self.state = "COMMAND"
         self.prompt()
         self.edge.resume_input()
@@ -564,12 +572,6 @@ class Session(TimeoutMixin):
 
     # --- IParticipant -----------------------------------------------------------
 
-    def receive(self, delivery: Delivery) -> None:
-        if self.state == "WELCOMING":
-            self._held.append(delivery)
-        elif self.state != "CLOSED":
-            self.edge.send_delivery(delivery)
-
     def goodbye(self, reason: str) -> Deferred[None]:
         d: Deferred[None] = Deferred()
         self._closed.append(d)
@@ -590,6 +592,10 @@ class Session(TimeoutMixin):
         else:
             log.info("{user} timed out", user=self.name)
             self.end(f"Logged out after {describe_duration(settings.idle_timeout)} without a command.")
+
+
+def _drop(delivery: Delivery) -> None:
+    """Where messages to a closed session go."""
 
 
 def _describe_unknown(e: UnknownUser) -> str:

@@ -26,7 +26,7 @@ from tests.test_client_e2e import TIMEOUT, client_env, exit_status
 from tests.test_terminal import Screen
 
 UP, LEFT = b"\x1b[A", b"\x1b[D"
-CTRL_C, CTRL_D, BACKSPACE = b"\x03", b"\x04", b"\x7f"
+CTRL_C, CTRL_D, CTRL_Z, BACKSPACE = b"\x03", b"\x04", b"\x1a", b"\x7f"
 
 
 class PtyClient(protocol.ProcessProtocol):
@@ -260,3 +260,32 @@ class PtyTests(unittest.TestCase):
             ["The server is shutting down. Goodbye.", "Disconnected by the server."],
         )
         self.assertNotIn(b"Traceback", client.output)
+
+    async def test_sigterm_logs_out_and_gives_the_terminal_back(self) -> None:
+        _, client = await self.start()
+        await self.log_in(client)
+        client.transport.signalProcess("TERM")
+        self.assertEqual(await client.exit(), 0)
+        self.assertEqual(client.settings_at_exit, client.initial_settings)
+        self.assertEqual(client.screen().lines()[-2:], ["Goodbye, columbia!", "Disconnected."])
+
+    async def test_ctrl_z_without_job_control_carries_on_with_the_line(self) -> None:
+        """
+        Without a job-control shell the kernel does not stop the client
+        (its process group is orphaned), so it carries on at once: raw mode
+        and the half-typed line come back.
+        """
+        port, client = await self.start()
+        await self.log_in(client)
+        seas = await self.seas(port)
+        client.type(b"message seas still")
+        await client.at_prompt("Command: message seas still")
+        before = len(client.output)
+        client.type(CTRL_Z)
+        await client.until(
+            lambda s: b"Command: message seas still" in client.output[before:], "the row drawn again"
+        )
+        await client.at_prompt("Command: message seas still")
+        self.assertTrue(_raw(client.settings()))
+        client.type(b" here\r")
+        await seas.expect(r"columbia \(private\): still here\r\n", timeout=TIMEOUT)

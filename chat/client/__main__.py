@@ -14,6 +14,7 @@ import sys
 from typing import Any, NoReturn, TextIO
 
 import attrs
+from twisted.internet.defer import Deferred
 from twisted.internet.task import react
 from twisted.logger import ILogObserver, LogEvent, Logger, globalLogBeginner, textFileLogObserver
 from zope.interface import implementer
@@ -123,6 +124,16 @@ async def run(reactor: Any, options: Options) -> None:
     except Exception as e:
         _fail(f"cannot connect to {target.describe()}: {describe_failure(e, target)}")
     client = ChatClient(connection, lambda app: open_console(app, reactor), reactor, options.timestamps)
+
+    def shutting_down() -> Deferred[int] | None:
+        # The reactor is stopping on a signal (SIGTERM): leave as for Ctrl+C,
+        # and let the reactor wait for the goodbye and the console.
+        if client.finished.called:
+            return None
+        client.interrupted()
+        return client.finished
+
+    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
     client.start()
     status = await client.finished
     if status:

@@ -86,7 +86,7 @@ def _parser() -> _Parser:
     parser.add_argument(
         "--insecure",
         action="store_true",
-        help="with --tls: do not verify the server's certificate at all (anyone in between can read along)",
+        help="with --tls: do not verify the server's certificate (anyone in between can pose as the server)",
     )
     parser.add_argument("--log", metavar="FILE", help="append the client's own diagnostics to FILE")
     return parser

@@ -7,7 +7,8 @@ L{open_console} provides L{IConsole}::
 
     IConsoleApp (the application's side)
         line_entered(line)    the user entered a line (no line ending)
-        interrupted()         Ctrl+C (or SIGINT); the current prompt is dropped
+        interrupted()         Ctrl+C (or SIGINT); the current prompt is
+                              dropped
         input_ended()         Ctrl+D on an empty line, or the end of piped
                               input; the current prompt is dropped
 
@@ -19,7 +20,7 @@ L{open_console} provides L{IConsole}::
         close()               restore the terminal; the Deferred it returns
                               fires once everything shown has been written
 
-    open_console(app, reactor) -> IConsole
+    open_console(app, reactor=None, stdin=0, stdout=1) -> the console
 
 A prompt asks for exactly one line.  Once a line is entered, further input
 -- keys typed ahead on a terminal, lines read ahead from a pipe -- is held
@@ -27,16 +28,18 @@ until the application calls C{set_prompt} again, so every line meets the
 prompt meant for it: a password typed before its prompt appears is not
 echoed, and a script's lines are given out one per prompt.  An application
 that always wants the next line calls C{set_prompt} from C{line_entered}.
-Ctrl+C is never held.
+Ctrl+C is never held.  After C{interrupted} or C{input_ended} there is no
+prompt either, until the application sets one.
 
 When stdin and stdout are both terminals, L{TerminalConsole} puts the
 terminal in raw mode and edits one input row at the bottom of the screen
-(arrows, Home/End, history, the usual Ctrl keys, any script the terminal can
-type), redrawing it below whatever C{show} prints; the terminal is restored
-by C{close}, when the reactor shuts down, and at interpreter exit.
+(arrows, Home/End, history, the usual Ctrl keys, Ctrl+Z, any script the
+terminal can type), redrawing it below whatever C{show} prints; the terminal
+is restored by C{close}, when the reactor shuts down, and at interpreter
+exit.
 Otherwise L{PlainConsole} reads lines and writes lines, with no escape
 sequences at all: its output is a transcript (each prompt followed by the
-line given to it, secret lines left out).
+line given to it, secret lines left out).  This module is POSIX only.
 
 Text from elsewhere passes through L{visible} before it reaches the
 terminal, so a peer cannot send escape sequences to the user's terminal.
@@ -630,6 +633,8 @@ class PlainConsole(Protocol):
         self._lines: deque[str] = deque()
         self._paused = False
         self._eof = False
+        #: input_ended was called: it is said once.
+        self._ended = False
         self._releasing = False
         self._closing: list[Deferred[None]] = []
         self._gone = False
@@ -693,7 +698,7 @@ class PlainConsole(Protocol):
     def writeConnectionLost(self) -> None:
         # Nobody reads what is shown any more (a closed pipe): stop as if the
         # input had ended.
-        if self.mode is not _Mode.CLOSED:
+        if self.mode is not _Mode.CLOSED and not self._ended:
             self._end()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
@@ -723,7 +728,7 @@ class PlainConsole(Protocol):
             while self.mode in (_Mode.EDITING, _Mode.SECRET):
                 if self._lines:
                     self._enter(self._lines.popleft())
-                elif self._eof:
+                elif self._eof and not self._ended:
                     self._end()
                 else:
                     break
@@ -744,6 +749,7 @@ class PlainConsole(Protocol):
         self.app.line_entered(line)
 
     def _end(self) -> None:
+        self._ended = True
         self._drop_prompt()
         self.app.input_ended()
 

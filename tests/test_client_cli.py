@@ -13,7 +13,7 @@ from twisted.internet import error
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from chat.client.__main__ import Options, parse_arguments
+from chat.client.cli import Options, parse_arguments
 from chat.client.connect import SetupError, Target, describe_failure, endpoint_for, load_trust
 
 TARGET = Target("chat.example.org", 4119)

@@ -462,6 +462,25 @@ class TLSTests(ClientTestCase):
         await client.exit()
         self.assertOneLineError(client, "TLS")
 
+    async def test_interrupted_during_the_handshake_is_one_line(self) -> None:
+        """Ctrl+C while the client is still connecting: nothing to log out of."""
+        connected: defer.Deferred[None] = defer.Deferred()
+
+        class Silent(protocol.Protocol):
+            def connectionMade(self) -> None:
+                connected.callback(None)
+
+        factory = protocol.ServerFactory()
+        factory.protocol = Silent
+        port = reactor.listenTCP(0, factory, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        address: Any = port.getHost()
+        client = self.client("--tls", "--insecure", "127.0.0.1", str(address.port))
+        await timeout_deferred(connected, TIMEOUT, "the client to connect")
+        client.interrupt()
+        await client.exit()
+        self.assertOneLineError(client, "gave up connecting to 127.0.0.1:")
+
     async def test_a_missing_cafile_is_one_line(self) -> None:
         client = self.client("--tls", "--cafile", "/nonexistent/ca.pem", "localhost", "4443", stdin=b"")
         await client.exit()

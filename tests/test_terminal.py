@@ -445,6 +445,13 @@ class PlainConsoleTests(unittest.TestCase):
         self.assertEqual(self.app.ends, 1)
         self.assertEqual(self.output(), "> one\n> two\n> \n")
 
+    def test_the_end_of_input_is_told_once(self) -> None:
+        self.console.readConnectionLost()
+        self.console.set_prompt("> ")
+        self.console.set_prompt("> ")
+        self.console.writeConnectionLost()
+        self.assertEqual(self.app.ends, 1)
+
     def test_output_while_a_prompt_waits_repeats_the_prompt_with_its_line(self) -> None:
         self.console.set_prompt("Command: ")
         self.console.show("seas (private): hi")

@@ -504,7 +504,7 @@ class LineEditor(insults.TerminalProtocol):
             self._write(self._row())
 
     def _row(self) -> str:
-        """Redraw the input row and put the cursor where it belongs."""
+        """The input row drawn from its first column, leaving the cursor where the next key goes."""
         if self.mode is _Mode.WAITING:
             return "\r" + _ERASE_TO_END
         if self.mode is _Mode.SECRET:

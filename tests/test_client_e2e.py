@@ -17,7 +17,7 @@ from twisted.internet import defer, protocol, reactor
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from tests.support import ROOT, ServerProcess, login, timeout_deferred
+from tests.support import ROOT, ServerProcess, timeout_deferred
 
 #: Generous: the machine may be busy with other work.
 TIMEOUT = 60
@@ -247,6 +247,17 @@ class ScriptTests(ClientTestCase):
         self.assertEqual(await client.exit(), 0)
         self.assertEqual(client.text, "Username: \nDisconnected.\n")
 
+    async def test_diagnostics_go_to_the_log_file_not_the_screen(self) -> None:
+        port = await self.start_server()
+        path = os.path.abspath(self.mktemp())
+        script = b"columbia\n116bway\nlogout\n"
+        client = self.client("--log", path, "localhost", str(port), stdin=script)
+        self.assertEqual(await client.exit(), 0)
+        with open(path) as f:
+            self.assertIn("Main loop terminated", f.read())
+        self.assertNotIn("Main loop terminated", client.text)
+        self.assertEqual(client.stderr, b"")
+
     async def test_timestamps_mark_lines_from_the_server(self) -> None:
         port = await self.start_server()
         script = b"columbia\n116bway\nlogout\n"
@@ -319,8 +330,8 @@ class DisconnectTests(ClientTestCase):
         self.assertRegex(client.text, "\nDisconnected(:| by).*\n$")
         self.assertNoTraceback(client)
 
-    async def test_the_session_ends_when_the_other_user_logs_in_twice(self) -> None:
-        """A refused second login is not a disconnect: the prompt comes back."""
+    async def test_a_refused_second_login_asks_again_and_leaves_the_first_alone(self) -> None:
+        """A refused login is not a disconnect: the prompt comes back."""
         client = await self.logged_in()
         other = self.client("localhost", str(self.server.port), stdin=b"columbia\n116bway\n")
         self.assertEqual(await other.exit(), 0)
@@ -485,16 +496,3 @@ class TLSTests(ClientTestCase):
         client = self.client("--tls", "--cafile", "/nonexistent/ca.pem", "localhost", "4443", stdin=b"")
         await client.exit()
         self.assertOneLineError(client, "--cafile /nonexistent/ca.pem")
-
-
-class ServerSideTests(ClientTestCase):
-    """What the other side sees of a client session."""
-
-    async def test_ctrl_d_ends_with_a_real_logout(self) -> None:
-        port = await self.start_server()
-        seas = await login(port, "seas")
-        client = self.client("localhost", str(port), stdin=b"columbia\n116bway\n")
-        self.assertEqual(await client.exit(), 0)
-        seas.send("wholast 1")
-        await seas.expect(r"columbia  \(offline\)")
-        await seas.close()

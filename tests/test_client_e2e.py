@@ -319,7 +319,7 @@ class DisconnectTests(ClientTestCase):
         self.assertRegex(
             client.text,
             "Invalid username or password.\n"
-            "columbia is blocked from your address for 1 minute .*\n"
+            "columbia is blocked from your address for 60 more seconds .*\n"
             "Disconnected by the server.\n$",
         )
 

@@ -3,7 +3,8 @@ Helpers for end-to-end tests: a real ``twistd -n chat`` in a subprocess and
 line clients over real loopback TCP.
 
 The server listens on ``tcp:0:interface=127.0.0.1``; the port it got is read
-from its own log line ("ChatFactory starting on N"), so there is no race for
+from its own log line ("ChatFactory starting on N", or "ChatFactory (TLS)
+starting on N"), so there is no race for
 a free port.
 """
 
@@ -119,7 +120,7 @@ class ServerProcess:
     def _output(self, data: bytes) -> None:
         self.log += data
         if self.port is None and self._listening is not None:
-            m = re.search(rb"ChatFactory starting on (\d+)", self.log)
+            m = re.search(rb"ChatFactory (?:\(TLS\) )?starting on (\d+)", self.log)
             if m:
                 self.port = int(m.group(1))
                 self._listening.callback(self.port)

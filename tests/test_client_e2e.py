@@ -416,21 +416,6 @@ def make_certificate(directory: str, name: str = "localhost") -> tuple[str, str]
     return key_path, cert_path
 
 
-class TLSServerProcess(ServerProcess):
-    """
-    A server listening with TLS.  Twisted logs "ChatFactory (TLS) starting
-    on N" for an ssl endpoint, which ServerProcess does not look for.
-    """
-
-    def _output(self, data: bytes) -> None:
-        self.log += data
-        if self.port is None and self._listening is not None:
-            m = re.search(rb"ChatFactory \(TLS\) starting on (\d+)", self.log)
-            if m:
-                self.port = int(m.group(1))
-                self._listening.callback(self.port)
-
-
 class TLSTests(ClientTestCase):
     script = b"columbia\n116bway\nlogout\n"
 
@@ -438,7 +423,7 @@ class TLSTests(ClientTestCase):
         directory = os.path.abspath(self.mktemp())
         key, self.cert = make_certificate(os.path.join(directory, "tls"))
         endpoint = f"ssl:0:privateKey={key}:certKey={self.cert}:interface=127.0.0.1"
-        self.server = TLSServerProcess(directory, args=("--port", endpoint))
+        self.server = ServerProcess(directory, args=("--port", endpoint))
         self.addCleanup(self.server.stop)
         return await self.server.start(timeout=TIMEOUT)
 

@@ -19,7 +19,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.messages import Delivery
+from chat.service import IParticipant
 from chat.session import IEdge, ServerContext, Session
 
 log = Logger()
@@ -61,6 +61,7 @@ class ChatProtocol(LineReceiver):
         self._congested = False
         self._backlog = 0
         self._abort_call: IDelayedCall | None = None
+        self._routed: IParticipant | None = None
 
     # --- connection -----------------------------------------------------------
 
@@ -122,7 +123,9 @@ class ChatProtocol(LineReceiver):
             self._receiving = False
 
     def lineReceived(self, line: bytes) -> None:
-        self._at_prompt = False
+        if self._at_prompt:
+            self._at_prompt = False
+            self._reroute()
         if line.endswith(b"\r"):
             line = line[:-1]
         try:
@@ -133,7 +136,9 @@ class ChatProtocol(LineReceiver):
         self.session.line_received(text)
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self._at_prompt = False
+        if self._at_prompt:
+            self._at_prompt = False
+            self._reroute()
         self.session.input_error(f"That line is longer than {self.MAX_LENGTH} bytes; it was ignored.")
 
     def pause_input(self) -> None:
@@ -141,6 +146,8 @@ class ChatProtocol(LineReceiver):
         self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def resume_input(self) -> None:
+        if not self.paused:
+            return
         self.paused = False
         if not self.transport.disconnecting:  # type: ignore[union-attr]
             self.transport.resumeProducing()  # type: ignore[union-attr]
@@ -154,6 +161,7 @@ class ChatProtocol(LineReceiver):
             # fresh line rather than after "Command: ".
             data = b"\r\n" + data
             self._at_prompt = False
+            self._reroute()
         if self._congested:
             self._write_congested(data)
         else:
@@ -178,14 +186,29 @@ class ChatProtocol(LineReceiver):
     def send_prompt(self, prompt: str) -> None:
         self._write(prompt.encode("utf-8"))
         self._at_prompt = True
+        self._reroute()
 
-    def send_delivery(self, delivery: Delivery) -> None:
-        # Called once per recipient of every message: the common case goes
-        # straight to the transport.
-        if self._at_prompt or self._congested:
-            self._write(delivery.wire)
-        else:
-            self.transport.write(delivery.wire)  # type: ignore[union-attr]
+    def send_line(self, line: bytes) -> None:
+        self._write(line)
+
+    def route_deliveries(self, participant: IParticipant | None) -> None:
+        self._routed = participant
+        self._reroute()
+
+    def _reroute(self) -> None:
+        """
+        Point the routed participant's C{receive} at the transport itself
+        when nothing needs doing per message, else at C{_write}, which opens
+        a fresh line after a prompt and counts what a congested client has
+        not read.  Runs when a prompt is sent or a line arrives, not per
+        message.
+        """
+        participant = self._routed
+        if participant is not None:
+            if self._at_prompt or self._congested:
+                participant.receive = self._write
+            else:
+                participant.receive = self.transport.write  # type: ignore[union-attr]
 
     def close(self) -> None:
         transport: Any = self.transport
@@ -211,11 +234,13 @@ class ChatProtocol(LineReceiver):
         if not self._congested:
             self._congested = True
             self._backlog = 0
+            self._reroute()
 
     def resumeProducing(self) -> None:
         if self._backlog >= 0:
             self._congested = False
             self._backlog = 0
+            self._reroute()
 
     def stopProducing(self) -> None:
         pass

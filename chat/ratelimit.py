@@ -7,6 +7,7 @@ and no sleeping.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 import attrs
@@ -72,13 +73,19 @@ class Exemptions:
     def covers(self, host: str) -> bool:
         if not self.networks:
             return False
-        try:
-            address = ipaddress.ip_address(host)
-        except ValueError:
-            return False
-        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-            address = address.ipv4_mapped
-        return any(address in network for network in self.networks)
+        return _covers(self.networks, host)
 
     def describe(self) -> str:
         return ",".join(str(n) for n in self.networks)
+
+
+@functools.lru_cache(maxsize=4096)
+def _covers(networks: tuple[Network, ...], host: str) -> bool:
+    """Parsing an address costs more than the rest of accepting a connection; recent answers are kept."""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)

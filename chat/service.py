@@ -16,7 +16,7 @@ import attrs
 from twisted.application.service import Service
 from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from zope.interface import Attribute, Interface, implementer
@@ -34,8 +34,16 @@ class IParticipant(Interface):
     The receiving end of a logged-in user: a session over some transport.
     """
 
-    def receive(delivery: Delivery) -> None:
-        """Show C{delivery} to the user.  Must not block."""
+    receive = Attribute(
+        """
+        A callable taking one chat message, rendered once for every
+        recipient (L{Delivery.wire}: UTF-8 bytes ending in CRLF), that shows
+        it to the user without blocking.  An attribute rather than a method
+        because it is called once per recipient of every message: a
+        participant rebinds it as its state changes, down to the transport's
+        own C{write} when nothing else needs doing.
+        """
+    )
 
     def goodbye(reason: str) -> Deferred[None]:
         """Tell the user C{reason}, end the session; fires once it is closed."""
@@ -101,7 +109,13 @@ class ChatService(Service):
         self.registry = registry if registry is not None else LocalRegistry(snapshot.last_seen)
         self.intros: dict[str, str] = dict(snapshot.intros)
         self.sessions: set[IParticipant] = set()
-        self._checkpoint = LoopingCall(self._mark_online_seen)
+        # Logins and logouts change last-seen times; those of one turn of the
+        # reactor are written together, so a storm of logins costs the store
+        # one write per turn, not one per login.
+        self._seen: dict[str, float] = {}
+        self._flush_call: IDelayedCall | None = None
+        self._logins = self._logouts = 0
+        self._checkpoint = LoopingCall(self._checkpoint_presence)
         self._checkpoint.clock = clock
         self._checkpoint_interval = checkpoint_interval
 
@@ -118,22 +132,54 @@ class ChatService(Service):
         super().stopService()
         if self._checkpoint.running:
             self._checkpoint.stop()
+        online = list(self.registry.online)
         goodbyes = [s.goodbye("The server is shutting down. Goodbye.") for s in list(self.sessions)]
         gone: Deferred[Any] = DeferredList(goodbyes, consumeErrors=True)
-        gone.addCallback(lambda _: self._mark_online_seen())
+
+        def record(_: object) -> Deferred[None]:
+            now = self.clock.seconds()
+            self._seen.update(dict.fromkeys(online, now))
+            return self._flush_seen()
+
+        gone.addCallback(record)
         gone.addBoth(lambda _: self.store.close())
         return gone
 
-    def _mark_online_seen(self) -> Deferred[None]:
-        """
-        Write the online users' presence to the store, so that after a crash
-        wholast is off by at most one checkpoint interval.
-        """
-        online = list(self.registry.online)
-        if not online:
+    def _saw(self, name: str, now: float) -> None:
+        self._seen[name] = now
+        if self._flush_call is None:
+            self._flush_call = self.clock.callLater(0, self._flush_seen)
+
+    def _flush_seen(self) -> Deferred[None]:
+        """Write the last-seen times changed since the last flush."""
+        if self._flush_call is not None:
+            if self._flush_call.active():
+                self._flush_call.cancel()
+            self._flush_call = None
+        if not self._seen:
             return succeed(None)
-        d = self.store.mark_seen(online, self.clock.seconds())
+        seen, self._seen = self._seen, {}
+        d = self.store.mark_seen(seen)
         return d.addErrback(lambda f: log.failure("could not record presence", f))
+
+    def _checkpoint_presence(self) -> Deferred[None]:
+        """
+        Record that the online users are still online, so that after a crash
+        wholast is off by at most one checkpoint interval; and say in the log
+        how busy the server has been, instead of a line per login.
+        """
+        online = self.registry.online
+        if self._logins or self._logouts:
+            log.info(
+                "{online} online; {logins} logins and {logouts} logouts in the last {interval:g} s",
+                online=len(online),
+                logins=self._logins,
+                logouts=self._logouts,
+                interval=self._checkpoint_interval,
+            )
+            self._logins = self._logouts = 0
+        self._seen.update(dict.fromkeys(online, self.clock.seconds()))
+        return self._flush_seen()
 
     # --- connections -----------------------------------------------------------
 
@@ -154,19 +200,15 @@ class ChatService(Service):
         """
         now = self.clock.seconds()
         self.registry.add(name, participant, now)
-        self.store.mark_seen([name], now).addErrback(
-            lambda f: log.failure("could not record login of {user}", f, user=name)
-        )
-        log.info("{user} logged in", user=name)
+        self._saw(name, now)
+        self._logins += 1
         return ChatUser(name, self, participant)
 
     def leave(self, name: str, participant: IParticipant) -> None:
         now = self.clock.seconds()
         self.registry.remove(name, participant, now)
-        self.store.mark_seen([name], now).addErrback(
-            lambda f: log.failure("could not record logout of {user}", f, user=name)
-        )
-        log.info("{user} logged out", user=name)
+        self._saw(name, now)
+        self._logouts += 1
 
     def whoelse(self, me: str) -> list[Entry]:
         intros = self.intros
@@ -194,12 +236,13 @@ class ChatService(Service):
         delivery = Delivery(sender, text, Kind.BROADCAST, self.clock.seconds())
         me = self.registry.online.get(sender)
         everyone = self.registry.everyone()
+        line = delivery.wire
         # The hot loop of the server: one call per recipient, no copies.
         for participant in everyone:
             if participant is me:
                 continue
             try:
-                participant.receive(delivery)
+                participant.receive(line)
             except Exception:
                 log.failure("delivery to {participant!r} failed", participant=participant)
         return len(everyone) - (me is not None)
@@ -233,7 +276,7 @@ class ChatService(Service):
                 offline.append(name)
             else:
                 try:
-                    participant.receive(delivery)
+                    participant.receive(delivery.wire)
                 except Exception:
                     log.failure("delivery to {participant!r} failed", participant=participant)
                 delivered.append(name)

@@ -36,7 +36,7 @@ from zope.interface import Attribute, Interface, implementer
 from chat import commands
 from chat.auth import LoginBusy, LoginGuard
 from chat.commands import Limits
-from chat.messages import Delivery, StoredMessage
+from chat.messages import StoredMessage
 from chat.ratelimit import Exemptions, TokenBucket
 from chat.registry import AlreadyOnline
 from chat.service import (
@@ -66,8 +66,16 @@ class IEdge(Interface):
     def send_prompt(prompt: str) -> None:
         """Send a prompt that is not followed by a newline."""
 
-    def send_delivery(delivery: Delivery) -> None:
-        """Send a chat message; the edge may use its pre-encoded form."""
+    def send_line(line: bytes) -> None:
+        """Send a chat message already rendered as a line (L{Delivery.wire})."""
+
+    def route_deliveries(participant: IParticipant | None) -> None:
+        """
+        From now on keep C{participant.receive} pointed at the cheapest way
+        to get a rendered line to this user, as the edge's state changes;
+        C{None} stops that.  Messages to a logged-in user are the server's
+        hot path: this lets them reach the transport in one call.
+        """
 
     def pause_input() -> None:
         """Deliver no more lines until C{resume_input}."""
@@ -183,12 +191,12 @@ class Session(TimeoutMixin):
         self.name: str | None = None
         self.avatar: ChatUser | None = None
         self._logout: Callable[[], None] | None = None
-        self._held: list[Delivery] = []
-        #: How a chat message reaches this user; it depends on the state, so it
-        #: is rebound as the state changes rather than tested per message:
-        #: held during the welcome, straight to the edge once logged in
-        #: (the hot path of every broadcast), dropped once closed.
-        self.receive: Callable[[Delivery], None] = self._held.append
+        self._held: list[bytes] = []
+        #: How a chat message reaches this user.  It depends on the state, so
+        #: it is rebound as the state changes rather than tested per message:
+        #: held during the welcome, routed by the edge once logged in (the hot
+        #: path of every broadcast), dropped once closed.
+        self.receive: Callable[[bytes], None] = self._held.append
         self._bucket: TokenBucket | None = None
         self._refused = 0
         self._closed: list[Deferred[None]] = []
@@ -225,7 +233,7 @@ class Session(TimeoutMixin):
 
     def connection_lost(self) -> None:
         self.state = "CLOSED"
-        self.receive = _drop
+        self._stop_deliveries()
         self.setTimeout(None)
         self.context.service.detach(self)
         self._leave()
@@ -247,10 +255,14 @@ class Session(TimeoutMixin):
         """Say C{text} and close; nothing more is read."""
         self.say(text)
         self.state = "CLOSED"
-        self.receive = _drop
+        self._stop_deliveries()
         self.setTimeout(None)
         self._leave()
         self.edge.close()
+
+    def _stop_deliveries(self) -> None:
+        self.edge.route_deliveries(None)
+        self.receive = _drop
 
     def _leave(self) -> None:
         logout, self._logout = self._logout, None
@@ -335,11 +347,14 @@ class Session(TimeoutMixin):
             self.prompt()
             return
         self.state = "AUTHENTICATING"
-        self.edge.pause_input()
         credentials = UsernamePassword(name.encode("utf-8"), text.encode("utf-8"))
         d = self.context.portal.login(credentials, self, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed)
         d.addErrback(self._login_crashed)
+        if self.state in ("AUTHENTICATING", "WELCOMING"):
+            # A password hash or the store is still working: hold the lines
+            # the client sent ahead until the login is complete.
+            self.edge.pause_input()
 
     def _refuse_blocked(self, name: str, seconds: float) -> None:
         log.info("refused {user} from {host}: blocked", user=name, host=self.edge.peer_host)
@@ -389,9 +404,9 @@ class Session(TimeoutMixin):
         if self.state == "CLOSED":
             return
         held, self._held = self._held, []
-        for delivery in held:
-            self.edge.send_delivery(delivery)
-        self.receive = self.edge.send_delivery
+        for line in held:
+            self.edge.send_line(line)
+        self.edge.route_deliveries(self)
         self.state = "COMMAND"
         self.prompt()
         self.edge.resume_input()
@@ -594,7 +609,7 @@ class Session(TimeoutMixin):
             self.end(f"Logged out after {describe_duration(settings.idle_timeout)} without a command.")
 
 
-def _drop(delivery: Delivery) -> None:
+def _drop(line: bytes) -> None:
     """Where messages to a closed session go."""
 
 

@@ -11,7 +11,7 @@ against.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -56,8 +56,8 @@ class IStore(Interface):
     def set_intro(name: str, text: str) -> Deferred[None]:
         """Remember C{name}'s personal introduction."""
 
-    def mark_seen(names: Iterable[str], when: float) -> Deferred[None]:
-        """Remember that C{names} were online at C{when}."""
+    def mark_seen(seen: Mapping[str, float]) -> Deferred[None]:
+        """Remember when each user in C{seen} was last online."""
 
     def close() -> Deferred[None]:
         """Finish pending work and release resources."""
@@ -127,9 +127,8 @@ class MemoryStore:
         self._intros[name] = text
         return succeed(None)
 
-    def mark_seen(self, names: Iterable[str], when: float) -> Deferred[None]:
-        for name in names:
-            self._seen[name] = when
+    def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
+        self._seen.update(seen)
         return succeed(None)
 
     def close(self) -> Deferred[None]:
@@ -346,8 +345,8 @@ class SQLiteStore:
 
         return self._submit(upsert)
 
-    def mark_seen(self, names: Iterable[str], when: float) -> Deferred[None]:
-        rows = [(name, when) for name in names]
+    def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
+        rows = list(seen.items())
 
         def upsert(conn: sqlite3.Connection) -> None:
             conn.executemany(

@@ -6,7 +6,7 @@ task.Clock for time.  Nothing here touches the network or the disk.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
@@ -102,8 +102,8 @@ class HeldStore:
     def set_intro(self, name: str, text: str) -> Deferred[None]:
         return self._hold(lambda: self.inner.set_intro(name, text))
 
-    def mark_seen(self, names: Iterable[str], when: float) -> Deferred[None]:
-        return self.inner.mark_seen(names, when)
+    def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
+        return self.inner.mark_seen(seen)
 
     def close(self) -> Deferred[None]:
         return self.inner.close()

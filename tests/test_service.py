@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from twisted.trial import unittest
@@ -38,12 +40,47 @@ class ServiceTests(unittest.TestCase):
         self.successResultOf(user.set_intro("summer"))
         self.clock.advance(60)
         user.logout()
+        self.clock.advance(0)  # the presence write goes out on the next turn
         restarted = self.service()
         self.assertEqual(restarted.intros, {"seas": "summer"})
         self.clock.advance(61)
         [entry] = restarted.wholast("columbia", 2)
         self.assertEqual((entry.name, entry.intro, entry.online), ("seas", "summer", False))
         self.assertEqual(restarted.wholast("columbia", 1), [])
+
+    def test_logins_in_one_turn_are_recorded_in_one_write(self) -> None:
+        writes: list[dict[str, float]] = []
+        original = self.store.mark_seen
+
+        def counting(seen: Mapping[str, float]) -> Deferred[None]:
+            writes.append(dict(seen))
+            return original(seen)
+
+        self.store.mark_seen = counting  # type: ignore[method-assign]
+        service = self.service()
+        for name in ("columbia", "seas", "google"):
+            service.join(name, Recipient())
+        self.assertEqual(writes, [])
+        self.clock.advance(0)
+        now = self.clock.seconds()
+        self.assertEqual(writes, [{"columbia": now, "seas": now, "google": now}])
+
+    def test_checkpoint_logs_a_summary_instead_of_a_line_per_login(self) -> None:
+        events: list[dict[str, object]] = []
+        service = self.service()
+        from twisted.logger import globalLogPublisher
+
+        observer = events.append
+        globalLogPublisher.addObserver(observer)  # type: ignore[arg-type]
+        self.addCleanup(globalLogPublisher.removeObserver, observer)  # type: ignore[arg-type]
+        service.startService()
+        self.addCleanup(service.stopService)
+        service.join("columbia", Recipient()).logout()
+        service.join("seas", Recipient())
+        self.assertEqual([e for e in events if e.get("log_namespace") == "chat.service"], [])
+        self.clock.advance(60)
+        [summary] = [e for e in events if e.get("log_namespace") == "chat.service"]
+        self.assertEqual((summary["online"], summary["logins"], summary["logouts"]), (1, 2, 1))
 
     def test_checkpoint_records_online_users_periodically(self) -> None:
         service = self.service()

@@ -67,8 +67,8 @@ class StoreContract:
 
     async def test_intros_and_last_seen_are_kept(self) -> None:
         await self.store.set_intro("columbia", "The best course ever")
-        await self.store.mark_seen(["columbia", "seas"], 1234.5)
-        await self.store.mark_seen(["seas"], 2000.0)
+        await self.store.mark_seen({"columbia": 1234.5, "seas": 1234.5})
+        await self.store.mark_seen({"seas": 2000.0})
         await self.store.set_intro("columbia", "changed")
         self.check_snapshot({"columbia": 1234.5, "seas": 2000.0}, {"columbia": "changed"})
 
@@ -112,7 +112,7 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
 
     async def test_profile_survives_reopening(self) -> None:
         await self.store.set_intro("columbia", "The best course ever")
-        await self.store.mark_seen(["columbia", "seas"], 1234.5)
+        await self.store.mark_seen({"columbia": 1234.5, "seas": 1234.5})
         store = await self.reopen()
         snapshot = store.snapshot()
         self.assertEqual(snapshot.last_seen, {"columbia": 1234.5, "seas": 1234.5})

@@ -77,8 +77,8 @@ class PairServerTests(unittest.TestCase):
         self.assertEqual(
             self.console.shown,
             [
-                "Waiting for a client on port 30020, as HostA."
-                "  \\quit ends a conversation; Ctrl+C stops the server."
+                "Waiting for a client on port 30020, as HostA.\n"
+                "\\quit ends a conversation; Ctrl+C stops the server."
             ],
         )
         self.assertEqual(self.console.prompts, [("HostA> ", False)])

@@ -146,7 +146,8 @@ def _shown(*lines: str) -> str:
     return "(?m)^" + "".join(re.escape(line) + "\n" for line in lines)
 
 
-def _close(peer: ClassicPeer) -> None:
+def abort_peer(peer: ClassicPeer) -> None:
+    """Cut a classic peer's connection, if it is still open: a test's cleanup."""
     if peer.transport is not None and not peer.closed.called:
         peer.transport.abortConnection()  # type: ignore[attr-defined]
 
@@ -157,7 +158,7 @@ class ServeWithClassicClientsTests(PeerTestCase):
     async def classic_client(self, port: int, variant: Variant) -> ClassicPeer:
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port)
         peer = await connectProtocol(endpoint, ClassicPeer(variant, b"SteveO"))
-        self.addCleanup(_close, peer)
+        self.addCleanup(abort_peer, peer)
         return peer
 
     async def converse(self, variant: Variant) -> PeerProcess:
@@ -256,7 +257,7 @@ class ConnectToClassicServersTests(PeerTestCase):
 
     async def classic_peer(self, factory: ClassicServer) -> ClassicPeer:
         peer: ClassicPeer = await timeout_deferred(factory.peer, TIMEOUT, "the client to connect")
-        self.addCleanup(_close, peer)
+        self.addCleanup(abort_peer, peer)
         return peer
 
     async def converse(self, variant: Variant) -> PeerProcess:

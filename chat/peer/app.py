@@ -98,8 +98,8 @@ class PairServer:
 
     def start(self) -> None:
         self.console.show(
-            f"Waiting for a client on port {self.port_number}, as {self.handle}."
-            f"  {QUIT} ends a conversation; Ctrl+C stops the server."
+            f"Waiting for a client on port {self.port_number}, as {self.handle}.\n"
+            f"{QUIT} ends a conversation; Ctrl+C stops the server."
         )
         self._prompt()
 

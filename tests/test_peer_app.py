@@ -229,6 +229,17 @@ class PairServerTests(unittest.TestCase):
         self.successResultOf(second)
         self.successResultOf(self.server.stop())
 
+    def test_a_client_arriving_while_stopping_is_told_quit_at_once(self) -> None:
+        conversation, _ = self.connect()
+        self.console.app.interrupted()
+        conversation.connectionLost(Failure(ConnectionDone()))
+        late, transport = self.connect(51102)
+        self.assertEqual(transport.value(), b"HostA> \\quit")
+        self.assertTrue(transport.disconnecting)
+        late.connectionLost(Failure(ConnectionDone()))
+        self.assertNotIn("51102", "".join(self.console.shown))
+        self.assertEqual(self.successResultOf(self.server.finished), 0)
+
     def test_lines_typed_while_stopping_are_ignored(self) -> None:
         _, transport = self.connect()
         self.console.app.interrupted()

@@ -5,10 +5,12 @@ from __future__ import annotations
 import io
 import sys
 
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
 from chat.client.connect import Target
-from chat.peer.cli import ConnectOptions, ServeOptions, parse_arguments
+from chat.peer.cli import ConnectOptions, ServeOptions, connect, parse_arguments
 from chat.peer.framing import Handle
 
 
@@ -63,3 +65,22 @@ class ParseArgumentsTests(unittest.TestCase):
 
     def test_missing_arguments(self) -> None:
         self.assertIn("PORT", self.refused("connect", "localhost"))
+
+
+class ConnectingTests(unittest.TestCase):
+    def test_stopping_while_the_connection_is_pending_is_one_line(self) -> None:
+        """
+        Ctrl+C before the console takes it, or SIGTERM, while the TCP
+        connection is still being made: one line and status 2.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        reactor = MemoryReactorClock()
+        running = Deferred.fromCoroutine(connect(reactor, ConnectOptions(Target("127.0.0.1", 30020))))
+        reactor.advance(0)
+        self.assertEqual([(host, port) for host, port, *_ in reactor.tcpClients], [("127.0.0.1", 30020)])
+        for trigger, args, kwargs in reactor.triggers["before"]["shutdown"]:
+            trigger(*args, **kwargs)
+        failure = self.failureResultOf(running, SystemExit)
+        self.assertEqual(failure.value.code, 2)
+        self.assertEqual(stderr.getvalue(), "chat.peer: gave up connecting to 127.0.0.1:30020\n")

@@ -141,9 +141,12 @@ class PairServer:
     # --- IServerOperator --------------------------------------------------------
 
     def conversation_started(self, conversation: PeerProtocol) -> None:
+        if self.state is not ServerState.WAITING:
+            # It slipped in while the server was stopping.
+            conversation.quit(self.handle)
+            return
         self.conversation = conversation
-        if self.state is ServerState.WAITING:
-            self.state = ServerState.CHATTING
+        self.state = ServerState.CHATTING
         self.console.show(f"Established connection with {conversation.address}.")
 
     def message_received(self, message: Message) -> None:
@@ -151,9 +154,11 @@ class PairServer:
 
     def conversation_ended(self, ending: Ending) -> None:
         conversation, self.conversation = self.conversation, None
-        if conversation is not None:
-            line = ending_line(ending, conversation.peer_handle, f"the client at {conversation.address}")
-            self.console.show(line)
+        if conversation is None:
+            # The one that slipped in while stopping.
+            return
+        line = ending_line(ending, conversation.peer_handle, f"the client at {conversation.address}")
+        self.console.show(line)
         if self.state is ServerState.CHATTING:
             self.state = ServerState.WAITING
             self.console.show(f"Waiting for the next client on port {self.port_number}.")

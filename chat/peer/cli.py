@@ -18,7 +18,7 @@ from typing import Any, NoReturn
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import CannotListenError
+from twisted.internet.error import CannotListenError, ConnectingCancelledError
 from twisted.internet.protocol import Factory
 from twisted.internet.task import react
 from twisted.logger import Logger, globalLogBeginner
@@ -206,7 +206,8 @@ async def connect(reactor: Any, options: ConnectOptions) -> None:
     reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
     try:
         connection = await connecting
-    except CancelledError:
+    except (CancelledError, ConnectingCancelledError):
+        # Cancelled before the name was resolved, or after.
         _fail(f"gave up connecting to {target.describe()}")
     except Exception as e:
         _fail(f"cannot connect to {target.describe()}: {describe_failure(e, target)}")

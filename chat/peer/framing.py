@@ -18,8 +18,8 @@ that finds the messages again by these rules:
  1. A NUL, CR or LF ends a message.
  2. The peer's handle followed by C{>} starts a new message wherever it
     appears, so C{SteveO> Hi!!SteveO> \\quit} is two messages.  The handle
-    is learned from the peer's first message; our own handles cannot
-    contain C{>}, so the split is exact for anything we send.
+    is learned from the peer's first message that starts with one; our own
+    handles cannot contain C{>}, so the split is exact for anything we send.
  3. After a NUL, the bytes up to the peer's next C{handle>} are the
     padding of a fixed-size write, or what the sender's buffer held after
     its string: they are dropped unseen.  A bare C{\\quit} right after the
@@ -50,6 +50,7 @@ from chat.terminal import visible
 __all__ = [
     "MAX_HANDLE",
     "MAX_MESSAGE",
+    "MAX_PENDING",
     "QUIT",
     "Decoder",
     "Event",

@@ -116,10 +116,7 @@ class PeerProtocol(Protocol):
         self._report_start()
         kept, self._kept = self._kept, []
         for item in kept:
-            if isinstance(item, Ending):
-                listener.conversation_ended(item)
-            else:
-                listener.message_received(item)
+            self._tell(item)
 
     def send_message(self, handle: Handle, text: str) -> None:
         """Send C{handle> text} as one write."""

@@ -180,7 +180,7 @@ class ServeWithClassicClientsTests(PeerTestCase):
         self.assertNotIn("^", server.text)
         return server
 
-    async def test_unframed(self) -> None:
+    async def test_unframed_messages(self) -> None:
         await self.converse(UNFRAMED)
 
     async def test_padded_to_500_bytes(self) -> None:
@@ -280,7 +280,7 @@ class ConnectToClassicServersTests(PeerTestCase):
         self.assertEqual(client.stderr, b"")
         return client
 
-    async def test_unframed(self) -> None:
+    async def test_unframed_messages(self) -> None:
         await self.converse(UNFRAMED)
 
     async def test_padded_to_500_bytes(self) -> None:

@@ -54,7 +54,7 @@ class ParseArgumentsTests(unittest.TestCase):
         )
         self.assertIn("at most 10 characters", self.refused("serve", "1", "--handle", "HostAndMore"))
 
-    def test_ports(self) -> None:
+    def test_a_port_must_be_a_port_number_and_serve_may_take_zero(self) -> None:
         for port in ("http", "-1", "65536"):
             self.assertIn(f"PORT must be a number from 0 to 65535, not '{port}'", self.refused("serve", port))
         self.assertIn("PORT must be a number from 1 to 65535, not '0'", self.refused("connect", "h", "0"))
@@ -63,7 +63,7 @@ class ParseArgumentsTests(unittest.TestCase):
         self.assertIn("COMMAND", self.refused())
         self.assertIn("invalid choice: 'chat'", self.refused("chat"))
 
-    def test_missing_arguments(self) -> None:
+    def test_a_missing_port_is_named(self) -> None:
         self.assertIn("PORT", self.refused("connect", "localhost"))
 
 

@@ -269,12 +269,12 @@ class CannotStartTests(PeerTestCase):
             await server.exit()
         self.assertOneLineError(server, f"cannot listen on 127.0.0.1:{port}: address already in use")
 
-    async def test_a_bad_handle(self) -> None:
+    async def test_a_bad_handle_is_refused_before_listening(self) -> None:
         server = self.peer("serve", "30020", "--handle", "Host A", stdin=b"")
         await server.exit()
         self.assertOneLineError(server, "--handle 'Host A': a handle is one word")
 
-    async def test_help(self) -> None:
+    async def test_help_names_the_commands_quit_and_exit_statuses(self) -> None:
         helped = self.peer("--help", stdin=b"")
         self.assertEqual(await helped.exit(), 0)
         self.assertIn("usage: python -m chat.peer", helped.text)

@@ -97,7 +97,7 @@ class TypedTests(unittest.TestCase):
         for line in ("", "   ", "\t", "\x1c\x85"):
             self.assertIs(Typed.parse(line).said, Said.NOTHING, repr(line))
 
-    def test_quit(self) -> None:
+    def test_quit_with_spaces_around_it_is_the_quit(self) -> None:
         self.assertIs(Typed.parse(" \\quit ").said, Said.QUIT)
 
     def test_control_characters_are_sent_as_they_are_shown(self) -> None:

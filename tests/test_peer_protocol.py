@@ -156,11 +156,11 @@ class PeerProtocolTests(ConversationTestCase):
         self.lose()
         self.assertEqual(self.events(), [Ending.PEER_QUIT])
 
-    def test_closed_without_a_quit(self) -> None:
+    def test_closing_without_a_quit_is_the_peer_closing(self) -> None:
         self.lose()
         self.assertEqual(self.events(), [Ending.PEER_CLOSED])
 
-    def test_lost(self) -> None:
+    def test_a_failed_connection_is_lost(self) -> None:
         self.lose(ConnectionLost)
         self.assertEqual(self.events(), [Ending.LOST])
 
@@ -300,7 +300,7 @@ class BusyProtocolTests(unittest.TestCase):
 
 
 class DescribeAddressTests(unittest.TestCase):
-    def test_host_and_port(self) -> None:
+    def test_an_address_is_host_and_port_with_ipv6_in_brackets(self) -> None:
         self.assertEqual(describe_address(IPv4Address("TCP", "10.0.0.1", 30020)), "10.0.0.1:30020")
         self.assertEqual(describe_address(IPv6Address("TCP", "::1", 30020)), "[::1]:30020")
         self.assertEqual(describe_address(None), "an unknown address")

@@ -10,10 +10,12 @@ import sys
 
 from OpenSSL import SSL
 from twisted.internet import error
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from chat.client.cli import Options, parse_arguments
+from chat.client.cli import Options, parse_arguments, run
 from chat.client.connect import SetupError, Target, describe_failure, endpoint_for, load_trust
 
 TARGET = Target("chat.example.org", 4119)
@@ -60,6 +62,26 @@ class ParseArgumentsTests(unittest.TestCase):
 
     def test_unknown_option(self) -> None:
         self.assertIn("--colour", self.refused("--colour", "h", "1"))
+
+
+class ConnectingTests(unittest.TestCase):
+    def test_stopping_while_the_connection_is_pending_is_one_line(self) -> None:
+        """
+        Ctrl+C before the console takes it, or SIGTERM, once the name is
+        resolved and the TCP connection is being made: Twisted says so with
+        its own error, not a CancelledError, and it is still giving up.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        reactor = MemoryReactorClock()
+        running = Deferred.fromCoroutine(run(reactor, Options(Target("127.0.0.1", 4119))))
+        reactor.advance(0)
+        self.assertEqual([(host, port) for host, port, *_ in reactor.tcpClients], [("127.0.0.1", 4119)])
+        for trigger, args, kwargs in reactor.triggers["before"]["shutdown"]:
+            trigger(*args, **kwargs)
+        failure = self.failureResultOf(running, SystemExit)
+        self.assertEqual(failure.value.code, 2)
+        self.assertEqual(stderr.getvalue(), "chat.client: gave up connecting to 127.0.0.1:4119\n")
 
 
 class DescribeFailureTests(unittest.TestCase):

@@ -6,6 +6,7 @@ TLS, with a certificate made here).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
 import re
@@ -13,7 +14,7 @@ import socket
 import sys
 from typing import Any
 
-from twisted.internet import defer, protocol, reactor
+from twisted.internet import defer, protocol, reactor, task
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
@@ -348,6 +349,36 @@ def _free_port() -> int:
     return port
 
 
+def _full_listener(sockets: contextlib.ExitStack) -> int:
+    """
+    A loopback port whose queue of connections is full: the kernel drops
+    what else tries to connect, so connecting hangs.  The port's sockets
+    close with C{sockets}.
+    """
+    listener = sockets.enter_context(socket.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port: int = listener.getsockname()[1]
+    for _ in range(3):
+        filler = sockets.enter_context(socket.socket())
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
+    return port
+
+
+async def _logged(path: str, text: str, client: ClientProcess) -> None:
+    """Wait until the log file at C{path} holds C{text}."""
+    for _ in range(TIMEOUT * 20):
+        if client.status is not None:
+            raise AssertionError(f"client exited before logging {text!r}: {client.stderr!r}")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                if text in f.read():
+                    return
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"timed out waiting for {text!r} in {path}")
+
+
 class CannotConnectTests(ClientTestCase):
     """One line on stderr, exit status 2, no traceback."""
 
@@ -371,6 +402,21 @@ class CannotConnectTests(ClientTestCase):
         client = self.client("localhost", stdin=b"")
         await client.exit()
         self.assertOneLineError(client, "PORT")
+
+    async def test_interrupted_while_the_connection_is_pending_is_one_line(self) -> None:
+        """
+        Ctrl+C while the TCP connection is still being made, to a server
+        whose queue of connections is full so that it never answers.  The
+        client's log says when it has started connecting.
+        """
+        with contextlib.ExitStack() as sockets:
+            port = _full_listener(sockets)
+            path = os.path.abspath(self.mktemp())
+            client = self.client("--log", path, "127.0.0.1", str(port))
+            await _logged(path, "Starting factory", client)
+            client.interrupt()
+            await client.exit()
+        self.assertOneLineError(client, f"gave up connecting to 127.0.0.1:{port}")
 
     async def test_help(self) -> None:
         client = self.client("--help", stdin=b"")

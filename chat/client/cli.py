@@ -15,6 +15,7 @@ from typing import Any, NoReturn, TextIO
 
 import attrs
 from twisted.internet.defer import CancelledError, Deferred
+from twisted.internet.error import ConnectingCancelledError
 from twisted.internet.task import react
 from twisted.logger import ILogObserver, LogEvent, Logger, globalLogBeginner, textFileLogObserver
 from zope.interface import implementer
@@ -137,7 +138,9 @@ async def run(reactor: Any, options: Options) -> None:
         connection = await connecting
     except SetupError as e:
         _fail(str(e))
-    except CancelledError:
+    except (CancelledError, ConnectingCancelledError):
+        # Cancelled before the name was resolved or during the TLS
+        # handshake, or while the TCP connection was being made.
         _fail(f"gave up connecting to {target.describe()}")
     except Exception as e:
         _fail(f"cannot connect to {target.describe()}: {describe_failure(e, target)}")

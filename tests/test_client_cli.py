@@ -10,13 +10,12 @@ import sys
 
 from OpenSSL import SSL
 from twisted.internet import error
-from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactorClock
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from chat.client.cli import Options, parse_arguments, run
 from chat.client.connect import SetupError, Target, describe_failure, endpoint_for, load_trust
+from tests.console_support import stop_while_connecting
 
 TARGET = Target("chat.example.org", 4119)
 TLS = Target("chat.example.org", 4443, tls=True)
@@ -71,17 +70,9 @@ class ConnectingTests(unittest.TestCase):
         resolved and the TCP connection is being made: Twisted says so with
         its own error, not a CancelledError, and it is still giving up.
         """
-        stderr = io.StringIO()
-        self.patch(sys, "stderr", stderr)
-        reactor = MemoryReactorClock()
-        running = Deferred.fromCoroutine(run(reactor, Options(Target("127.0.0.1", 4119))))
-        reactor.advance(0)
-        self.assertEqual([(host, port) for host, port, *_ in reactor.tcpClients], [("127.0.0.1", 4119)])
-        for trigger, args, kwargs in reactor.triggers["before"]["shutdown"]:
-            trigger(*args, **kwargs)
-        failure = self.failureResultOf(running, SystemExit)
-        self.assertEqual(failure.value.code, 2)
-        self.assertEqual(stderr.getvalue(), "chat.client: gave up connecting to 127.0.0.1:4119\n")
+        options = Options(Target("127.0.0.1", 4119))
+        stderr = stop_while_connecting(self, lambda reactor: run(reactor, options), ("127.0.0.1", 4119))
+        self.assertEqual(stderr, "chat.client: gave up connecting to 127.0.0.1:4119\n")
 
 
 class DescribeFailureTests(unittest.TestCase):

@@ -8,37 +8,16 @@ from __future__ import annotations
 
 import time
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-from zope.interface import implementer
 
 from chat.client.app import ChatClient, Phase
 from chat.client.protocol import ChatClientProtocol
-from chat.terminal import IConsole, IConsoleApp
-
-
-@implementer(IConsole)
-class FakeConsole:
-    def __init__(self, app: IConsoleApp) -> None:
-        self.app = app
-        self.shown: list[str] = []
-        self.prompts: list[tuple[str, bool]] = []
-        self.closed = False
-        self.closing: Deferred[None] = succeed(None)
-
-    def show(self, text: str) -> None:
-        self.shown.append(text)
-
-    def set_prompt(self, prompt: str, secret: bool = False) -> None:
-        self.prompts.append((prompt, secret))
-
-    def close(self) -> Deferred[None]:
-        self.closed = True
-        return self.closing
+from tests.console_support import FakeConsole
 
 
 class ChatClientTests(unittest.TestCase):

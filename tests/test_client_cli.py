@@ -13,8 +13,9 @@ from twisted.internet import error
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from chat.client.cli import Options, parse_arguments
+from chat.client.cli import Options, parse_arguments, run
 from chat.client.connect import SetupError, Target, describe_failure, endpoint_for, load_trust
+from tests.console_support import stop_while_connecting
 
 TARGET = Target("chat.example.org", 4119)
 TLS = Target("chat.example.org", 4443, tls=True)
@@ -60,6 +61,18 @@ class ParseArgumentsTests(unittest.TestCase):
 
     def test_unknown_option(self) -> None:
         self.assertIn("--colour", self.refused("--colour", "h", "1"))
+
+
+class ConnectingTests(unittest.TestCase):
+    def test_stopping_while_the_connection_is_pending_is_one_line(self) -> None:
+        """
+        Ctrl+C before the console takes it, or SIGTERM, once the name is
+        resolved and the TCP connection is being made: Twisted says so with
+        its own error, not a CancelledError, and it is still giving up.
+        """
+        options = Options(Target("127.0.0.1", 4119))
+        stderr = stop_while_connecting(self, lambda reactor: run(reactor, options), ("127.0.0.1", 4119))
+        self.assertEqual(stderr, "chat.client: gave up connecting to 127.0.0.1:4119\n")
 
 
 class DescribeFailureTests(unittest.TestCase):

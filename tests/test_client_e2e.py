@@ -6,154 +6,26 @@ TLS, with a certificate made here).
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import os
-import re
 import socket
-import sys
 from typing import Any
 
-from twisted.internet import defer, protocol, reactor
-from twisted.python.failure import Failure
-from twisted.trial import unittest
+from twisted.internet import defer, protocol, reactor, task
 
-from tests.support import ROOT, ServerProcess, timeout_deferred
-
-#: Generous: the machine may be busy with other work.
-TIMEOUT = 60
+from tests.console_support import TIMEOUT, PipedProgram, ProgramTestCase, free_port
+from tests.support import ServerProcess, timeout_deferred
 
 
-def client_env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-def exit_status(reason: Failure) -> int:
-    """The exit status a process ended with, or minus the signal that killed it."""
-    ended: Any = reason.value
-    return ended.exitCode if ended.exitCode is not None else -ended.signal
-
-
-class ClientProcess(protocol.ProcessProtocol):
-    """
-    ``python -m chat.client`` with pipes: the test writes its stdin and
-    reads its stdout and stderr.
-    """
-
-    def __init__(self) -> None:
-        self.stdout = b""
-        self.stderr = b""
-        #: The exit status, or minus the signal that killed it.
-        self.status: int | None = None
-        self.position = 0
-        self._exit_waiters: list[defer.Deferred[None]] = []
-        self._waiters: list[tuple[re.Pattern[str], defer.Deferred[re.Match[str]]]] = []
-        self.transport: Any = None
-
-    @classmethod
-    def spawn(cls, *args: str, stdin: bytes | None = None) -> ClientProcess:
-        """Start the client; with C{stdin}, write it and close stdin at once."""
-        client = cls()
-        argv = [sys.executable, "-m", "chat.client", *args]
-        reactor.spawnProcess(client, sys.executable, argv, env=client_env(), path=ROOT)
-        if stdin is not None:
-            client.transport.write(stdin)
-            client.transport.closeStdin()
-        return client
-
-    @property
-    def text(self) -> str:
-        return self.stdout.decode("utf-8", "replace")
-
-    def outReceived(self, data: bytes) -> None:
-        self.stdout += data
-        still = []
-        for pattern, d in self._waiters:
-            if d.called:  # timed out
-                continue
-            m = pattern.search(self.text, self.position)
-            if m is not None:
-                self.position = m.end()
-                d.callback(m)
-            else:
-                still.append((pattern, d))
-        self._waiters = still
-
-    def errReceived(self, data: bytes) -> None:
-        self.stderr += data
-
-    def processEnded(self, reason: Failure) -> None:
-        self.status = exit_status(reason)
-        waiters, self._waiters = self._waiters, []
-        for pattern, d in waiters:
-            if not d.called:
-                d.errback(
-                    AssertionError(f"client exited while waiting for {pattern.pattern!r}: {self.text!r}")
-                )
-        ended, self._exit_waiters = self._exit_waiters, []
-        for e in ended:
-            e.callback(None)
-
-    def send(self, *lines: str) -> None:
-        self.transport.write("".join(line + "\n" for line in lines).encode("utf-8"))
-
-    def expect(self, pattern: str) -> defer.Deferred[re.Match[str]]:
-        """Wait for C{pattern} in stdout after what earlier expectations matched."""
-        compiled = re.compile(pattern)
-        m = compiled.search(self.text, self.position)
-        if m is not None:
-            self.position = m.end()
-            return defer.succeed(m)
-        if self.status is not None:
-            return defer.fail(AssertionError(f"client exited before {pattern!r}: {self.text!r}"))
-        d: defer.Deferred[re.Match[str]] = defer.Deferred()
-        self._waiters.append((compiled, d))
-        return timeout_deferred(d, TIMEOUT, f"{pattern!r} in {self.text!r}")
-
-    async def exit(self) -> int:
-        """Wait for the client to exit; its status."""
-        if self.status is None:
-            d: defer.Deferred[None] = defer.Deferred()
-            self._exit_waiters.append(d)
-            await timeout_deferred(d, TIMEOUT, f"the client to exit; output {self.text!r}")
-        assert self.status is not None
-        return self.status
-
-    def interrupt(self) -> None:
-        self.transport.signalProcess("INT")
-
-
-class ClientTestCase(unittest.TestCase):
+class ClientTestCase(ProgramTestCase):
+    program = "chat.client"
     server_args: tuple[str, ...] = ()
 
     async def start_server(self, *args: str) -> int:
         self.server = ServerProcess(self.mktemp(), args=args or self.server_args)
         self.addCleanup(self.server.stop)
         return await self.server.start(timeout=TIMEOUT)
-
-    def client(self, *args: str, stdin: bytes | None = None) -> ClientProcess:
-        client = ClientProcess.spawn(*args, stdin=stdin)
-        self.addCleanup(self._reap, client)
-        return client
-
-    async def _reap(self, client: ClientProcess) -> None:
-        if client.status is None:
-            client.transport.signalProcess("KILL")
-            await client.exit()
-
-    def assertNoTraceback(self, client: ClientProcess) -> None:
-        self.assertNotIn(b"Traceback", client.stdout + client.stderr)
-
-    def assertOneLineError(self, client: ClientProcess, *words: str) -> None:
-        """Exit status 2, nothing on stdout, and one line on stderr."""
-        self.assertEqual(client.status, 2)
-        self.assertEqual(client.stdout, b"")
-        self.assertNoTraceback(client)
-        lines = client.stderr.decode("utf-8").splitlines()
-        self.assertEqual(len(lines), 1, lines)
-        for word in words:
-            self.assertIn(word, lines[0])
 
 
 SESSION = (
@@ -173,14 +45,14 @@ class ScriptTests(ClientTestCase):
 
     async def test_a_script_prints_the_session_and_exits_zero(self) -> None:
         port = await self.start_server()
-        client = self.client("localhost", str(port), stdin=b"columbia\n116bway\nwhoelse\nlogout\n")
+        client = self.spawn("localhost", str(port), stdin=b"columbia\n116bway\nwhoelse\nlogout\n")
         self.assertEqual(await client.exit(), 0)
         self.assertEqual(client.text, SESSION)
         self.assertEqual(client.stderr, b"")
 
     async def test_the_last_line_is_answered_before_logging_out(self) -> None:
         port = await self.start_server()
-        client = self.client("127.0.0.1", str(port), stdin=b"columbia\n116bway\nwhoelse")
+        client = self.spawn("127.0.0.1", str(port), stdin=b"columbia\n116bway\nwhoelse")
         self.assertEqual(await client.exit(), 0)
         self.assertTrue(
             client.text.endswith(
@@ -192,7 +64,7 @@ class ScriptTests(ClientTestCase):
     async def test_lines_are_sent_in_order_one_per_prompt(self) -> None:
         port = await self.start_server()
         script = "columbia\n116bway\npersonalintro\nI like tea\nwhoelse\nhelp logout\n\\quit\n"
-        client = self.client("localhost", str(port), stdin=script.encode())
+        client = self.spawn("localhost", str(port), stdin=script.encode())
         self.assertEqual(await client.exit(), 0)
         self.assertIn(
             "Command: personalintro\n"
@@ -209,8 +81,8 @@ class ScriptTests(ClientTestCase):
 
     async def test_two_clients_talk_to_each_other(self) -> None:
         port = await self.start_server()
-        columbia = self.client("localhost", str(port))
-        seas = self.client("localhost", str(port))
+        columbia = self.spawn("localhost", str(port))
+        seas = self.spawn("localhost", str(port))
         columbia.send("columbia", "116bway")
         seas.send("seas", "summerisover")
         await columbia.expect("Welcome to chat, columbia!\nCommand: ")
@@ -232,7 +104,7 @@ class ScriptTests(ClientTestCase):
     async def test_sigint_logs_out_and_exits_zero(self) -> None:
         """Ctrl+C in a terminal that is not the client's stdin."""
         port = await self.start_server()
-        client = self.client("localhost", str(port))
+        client = self.spawn("localhost", str(port))
         client.send("columbia", "116bway")
         await client.expect("Command: ")
         client.interrupt()
@@ -241,7 +113,7 @@ class ScriptTests(ClientTestCase):
 
     async def test_sigint_before_logging_in_closes_and_exits_zero(self) -> None:
         port = await self.start_server()
-        client = self.client("localhost", str(port))
+        client = self.spawn("localhost", str(port))
         await client.expect("Username: ")
         client.interrupt()
         self.assertEqual(await client.exit(), 0)
@@ -251,7 +123,7 @@ class ScriptTests(ClientTestCase):
         port = await self.start_server()
         path = os.path.abspath(self.mktemp())
         script = b"columbia\n116bway\nlogout\n"
-        client = self.client("--log", path, "localhost", str(port), stdin=script)
+        client = self.spawn("--log", path, "localhost", str(port), stdin=script)
         self.assertEqual(await client.exit(), 0)
         with open(path) as f:
             self.assertIn("Main loop terminated", f.read())
@@ -261,7 +133,7 @@ class ScriptTests(ClientTestCase):
     async def test_timestamps_mark_lines_from_the_server(self) -> None:
         port = await self.start_server()
         script = b"columbia\n116bway\nlogout\n"
-        client = self.client("--timestamps", "localhost", str(port), stdin=script)
+        client = self.spawn("--timestamps", "localhost", str(port), stdin=script)
         self.assertEqual(await client.exit(), 0)
         stamp = r"\[\d\d:\d\d\] "
         self.assertRegex(
@@ -274,9 +146,9 @@ class ScriptTests(ClientTestCase):
 class DisconnectTests(ClientTestCase):
     """The server ends the session: the client says why, and exits 1."""
 
-    async def logged_in(self, *server_args: str) -> ClientProcess:
+    async def logged_in(self, *server_args: str) -> PipedProgram:
         port = await self.start_server(*server_args)
-        client = self.client("localhost", str(port))
+        client = self.spawn("localhost", str(port))
         client.send("columbia", "116bway")
         await client.expect("Welcome to chat, columbia!\nCommand: ")
         return client
@@ -305,7 +177,7 @@ class DisconnectTests(ClientTestCase):
 
     async def test_login_timeout(self) -> None:
         port = await self.start_server("--login-timeout", "1")
-        client = self.client("localhost", str(port))
+        client = self.spawn("localhost", str(port))
         self.assertEqual(await client.exit(), 1)
         self.assertEqual(
             client.text,
@@ -314,7 +186,7 @@ class DisconnectTests(ClientTestCase):
 
     async def test_blocked_after_failed_logins(self) -> None:
         port = await self.start_server()
-        client = self.client("localhost", str(port), stdin=b"columbia\nx\n" * 3)
+        client = self.spawn("localhost", str(port), stdin=b"columbia\nx\n" * 3)
         self.assertEqual(await client.exit(), 1)
         self.assertRegex(
             client.text,
@@ -333,47 +205,84 @@ class DisconnectTests(ClientTestCase):
     async def test_a_refused_second_login_asks_again_and_leaves_the_first_alone(self) -> None:
         """A refused login is not a disconnect: the prompt comes back."""
         client = await self.logged_in()
-        other = self.client("localhost", str(self.server.port), stdin=b"columbia\n116bway\n")
+        other = self.spawn("localhost", str(self.server.port), stdin=b"columbia\n116bway\n")
         self.assertEqual(await other.exit(), 0)
         self.assertIn("columbia is already logged in; a second session is not allowed.\n", other.text)
         client.transport.closeStdin()
         self.assertEqual(await client.exit(), 0)
 
 
-def _free_port() -> int:
-    """A loopback port nothing listens on (it was free a moment ago)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
+def _full_listener(sockets: contextlib.ExitStack) -> int:
+    """
+    A loopback port whose queue of connections is full: the kernel drops
+    what else tries to connect, so connecting hangs.  The port's sockets
+    close with C{sockets}.
+    """
+    listener = sockets.enter_context(socket.socket())
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port: int = listener.getsockname()[1]
+    for _ in range(3):
+        filler = sockets.enter_context(socket.socket())
+        filler.setblocking(False)
+        filler.connect_ex(("127.0.0.1", port))
     return port
+
+
+async def _logged(path: str, text: str, client: PipedProgram) -> None:
+    """Wait until the log file at C{path} holds C{text}."""
+    for _ in range(TIMEOUT * 20):
+        if client.status is not None:
+            raise AssertionError(f"client exited before logging {text!r}: {client.stderr!r}")
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                if text in f.read():
+                    return
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"timed out waiting for {text!r} in {path}")
 
 
 class CannotConnectTests(ClientTestCase):
     """One line on stderr, exit status 2, no traceback."""
 
     async def test_connection_refused(self) -> None:
-        client = self.client("127.0.0.1", str(_free_port()), stdin=b"")
+        client = self.spawn("127.0.0.1", str(free_port()), stdin=b"")
         await client.exit()
         self.assertOneLineError(client, "cannot connect to 127.0.0.1:", "refused")
 
     async def test_unknown_host(self) -> None:
-        client = self.client("no-such-host.invalid", "4119", stdin=b"")
+        client = self.spawn("no-such-host.invalid", "4119", stdin=b"")
         await client.exit()
         self.assertOneLineError(client, "unknown host 'no-such-host.invalid'")
 
     async def test_bad_port(self) -> None:
         for port in ("http", "0", "65536", "-1"):
-            client = self.client("localhost", port, stdin=b"")
+            client = self.spawn("localhost", port, stdin=b"")
             await client.exit()
             self.assertOneLineError(client, "PORT must be a number from 1 to 65535")
 
     async def test_missing_arguments(self) -> None:
-        client = self.client("localhost", stdin=b"")
+        client = self.spawn("localhost", stdin=b"")
         await client.exit()
         self.assertOneLineError(client, "PORT")
 
+    async def test_interrupted_while_the_connection_is_pending_is_one_line(self) -> None:
+        """
+        Ctrl+C while the TCP connection is still being made, to a server
+        whose queue of connections is full so that it never answers.  The
+        client's log says when it has started connecting.
+        """
+        with contextlib.ExitStack() as sockets:
+            port = _full_listener(sockets)
+            path = os.path.abspath(self.mktemp())
+            client = self.spawn("--log", path, "127.0.0.1", str(port))
+            await _logged(path, "Starting factory", client)
+            client.interrupt()
+            await client.exit()
+        self.assertOneLineError(client, f"gave up connecting to 127.0.0.1:{port}")
+
     async def test_help(self) -> None:
-        client = self.client("--help", stdin=b"")
+        client = self.spawn("--help", stdin=b"")
         self.assertEqual(await client.exit(), 0)
         self.assertIn("usage: python -m chat.client", client.text)
         for option in ("--tls", "--cafile", "--insecure", "--timestamps"):
@@ -429,32 +338,32 @@ class TLSTests(ClientTestCase):
 
     async def test_the_certificate_in_cafile_is_trusted(self) -> None:
         port = await self.start_tls_server()
-        client = self.client("--tls", "--cafile", self.cert, "localhost", str(port), stdin=self.script)
+        client = self.spawn("--tls", "--cafile", self.cert, "localhost", str(port), stdin=self.script)
         self.assertEqual(await client.exit(), 0)
         self.assertIn("Welcome to chat, columbia!", client.text)
         self.assertTrue(client.text.endswith("Goodbye, columbia!\nDisconnected.\n"))
 
     async def test_an_untrusted_certificate_is_refused(self) -> None:
         port = await self.start_tls_server()
-        client = self.client("--tls", "localhost", str(port), stdin=self.script)
+        client = self.spawn("--tls", "localhost", str(port), stdin=self.script)
         await client.exit()
         self.assertOneLineError(client, f"cannot connect to localhost:{port}", "not trusted")
 
     async def test_a_certificate_for_another_name_is_refused(self) -> None:
         port = await self.start_tls_server()
-        client = self.client("--tls", "--cafile", self.cert, "127.0.0.1", str(port), stdin=self.script)
+        client = self.spawn("--tls", "--cafile", self.cert, "127.0.0.1", str(port), stdin=self.script)
         await client.exit()
         self.assertOneLineError(client, "not for '127.0.0.1'")
 
     async def test_insecure_skips_the_check_when_asked_by_name(self) -> None:
         port = await self.start_tls_server()
-        client = self.client("--tls", "--insecure", "127.0.0.1", str(port), stdin=self.script)
+        client = self.spawn("--tls", "--insecure", "127.0.0.1", str(port), stdin=self.script)
         self.assertEqual(await client.exit(), 0)
         self.assertIn("Welcome to chat, columbia!", client.text)
 
     async def test_tls_to_a_plain_server_fails_cleanly(self) -> None:
         port = await self.start_server()
-        client = self.client("--tls", "--insecure", "localhost", str(port), stdin=self.script)
+        client = self.spawn("--tls", "--insecure", "localhost", str(port), stdin=self.script)
         await client.exit()
         self.assertOneLineError(client, "TLS")
 
@@ -471,13 +380,13 @@ class TLSTests(ClientTestCase):
         port = reactor.listenTCP(0, factory, interface="127.0.0.1")
         self.addCleanup(port.stopListening)
         address: Any = port.getHost()
-        client = self.client("--tls", "--insecure", "127.0.0.1", str(address.port))
+        client = self.spawn("--tls", "--insecure", "127.0.0.1", str(address.port))
         await timeout_deferred(connected, TIMEOUT, "the client to connect")
         client.interrupt()
         await client.exit()
         self.assertOneLineError(client, "gave up connecting to 127.0.0.1:")
 
     async def test_a_missing_cafile_is_one_line(self) -> None:
-        client = self.client("--tls", "--cafile", "/nonexistent/ca.pem", "localhost", "4443", stdin=b"")
+        client = self.spawn("--tls", "--cafile", "/nonexistent/ca.pem", "localhost", "4443", stdin=b"")
         await client.exit()
         self.assertOneLineError(client, "--cafile /nonexistent/ca.pem")

@@ -8,157 +8,25 @@ about what the user sees.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
-import struct
-import sys
-import termios
-from collections.abc import Callable
-from typing import Any
-
-from twisted.internet import defer, protocol, reactor
-from twisted.python.failure import Failure
 from twisted.trial import unittest
 
-from tests.support import ROOT, LineClient, ServerProcess, login, timeout_deferred
-from tests.test_client_e2e import TIMEOUT, client_env, exit_status
-from tests.test_terminal import Screen
+from tests.console_support import CTRL_C, CTRL_D, TIMEOUT, PtyProgram, raw
+from tests.support import LineClient, ServerProcess, login
 
 UP, LEFT = b"\x1b[A", b"\x1b[D"
-CTRL_C, CTRL_D, CTRL_Z, BACKSPACE = b"\x03", b"\x04", b"\x1a", b"\x7f"
-
-
-class PtyClient(protocol.ProcessProtocol):
-    """
-    ``python -m chat.client`` whose stdin, stdout and stderr are the slave
-    side of a pseudo-terminal 80 columns wide; the test holds the master.
-
-    A copy of the slave is kept open until the client exits, so that the
-    terminal's settings can be read after it is gone.
-    """
-
-    width = 80
-
-    def __init__(self) -> None:
-        self.output = b""
-        self.status: int | None = None
-        self.ended = False
-        self.initial_settings: list[Any] = []
-        self.settings_at_exit: list[Any] | None = None
-        self._slave: int | None = None
-        self._watchers: list[tuple[Callable[[Screen], bool], defer.Deferred[Screen]]] = []
-        self._exit_waiters: list[defer.Deferred[None]] = []
-        self.transport: Any = None
-
-    @classmethod
-    def spawn(cls, *args: str) -> PtyClient:
-        client = cls()
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cls.width, 0, 0))
-        client.initial_settings = termios.tcgetattr(slave)
-        client._slave = os.dup(slave)
-        argv = [sys.executable, "-m", "chat.client", *args]
-        # Twisted's own pty handling, with this pty (its type says bool).
-        use_pty: Any = (master, slave, os.ttyname(slave))
-        reactor.spawnProcess(client, sys.executable, argv, env=client_env(), path=ROOT, usePTY=use_pty)
-        return client
-
-    def settings(self) -> list[Any]:
-        assert self._slave is not None
-        return termios.tcgetattr(self._slave)
-
-    def screen(self) -> Screen:
-        return Screen(self.output, self.width)
-
-    def type(self, keys: bytes) -> None:
-        self.transport.write(keys)
-
-    def outReceived(self, data: bytes) -> None:
-        self.output += data
-        screen = self.screen()
-        still = []
-        for done, d in self._watchers:
-            if d.called:
-                continue
-            if done(screen):
-                d.callback(screen)
-            else:
-                still.append((done, d))
-        self._watchers = still
-
-    def processExited(self, reason: Failure) -> None:
-        self.status = exit_status(reason)
-        if self._slave is not None:
-            self.settings_at_exit = termios.tcgetattr(self._slave)
-            os.close(self._slave)
-            self._slave = None
-
-    def processEnded(self, reason: Failure) -> None:
-        if self.status is None:
-            self.processExited(reason)
-        self.ended = True
-        watchers, self._watchers = self._watchers, []
-        for _, watcher in watchers:
-            if not watcher.called:
-                watcher.errback(AssertionError(f"client exited; the screen was:\n{self._dump()}"))
-        waiters, self._exit_waiters = self._exit_waiters, []
-        for d in waiters:
-            d.callback(None)
-
-    def _dump(self) -> str:
-        try:
-            return "\n".join(self.screen().lines())
-        except AssertionError as e:
-            return f"{e}; raw output {self.output!r}"
-
-    def until(self, done: Callable[[Screen], bool], what: str) -> defer.Deferred[Screen]:
-        """Wait until the screen shows C{what}, which C{done} checks."""
-        d: defer.Deferred[Screen] = defer.Deferred()
-        if self.output and done(self.screen()):
-            d.callback(self.screen())
-            return d
-        self._watchers.append((done, d))
-
-        def explain(f: Failure) -> Failure:
-            if f.check(defer.TimeoutError):
-                raise AssertionError(f"timed out waiting for {what}; the screen was:\n{self._dump()}")
-            return f
-
-        return timeout_deferred(d, TIMEOUT, what).addErrback(explain)
-
-    def at_prompt(self, row: str) -> defer.Deferred[Screen]:
-        """Wait until the input row reads C{row} with the cursor at its end."""
-        return self.until(lambda s: s.cursor_row == row.rstrip() and s.before_cursor == row, repr(row))
-
-    async def exit(self) -> int:
-        if not self.ended:
-            d: defer.Deferred[None] = defer.Deferred()
-            self._exit_waiters.append(d)
-            await timeout_deferred(d, TIMEOUT, f"the client to exit; the screen was:\n{self._dump()}")
-        assert self.status is not None
-        return self.status
-
-
-def _raw(settings: list[Any]) -> bool:
-    return not settings[3] & (termios.ECHO | termios.ICANON)
+CTRL_Z, BACKSPACE = b"\x1a", b"\x7f"
 
 
 class PtyTests(unittest.TestCase):
-    async def start(self) -> tuple[int, PtyClient]:
+    async def start(self) -> tuple[int, PtyProgram]:
         self.server = ServerProcess(self.mktemp())
         self.addCleanup(self.server.stop)
         port = await self.server.start(timeout=TIMEOUT)
-        client = PtyClient.spawn("localhost", str(port))
-        self.addCleanup(self._reap, client)
+        client = PtyProgram.spawn("chat.client", "localhost", str(port))
+        self.addCleanup(client.reap)
         return port, client
 
-    async def _reap(self, client: PtyClient) -> None:
-        if client.status is None:
-            client.transport.signalProcess("KILL")
-        await client.exit()
-
-    async def log_in(self, client: PtyClient) -> None:
+    async def log_in(self, client: PtyProgram) -> None:
         await client.at_prompt("Username: ")
         client.type(b"columbia\r")
         await client.at_prompt("Password: ")
@@ -173,7 +41,7 @@ class PtyTests(unittest.TestCase):
     async def test_the_password_is_not_echoed(self) -> None:
         _, client = await self.start()
         await client.at_prompt("Username: ")
-        self.assertTrue(_raw(client.settings()))
+        self.assertTrue(raw(client.settings()))
         client.type(b"columbia\r")
         await client.at_prompt("Password: ")
         client.type(b"116bway")
@@ -219,7 +87,7 @@ class PtyTests(unittest.TestCase):
     async def test_ctrl_d_logs_out_and_gives_the_terminal_back(self) -> None:
         _, client = await self.start()
         await self.log_in(client)
-        self.assertTrue(_raw(client.settings()))
+        self.assertTrue(raw(client.settings()))
         client.type(CTRL_D)
         self.assertEqual(await client.exit(), 0)
         self.assertEqual(client.settings_at_exit, client.initial_settings)
@@ -286,6 +154,6 @@ class PtyTests(unittest.TestCase):
             lambda s: b"Command: message seas still" in client.output[before:], "the row drawn again"
         )
         await client.at_prompt("Command: message seas still")
-        self.assertTrue(_raw(client.settings()))
+        self.assertTrue(raw(client.settings()))
         client.type(b" here\r")
         await seas.expect(r"columbia \(private\): still here\r\n", timeout=TIMEOUT)

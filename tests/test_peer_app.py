@@ -17,7 +17,7 @@ from twisted.trial import unittest
 from chat.peer.app import HANDLE_PROMPT, ClientState, PairClient, PairServer, ServerState
 from chat.peer.framing import Handle
 from chat.peer.protocol import PairServerFactory, PeerProtocol
-from tests.test_client_app import FakeConsole
+from tests.console_support import FakeConsole
 
 HOST = Handle("HostA")
 STEVE = Handle("SteveO")

@@ -14,9 +14,9 @@ from twisted.internet import defer, protocol, reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.python.failure import Failure
 
+from tests.console_support import TIMEOUT, PipedProgram
 from tests.support import timeout_deferred
-from tests.test_client_e2e import TIMEOUT
-from tests.test_peer_e2e import PeerProcess, PeerTestCase
+from tests.test_peer_e2e import PeerTestCase
 
 #: What a C buffer held before: the tail of an earlier, longer message, and
 #: bytes that were never initialised.
@@ -161,7 +161,7 @@ class ServeWithClassicClientsTests(PeerTestCase):
         self.addCleanup(abort_peer, peer)
         return peer
 
-    async def converse(self, variant: Variant) -> PeerProcess:
+    async def converse(self, variant: Variant) -> PipedProgram:
         """A classic client says hello, gets the reply, and quits."""
         server, port = await self.serve()
         client = await self.classic_client(port, variant)
@@ -260,7 +260,7 @@ class ConnectToClassicServersTests(PeerTestCase):
         self.addCleanup(abort_peer, peer)
         return peer
 
-    async def converse(self, variant: Variant) -> PeerProcess:
+    async def converse(self, variant: Variant) -> PipedProgram:
         """Our client says hello, the classic server replies, and quits."""
         factory, port = await self.classic_server(variant)
         client = self.connect(port)

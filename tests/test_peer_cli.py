@@ -5,13 +5,12 @@ from __future__ import annotations
 import io
 import sys
 
-from twisted.internet.defer import Deferred
-from twisted.internet.testing import MemoryReactorClock
 from twisted.trial import unittest
 
 from chat.client.connect import Target
 from chat.peer.cli import ConnectOptions, ServeOptions, connect, parse_arguments
 from chat.peer.framing import Handle
+from tests.console_support import stop_while_connecting
 
 
 class ParseArgumentsTests(unittest.TestCase):
@@ -73,14 +72,6 @@ class ConnectingTests(unittest.TestCase):
         Ctrl+C before the console takes it, or SIGTERM, while the TCP
         connection is still being made: one line and status 2.
         """
-        stderr = io.StringIO()
-        self.patch(sys, "stderr", stderr)
-        reactor = MemoryReactorClock()
-        running = Deferred.fromCoroutine(connect(reactor, ConnectOptions(Target("127.0.0.1", 30020))))
-        reactor.advance(0)
-        self.assertEqual([(host, port) for host, port, *_ in reactor.tcpClients], [("127.0.0.1", 30020)])
-        for trigger, args, kwargs in reactor.triggers["before"]["shutdown"]:
-            trigger(*args, **kwargs)
-        failure = self.failureResultOf(running, SystemExit)
-        self.assertEqual(failure.value.code, 2)
-        self.assertEqual(stderr.getvalue(), "chat.peer: gave up connecting to 127.0.0.1:30020\n")
+        options = ConnectOptions(Target("127.0.0.1", 30020))
+        stderr = stop_while_connecting(self, lambda reactor: connect(reactor, options), ("127.0.0.1", 30020))
+        self.assertEqual(stderr, "chat.peer: gave up connecting to 127.0.0.1:30020\n")

@@ -6,71 +6,30 @@ subprocesses with piped stdin and stdout, talking over real loopback TCP.
 from __future__ import annotations
 
 import socket
-import sys
 
-from twisted.internet import reactor
-from twisted.trial import unittest
-
-from tests.support import ROOT
-from tests.test_client_e2e import TIMEOUT, ClientProcess, client_env
+from tests.console_support import TIMEOUT, PipedProgram, ProgramTestCase, free_port
 
 HANDLE_PROMPT = r"Your handle \(one word, at most 10 characters\): "
 
 
-class PeerProcess(ClientProcess):
-    """``python -m chat.peer`` with pipes, as L{ClientProcess} is for the client."""
-
-    @classmethod
-    def spawn(cls, *args: str, stdin: bytes | None = None) -> PeerProcess:
-        process = cls()
-        argv = [sys.executable, "-m", "chat.peer", *args]
-        reactor.spawnProcess(process, sys.executable, argv, env=client_env(), path=ROOT)
-        if stdin is not None:
-            process.transport.write(stdin)
-            process.transport.closeStdin()
-        return process
-
-    def terminate(self) -> None:
-        self.transport.signalProcess("TERM")
-
-
-class PeerTestCase(unittest.TestCase):
+class PeerTestCase(ProgramTestCase):
+    program = "chat.peer"
     timeout = 4 * TIMEOUT
 
-    def peer(self, *args: str, stdin: bytes | None = None) -> PeerProcess:
-        process = PeerProcess.spawn(*args, stdin=stdin)
-        self.addCleanup(self._reap, process)
-        return process
-
-    async def _reap(self, process: PeerProcess) -> None:
-        if process.status is None:
-            process.transport.signalProcess("KILL")
-            await process.exit()
-
-    async def serve(self, *args: str) -> tuple[PeerProcess, int]:
+    async def serve(self, *args: str) -> tuple[PipedProgram, int]:
         """A server on a free loopback port, and that port once it listens."""
-        server = self.peer("serve", "0", "--interface", "127.0.0.1", *args)
+        server = self.spawn("serve", "0", "--interface", "127.0.0.1", *args)
         m = await server.expect(r"Waiting for a client on port (\d+), as \w+\.")
         return server, int(m.group(1))
 
-    def connect(self, port: int, *args: str, stdin: bytes | None = None) -> PeerProcess:
-        return self.peer("connect", "127.0.0.1", str(port), *args, stdin=stdin)
+    def connect(self, port: int, *args: str, stdin: bytes | None = None) -> PipedProgram:
+        return self.spawn("connect", "127.0.0.1", str(port), *args, stdin=stdin)
 
-    def assertClean(self, *processes: PeerProcess) -> None:
+    def assertClean(self, *processes: PipedProgram) -> None:
         """No traceback, nothing on stderr."""
         for process in processes:
             self.assertEqual(process.stderr, b"")
             self.assertNotIn("Traceback", process.text)
-
-    def assertOneLineError(self, process: PeerProcess, *words: str) -> None:
-        """Exit status 2, nothing on stdout, and one line on stderr."""
-        self.assertEqual(process.status, 2)
-        self.assertEqual(process.stdout, b"")
-        lines = process.stderr.decode("utf-8").splitlines()
-        self.assertEqual(len(lines), 1, lines)
-        self.assertTrue(lines[0].startswith("chat.peer: "), lines)
-        for word in words:
-            self.assertIn(word, lines[0])
 
 
 class ConversationTests(PeerTestCase):
@@ -171,7 +130,7 @@ class ConversationTests(PeerTestCase):
 
 
 class StoppingTests(PeerTestCase):
-    async def chatting(self) -> tuple[PeerProcess, PeerProcess]:
+    async def chatting(self) -> tuple[PipedProgram, PipedProgram]:
         server, port = await self.serve()
         client = self.connect(port, "--handle", "SteveO")
         client.send("Hi!!")
@@ -239,24 +198,16 @@ class StoppingTests(PeerTestCase):
         self.assertClean(client)
 
 
-def _free_port() -> int:
-    """A loopback port nothing listens on (it was free a moment ago)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-    return port
-
-
 class CannotStartTests(PeerTestCase):
     """One line on stderr, exit status 2, no traceback."""
 
     async def test_connection_refused(self) -> None:
-        client = self.peer("connect", "127.0.0.1", str(_free_port()), stdin=b"")
+        client = self.spawn("connect", "127.0.0.1", str(free_port()), stdin=b"")
         await client.exit()
         self.assertOneLineError(client, "cannot connect to 127.0.0.1:", "connection refused")
 
     async def test_unknown_host(self) -> None:
-        client = self.peer("connect", "no-such-host.invalid", "30020", stdin=b"")
+        client = self.spawn("connect", "no-such-host.invalid", "30020", stdin=b"")
         await client.exit()
         self.assertOneLineError(client, "unknown host 'no-such-host.invalid'")
 
@@ -265,17 +216,17 @@ class CannotStartTests(PeerTestCase):
             taken.bind(("127.0.0.1", 0))
             taken.listen(1)
             port = taken.getsockname()[1]
-            server = self.peer("serve", str(port), "--interface", "127.0.0.1", stdin=b"")
+            server = self.spawn("serve", str(port), "--interface", "127.0.0.1", stdin=b"")
             await server.exit()
         self.assertOneLineError(server, f"cannot listen on 127.0.0.1:{port}: address already in use")
 
     async def test_a_bad_handle_is_refused_before_listening(self) -> None:
-        server = self.peer("serve", "30020", "--handle", "Host A", stdin=b"")
+        server = self.spawn("serve", "30020", "--handle", "Host A", stdin=b"")
         await server.exit()
         self.assertOneLineError(server, "--handle 'Host A': a handle is one word")
 
     async def test_help_names_the_commands_quit_and_exit_statuses(self) -> None:
-        helped = self.peer("--help", stdin=b"")
+        helped = self.spawn("--help", stdin=b"")
         self.assertEqual(await helped.exit(), 0)
         self.assertIn("usage: python -m chat.peer", helped.text)
         for word in ("serve", "connect", "\\quit", "exit status"):

@@ -6,40 +6,16 @@ is replayed on a L{Screen}, so the assertions are about what the user sees.
 
 from __future__ import annotations
 
-import fcntl
-import os
-import pty
 import re
-import struct
-import sys
-import termios
-from typing import Any
 
 from twisted.internet import reactor
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.trial import unittest
 
-from tests.support import ROOT, timeout_deferred
-from tests.test_client_e2e import TIMEOUT, client_env
-from tests.test_client_pty import CTRL_C, CTRL_D, PtyClient, _raw
+from tests.console_support import CTRL_C, CTRL_D, TIMEOUT, PtyProgram, raw
+from tests.support import timeout_deferred
 from tests.test_peer_classic import UNFRAMED, ClassicPeer, ClassicServer, abort_peer
 from tests.test_terminal import Screen
-
-
-class PtyPeer(PtyClient):
-    """``python -m chat.peer`` in a pseudo-terminal, as L{PtyClient} is for the client."""
-
-    @classmethod
-    def spawn(cls, *args: str) -> PtyPeer:
-        peer = cls()
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, cls.width, 0, 0))
-        peer.initial_settings = termios.tcgetattr(slave)
-        peer._slave = os.dup(slave)
-        argv = [sys.executable, "-m", "chat.peer", *args]
-        use_pty: Any = (master, slave, os.ttyname(slave))
-        reactor.spawnProcess(peer, sys.executable, argv, env=client_env(), path=ROOT, usePTY=use_pty)
-        return peer
 
 
 def _port(screen: Screen) -> int | None:
@@ -50,17 +26,12 @@ def _port(screen: Screen) -> int | None:
 class PeerPtyTests(unittest.TestCase):
     timeout = 4 * TIMEOUT
 
-    def spawn(self, *args: str) -> PtyPeer:
-        peer = PtyPeer.spawn(*args)
-        self.addCleanup(self._reap, peer)
+    def spawn(self, *args: str) -> PtyProgram:
+        peer = PtyProgram.spawn("chat.peer", *args)
+        self.addCleanup(peer.reap)
         return peer
 
-    async def _reap(self, peer: PtyPeer) -> None:
-        if peer.status is None:
-            peer.transport.signalProcess("KILL")
-        await peer.exit()
-
-    async def serving(self) -> tuple[PtyPeer, ClassicPeer]:
+    async def serving(self) -> tuple[PtyProgram, ClassicPeer]:
         """``serve`` in the terminal, and a classic client that has said hello."""
         server = self.spawn("serve", "0", "--interface", "127.0.0.1")
         screen = await server.until(lambda s: _port(s) is not None, "the port")
@@ -92,7 +63,7 @@ class PeerPtyTests(unittest.TestCase):
 
     async def test_ctrl_c_tells_the_client_and_gives_the_terminal_back(self) -> None:
         server, client = await self.serving()
-        self.assertTrue(_raw(server.settings()))
+        self.assertTrue(raw(server.settings()))
         server.type(b"half a thought")
         await server.at_prompt("HostA> half a thought")
         server.type(CTRL_C)
@@ -114,7 +85,7 @@ class PeerPtyTests(unittest.TestCase):
         server: ClassicPeer = await timeout_deferred(factory.peer, TIMEOUT, "the client to connect")
         self.addCleanup(abort_peer, server)
         await client.at_prompt("Your handle (one word, at most 10 characters): ")
-        self.assertTrue(_raw(client.settings()))
+        self.assertTrue(raw(client.settings()))
         client.type(b"Steve O\r")
         await client.until(lambda s: "A handle is one word: no spaces." in s.lines(), "the reason")
         client.type(b"SteveO\r")

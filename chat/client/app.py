@@ -31,13 +31,9 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chat.cli import DISCONNECTED, LEFT
 from chat.client.protocol import ChatClientProtocol, IServerListener, Prompt, PromptKind
 from chat.terminal import IConsole, IConsoleApp
-
-#: Exit statuses.
-LEFT = 0
-DISCONNECTED = 1
-CANNOT_CONNECT = 2
 
 QUIT = "\\quit"
 

@@ -11,22 +11,19 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, NoReturn, TextIO
+from typing import Any
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.task import react
-from twisted.logger import ILogObserver, LogEvent, Logger, globalLogBeginner, textFileLogObserver
-from zope.interface import implementer
+from twisted.internet.defer import Deferred
 
-from chat.client.app import CANNOT_CONNECT, DISCONNECTED, ChatClient
-from chat.client.connect import SetupError, Target, connect, describe_failure
+from chat.cli import Parser, fail, run_program, run_session, start_logging
+from chat.client.app import ChatClient
+from chat.client.connect import Target, connect
+from chat.client.protocol import ChatClientProtocol
 from chat.terminal import open_console
 
 PROG = "python -m chat.client"
 NAME = "chat.client"
-
-log = Logger()
 
 DESCRIPTION = """\
 Connect to a chat server and chat.  On a terminal the line being typed is
@@ -55,14 +52,9 @@ class Options:
     log: str | None = None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line, not the usage text: the mistake is what matters."""
-        self.exit(CANNOT_CONNECT, f"{NAME}: {message} (see --help)\n")
-
-
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> Parser:
+    parser = Parser(
+        NAME,
         prog=PROG,
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -109,79 +101,18 @@ def parse_arguments(argv: list[str]) -> Options:
     return Options(target, timestamps=args.timestamps, log=args.log)
 
 
-def _fail(message: str) -> NoReturn:
-    sys.stderr.write(f"{NAME}: {message}\n")
-    sys.stderr.flush()
-    raise SystemExit(CANNOT_CONNECT)
-
-
 async def run(reactor: Any, options: Options) -> None:
-    target = options.target
-    connecting = Deferred.fromCoroutine(connect(reactor, target))
-    client: ChatClient | None = None
+    def session(connection: ChatClientProtocol) -> ChatClient:
+        return ChatClient(connection, lambda app: open_console(app, reactor), reactor, options.timestamps)
 
-    def shutting_down() -> Deferred[int] | None:
-        # The reactor is stopping on a signal (SIGTERM, or SIGINT before the
-        # console takes it): give up connecting, or leave as for Ctrl+C and
-        # have the reactor wait for the goodbye and the console.
-        if client is None:
-            connecting.cancel()
-            return None
-        if client.finished.called:
-            return None
-        client.interrupted()
-        return client.finished
-
-    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
-    try:
-        connection = await connecting
-    except SetupError as e:
-        _fail(str(e))
-    except CancelledError:
-        _fail(f"gave up connecting to {target.describe()}")
-    except Exception as e:
-        _fail(f"cannot connect to {target.describe()}: {describe_failure(e, target)}")
-    client = ChatClient(connection, lambda app: open_console(app, reactor), reactor, options.timestamps)
-    client.start()
-    status = await client.finished
-    if status:
-        raise SystemExit(status)
-
-
-async def _main(reactor: Any, options: Options) -> None:
-    try:
-        await run(reactor, options)
-    except SystemExit:
-        raise
-    except Exception as e:
-        log.failure("the client failed")
-        sys.stderr.write(f"\r\n{NAME}: internal error: {e!r}\r\n")
-        raise SystemExit(DISCONNECTED) from None
-
-
-@implementer(ILogObserver)
-def _discard(event: LogEvent) -> None:
-    pass
-
-
-def _start_logging(path: str | None) -> None:
-    """
-    Send Twisted's log (and Python's warnings) to C{path}, or nowhere: until
-    logging starts, Twisted prints critical events to stderr, over the
-    user's screen.
-    """
-    if path is None:
-        globalLogBeginner.beginLoggingTo([_discard], redirectStandardIO=False)
-        return
-    try:
-        f: TextIO = open(path, "a", encoding="utf-8")
-    except OSError as e:
-        sys.stderr.write(f"{NAME}: cannot open --log {path}: {e.strerror}\n")
-        raise SystemExit(CANNOT_CONNECT) from None
-    globalLogBeginner.beginLoggingTo([textFileLogObserver(f)], redirectStandardIO=False)
+    connecting = Deferred.fromCoroutine(connect(reactor, options.target))
+    await run_session(reactor, NAME, options.target, connecting, session)
 
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_arguments(sys.argv[1:] if argv is None else argv)
-    _start_logging(options.log)
-    react(_main, (options,))
+    try:
+        start_logging(options.log)
+    except OSError as e:
+        fail(NAME, f"cannot open --log {options.log}: {e.strerror}")
+    run_program(NAME, lambda reactor: run(reactor, options))

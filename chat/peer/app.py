@@ -39,7 +39,7 @@ from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IListeningPort
 from zope.interface import implementer
 
-from chat.client.app import DISCONNECTED, LEFT
+from chat.cli import DISCONNECTED, LEFT
 from chat.peer.framing import MAX_HANDLE, QUIT, Handle, HandleError, Message, Said, Typed
 from chat.peer.protocol import Ending, IPeerListener, IServerOperator, PairServerFactory, PeerProtocol
 from chat.terminal import IConsole, IConsoleApp

@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any, NoReturn
+from typing import Any
 
 import attrs
-from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import CannotListenError, ConnectingCancelledError
+from twisted.internet.error import CannotListenError
+from twisted.internet.interfaces import IProtocol
 from twisted.internet.protocol import Factory
-from twisted.internet.task import react
-from twisted.logger import Logger, globalLogBeginner
 
-from chat.client.app import CANNOT_CONNECT, DISCONNECTED
-from chat.client.connect import Target, describe_failure, endpoint_for
+from chat.cli import Parser, fail, run_program, run_session, start_logging
+from chat.client.connect import Target, endpoint_for
 from chat.peer.app import PairClient, PairServer
 from chat.peer.framing import QUIT, Handle, HandleError
 from chat.peer.protocol import PairServerFactory, PeerProtocol
@@ -33,8 +31,6 @@ from chat.terminal import open_console
 PROG = "python -m chat.peer"
 NAME = "chat.peer"
 DEFAULT_HANDLE = "HostA"
-
-log = Logger()
 
 DESCRIPTION = f"""\
 A chat between two people, compatible with the classic chatserve.py and
@@ -73,12 +69,6 @@ class ConnectOptions:
     handle: Handle | None = None
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        """One line, not the usage text: the mistake is what matters."""
-        self.exit(CANNOT_CONNECT, f"{NAME}: {message} (see --help)\n")
-
-
 def _handle_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--handle",
@@ -87,8 +77,9 @@ def _handle_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _parser() -> _Parser:
-    parser = _Parser(
+def _parser() -> Parser:
+    parser = Parser(
+        NAME,
         prog=PROG,
         description=DESCRIPTION,
         epilog=EPILOG,
@@ -120,7 +111,7 @@ def _parser() -> _Parser:
     return parser
 
 
-def _port(parser: _Parser, text: str, lowest: int) -> int:
+def _port(parser: Parser, text: str, lowest: int) -> int:
     try:
         port = int(text)
     except ValueError:
@@ -130,7 +121,7 @@ def _port(parser: _Parser, text: str, lowest: int) -> int:
     return port
 
 
-def _handle(parser: _Parser, text: str | None) -> Handle | None:
+def _handle(parser: Parser, text: str | None) -> Handle | None:
     if text is None:
         return None
     try:
@@ -150,12 +141,6 @@ def parse_arguments(argv: list[str]) -> ServeOptions | ConnectOptions:
     return ConnectOptions(Target(args.host, _port(parser, args.port, 1)), handle)
 
 
-def _fail(message: str) -> NoReturn:
-    sys.stderr.write(f"{NAME}: {message}\n")
-    sys.stderr.flush()
-    raise SystemExit(CANNOT_CONNECT)
-
-
 def _why(error: CannotListenError) -> str:
     reason = error.socketError
     text = getattr(reason, "strerror", None) or str(reason)
@@ -168,7 +153,7 @@ async def serve(reactor: Any, options: ServeOptions) -> None:
         port = reactor.listenTCP(options.port, factory, interface=options.interface)
     except CannotListenError as e:
         where = f"{options.interface}:{options.port}" if options.interface else f"port {options.port}"
-        _fail(f"cannot listen on {where}: {_why(e)}")
+        fail(NAME, f"cannot listen on {where}: {_why(e)}")
     server = PairServer(factory, port, lambda app: open_console(app, reactor))
     # SIGTERM, or SIGINT before the console takes it: stop as for Ctrl+C,
     # and have the reactor wait for that.
@@ -183,59 +168,25 @@ async def connect(reactor: Any, options: ConnectOptions) -> None:
     target = options.target
     factory = Factory.forProtocol(lambda: PeerProtocol(reactor))
     connecting = endpoint_for(reactor, target).connect(factory)
-    client: PairClient | None = None
 
-    def shutting_down() -> Deferred[None] | None:
-        # SIGTERM, or SIGINT before the console takes it: give up connecting,
-        # or leave as for Ctrl+C and have the reactor wait for that.
-        if client is None:
-            connecting.cancel()
-            return None
-        if client.finished.called:
-            return None
-        client.interrupted()
-        done: Deferred[None] = Deferred()
+    def session(connection: IProtocol) -> PairClient:
+        assert isinstance(connection, PeerProtocol)
+        return PairClient(
+            connection, target.describe(), lambda app: open_console(app, reactor), options.handle
+        )
 
-        def finished(status: int) -> int:
-            done.callback(None)
-            return status
-
-        client.finished.addCallback(finished)
-        return done
-
-    reactor.addSystemEventTrigger("before", "shutdown", shutting_down)
-    try:
-        connection = await connecting
-    except (CancelledError, ConnectingCancelledError):
-        # Cancelled before the name was resolved, or after.
-        _fail(f"gave up connecting to {target.describe()}")
-    except Exception as e:
-        _fail(f"cannot connect to {target.describe()}: {describe_failure(e, target)}")
-    assert isinstance(connection, PeerProtocol)
-    client = PairClient(connection, target.describe(), lambda app: open_console(app, reactor), options.handle)
-    client.start()
-    status = await client.finished
-    if status:
-        raise SystemExit(status)
+    await run_session(reactor, NAME, target, connecting, session)
 
 
-async def _main(reactor: Any, options: ServeOptions | ConnectOptions) -> None:
-    try:
-        if isinstance(options, ServeOptions):
-            await serve(reactor, options)
-        else:
-            await connect(reactor, options)
-    except SystemExit:
-        raise
-    except Exception as e:
-        log.failure("the pair chat failed")
-        sys.stderr.write(f"\r\n{NAME}: internal error: {e!r}\r\n")
-        raise SystemExit(DISCONNECTED) from None
+async def run(reactor: Any, options: ServeOptions | ConnectOptions) -> None:
+    if isinstance(options, ServeOptions):
+        await serve(reactor, options)
+    else:
+        await connect(reactor, options)
 
 
 def main(argv: list[str] | None = None) -> None:
     options = parse_arguments(sys.argv[1:] if argv is None else argv)
-    # Twisted's own log would go to stderr, over the chat: nothing of it is
-    # for the user.
-    globalLogBeginner.beginLoggingTo([], redirectStandardIO=False)
-    react(_main, (options,))
+    # Nothing of Twisted's own log is for the user.
+    start_logging()
+    run_program(NAME, lambda reactor: run(reactor, options))

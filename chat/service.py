@@ -113,6 +113,8 @@ class ChatService(Service):
         # reactor are written together, so a storm of logins costs the store
         # one write per turn, not one per login.
         self._seen: dict[str, float] = {}
+        self._broadcasts: list[tuple[IParticipant | None, bytes]] = []
+        self._flush_broadcasts: IDelayedCall | None = None
         self._flush_call: IDelayedCall | None = None
         self._logins = self._logouts = 0
         self._checkpoint = LoopingCall(self._checkpoint_presence)
@@ -130,6 +132,7 @@ class ChatService(Service):
         Say goodbye to every connection, record who was online, close the store.
         """
         super().stopService()
+        self.flush()
         if self._checkpoint.running:
             self._checkpoint.stop()
         online = list(self.registry.online)
@@ -198,6 +201,7 @@ class ChatService(Service):
 
         @raise AlreadyOnline: C{name} has a session already.
         """
+        self.flush()
         now = self.clock.seconds()
         self.registry.add(name, participant, now)
         self._saw(name, now)
@@ -205,6 +209,7 @@ class ChatService(Service):
         return ChatUser(name, self, participant)
 
     def leave(self, name: str, participant: IParticipant) -> None:
+        self.flush()
         now = self.clock.seconds()
         self.registry.remove(name, participant, now)
         self._saw(name, now)
@@ -232,20 +237,64 @@ class ChatService(Service):
     # --- delivery --------------------------------------------------------------
 
     def broadcast(self, sender: str, text: str) -> int:
-        """Send C{text} to every other online user; return how many got it."""
+        """
+        Send C{text} to every other online user; return how many get it.
+
+        Broadcasts are delivered together at the end of the reactor's turn
+        (see L{flush}), which is before anything is written to a socket.
+        """
         delivery = Delivery(sender, text, Kind.BROADCAST, self.clock.seconds())
         me = self.registry.online.get(sender)
+        self._broadcasts.append((me, delivery.wire))
+        if self._flush_broadcasts is None:
+            self._flush_broadcasts = self.clock.callLater(0, self.flush)
+        return len(self.registry.online) - (me is not None)
+
+    def flush(self) -> None:
+        """
+        Deliver the broadcasts waiting since the turn began.
+
+        A busy server reads many broadcasts in one turn of the reactor (a
+        client sends several at once; several clients send at once).  Each
+        recipient gets them all in one write, joined, instead of one write
+        per broadcast: writes are most of the server's work, so this is what
+        lets fan-out keep up.  Senders get the same minus their own.
+
+        Anything else that reaches a participant's screen from someone else
+        (a private message) or changes who is online flushes first, so
+        everyone sees messages in the order they were sent.
+        """
+        if self._flush_broadcasts is not None:
+            if self._flush_broadcasts.active():
+                self._flush_broadcasts.cancel()
+            self._flush_broadcasts = None
+        waiting, self._broadcasts = self._broadcasts, []
+        if not waiting:
+            return
         everyone = self.registry.everyone()
-        line = delivery.wire
-        # The hot loop of the server: one call per recipient, no copies.
+        if len(waiting) == 1:
+            [(me, line)] = waiting
+            # The hot loop of the server: one call per recipient, no copies.
+            for participant in everyone:
+                if participant is me:
+                    continue
+                try:
+                    participant.receive(line)
+                except Exception:
+                    log.failure("delivery to {participant!r} failed", participant=participant)
+            return
+        joined = b"".join(line for _, line in waiting)
+        own = {
+            sender: b"".join(line for other, line in waiting if other is not sender) for sender, _ in waiting
+        }
         for participant in everyone:
-            if participant is me:
+            data = own.get(participant, joined)
+            if not data:
                 continue
             try:
-                participant.receive(line)
+                participant.receive(data)
             except Exception:
                 log.failure("delivery to {participant!r} failed", participant=participant)
-        return len(everyone) - (me is not None)
 
     def check_recipients(self, sender: str, names: Iterable[str]) -> None:
         """
@@ -266,6 +315,7 @@ class ChatService(Service):
         @raise UnknownUser: before anything is sent, if any name is unknown.
         """
         self.check_recipients(sender, recipients)
+        self.flush()
         delivery = Delivery(sender, text, kind, self.clock.seconds())
         online = self.registry.online
         delivered: list[str] = []

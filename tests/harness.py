@@ -113,6 +113,7 @@ class Connection:
     """One client connected to the harness server over a StringTransport."""
 
     def __init__(self, server: Harness, host: str, port: int) -> None:
+        self.server = server
         address = IPv4Address("TCP", host, port)
         self.transport = StringTransport(peerAddress=address)
         protocol: Any = server.factory.buildProtocol(address)
@@ -129,7 +130,9 @@ class Connection:
         self.send_bytes("".join(line + "\r\n" for line in lines).encode("utf-8"))
 
     def send_bytes(self, data: bytes) -> None:
+        """Deliver C{data} and let the rest of the reactor's turn happen."""
         self.protocol.dataReceived(data)
+        self.server.clock.advance(0)
 
     def read(self) -> str:
         """Everything written since the last read."""

@@ -9,6 +9,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface import implementer
 
+from chat.messages import Kind
 from chat.service import ChatRealm, ChatService, IChatUser, IParticipant
 from chat.store import MemoryStore
 
@@ -99,3 +100,63 @@ class ServiceTests(unittest.TestCase):
         self.assertIs(service.registry.online["columbia"], mind)
         logout()
         self.assertNotIn("columbia", service.registry.online)
+
+
+class BroadcastBatchTests(unittest.TestCase):
+    """Broadcasts of one reactor turn reach each recipient in one write, in order."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        users = frozenset({"columbia", "seas", "google", "facebook"})
+        self.service = ChatService(users, MemoryStore(), self.clock)
+        self.people = {name: Recipient() for name in ("columbia", "seas", "google")}
+        for name, recipient in self.people.items():
+            self.service.join(name, recipient)
+
+    def test_broadcasts_of_one_turn_arrive_joined_in_one_write(self) -> None:
+        self.service.broadcast("columbia", "one")
+        self.service.broadcast("seas", "two")
+        self.service.broadcast("columbia", "three")
+        self.assertEqual(self.people["google"].received, [])
+        self.clock.advance(0)
+        self.assertEqual(
+            self.people["google"].received,
+            [b"columbia (broadcast): one\r\nseas (broadcast): two\r\ncolumbia (broadcast): three\r\n"],
+        )
+        # Senders get everyone's but their own.
+        self.assertEqual(self.people["columbia"].received, [b"seas (broadcast): two\r\n"])
+        self.assertEqual(
+            self.people["seas"].received,
+            [b"columbia (broadcast): one\r\ncolumbia (broadcast): three\r\n"],
+        )
+
+    def test_a_single_broadcast_is_the_line_itself(self) -> None:
+        self.assertEqual(self.service.broadcast("columbia", "hi"), 2)
+        self.clock.advance(0)
+        self.assertEqual(self.people["seas"].received, [b"columbia (broadcast): hi\r\n"])
+        self.assertEqual(self.people["columbia"].received, [])
+
+    def test_a_private_message_after_a_broadcast_arrives_after_it(self) -> None:
+        self.service.broadcast("columbia", "to all")
+        self.service.send("columbia", ["seas"], "to you", Kind.PRIVATE)
+        self.assertEqual(
+            self.people["seas"].received,
+            [b"columbia (broadcast): to all\r\n", b"columbia (private): to you\r\n"],
+        )
+
+    def test_someone_joining_mid_turn_gets_only_later_broadcasts(self) -> None:
+        self.service.broadcast("columbia", "before")
+        latecomer = Recipient()
+        self.service.join("facebook", latecomer)
+        self.service.broadcast("columbia", "after")
+        self.clock.advance(0)
+        self.assertEqual(latecomer.received, [b"columbia (broadcast): after\r\n"])
+        self.assertEqual(
+            self.people["google"].received,
+            [b"columbia (broadcast): before\r\n", b"columbia (broadcast): after\r\n"],
+        )
+
+    def test_someone_leaving_mid_turn_still_gets_what_was_sent_before(self) -> None:
+        self.service.broadcast("columbia", "last words")
+        self.service.leave("google", self.people["google"])
+        self.assertEqual(self.people["google"].received, [b"columbia (broadcast): last words\r\n"])

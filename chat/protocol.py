@@ -180,8 +180,13 @@ class ChatProtocol(LineReceiver):
         else:
             self.transport.write(data)  # type: ignore[union-attr]
 
-    def send_text(self, text: str) -> None:
-        self._write((text.replace("\n", "\r\n") + "\r\n").encode("utf-8"))
+    def send_text(self, text: str, prompt: str | None = None) -> None:
+        if prompt is None:
+            self._write((text.replace("\n", "\r\n") + "\r\n").encode("utf-8"))
+        else:
+            self._write((text.replace("\n", "\r\n") + "\r\n" + prompt).encode("utf-8"))
+            self._at_prompt = True
+            self._reroute()
 
     def send_prompt(self, prompt: str) -> None:
         self._write(prompt.encode("utf-8"))

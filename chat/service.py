@@ -307,10 +307,14 @@ class ChatService(Service):
             candidates = self._sorted_users
             raise UnknownUser(unknown, {n: closest(n, candidates) for n in unknown})
 
-    def send(self, sender: str, recipients: Sequence[str], text: str, kind: Kind) -> Deferred[Receipt]:
+    def send(
+        self, sender: str, recipients: Sequence[str], text: str, kind: Kind
+    ) -> Receipt | Deferred[Receipt]:
         """
         Send C{text} to C{recipients}: at once to those online, through the
-        store to those offline.  Fires once the stored copies are durable.
+        store to those offline.  When someone was offline, the answer is a
+        Deferred that fires once the stored copies are durable; when all
+        were online (the usual case, and a hot one) it is the receipt itself.
 
         @raise UnknownUser: before anything is sent, if any name is unknown.
         """
@@ -332,7 +336,7 @@ class ChatService(Service):
                 delivered.append(name)
         receipt = Receipt(tuple(delivered), tuple(offline))
         if not offline:
-            return succeed(receipt)
+            return receipt
         return self.store.save_offline(offline, delivery).addCallback(lambda _: receipt)
 
 
@@ -357,11 +361,11 @@ class ChatUser:
     def broadcast(self, text: str) -> int:
         return self.service.broadcast(self.name, text)
 
-    def broadcast_to(self, recipients: Sequence[str], text: str) -> Deferred[Receipt]:
+    def broadcast_to(self, recipients: Sequence[str], text: str) -> Receipt | Deferred[Receipt]:
         others = [r for r in recipients if r != self.name]
         return self.service.send(self.name, others, text, Kind.BROADCAST)
 
-    def message(self, recipient: str, text: str) -> Deferred[Receipt]:
+    def message(self, recipient: str, text: str) -> Receipt | Deferred[Receipt]:
         if recipient == self.name:
             raise SelfMessage(recipient)
         return self.service.send(self.name, [recipient], text, Kind.PRIVATE)

@@ -60,8 +60,11 @@ class IEdge(Interface):
 
     peer_host = Attribute("The address the user connects from, as text.")
 
-    def send_text(text: str) -> None:
-        """Send one or more complete lines (separated by newlines)."""
+    def send_text(text: str, prompt: str | None = None) -> None:
+        """
+        Send one or more complete lines (separated by newlines), and then
+        C{prompt} if one is given.
+        """
 
     def send_prompt(prompt: str) -> None:
         """Send a prompt that is not followed by a newline."""
@@ -251,6 +254,10 @@ class Session(TimeoutMixin):
     def say(self, text: str) -> None:
         self.edge.send_text(text)
 
+    def reply(self, text: str) -> None:
+        """Say C{text}, then prompt for the current state, in one write."""
+        self.edge.send_text(text, PROMPTS.get(self.state))
+
     def end(self, text: str) -> None:
         """Say C{text} and close; nothing more is read."""
         self.say(text)
@@ -271,8 +278,7 @@ class Session(TimeoutMixin):
 
     def _server_error(self) -> None:
         if self.state != "CLOSED":
-            self.say("Sorry, that failed because of a server error; please try again.")
-            self.prompt()
+            self.reply("Sorry, that failed because of a server error; please try again.")
 
     def _wait(self, d: Deferred[T], done: Callable[[T], None], failed: Callable[[Failure], None]) -> None:
         """
@@ -318,8 +324,7 @@ class Session(TimeoutMixin):
             self.prompt()
             return
         if len(name.split()) > 1:
-            self.say("A username is a single word; please try again.")
-            self.prompt()
+            self.reply("A username is a single word; please try again.")
             return
         blocked = self.context.guard.blocked_for(name, self.edge.peer_host)
         if blocked:
@@ -461,59 +466,56 @@ class Session(TimeoutMixin):
                 self.end("Disconnected for sending too many commands too fast.")
                 return
             rate = self.context.settings.rate
-            self.say(f"Slow down: at most {rate:g} commands per second. That one was ignored.")
-            self.prompt()
+            self.reply(f"Slow down: at most {rate:g} commands per second. That one was ignored.")
             return
         self._refused = 0
         parsed = commands.parse(text, self.context.settings.limits)
         if isinstance(parsed, commands.Blank):
             self.prompt()
         elif isinstance(parsed, (commands.UnknownCommand, commands.BadUsage, commands.TooLong)):
-            self.say(parsed.describe())
-            self.prompt()
+            self.reply(parsed.describe())
         else:
             getattr(self, "cmd_" + type(parsed).__name__)(parsed)
 
     def cmd_WhoElse(self, _: commands.WhoElse) -> None:
         assert self.avatar is not None
         entries = self.avatar.whoelse()
-        self.say(format_entries(entries, "Online now", "Nobody else is online."))
-        self.prompt()
+        self.reply(format_entries(entries, "Online now", "Nobody else is online."))
 
     def cmd_WhoLast(self, cmd: commands.WhoLast) -> None:
         assert self.avatar is not None
         entries = self.avatar.wholast(cmd.minutes)
         span = _plural(cmd.minutes, "minute")
-        self.say(
+        self.reply(
             format_entries(
                 entries,
                 f"Online in the last {span}",
                 f"Nobody else was online in the last {span}.",
             )
         )
-        self.prompt()
 
     def cmd_Broadcast(self, cmd: commands.Broadcast) -> None:
         assert self.avatar is not None
         count = self.avatar.broadcast(cmd.text)
         if count:
-            self.say(f"Broadcast to {_plural(count, 'user')}.")
+            self.reply(f"Broadcast to {_plural(count, 'user')}.")
         else:
-            self.say("Nobody else is online; the broadcast reached no one.")
-        self.prompt()
+            self.reply("Nobody else is online; the broadcast reached no one.")
 
-    def _send(self, send: Callable[[], Deferred[Receipt]]) -> None:
+    def _send(self, send: Callable[[], Receipt | Deferred[Receipt]]) -> None:
         try:
-            d = send()
+            result = send()
         except UnknownUser as e:
-            self.say(_describe_unknown(e))
-            self.prompt()
+            self.reply(_describe_unknown(e))
             return
         except SelfMessage:
-            self.say("That is you; send a message to someone else.")
-            self.prompt()
+            self.reply("That is you; send a message to someone else.")
             return
-        self._wait(d, lambda receipt: self.say(format_receipt(receipt)), self._not_stored)
+        if isinstance(result, Receipt):
+            # Everyone was online: the usual case, with no Deferred to wait on.
+            self.reply(format_receipt(result))
+        else:
+            self._wait(result, lambda receipt: self.say(format_receipt(receipt)), self._not_stored)
 
     def _not_stored(self, f: Failure) -> None:
         log.failure("could not store a message from {user}", f, user=self.name)
@@ -531,9 +533,8 @@ class Session(TimeoutMixin):
 
     def cmd_PersonalIntro(self, cmd: commands.PersonalIntro) -> None:
         if cmd.text is None:
-            self.say("Please enter your personal introduction (an empty line keeps the current one):")
             self.state = "INTRO"
-            self.prompt()
+            self.reply("Please enter your personal introduction (an empty line keeps the current one):")
             return
         self._save_intro(cmd.text)
 
@@ -542,13 +543,11 @@ class Session(TimeoutMixin):
         self.state = "COMMAND"
         text = text.strip()
         if not text:
-            self.say("Personal introduction unchanged.")
-            self.prompt()
+            self.reply("Personal introduction unchanged.")
             return
         limit = self.context.settings.limits.max_message
         if len(text) > limit:
-            self.say(f"Introduction too long: {len(text)} characters; the limit is {limit}. Unchanged.")
-            self.prompt()
+            self.reply(f"Introduction too long: {len(text)} characters; the limit is {limit}. Unchanged.")
             return
         self._save_intro(text)
 
@@ -568,10 +567,9 @@ class Session(TimeoutMixin):
     def cmd_Help(self, cmd: commands.Help) -> None:
         limits = self.context.settings.limits
         if cmd.topic is None:
-            self.say(format_help(limits))
+            self.reply(format_help(limits))
         else:
-            self.say(f"Usage: {commands.usage(cmd.topic, limits)}\n  {commands.SUMMARY[cmd.topic]}")
-        self.prompt()
+            self.reply(f"Usage: {commands.usage(cmd.topic, limits)}\n  {commands.SUMMARY[cmd.topic]}")
 
     def cmd_Logout(self, _: commands.Logout) -> None:
         self.end(f"Goodbye, {self.name}!")

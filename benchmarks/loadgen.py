@@ -259,6 +259,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         os.close(fd)
         Ledger.create(ledger_path, conns, processes)
     per_worker = max(1, math.ceil(options.concurrency / processes))
+    senders = [c[0] for s in shares for c in s["conns"] if c[3] == "s"]
     timeline = options.login_timeout + options.settle + options.warmup + options.duration + options.drain
     workers: list[WorkerProcess] = []
     rss_start = procfs.status_kib(pid) if pid else None
@@ -282,6 +283,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                 "quickack": options.quickack,
                 "login_timeout": options.login_timeout,
                 "probe_interval": options.probe_interval,
+                "sender_columns": senders,
                 "deadline_s": timeline + options.hold + 30,
                 **share,
             }
@@ -296,7 +298,7 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         record["server_rss_mib_start"] = _mib(rss_start)
         record["server_rss_mib_login"] = _mib(rss_login)
         ok = record["login_ok"]
-        if rss_start is not None and rss_login is not None and ok:
+        if rss_start is not None and rss_login is not None and ok and options.scenario != "storm":
             record["rss_kib_per_conn"] = round((rss_login - rss_start) / ok, 2)
         if options.scenario == "connect":
             time.sleep(options.hold)
@@ -323,9 +325,9 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
             for w in workers:
                 w.send(go)
             _sleep_until(t_m0)
-            cpu0, sys0 = (procfs.cpu_seconds(pid) if pid else None), procfs.system_ticks()
+            cpu0, sys0 = (procfs.cpu_times(pid) if pid else None), procfs.system_ticks()
             _sleep_until(t_m1)
-            cpu1, sys1 = (procfs.cpu_seconds(pid) if pid else None), procfs.system_ticks()
+            cpu1, sys1 = (procfs.cpu_times(pid) if pid else None), procfs.system_ticks()
             record["server_rss_mib_end"] = _mib(procfs.status_kib(pid) if pid else None)
             results = wait_for(workers, "result", time.monotonic() + options.drain + 30)
             _traffic_figures(record, results, options, fanout, (cpu0, cpu1), (sys0, sys1))
@@ -374,14 +376,17 @@ def _traffic_figures(
     results: list[dict[str, Any]],
     options: argparse.Namespace,
     fanout: int,
-    cpu: tuple[float | None, float | None],
+    cpu: tuple[tuple[float, float] | None, tuple[float, float] | None],
     system: tuple[tuple[int, int] | None, tuple[int, int] | None],
 ) -> None:
     seconds = options.duration
     total = {k: sum(r[k] for r in results) for k in ("sent", "sent_measured", "deliveries_total")}
     measured = sum(r["deliveries_measured"] for r in results)
     loadgen_cpu = sum(r["cpu_s"] for r in results)
-    server_cpu = cpu[1] - cpu[0] if cpu[0] is not None and cpu[1] is not None else None
+    server_cpu = server_sys = None
+    if cpu[0] is not None and cpu[1] is not None:
+        server_cpu = sum(cpu[1]) - sum(cpu[0])
+        server_sys = cpu[1][1] - cpu[0][1]
     busy = None
     if system[0] is not None and system[1] is not None and system[1][1] > system[0][1]:
         busy = (system[1][0] - system[0][0]) / (system[1][1] - system[0][1]) * (os.cpu_count() or 1)
@@ -389,6 +394,7 @@ def _traffic_figures(
         duration_s=seconds,
         warmup_s=options.warmup,
         server_cpu_pct=None if server_cpu is None else round(server_cpu * 100 / seconds, 1),
+        server_cpu_sys_pct=None if server_sys is None else round(server_sys * 100 / seconds, 1),
         loadgen_cpu_pct=round(loadgen_cpu * 100 / seconds, 1),
         system_busy_cores=None if busy is None else round(busy, 2),
     )

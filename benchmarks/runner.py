@@ -206,18 +206,46 @@ class Bench:
                 for k in range(self.options.repeat):
                     order = ("ours", "baseline") if k % 2 == 0 else ("baseline", "ours")
                     for which in order:
-                        if which not in pair or s.fresh:
-                            if which in pair:
-                                pair[which].stop()
-                            pair[which] = self.start(which, s, k + 1)
-                        self.record(s, which, pair[which], k + 1)
+                        self.attempt(s, which, pair, k + 1)
             except ServerError as e:
                 log.error("{scenario}: {error}", scenario=s.name, error=str(e))
                 self.records.append({"bench": s.name, "aborted": True, "first_error": str(e)})
             finally:
                 self.stop_all()
 
-    def record(self, s: Scenario, which: str, server: Server, repeat: int) -> None:
+    def attempt(self, s: Scenario, which: str, pair: dict[str, Server], repeat: int) -> None:
+        """
+        One run, with a server started for it if need be.  A server that
+        exits during the run was stopped by something else on this shared
+        machine, not by the load: the run is done again, once, on a fresh one.
+        """
+        for attempt in (1, 2):
+            if which not in pair or s.fresh:
+                if which in pair:
+                    pair[which].stop()
+                pair[which] = self.start(which, s, repeat)
+            server = pair[which]
+            record = self.measure(s, which, server, repeat)
+            code = server.process.poll() if server.process is not None else None
+            if code is None:
+                break
+            del pair[which]
+            record["aborted"] = True
+            record["first_error"] = f"the {which} server exited during the run (status {code})"
+            log.warn("{error}:\n{tail}", error=record["first_error"], tail=server.tail())
+            server.stop()
+            if attempt == 1:
+                log.warn("running {scenario} {which} again on a fresh server", scenario=s.name, which=which)
+        record["attempts"] = attempt
+        sys.stdout.write(json.dumps(record) + "\n")
+        sys.stdout.flush()
+        self.records.append(record)
+        if record.get("aborted"):
+            log.warn(
+                "{scenario} {which}: {error}", scenario=s.name, which=which, error=record.get("first_error")
+            )
+
+    def measure(self, s: Scenario, which: str, server: Server, repeat: int) -> dict[str, Any]:
         assert server.port is not None
         users_file = self.hashed if s.kind == "storm" else self.plain
         chatload = self.options.chatload
@@ -237,15 +265,7 @@ class Bench:
         record = run_load(argv, time_limit(s))
         derive(record)
         record.update(bench=s.name, server=which, repeat=repeat, generator=generator)
-        sys.stdout.write(json.dumps(record) + "\n")
-        sys.stdout.flush()
-        self.records.append(record)
-        if record.get("aborted"):
-            log.warn(
-                "{scenario} {which}: {error}", scenario=s.name, which=which, error=record.get("first_error")
-            )
-            if server.process is not None and server.process.poll() is not None:
-                log.warn("{which} exited:\n{tail}", which=which, tail=server.tail())
+        return record
 
 
 def _revision() -> str:

@@ -248,7 +248,10 @@ class Worker:
             config.get("worker", 0),
             config.get("workers", 1),
         )
-        self.shared = config.get("workers", 1) > 1 and self.scenario == "fanout"
+        #: Window mode with senders' deliveries counted in other processes too.
+        self.shared = config.get("workers", 1) > 1 and self.scenario == "fanout" and self.rate <= 0
+        #: Every sender's column, whichever process it lives in: this process publishes them all.
+        self.sender_columns: list[int] = config.get("sender_columns", [])
 
         # login
         self.plan: list[list[Any]] = config.get("conns", [])
@@ -467,6 +470,12 @@ class Worker:
             for slot, (user, password) in enumerate(self.storm_users):
                 self._storm_connect(slot, user, password)
             return
+        if self.shared:
+            # Publish deliveries for the senders of other processes, and see
+            # theirs for ours, every millisecond.
+            loop = LoopingCall(self._flush)
+            loop.start(0.001)
+            self._loops.append(loop)
         if not self.senders:
             return
         self.sending = True
@@ -482,11 +491,6 @@ class Worker:
         else:
             for c in self.senders:
                 self._fill(c)
-            if self.shared:
-                # Deliveries seen by other processes open windows too.
-                loop = LoopingCall(self._flush)
-                loop.start(0.001)
-                self._loops.append(loop)
 
     # --- sending ----------------------------------------------------------------
 
@@ -531,7 +535,7 @@ class Worker:
         """Publish this process's counts, then refill the senders' windows."""
         self._flush_call = None
         if self.shared:
-            self.ledger.publish(c.index for c in self.senders)
+            self.ledger.publish(self.sender_columns)
         if self._dirty_all or self.shared:
             targets: Iterable[Client] = self.senders
         else:

@@ -2,6 +2,7 @@
     python -m benchmarks load --port P --users FILE --scenario S [...]
     python -m benchmarks run [--quick] [--repeat 3] [--chatload PATH] [--scenarios ...]
     python -m benchmarks users --n N FILE [--hashed]
+    python -m benchmarks stacks PROFILE     (py-spy's --format raw)
 
 Machine-readable output (JSON lines, the results table) goes to stdout;
 progress and problems are logged to stderr.
@@ -42,12 +43,16 @@ def _users(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    if not argv or argv[0] not in ("load", "run", "users"):
+    if not argv or argv[0] not in ("load", "run", "users", "stacks"):
         sys.stderr.write(__doc__ or "")
         return 2
     command, rest = argv[0], list(argv[1:])
     if command == "users":
         return _users(rest)
+    if command == "stacks":
+        from benchmarks import stacks
+
+        return stacks.main(rest)
     if command == "load":
         from benchmarks import loadgen
 

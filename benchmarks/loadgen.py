@@ -73,7 +73,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--warmup", type=float, default=2.0, help="unmeasured seconds of sending before")
     a("--settle", type=float, default=0.3, help="seconds between the last login and the first send")
     a("--drain", type=float, default=5.0, help="most seconds to wait for deliveries after sending stops")
-    a("--quiet", type=float, default=0.3, help="sending stopped and nothing arrived for this long: drained")
+    a(
+        "--quiet",
+        type=float,
+        default=1.0,
+        help="fan-out over several processes: drained once nothing arrived for this long",
+    )
     a("--concurrency", type=int, default=50, help="logins in flight at once")
     a("--hold", type=float, default=1.0, help="connect: seconds to hold the connections before sampling RSS")
     a("--login-timeout", type=float, default=60.0)

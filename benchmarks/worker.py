@@ -456,12 +456,18 @@ class Worker:
             reactor.callLater(0.2, self.report)
 
     def _drained(self) -> None:
-        """After sending stopped: done once nothing more is arriving."""
-        now = _now()
-        expected = self.sent_total * self.fanout
-        if (not self.shared and self.config.get("workers", 1) == 1 and self.delivered >= expected) or (
-            now - max(self.last_rx, self.m1) >= self._quiet_ns
-        ):
+        """
+        After sending stopped: done once every message has arrived everywhere
+        (the drain deadline ends it otherwise).  A process that receives only
+        its own senders' messages (one process, or private pairs) can count;
+        a fan-out shared among processes cannot, and ends once nothing has
+        arrived for a quiet period instead.
+        """
+        if self.scenario == "private" or self.config.get("workers", 1) == 1:
+            done = self.delivered >= self.sent_total * self.fanout
+        else:
+            done = _now() - max(self.last_rx, self.m1) >= self._quiet_ns
+        if done:
             self.report()
 
     def _start_sending(self) -> None:

@@ -17,7 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
-from benchmarks import markers, procfs, report, runner, users
+from benchmarks import markers, procfs, report, runner, stacks, users
 from benchmarks.ledger import Ledger
 from benchmarks.loadgen import LoadError, plan
 from benchmarks.servers import find_port
@@ -252,6 +252,36 @@ class PlanTests(unittest.TestCase):
     def test_too_few_users(self) -> None:
         self.assertRaises(LoadError, plan, "connect", self.accounts, 41, None, 1)
         self.assertRaises(LoadError, plan, "storm", self.accounts, 0, None, 1, 40)
+
+
+_LOOP = "<module> (twistd:8);ReactorBase.mainLoop (twisted/internet/base.py:697)"
+PROFILE = f"""\
+{_LOOP};doRead (tcp.py:1);broadcast (chat/service.py:10);write (abstract.py:5) 6
+{_LOOP};doRead (tcp.py:1);broadcast (chat/service.py:12) 3
+{_LOOP};doPoll (epollreactor.py:2) 1
+_bootstrap (threading.py:1);wait (threading.py:320) 10
+not a sample line
+"""
+
+
+class StacksTests(unittest.TestCase):
+    def test_reactor_thread_self_and_inclusive(self) -> None:
+        profile = stacks.parse(PROFILE.splitlines(keepends=True))
+        self.assertEqual((profile.samples, profile.reactor), (20, 10))
+        self.assertEqual(profile.own["write (abstract.py)"], 6)
+        # Two lines of one function add up.
+        self.assertEqual(profile.own["broadcast (chat/service.py)"], 3)
+        self.assertEqual(profile.subtree["broadcast (chat/service.py)"], 9)
+        self.assertEqual(profile.others["wait (threading.py)"], 10)
+        self.assertEqual(profile.percent(9), 90.0)
+
+    def test_report(self) -> None:
+        text = stacks.report(stacks.parse(PROFILE.splitlines()), top=5)
+        self.assertIn("20 samples, 10 on the reactor thread (50%)", text)
+        self.assertIn("   90.0%  broadcast (chat/service.py)", text)
+        self.assertIn("   60.0%  write (abstract.py)", text)
+        self.assertNotIn("mainLoop", text.split("inclusive:")[1].split("other threads")[0])
+        self.assertIn("   50.0%  wait (threading.py)", text)
 
 
 def _record(bench: str, server: str, repeat: int, **figures: float) -> dict[str, object]:

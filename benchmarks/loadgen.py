@@ -25,10 +25,12 @@ Scenarios:
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import math
 import os
 import selectors
+import socket
 import subprocess
 import sys
 import tempfile
@@ -83,11 +85,25 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a("--hold", type=float, default=1.0, help="connect: seconds to hold the connections before sampling RSS")
     a("--login-timeout", type=float, default=60.0)
     a("--processes", type=int, default=1, help="worker processes sharing the connections")
-    a("--server-pid", type=int, default=None, help="server process for CPU and RSS (default: the listener)")
+    a(
+        "--server-pid",
+        type=int,
+        default=None,
+        help="server process for CPU and RSS (default: the listener, if --host is loopback; 0: none)",
+    )
     a("--probe-interval", type=float, default=0.01, help="storm: seconds between probe commands")
     a("--tick-ms", type=float, default=1.0, help="rate mode: scheduling tick")
     a("--quickack", action="store_true", help="set TCP_QUICKACK on every connection")
     a("--label", default="")
+
+
+def is_loopback(host: str) -> bool:
+    """Whether C{host} is this machine, so /proc can tell about the server."""
+    try:
+        infos = socket.getaddrinfo(host, None)
+    except OSError:
+        return False
+    return bool(infos) and all(ipaddress.ip_address(info[4][0]).is_loopback for info in infos)
 
 
 # --- planning -------------------------------------------------------------------
@@ -242,8 +258,13 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
     processes = max(1, options.processes)
     shares = plan(options.scenario, accounts, options.n, options.senders, processes, options.concurrency)
     conns = sum(len(s["conns"]) for s in shares)
-    pid = options.server_pid if options.server_pid is not None else procfs.find_listener_pid(options.port)
-    pid = pid or None
+    if options.server_pid is not None:
+        pid = options.server_pid or None
+    elif is_loopback(options.host):
+        pid = procfs.find_listener_pid(options.port)
+    else:
+        # A listener on this machine with the same port number is not the server.
+        pid = None
     record: dict[str, Any] = {
         "tool": "benchmarks.load",
         "label": options.label,

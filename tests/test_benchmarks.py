@@ -19,7 +19,7 @@ from twisted.trial import unittest
 
 from benchmarks import markers, procfs, report, runner, stacks, users
 from benchmarks.ledger import Ledger
-from benchmarks.loadgen import LoadError, plan
+from benchmarks.loadgen import LoadError, is_loopback, plan
 from benchmarks.servers import find_port
 from benchmarks.stats import Histogram, bucket_of, bucket_value, median, ratio
 from chat.auth import ScryptSecret, load_users
@@ -248,6 +248,12 @@ class PlanTests(unittest.TestCase):
         self.assertNotIn("probe", shares[1])
         slots = [u[0] for s in shares for u in s["storm_users"]]
         self.assertEqual(sorted(slots), [a[0] for a in self.accounts[1:6]])
+
+    def test_only_a_server_on_this_machine_is_looked_up(self) -> None:
+        self.assertTrue(is_loopback("127.0.0.1"))
+        self.assertTrue(is_loopback("localhost"))
+        self.assertFalse(is_loopback("192.0.2.1"))
+        self.assertFalse(is_loopback("no such host.invalid"))
 
     def test_too_few_users(self) -> None:
         self.assertRaises(LoadError, plan, "connect", self.accounts, 41, None, 1)

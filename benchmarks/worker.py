@@ -291,6 +291,8 @@ class Worker:
         self._loops: list[LoopingCall] = []
         self.cpu0 = 0.0
         self.cpu1 = 0.0
+        self._period = 0
+        self._quiet_ns = 1_000_000_000
 
         # storm
         self.probe: Probe | None = None

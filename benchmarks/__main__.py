@@ -1,0 +1,68 @@
+"""
+    python -m benchmarks load --port P --users FILE --scenario S [...]
+    python -m benchmarks run [--quick] [--repeat 3] [--chatload PATH] [--scenarios ...]
+    python -m benchmarks users --n N FILE [--hashed]
+    python -m benchmarks stacks PROFILE     (py-spy's --format raw)
+
+Machine-readable output (JSON lines, the results table) goes to stdout;
+progress and problems are logged to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from twisted.logger import (
+    FilteringLogObserver,
+    LogLevel,
+    LogLevelFilterPredicate,
+    globalLogBeginner,
+    textFileLogObserver,
+)
+
+
+def _log_to_stderr(verbose: bool) -> None:
+    predicate = LogLevelFilterPredicate(LogLevel.info if verbose else LogLevel.warn)
+    observer = FilteringLogObserver(textFileLogObserver(sys.stderr), [predicate])
+    globalLogBeginner.beginLoggingTo([observer], redirectStandardIO=False)
+
+
+def _users(argv: Sequence[str]) -> int:
+    from benchmarks import users
+
+    parser = argparse.ArgumentParser(prog="python -m benchmarks users", description="Write a users file.")
+    parser.add_argument("path")
+    parser.add_argument("--n", type=int, required=True, help="how many users (user0001 pw0001, ...)")
+    parser.add_argument("--hashed", action="store_true", help="scrypt entries instead of plain text")
+    parser.add_argument("--log-n", type=int, default=14, help="scrypt cost of hashed entries")
+    options = parser.parse_args(argv)
+    users.write(options.path, options.n, options.hashed, options.log_n)
+    return 0
+
+
+def main(argv: Sequence[str]) -> int:
+    if not argv or argv[0] not in ("load", "run", "users", "stacks"):
+        sys.stderr.write(__doc__ or "")
+        return 2
+    command, rest = argv[0], list(argv[1:])
+    if command == "users":
+        return _users(rest)
+    if command == "stacks":
+        from benchmarks import stacks
+
+        return stacks.main(rest)
+    if command == "load":
+        from benchmarks import loadgen
+
+        _log_to_stderr(verbose=False)
+        return loadgen.main(rest)
+    from benchmarks import runner
+
+    _log_to_stderr(verbose=True)
+    return runner.main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -89,7 +89,14 @@ class ChatProtocol(LineReceiver):
         """
         Split C{data} into lines in one pass (LineReceiver's own loop copies
         the buffer for every line, which is quadratic in a large write).
+
+        Once the connection is closing nothing more is read, so what still
+        arrives (a flood, say, while the goodbye is being written) is dropped
+        rather than kept.
         """
+        if self.transport.disconnecting:  # type: ignore[union-attr]
+            self._buffer = b""
+            return
         if self._discarding:
             end = data.find(b"\n")
             if end < 0:
@@ -105,7 +112,10 @@ class ChatProtocol(LineReceiver):
             lines = buffer.split(b"\n")
             rest = lines.pop()
             for i, line in enumerate(lines):
-                if self.paused or self.transport.disconnecting:  # type: ignore[union-attr]
+                if self.transport.disconnecting:  # type: ignore[union-attr]
+                    self._buffer = b""
+                    return
+                if self.paused:
                     lines.append(rest)
                     self._buffer = b"\n".join(lines[i:])
                     return

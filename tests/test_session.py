@@ -714,3 +714,22 @@ class SlowReaderTests(unittest.TestCase):
             reader.protocol.resumeProducing()
             reader.read()
         self.assertFalse(reader.transport.disconnected)
+
+
+class ClosingTests(unittest.TestCase):
+    def test_input_after_the_goodbye_is_dropped_not_kept(self) -> None:
+        server = Harness()
+        conn = server.login("columbia")
+        conn.send("logout")
+        self.assertTrue(conn.closing)
+        for _ in range(100):
+            conn.send_bytes(b"whoelse\n" * 100 + b"half a line")
+        self.assertEqual(conn.protocol._buffer, b"")
+        self.assertEqual(conn.read(), "Goodbye, columbia!\r\n")
+
+    def test_a_flooder_cut_off_leaves_nothing_buffered(self) -> None:
+        server = Harness()
+        conn = server.login("columbia")
+        conn.send_bytes(b"whoelse\n" * 5000)
+        self.assertTrue(conn.closing)
+        self.assertEqual(conn.protocol._buffer, b"")

@@ -300,7 +300,8 @@ class ChatService(Service):
         """
         @raise UnknownUser: some of C{names} are not users at all.
         """
-        unknown = [n for n in names if n not in self.users]
+        users = self.users
+        unknown = [n for n in names if n not in users]
         if unknown:
             if self._sorted_users is None:
                 self._sorted_users = sorted(self.users)
@@ -319,8 +320,10 @@ class ChatService(Service):
         @raise UnknownUser: before anything is sent, if any name is unknown.
         """
         self.check_recipients(sender, recipients)
-        self.flush()
+        if self._broadcasts:
+            self.flush()
         delivery = Delivery(sender, text, kind, self.clock.seconds())
+        line = delivery.wire
         online = self.registry.online
         delivered: list[str] = []
         offline: list[str] = []
@@ -330,7 +333,7 @@ class ChatService(Service):
                 offline.append(name)
             else:
                 try:
-                    participant.receive(delivery.wire)
+                    participant.receive(line)
                 except Exception:
                     log.failure("delivery to {participant!r} failed", participant=participant)
                 delivered.append(name)

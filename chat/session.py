@@ -470,12 +470,13 @@ class Session(TimeoutMixin):
             return
         self._refused = 0
         parsed = commands.parse(text, self.context.settings.limits)
-        if isinstance(parsed, commands.Blank):
+        handler = _COMMAND_HANDLERS.get(type(parsed))
+        if handler is not None:
+            handler(self, parsed)
+        elif isinstance(parsed, commands.Blank):
             self.prompt()
-        elif isinstance(parsed, (commands.UnknownCommand, commands.BadUsage, commands.TooLong)):
-            self.reply(parsed.describe())
         else:
-            getattr(self, "cmd_" + type(parsed).__name__)(parsed)
+            self.reply(parsed.describe())  # type: ignore[union-attr]
 
     def cmd_WhoElse(self, _: commands.WhoElse) -> None:
         assert self.avatar is not None
@@ -605,6 +606,22 @@ class Session(TimeoutMixin):
         else:
             log.info("{user} timed out", user=self.name)
             self.end(f"Logged out after {describe_duration(settings.idle_timeout)} without a command.")
+
+
+#: Each command value's handler, C{Session.cmd_<Command>}, looked up once.
+_COMMAND_HANDLERS: dict[type, Callable[[Session, Any], None]] = {
+    kind: getattr(Session, "cmd_" + kind.__name__)
+    for kind in (
+        commands.WhoElse,
+        commands.WhoLast,
+        commands.Broadcast,
+        commands.BroadcastTo,
+        commands.Message,
+        commands.PersonalIntro,
+        commands.Help,
+        commands.Logout,
+    )
+}
 
 
 def _drop(line: bytes) -> None:

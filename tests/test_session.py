@@ -567,12 +567,10 @@ class BadInputTests(unittest.TestCase):
         self.assertEqual(conn.read(), "That line is not valid UTF-8 text; it was ignored.\r\nUsername: ")
 
     def test_an_exception_in_a_handler_is_reported_in_one_line(self) -> None:
-        session = self.conn.session
-
-        def broken(command: object) -> None:
+        def broken(me: str) -> None:
             raise ZeroDivisionError("bug")
 
-        session.cmd_WhoElse = broken
+        self.server.service.whoelse = broken  # type: ignore[method-assign, assignment]
         self.conn.send("whoelse")
         self.assertEqual(
             self.conn.read(), "Sorry, that failed because of a server error; please try again.\r\nCommand: "

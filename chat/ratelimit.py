@@ -7,7 +7,6 @@ and no sleeping.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 
 import attrs
@@ -51,6 +50,9 @@ class Exemptions:
     """
 
     networks: tuple[Network, ...] = ()
+    #: Recent answers by address: parsing an address costs more than the rest
+    #: of accepting a connection.  Bounded by clearing it when full.
+    _answers: dict[str, bool] = attrs.field(factory=dict, eq=False, repr=False, init=False)
 
     @classmethod
     def parse(cls, text: str) -> Exemptions:
@@ -73,19 +75,21 @@ class Exemptions:
     def covers(self, host: str) -> bool:
         if not self.networks:
             return False
-        return _covers(self.networks, host)
+        answer = self._answers.get(host)
+        if answer is None:
+            if len(self._answers) >= 4096:
+                self._answers.clear()
+            answer = self._answers[host] = self._lookup(host)
+        return answer
+
+    def _lookup(self, host: str) -> bool:
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return False
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        return any(address in network for network in self.networks)
 
     def describe(self) -> str:
         return ",".join(str(n) for n in self.networks)
-
-
-@functools.lru_cache(maxsize=4096)
-def _covers(networks: tuple[Network, ...], host: str) -> bool:
-    """Parsing an address costs more than the rest of accepting a connection; recent answers are kept."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in networks)

@@ -10,7 +10,7 @@ recipient that fails while receiving cannot stop delivery to the others.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 from twisted.application.service import Service
@@ -264,13 +264,13 @@ class ChatService(Service):
         (a private message) or changes who is online flushes first, so
         everyone sees messages in the order they were sent.
         """
+        if not self._broadcasts:
+            return
         if self._flush_broadcasts is not None:
             if self._flush_broadcasts.active():
                 self._flush_broadcasts.cancel()
             self._flush_broadcasts = None
         waiting, self._broadcasts = self._broadcasts, []
-        if not waiting:
-            return
         everyone = self.registry.everyone()
         if len(waiting) == 1:
             [(me, line)] = waiting
@@ -320,8 +320,7 @@ class ChatService(Service):
         @raise UnknownUser: before anything is sent, if any name is unknown.
         """
         self.check_recipients(sender, recipients)
-        if self._broadcasts:
-            self.flush()
+        self.flush()
         delivery = Delivery(sender, text, kind, self.clock.seconds())
         line = delivery.wire
         online = self.registry.online
@@ -403,7 +402,8 @@ class ChatRealm:
     ) -> tuple[Any, ChatUser, Callable[[], None]]:
         if IChatUser not in interfaces or not isinstance(avatarId, bytes):
             raise NotImplementedError("ChatRealm only provides IChatUser, to named users")
-        user = self.service.join(avatarId.decode("utf-8"), IParticipant(mind))
+        # The mind is the session asking to log in, an IParticipant.
+        user = self.service.join(avatarId.decode("utf-8"), cast(IParticipant, mind))
         return IChatUser, user, user.logout
 
 

@@ -355,7 +355,6 @@ class Session(TimeoutMixin):
         credentials = UsernamePassword(name.encode("utf-8"), text.encode("utf-8"))
         d = self.context.portal.login(credentials, self, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed)
-        d.addErrback(self._login_crashed)
         if self.state in ("AUTHENTICATING", "WELCOMING"):
             # A password hash or the store is still working: hold the lines
             # the client sent ahead until the login is complete.
@@ -369,7 +368,12 @@ class Session(TimeoutMixin):
         )
 
     def _logged_in(self, result: tuple[Any, ChatUser, Callable[[], None]]) -> None:
-        _, avatar, logout = result
+        try:
+            self._start_session(*result)
+        except Exception:
+            self._login_crashed(Failure())
+
+    def _start_session(self, interface: Any, avatar: ChatUser, logout: Callable[[], None]) -> None:
         self.context.guard.succeeded(avatar.name, self.edge.peer_host)
         if self.state == "CLOSED":
             # The connection went away while the password was being checked.
@@ -384,14 +388,23 @@ class Session(TimeoutMixin):
         if not settings.exempt.covers(self.edge.peer_host):
             self._bucket = TokenBucket.full(settings.rate, settings.burst, now)
         self.say(f"Login successful. Welcome to chat, {avatar.name}!")
-        d = avatar.offline_messages()
-        d.addCallback(self._show_offline)
-        d.addErrback(self._offline_failed)
-        d.addBoth(self._welcomed)
+        avatar.offline_messages().addBoth(self._welcome)
+
+    def _welcome(self, offline: list[StoredMessage] | Failure) -> None:
+        """Show what waited for the user, then what arrived meanwhile."""
+        if self.state == "CLOSED":
+            return
+        try:
+            if isinstance(offline, Failure):
+                log.failure("could not load offline messages for {user}", offline, user=self.name)
+                self.say("Your offline messages could not be loaded now; they are kept for next time.")
+            elif offline:
+                self._show_offline(offline)
+        except Exception:
+            log.failure("could not show offline messages to {user}", user=self.name)
+        self._welcomed()
 
     def _show_offline(self, messages: list[StoredMessage]) -> None:
-        if self.state == "CLOSED" or not messages:
-            return
         lines = [f"You have {_plural(len(messages), 'offline message')}:"]
         lines.extend(m.render() for m in messages)
         self.say("\n".join(lines))
@@ -400,14 +413,7 @@ class Session(TimeoutMixin):
             lambda f: log.failure("could not mark offline messages shown", f)
         )
 
-    def _offline_failed(self, f: Failure) -> None:
-        log.failure("could not load offline messages for {user}", f, user=self.name)
-        if self.state != "CLOSED":
-            self.say("Your offline messages could not be loaded now; they are kept for next time.")
-
-    def _welcomed(self, _: object) -> None:
-        if self.state == "CLOSED":
-            return
+    def _welcomed(self) -> None:
         held, self._held = self._held, []
         for line in held:
             self.edge.send_line(line)
@@ -417,6 +423,12 @@ class Session(TimeoutMixin):
         self.edge.resume_input()
 
     def _login_failed(self, f: Failure) -> None:
+        try:
+            self._refused_login(f)
+        except Exception:
+            self._login_crashed(Failure())
+
+    def _refused_login(self, f: Failure) -> None:
         name = self.name
         assert name is not None
         guard, host = self.context.guard, self.edge.peer_host

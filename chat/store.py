@@ -10,6 +10,7 @@ against.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -346,13 +347,17 @@ class SQLiteStore:
         return self._submit(upsert)
 
     def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
-        rows = list(seen.items())
+        rows = dict(seen)
 
         def upsert(conn: sqlite3.Connection) -> None:
-            conn.executemany(
-                "INSERT INTO profile (name, last_seen) VALUES (?, ?)"
+            # One statement for the whole batch, not one per row: sqlite3
+            # lets go of the GIL around each statement, and a batch of
+            # thousands of rows, a row at a time, would fight the reactor
+            # thread for it thousands of times.
+            conn.execute(
+                "INSERT INTO profile (name, last_seen) SELECT key, value FROM json_each(?) WHERE true"
                 " ON CONFLICT (name) DO UPDATE SET last_seen = excluded.last_seen",
-                rows,
+                (json.dumps(rows),),
             )
 
         return self._submit(upsert)

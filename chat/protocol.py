@@ -131,6 +131,7 @@ class ChatProtocol(LineReceiver):
                 self._buffer = rest
         finally:
             self._receiving = False
+            self.session.input_done()
 
     def lineReceived(self, line: bytes) -> None:
         if self._at_prompt:

@@ -240,8 +240,10 @@ class ChatService(Service):
         """
         Send C{text} to every other online user; return how many get it.
 
-        Broadcasts are delivered together at the end of the reactor's turn
-        (see L{flush}), which is before anything is written to a socket.
+        The broadcast waits, with others, for L{flush}: sessions call it when
+        they have handled all the input of one read, and the end of the
+        reactor's turn calls it in any case, before anything is written to a
+        socket.
         """
         delivery = Delivery(sender, text, Kind.BROADCAST, self.clock.seconds())
         me = self.registry.online.get(sender)
@@ -252,13 +254,14 @@ class ChatService(Service):
 
     def flush(self) -> None:
         """
-        Deliver the broadcasts waiting since the turn began.
+        Deliver the broadcasts waiting since the last flush.
 
-        A busy server reads many broadcasts in one turn of the reactor (a
-        client sends several at once; several clients send at once).  Each
-        recipient gets them all in one write, joined, instead of one write
-        per broadcast: writes are most of the server's work, so this is what
-        lets fan-out keep up.  Senders get the same minus their own.
+        A busy client sends several broadcasts at once, and they arrive in
+        one read.  Each recipient gets them all in one write, joined, instead
+        of one write per broadcast: writes are most of the server's work, so
+        this is what lets fan-out keep up.  Senders get the same minus their
+        own.  Waiting no longer than the end of a read keeps a lone
+        broadcast as quick as if it were written at once.
 
         Anything else that reaches a participant's screen from someone else
         (a private message) or changes who is online flushes first, so

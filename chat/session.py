@@ -56,7 +56,13 @@ log = Logger()
 
 
 class IEdge(Interface):
-    """The transport side of a session: how text reaches the user."""
+    """
+    The transport side of a session: how text reaches the user.
+
+    An edge hands the session each line with L{Session.line_received}, and
+    calls L{Session.input_done} once it has handed over all the lines of one
+    read, so that what they sent goes out together.
+    """
 
     peer_host = Attribute("The address the user connects from, as text.")
 
@@ -226,6 +232,13 @@ class Session(TimeoutMixin):
         except Exception:
             log.failure("error handling a line in {session!r}", session=self)
             self._server_error()
+
+    def input_done(self) -> None:
+        """
+        The edge has handed over every line of one read: deliver the
+        broadcasts they made, together.
+        """
+        self.context.service.flush()
 
     def input_error(self, message: str) -> None:
         """A line the edge could not turn into text: say so, ask again."""

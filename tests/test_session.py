@@ -731,3 +731,23 @@ class ClosingTests(unittest.TestCase):
         conn.send_bytes(b"whoelse\n" * 5000)
         self.assertTrue(conn.closing)
         self.assertEqual(conn.protocol._buffer, b"")
+
+
+class BroadcastTimingTests(unittest.TestCase):
+    def test_a_broadcast_is_delivered_by_the_end_of_the_read_that_carried_it(self) -> None:
+        server = Harness()
+        seas = server.login("seas")
+        columbia = server.login("columbia")
+        # No turn of the reactor passes: only the read itself.
+        columbia.protocol.dataReceived(b"broadcast message now\r\n")
+        self.assertEqual(seas.read(), "\r\ncolumbia (broadcast): now\r\n")
+
+    def test_broadcasts_in_one_read_reach_a_recipient_in_one_write(self) -> None:
+        server = Harness()
+        seas = server.login("seas")
+        columbia = server.login("columbia")
+        writes: list[bytes] = []
+        seas.transport.write = writes.append  # type: ignore[method-assign]
+        seas.session.receive = writes.append
+        columbia.protocol.dataReceived(b"broadcast message one\r\nbroadcast message two\r\n")
+        self.assertEqual(writes, [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\n"])

@@ -747,7 +747,6 @@ class BroadcastTimingTests(unittest.TestCase):
         seas = server.login("seas")
         columbia = server.login("columbia")
         writes: list[bytes] = []
-        seas.transport.write = writes.append  # type: ignore[method-assign]
         seas.session.receive = writes.append
         columbia.protocol.dataReceived(b"broadcast message one\r\nbroadcast message two\r\n")
         self.assertEqual(writes, [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\n"])

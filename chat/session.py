@@ -244,8 +244,7 @@ class Session(TimeoutMixin):
         """A line the edge could not turn into text: say so, ask again."""
         if self.state == "CLOSED":
             return
-        self.edge.send_text(message)
-        self.prompt()
+        self.reply(message)
 
     def connection_lost(self) -> None:
         self.state = "CLOSED"
@@ -295,10 +294,9 @@ class Session(TimeoutMixin):
 
     def _wait(self, d: Deferred[T], done: Callable[[T], None], failed: Callable[[Failure], None]) -> None:
         """
-        Finish a command once C{d} fires, holding further input until then.
-
-        A Deferred that has already fired (the usual case: everyone was
-        online) completes at once, without pausing.
+        Finish a command once C{d} fires (the store confirmed a write),
+        holding further input until then.  A Deferred that has already
+        fired completes at once, without pausing.
         """
         if d.called:
             d.addBoth(self._complete, done, failed)

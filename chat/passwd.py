@@ -7,6 +7,11 @@ flushed to disk, then renamed over the original), so a crash or a full
 disk leaves either the old file or the new one, never half of one; the
 file keeps its permissions, and a new file is readable by its owner only.
 Other lines, comments included, are kept as they were.
+
+A password that breaks a rule is refused as soon as it is typed, before the
+second entry, and asked for again; so is a second entry that differs from
+the first.  After L{MAX_TRIES} bad tries the command gives up, changing
+nothing.  No message ever quotes what was typed.
 """
 
 from __future__ import annotations
@@ -21,6 +26,48 @@ from collections.abc import Callable, Sequence
 from chat.auth import NAME_RE, ScryptSecret, UsersFileError, format_user_line, parse_users
 
 MIN_LENGTH = 8
+MAX_TRIES = 3
+
+
+def password_problem(password: str) -> str | None:
+    """
+    What is wrong with C{password} on its own, or None if it can be used.
+
+    Checked on the first entry, so that nobody types a password twice only to
+    be told it was never acceptable.  The answer describes the rule, never
+    the password, since it is printed.
+    """
+    if len(password) < MIN_LENGTH:
+        return f"use at least {MIN_LENGTH} characters"
+    if any(ord(c) < 32 or ord(c) == 127 for c in password) or password != password.strip():
+        return "no control characters or leading/trailing spaces"
+    return None
+
+
+def read_password(user: str, ask: Callable[[str], str]) -> str | None:
+    """
+    Ask for a new password and its confirmation until both are good.
+
+    Each bad try (a password that breaks a rule, or a confirmation that
+    differs) is reported in one line on stderr and asked again, up to
+    L{MAX_TRIES} tries in all: a typo costs one more try rather than a
+    rerun, while a script feeding wrong input still ends, with a non-zero
+    exit, instead of looping.
+
+    @return: the password, or None after L{MAX_TRIES} bad tries.
+    @raise EOFError: the input ended.
+    @raise KeyboardInterrupt: the user pressed Ctrl-C.
+    """
+    for attempt in range(1, MAX_TRIES + 1):
+        password = ask(f"New password for {user}: ")
+        problem = password_problem(password)
+        if problem is None:
+            if ask("Again: ") == password:
+                return password
+            problem = "the passwords differ"
+        print(f"chat.passwd: {problem}{'; try again' if attempt < MAX_TRIES else ''}", file=sys.stderr)
+    print(f"chat.passwd: no usable password in {MAX_TRIES} tries; nothing changed", file=sys.stderr)
+    return None
 
 
 def set_password(path: str, name: str, password: str) -> bool:
@@ -84,22 +131,11 @@ def main(
         print("chat.passwd: a username is 1-64 printable characters without spaces", file=sys.stderr)
         return 2
     try:
-        password = ask(f"New password for {args.user}: ")
-        again = ask("Again: ")
+        password = read_password(args.user, ask)
     except (EOFError, KeyboardInterrupt):
         print("\nchat.passwd: nothing changed", file=sys.stderr)
         return 1
-    if password != again:
-        print("chat.passwd: the passwords differ; nothing changed", file=sys.stderr)
-        return 1
-    if len(password) < MIN_LENGTH:
-        print(f"chat.passwd: use at least {MIN_LENGTH} characters; nothing changed", file=sys.stderr)
-        return 1
-    if any(ord(c) < 32 or ord(c) == 127 for c in password) or password != password.strip():
-        print(
-            "chat.passwd: no control characters or leading/trailing spaces; nothing changed",
-            file=sys.stderr,
-        )
+    if password is None:
         return 1
     try:
         added = set_password(args.file, args.user, password)

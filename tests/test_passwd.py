@@ -2,37 +2,70 @@
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import subprocess
 import sys
-from collections.abc import Iterator
+from contextlib import redirect_stderr, redirect_stdout
 
 from twisted.trial import unittest
 
 from chat.auth import PlainSecret, ScryptSecret, load_users
-from chat.passwd import main
+from chat.passwd import MAX_TRIES, MIN_LENGTH, main
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-
-def answers(*replies: str) -> Iterator[str]:
-    return iter(replies)
+NEW = "New password for {}: "
+AGAIN = "Again: "
+TOO_SHORT = f"chat.passwd: use at least {MIN_LENGTH} characters"
+BAD_CHARACTERS = "chat.passwd: no control characters or leading/trailing spaces"
+DIFFERENT = "chat.passwd: the passwords differ"
+GAVE_UP = f"chat.passwd: no usable password in {MAX_TRIES} tries; nothing changed"
 
 
 class PasswdTests(unittest.TestCase):
     def setUp(self) -> None:
         self.path = self.mktemp()
         self.prompts: list[str] = []
+        self.stdout = ""
+        self.stderr = ""
 
     def run_main(self, user: str, *replies: str) -> int:
-        replies_left = answers(*replies)
+        """
+        Run the command with C{replies} typed at its prompts, keeping what it printed.
+
+        Running out of replies is the end of input, as with a pipe, so a
+        command that asks more often than a test expects fails as a real one
+        would, instead of with StopIteration.
+        """
+        replies_left = iter(replies)
 
         def ask(prompt: str) -> str:
             self.prompts.append(prompt)
-            return next(replies_left)
+            try:
+                return next(replies_left)
+            except StopIteration:
+                raise EOFError from None
 
-        return main([self.path, user], ask=ask)
+        out, err = io.StringIO(), io.StringIO()
+        try:
+            with redirect_stdout(out), redirect_stderr(err):
+                return main([self.path, user], ask=ask)
+        finally:
+            self.stdout, self.stderr = out.getvalue(), err.getvalue()
+
+    def assert_not_printed(self, *passwords: str) -> None:
+        for password in passwords:
+            self.assertNotIn(password, self.stdout + self.stderr)
+
+    def write_users(self, text: str) -> None:
+        with open(self.path, "w") as f:
+            f.write(text)
+
+    def read_users(self) -> str:
+        with open(self.path) as f:
+            return f.read()
 
     def test_new_file_gets_a_hashed_entry_readable_by_the_owner_only(self) -> None:
         self.assertEqual(self.run_main("alice", "correct horse", "correct horse"), 0)
@@ -42,7 +75,9 @@ class PasswdTests(unittest.TestCase):
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
         with open(self.path) as f:
             self.assertNotIn("correct horse", f.read())
-        self.assertEqual(self.prompts, ["New password for alice: ", "Again: "])
+        self.assertEqual(self.prompts, [NEW.format("alice"), AGAIN])
+        self.assertEqual(self.stderr, "")
+        self.assert_not_printed("correct horse")
 
     def test_changing_a_password_keeps_other_lines_and_the_mode(self) -> None:
         with open(self.path, "w") as f:
@@ -60,15 +95,59 @@ class PasswdTests(unittest.TestCase):
         self.assertEqual(users["seas"], PlainSecret(b"summerisover"))
         self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o640)
 
-    def test_mismatched_passwords_change_nothing(self) -> None:
-        with open(self.path, "w") as f:
-            f.write("columbia 116bway\n")
-        self.assertEqual(self.run_main("columbia", "password one", "password two"), 1)
-        self.assertEqual(load_users(self.path)["columbia"], PlainSecret(b"116bway"))
+    def test_a_short_password_is_refused_before_the_second_entry_and_asked_again(self) -> None:
+        self.assertEqual(self.run_main("alice", "tiny", "long enough", "long enough"), 0)
+        self.assertEqual(self.prompts, [NEW.format("alice"), NEW.format("alice"), AGAIN])
+        self.assertEqual(self.stderr.splitlines(), [f"{TOO_SHORT}; try again"])
+        self.assertTrue(load_users(self.path)["alice"].verify(b"long enough"))
+        self.assert_not_printed("tiny", "long enough")
 
-    def test_short_password_is_refused(self) -> None:
-        self.assertEqual(self.run_main("alice", "short", "short"), 1)
+    def test_control_characters_and_edge_spaces_are_refused_on_the_first_entry(self) -> None:
+        for bad in (" blank first", "blank last ", "a\ttab inside", "a\x7fdelete inside"):
+            self.path = self.mktemp()
+            self.prompts = []
+            self.assertEqual(self.run_main("alice", bad, "long enough", "long enough"), 0, repr(bad))
+            self.assertEqual(self.prompts, [NEW.format("alice"), NEW.format("alice"), AGAIN], repr(bad))
+            self.assertEqual(self.stderr.splitlines(), [f"{BAD_CHARACTERS}; try again"], repr(bad))
+            self.assert_not_printed(bad.strip(), "long enough")
+
+    def test_mismatched_entries_are_reported_and_asked_again(self) -> None:
+        self.write_users("columbia 116bway\n")
+        replies = ("password one", "password two", "password three", "password three")
+        self.assertEqual(self.run_main("columbia", *replies), 0)
+        self.assertEqual(self.prompts, [NEW.format("columbia"), AGAIN] * 2)
+        self.assertEqual(self.stderr.splitlines(), [f"{DIFFERENT}; try again"])
+        users = load_users(self.path)
+        self.assertTrue(users["columbia"].verify(b"password three"))
+        self.assertFalse(users["columbia"].verify(b"password one"))
+        self.assert_not_printed(*replies)
+
+    def test_three_bad_tries_of_any_kind_give_up_and_change_nothing(self) -> None:
+        self.write_users("columbia 116bway\n")
+        # A good password follows the three bad tries: it must never be asked for.
+        replies = ("tiny", "password one", "password two", " spaced out", "long enough", "long enough")
+        self.assertEqual(self.run_main("columbia", *replies), 1)
+        self.assertEqual(self.prompts, [NEW.format("columbia")] * 2 + [AGAIN, NEW.format("columbia")])
+        self.assertEqual(
+            self.stderr.splitlines(),
+            [f"{TOO_SHORT}; try again", f"{DIFFERENT}; try again", BAD_CHARACTERS, GAVE_UP],
+        )
+        self.assertEqual(self.read_users(), "columbia 116bway\n")
+        self.assert_not_printed(*replies)
+
+    def test_three_mismatches_give_up_and_change_nothing(self) -> None:
+        replies = ("password one", "password two") * MAX_TRIES + ("long enough", "long enough")
+        self.assertEqual(self.run_main("alice", *replies), 1)
+        self.assertEqual(self.prompts, [NEW.format("alice"), AGAIN] * MAX_TRIES)
+        self.assertEqual(self.stderr.splitlines(), [f"{DIFFERENT}; try again"] * 2 + [DIFFERENT, GAVE_UP])
         self.assertFalse(os.path.exists(self.path))
+        self.assert_not_printed("password one", "password two")
+
+    def test_input_ending_while_asking_again_changes_nothing(self) -> None:
+        self.assertEqual(self.run_main("alice", "tiny"), 1)
+        self.assertEqual(self.stderr.splitlines()[-1], "chat.passwd: nothing changed")
+        self.assertFalse(os.path.exists(self.path))
+        self.assert_not_printed("tiny")
 
     def test_bad_username_is_refused(self) -> None:
         self.assertEqual(self.run_main("two words", "long enough", "long enough"), 2)
@@ -97,4 +176,20 @@ class PasswdTests(unittest.TestCase):
         )
         self.assertEqual(result.returncode, 0, result.stderr)
         self.assertIn(b"Added bob", result.stdout)
+        self.assertTrue(load_users(self.path)["bob"].verify(b"piped secret"))
+
+    def test_runs_as_a_module_asking_again_after_a_short_password(self) -> None:
+        env = dict(os.environ, PYTHONPATH=ROOT)
+        result = subprocess.run(
+            [sys.executable, "-m", "chat.passwd", self.path, "bob"],
+            input=b"tiny\npiped secret\npiped secret\n",
+            capture_output=True,
+            env=env,
+            start_new_session=True,  # no controlling terminal: getpass reads stdin
+            timeout=60,
+        )
+        self.assertEqual(result.returncode, 0, result.stderr)
+        self.assertIn(f"{TOO_SHORT}; try again\n".encode(), result.stderr)
+        self.assertNotIn(b"tiny", result.stdout + result.stderr)
+        self.assertNotIn(b"piped secret", result.stdout + result.stderr)
         self.assertTrue(load_users(self.path)["bob"].verify(b"piped secret"))

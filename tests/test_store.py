@@ -70,10 +70,16 @@ class StoreContract:
         await self.store.mark_seen({"columbia": 1234.5, "seas": 1234.5})
         await self.store.mark_seen({"seas": 2000.0})
         await self.store.set_intro("columbia", "changed")
-        self.check_snapshot({"columbia": 1234.5, "seas": 2000.0}, {"columbia": "changed"})
+        await self.check_snapshot({"columbia": 1234.5, "seas": 2000.0}, {"columbia": "changed"})
 
-    def check_snapshot(self, seen: dict[str, float], intros: dict[str, str]) -> None:
-        pass
+    async def check_snapshot(self, seen: dict[str, float], intros: dict[str, str]) -> None:
+        """
+        Check the backend's idea of the profiles: each backend says how.
+
+        No default: a backend that forgot to say would otherwise pass every
+        test that checks through here without checking anything.
+        """
+        raise NotImplementedError
 
     async def test_unicode_text_survives(self) -> None:
         await self.store.save_offline(["seas"], hello(text="héllo ☃ 你好"))
@@ -85,7 +91,7 @@ class MemoryStoreTests(StoreContract, unittest.TestCase):
     def make_store(self) -> Any:
         return MemoryStore()
 
-    def check_snapshot(self, seen: dict[str, float], intros: dict[str, str]) -> None:
+    async def check_snapshot(self, seen: dict[str, float], intros: dict[str, str]) -> None:
         snapshot = self.store.snapshot()
         self.assertEqual(snapshot.last_seen, seen)
         self.assertEqual(snapshot.intros, intros)
@@ -106,9 +112,17 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
 
         return self.store.close().addCallback(opened)
 
-    def check_snapshot(self, seen: dict[str, float], intros: dict[str, str]) -> None:
-        # Checked after a reopen in test_profile_survives_reopening.
-        pass
+    async def check_snapshot(self, seen: dict[str, float], intros: dict[str, str]) -> None:
+        """
+        Reopen the file and check what a restarted server would load.
+
+        SQLite's snapshot is what was read when the store was opened, so the
+        writes under test (the upserts that overwrite an intro or a last-seen
+        time) are only visible in the database itself.
+        """
+        snapshot = (await self.reopen()).snapshot()
+        self.assertEqual(snapshot.last_seen, seen)
+        self.assertEqual(snapshot.intros, intros)
 
     async def test_profile_survives_reopening(self) -> None:
         await self.store.set_intro("columbia", "The best course ever")

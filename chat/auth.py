@@ -19,7 +19,7 @@ import hashlib
 import hmac
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
@@ -118,7 +118,33 @@ class UsersFileError(Exception):
     """The users file cannot be used; the message names the file and line."""
 
 
-NAME_RE = re.compile(r"[^\s\x00-\x1f\x7f]{1,64}")
+#: Characters that reorder the text around them (the Unicode bidirectional
+#: embeddings, overrides and isolates, and the implicit direction marks): in a
+#: username or a message they let one user make another's words read
+#: backwards, or pass one name off as another.
+BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+
+NAME_RE = re.compile(rf"[^\s\x00-\x1f\x7f-\x9f{BIDI_CONTROLS}]{{1,64}}")
+
+
+#: Keys the hashes of unknown usernames in the log; new each run, so the log
+#: lets an operator correlate one run's attempts and reveals nothing typed.
+_LOG_KEY = os.urandom(16)
+
+
+def loggable_name(name: str, known: Collection[str]) -> str:
+    """
+    How a username someone typed may appear in the log.
+
+    A known username is logged as it is.  Anything else may be a password
+    typed at the wrong prompt, so it is never logged as typed: it becomes
+    C{unknown#} and a short keyed hash, the same for the same text within
+    one run of the server.
+    """
+    if name in known:
+        return name
+    digest = hmac.new(_LOG_KEY, name.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+    return f"unknown#{digest[:10]}"
 
 
 def parse_users(text: str, source: str = "users file") -> dict[str, Secret]:
@@ -139,7 +165,9 @@ def parse_users(text: str, source: str = "users file") -> dict[str, Secret]:
             raise UsersFileError(f"{where}: expected '<username> <password>'")
         name, password = parts
         if not NAME_RE.fullmatch(name):
-            raise UsersFileError(f"{where}: username must be 1-64 printable characters")
+            raise UsersFileError(
+                f"{where}: username must be 1-64 printable characters, without direction controls"
+            )
         if name in users:
             raise UsersFileError(f"{where}: user {name!r} appears twice")
         if any(ord(c) < 32 or ord(c) == 127 for c in password):

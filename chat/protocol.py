@@ -237,7 +237,7 @@ class ChatProtocol(LineReceiver):
     def _overflow(self) -> None:
         log.warn(
             "{user} at {host} is not reading; disconnected with {bytes} bytes queued",
-            user=self.session.name,
+            user=self.session.log_name,
             host=self.peer_host,
             bytes=self._backlog,
         )

@@ -174,8 +174,9 @@ class ChatService(Service):
         online = self.registry.online
         if self._logins or self._logouts:
             log.info(
-                "{online} online; {logins} logins and {logouts} logouts in the last {interval:g} s",
+                "{online} online; {activity} in the last {interval:g} s",
                 online=len(online),
+                activity=f"{plural(self._logins, 'login')} and {plural(self._logouts, 'logout')}",
                 logins=self._logins,
                 logouts=self._logouts,
                 interval=self._checkpoint_interval,
@@ -345,6 +346,10 @@ class ChatService(Service):
         return self.store.save_offline(offline, delivery).addCallback(lambda _: receipt)
 
 
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
 @implementer(IChatUser)
 @attrs.define(slots=True, eq=False)
 class ChatUser:
@@ -421,4 +426,5 @@ __all__ = [
     "Receipt",
     "SelfMessage",
     "UnknownUser",
+    "plural",
 ]

@@ -34,7 +34,7 @@ from twisted.python.failure import Failure
 from zope.interface import Attribute, Interface, implementer
 
 from chat import commands
-from chat.auth import LoginBusy, LoginGuard
+from chat.auth import BIDI_CONTROLS, LoginBusy, LoginGuard, loggable_name
 from chat.commands import Limits
 from chat.messages import StoredMessage
 from chat.ratelimit import Exemptions, TokenBucket
@@ -48,6 +48,7 @@ from chat.service import (
     Receipt,
     SelfMessage,
     UnknownUser,
+    plural,
 )
 
 T = TypeVar("T")
@@ -132,6 +133,9 @@ PROMPTS = {
 
 # C0 controls except tab, DEL, and C1 controls.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
+# Refused, not stripped: a line that tries to reorder other users' screens is
+# refused whole, as one with control characters is.
+_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 
 
 def describe_duration(seconds: float) -> str:
@@ -143,10 +147,6 @@ def describe_duration(seconds: float) -> str:
     else:
         n, unit = seconds, "second"
     return f"{n} {unit}{'' if n == 1 else 's'}"
-
-
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}{'' if n == 1 else 's'}"
 
 
 def format_entries(entries: Sequence[Entry], header: str, empty: str) -> str:
@@ -211,7 +211,14 @@ class Session(TimeoutMixin):
         self._closed: list[Deferred[None]] = []
 
     def __repr__(self) -> str:
-        return f"<Session {self.name or '-'} from {self.edge.peer_host} in {self.state}>"
+        return f"<Session {self.log_name} from {self.edge.peer_host} in {self.state}>"
+
+    @property
+    def log_name(self) -> str:
+        """The user's name as the log may show it: never a password typed as a name."""
+        if self.name is None:
+            return "-"
+        return loggable_name(self.name, self.context.service.users)
 
     # --- edge -> session --------------------------------------------------------
 
@@ -226,6 +233,12 @@ class Session(TimeoutMixin):
             return
         if _CONTROL.search(text):
             self.input_error("Control characters are not allowed; that line was ignored.")
+            return
+        if _BIDI.search(text):
+            self.input_error(
+                "Characters that change the direction of text (such as U+202E) are not allowed; "
+                "that line was ignored."
+            )
             return
         try:
             getattr(self, "line_" + self.state)(text)
@@ -372,7 +385,11 @@ class Session(TimeoutMixin):
             self.edge.pause_input()
 
     def _refuse_blocked(self, name: str, seconds: float) -> None:
-        log.info("refused {user} from {host}: blocked", user=name, host=self.edge.peer_host)
+        log.info(
+            "refused {user} from {host}: blocked",
+            user=loggable_name(name, self.context.service.users),
+            host=self.edge.peer_host,
+        )
         self.end(
             f"{name} is blocked from your address for {math.ceil(seconds)} more seconds "
             "after too many failed logins. Disconnecting."
@@ -416,7 +433,7 @@ class Session(TimeoutMixin):
         self._welcomed()
 
     def _show_offline(self, messages: list[StoredMessage]) -> None:
-        lines = [f"You have {_plural(len(messages), 'offline message')}:"]
+        lines = [f"You have {plural(len(messages), 'offline message')}:"]
         lines.extend(m.render() for m in messages)
         self.say("\n".join(lines))
         assert self.avatar is not None
@@ -446,7 +463,7 @@ class Session(TimeoutMixin):
         # Count the outcome even if the connection is gone: hanging up right
         # after sending a guess must not make the guess free.
         if f.check(UnauthorizedLogin):
-            log.info("failed login for {user} from {host}", user=name, host=host)
+            log.info("failed login for {user} from {host}", user=self.log_name, host=host)
             blocked = guard.failed(name, host)
             reply = "Invalid username or password."
         elif f.check(AlreadyOnline):
@@ -460,7 +477,7 @@ class Session(TimeoutMixin):
             if f.check(LoginBusy):
                 reply = "The server is busy checking other logins; please try again in a moment."
             else:
-                log.failure("login of {user} failed", f, user=name)
+                log.failure("login of {user} failed", f, user=self.log_name)
                 reply = "Login failed because of a server error; please try again."
         if self.state == "CLOSED":
             return
@@ -489,7 +506,8 @@ class Session(TimeoutMixin):
                 self.end("Disconnected for sending too many commands too fast.")
                 return
             rate = self.context.settings.rate
-            self.reply(f"Slow down: at most {rate:g} commands per second. That one was ignored.")
+            commands_ = "command" if rate == 1 else "commands"
+            self.reply(f"Slow down: at most {rate:g} {commands_} per second. That one was ignored.")
             return
         self._refused = 0
         parsed = commands.parse(text, self.context.settings.limits)
@@ -509,7 +527,7 @@ class Session(TimeoutMixin):
     def cmd_WhoLast(self, cmd: commands.WhoLast) -> None:
         assert self.avatar is not None
         entries = self.avatar.wholast(cmd.minutes)
-        span = _plural(cmd.minutes, "minute")
+        span = plural(cmd.minutes, "minute")
         self.reply(
             format_entries(
                 entries,
@@ -522,7 +540,7 @@ class Session(TimeoutMixin):
         assert self.avatar is not None
         count = self.avatar.broadcast(cmd.text)
         if count:
-            self.reply(f"Broadcast to {_plural(count, 'user')}.")
+            self.reply(f"Broadcast to {plural(count, 'user')}.")
         else:
             self.reply("Nobody else is online; the broadcast reached no one.")
 

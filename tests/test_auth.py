@@ -85,6 +85,12 @@ class UsersFileTests(unittest.TestCase):
                 parse_users(text, "users.txt")
             self.assertIn(message, str(caught.exception))
 
+    def test_a_username_with_a_direction_control_is_refused(self) -> None:
+        for char in ("\u202e", "\u2066", "\u200f", "\x9b"):
+            with self.assertRaises(UsersFileError) as caught:
+                parse_users(f"adm{char}in secret\n", "users.txt")
+            self.assertIn("line 1: username must be", str(caught.exception))
+
     def test_missing_file(self) -> None:
         with self.assertRaises(UsersFileError) as caught:
             load_users("/nonexistent/users.txt")

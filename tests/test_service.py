@@ -6,6 +6,7 @@ from collections.abc import Mapping
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
+from twisted.logger import formatEvent
 from twisted.trial import unittest
 from zope.interface import implementer
 
@@ -82,6 +83,7 @@ class ServiceTests(unittest.TestCase):
         self.clock.advance(60)
         [summary] = [e for e in events if e.get("log_namespace") == "chat.service"]
         self.assertEqual((summary["online"], summary["logins"], summary["logouts"]), (1, 2, 1))
+        self.assertEqual(formatEvent(summary), "1 online; 2 logins and 1 logout in the last 60 s")
 
     def test_checkpoint_records_online_users_periodically(self) -> None:
         service = self.service()

@@ -5,11 +5,28 @@ StringTransports, with a task.Clock for every timer.
 
 from __future__ import annotations
 
+import re
+
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from chat.commands import Limits
 from chat.session import Settings, describe_duration
 from tests.harness import Connection, Harness, HeldStore
+
+
+def capture_log(case: unittest.TestCase) -> list[dict[str, object]]:
+    """Every event logged from now until the end of the test."""
+    events: list[dict[str, object]] = []
+    observer = events.append
+    globalLogPublisher.addObserver(observer)  # type: ignore[arg-type]
+    case.addCleanup(globalLogPublisher.removeObserver, observer)  # type: ignore[arg-type]
+    return events
+
+
+BIDI_REFUSED = (
+    "Characters that change the direction of text (such as U+202E) are not allowed; that line was ignored."
+)
 
 
 class LoginTests(unittest.TestCase):
@@ -43,6 +60,32 @@ class LoginTests(unittest.TestCase):
         self.assertEqual(conn.read(), "Password: Invalid username or password.\r\nUsername: ")
         conn.send("columbia", "116bway")
         self.assertIn("Welcome", conn.read())
+
+    def test_a_password_typed_as_a_username_is_not_logged(self) -> None:
+        events = capture_log(self)
+        conn = self.server.connect()
+        conn.send("116bway", "anything")
+        conn.send("116bway", "anything")
+        conn.send("columbia", "wrong")
+        logged = "\n".join(formatEvent(e) for e in events)
+        self.assertNotIn("116bway", logged)
+        self.assertNotIn("anything", logged)
+        unknown = re.findall(r"failed login for (unknown#[0-9a-f]{10}) from 10.0.0.1", logged)
+        self.assertEqual(len(unknown), 2, logged)
+        self.assertEqual(unknown[0], unknown[1], "the same name gets the same hash, for correlation")
+        self.assertIn("failed login for columbia from 10.0.0.1", logged)
+
+    def test_a_blocked_unknown_name_is_not_logged_either(self) -> None:
+        events = capture_log(self)
+        conn = self.server.connect()
+        for _ in range(3):
+            conn.send("s3cret!", "x")
+        conn = self.server.connect()
+        conn.send("s3cret!")
+        self.assertIn("blocked", conn.read())
+        logged = "\n".join(formatEvent(e) for e in events)
+        self.assertIn("refused unknown#", logged)
+        self.assertNotIn("s3cret", logged)
 
     def test_blank_username_just_asks_again(self) -> None:
         conn = self.server.connect()
@@ -531,6 +574,40 @@ class BadInputTests(unittest.TestCase):
             self.conn.read(), "Control characters are not allowed; that line was ignored.\r\nCommand: "
         )
 
+    def test_a_direction_override_in_a_message_is_refused_and_nothing_is_sent(self) -> None:
+        seas = self.server.login("seas")
+        self.conn.send("broadcast message hello \u202egnp.exe")
+        self.assertEqual(self.conn.read(), BIDI_REFUSED + "\r\nCommand: ")
+        self.assertEqual(seas.read(), "")
+
+    def test_every_direction_control_is_refused(self) -> None:
+        for char in "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069":
+            self.conn.send(f"message seas x{char}y")
+            self.assertEqual(self.conn.read(), BIDI_REFUSED + "\r\nCommand: ", hex(ord(char)))
+
+    def test_a_direction_isolate_in_an_intro_is_refused_and_the_old_one_kept(self) -> None:
+        self.conn.send("personalintro plain")
+        self.conn.read()
+        self.conn.send("personalintro \u2067evil\u2069")
+        self.assertEqual(self.conn.read(), BIDI_REFUSED + "\r\nCommand: ")
+        self.conn.send("personalintro")
+        self.conn.read()
+        self.conn.send("\u202eevil")
+        self.assertEqual(self.conn.read(), BIDI_REFUSED + "\r\nIntro: ")
+        self.assertEqual(self.server.service.intros["columbia"], "plain")
+
+    def test_a_direction_mark_in_a_username_is_refused_at_the_prompt(self) -> None:
+        conn = self.server.connect()
+        conn.read()
+        conn.send("colu\u200fmbia")
+        self.assertEqual(conn.read(), BIDI_REFUSED + "\r\nUsername: ")
+
+    def test_emoji_joiners_are_not_direction_controls(self) -> None:
+        seas = self.server.login("seas")
+        self.conn.send("message seas \U0001f468\u200d\U0001f469\u200d\U0001f467")
+        self.assertIn("Sent to seas.", self.conn.read())
+        self.assertIn("\U0001f468\u200d\U0001f469", seas.read())
+
     def test_tab_is_not_a_control_character_here(self) -> None:
         self.conn.send_bytes(b"whoelse\t\r\n")
         self.assertIn("Nobody else", self.conn.read())
@@ -631,6 +708,12 @@ class FloodTests(unittest.TestCase):
         server.clock.advance(1)
         conn.send("whoelse")
         self.assertIn("Nobody else is online.", conn.read())
+
+    def test_a_rate_of_one_is_said_in_the_singular(self) -> None:
+        server = Harness(settings=Settings(rate=1, burst=1))
+        conn = server.login("columbia")
+        conn.send_bytes(b"whoelse\nwhoelse\n")
+        self.assertIn("Slow down: at most 1 command per second. That one was ignored.", conn.read())
 
     def test_a_user_who_keeps_flooding_is_disconnected(self) -> None:
         server = Harness(settings=Settings(rate=10, burst=20, flood_disconnect=50))

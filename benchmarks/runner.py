@@ -287,7 +287,7 @@ def _plural(n: int, word: str) -> str:
 
 
 def context(options: argparse.Namespace, scenarios: Sequence[Scenario], machine: str) -> list[str]:
-    when = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     python = f"the Python generator ({_plural(options.processes, 'process')})"
     if options.chatload:
         generators = ["chatload (C, epoll) for connect, fan-out and private", f"{python} for the storm"]

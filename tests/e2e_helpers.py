@@ -89,10 +89,14 @@ class Lab:
     # --- servers ------------------------------------------------------------
 
     def server(
-        self, *args: str, directory: str | None = None, users: dict[str, str] | None = None
+        self,
+        *args: str,
+        directory: str | None = None,
+        users: dict[str, str] | None = None,
+        twistd: tuple[str, ...] | None = None,
     ) -> ServerProcess:
         """A server not yet started, stopped after the test."""
-        server = ServerProcess(directory or self.case.mktemp(), users=users, args=args)
+        server = ServerProcess(directory or self.case.mktemp(), users=users, args=args, twistd=twistd)
         self.case.addCleanup(self._finish, server)
         return server
 

@@ -73,8 +73,18 @@ class ServerProcess:
     """A ``twistd -n chat`` subprocess with its own users file and database."""
 
     def __init__(
-        self, directory: str, users: dict[str, str] | None = None, args: tuple[str, ...] = ()
+        self,
+        directory: str,
+        users: dict[str, str] | None = None,
+        args: tuple[str, ...] = (),
+        twistd: tuple[str, ...] | None = None,
     ) -> None:
+        """
+        @param twistd: the command that runs twistd, such as an installed
+            C{bin/twistd}; by default this checkout's code is run with this
+            Python, with the checkout put on C{PYTHONPATH}.
+        """
+        self.twistd = twistd
         self.directory = directory = os.path.abspath(directory)
         os.makedirs(directory, exist_ok=True)
         self.users_path = os.path.join(directory, "users.txt")
@@ -98,7 +108,7 @@ class ServerProcess:
         self.exit = None
         self._listening = defer.Deferred()
         argv = [
-            *TWISTD,
+            *(self.twistd or TWISTD),
             "-n",
             "--pidfile=",
             "chat",
@@ -111,9 +121,10 @@ class ServerProcess:
             *self.args,
         ]
         env = dict(os.environ)
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        if self.twistd is None:
+            env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         self._transport = reactor.spawnProcess(
-            _ServerProtocol(self), sys.executable, argv, env=env, path=self.directory
+            _ServerProtocol(self), argv[0], argv, env=env, path=self.directory
         )
         return timeout_deferred(self._listening, timeout, "the server to listen")
 

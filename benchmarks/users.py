@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from chat.auth import ScryptSecret, format_user_line
+from chat.server.auth import ScryptSecret, format_user_line
 
 
 def name(i: int) -> str:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
-from chat.auth import NAME_RE, ScryptSecret, UsersFileError, format_user_line, parse_users
+from chat.server.auth import NAME_RE, ScryptSecret, UsersFileError, format_user_line, parse_users
 
 MIN_LENGTH = 8
 MAX_TRIES = 3

@@ -20,12 +20,13 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.auth import LoginGuard, PlainSecret, Secret, UsersChecker
-from chat.messages import Delivery, StoredMessage
-from chat.protocol import ChatFactory, ChatProtocol
-from chat.service import ChatRealm, ChatService
-from chat.session import ServerContext, Settings
-from chat.store import IStore, MemoryStore, Snapshot
+from chat.server.auth import LoginGuard, PlainSecret, Secret, UsersChecker
+from chat.server.backends.memory import MemoryStore
+from chat.server.edges.tcp import ChatFactory, ChatProtocol
+from chat.server.events import Delivery, StoredMessage
+from chat.server.interfaces import IStore, Snapshot
+from chat.server.service import ChatRealm, ChatService
+from chat.server.session import ServerContext, Settings
 
 PASSWORDS = {
     "columbia": "116bway",

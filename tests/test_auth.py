@@ -14,7 +14,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 
-from chat.auth import (
+from chat.server.auth import (
     LoginBusy,
     LoginGuard,
     PlainSecret,

@@ -22,7 +22,7 @@ from benchmarks.ledger import Ledger
 from benchmarks.loadgen import LoadError, is_loopback, plan
 from benchmarks.servers import find_port
 from benchmarks.stats import Histogram, bucket_of, bucket_value, median, ratio
-from chat.auth import ScryptSecret, load_users
+from chat.server.auth import ScryptSecret, load_users
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

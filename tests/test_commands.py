@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from chat.commands import (
+from chat.server.commands import (
     COMMAND_NAMES,
     BadUsage,
     Blank,

@@ -13,7 +13,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
-from chat.auth import ScryptSecret, format_user_line
+from chat.server.auth import ScryptSecret, format_user_line
 from tests.support import USERS, LineClient, ServerProcess, connect, login
 
 

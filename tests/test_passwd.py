@@ -11,8 +11,8 @@ from contextlib import redirect_stderr, redirect_stdout
 
 from twisted.trial import unittest
 
-from chat.auth import PlainSecret, ScryptSecret, load_users
 from chat.passwd import MAX_TRIES, MIN_LENGTH, main
+from chat.server.auth import PlainSecret, ScryptSecret, load_users
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from chat.ratelimit import Exemptions, TokenBucket
-from chat.session import Settings
+from chat.server.limits import Exemptions, TokenBucket
+from chat.server.session import Settings
 from tests.harness import Harness
 
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from chat.registry import AlreadyOnline, IRegistry, LocalRegistry
+from chat.server.backends.memory import LocalRegistry
+from chat.server.interfaces import AlreadyOnline, IRegistry
 
 
 class Someone:

@@ -10,9 +10,10 @@ from twisted.logger import formatEvent
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from chat.messages import Kind
-from chat.service import ChatRealm, ChatService, IChatUser, IParticipant
-from chat.store import MemoryStore
+from chat.server.backends.memory import MemoryStore
+from chat.server.events import Kind
+from chat.server.interfaces import IChatUser, IParticipant
+from chat.server.service import ChatRealm, ChatService
 
 
 @implementer(IParticipant)
@@ -79,9 +80,9 @@ class ServiceTests(unittest.TestCase):
         self.addCleanup(service.stopService)
         service.join("columbia", Recipient()).logout()
         service.join("seas", Recipient())
-        self.assertEqual([e for e in events if e.get("log_namespace") == "chat.service"], [])
+        self.assertEqual([e for e in events if e.get("log_namespace") == "chat.server.service"], [])
         self.clock.advance(60)
-        [summary] = [e for e in events if e.get("log_namespace") == "chat.service"]
+        [summary] = [e for e in events if e.get("log_namespace") == "chat.server.service"]
         self.assertEqual((summary["online"], summary["logins"], summary["logouts"]), (1, 2, 1))
         self.assertEqual(formatEvent(summary), "1 online; 2 logins and 1 logout in the last 60 s")
 

@@ -10,8 +10,8 @@ import re
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
-from chat.commands import Limits
-from chat.session import Settings, describe_duration
+from chat.server.commands import Limits
+from chat.server.session import Settings, describe_duration
 from tests.harness import Connection, Harness, HeldStore
 
 

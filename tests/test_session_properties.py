@@ -14,7 +14,7 @@ from twisted.logger import ILogObserver, LogLevel, globalLogPublisher
 from twisted.trial import unittest
 from zope.interface import provider
 
-from chat.commands import COMMAND_NAMES
+from chat.server.commands import COMMAND_NAMES
 from tests.harness import PASSWORDS, Harness
 
 names = st.sampled_from([*PASSWORDS, "nobody", "", "two words"])

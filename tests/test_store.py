@@ -13,8 +13,10 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from chat.messages import Delivery, Kind
-from chat.store import IStore, MemoryStore, SQLiteStore, StoreError
+from chat.server.backends.memory import MemoryStore
+from chat.server.backends.sqlite import SQLiteStore
+from chat.server.events import Delivery, Kind
+from chat.server.interfaces import IStore, StoreError
 
 # The global reactor, typed loosely: it provides every interface used here.
 reactor: Any = _reactor

@@ -12,9 +12,10 @@ from twisted.plugin import getPlugins
 from twisted.python import usage
 from twisted.trial import unittest
 
-from chat.service import ChatService
-from chat.store import MemoryStore, SQLiteStore
-from chat.tap import Listener, Options, endpoint_description, makeService
+from chat.server.backends.memory import MemoryStore
+from chat.server.backends.sqlite import SQLiteStore
+from chat.server.service import ChatService
+from chat.server.tap import Listener, Options, endpoint_description, makeService
 
 
 class EndpointTests(unittest.TestCase):

@@ -22,13 +22,15 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from chat.auth import LoginGuard, PlainSecret, UsersChecker, UsersFileError, load_users
-from chat.commands import Limits
-from chat.protocol import ChatFactory
-from chat.ratelimit import Exemptions
-from chat.service import ChatRealm, ChatService
-from chat.session import ServerContext, Settings
-from chat.store import IStore, MemoryStore, SQLiteStore, StoreError
+from chat.server.auth import LoginGuard, PlainSecret, UsersChecker, UsersFileError, load_users
+from chat.server.backends.memory import MemoryStore
+from chat.server.backends.sqlite import SQLiteStore
+from chat.server.commands import Limits
+from chat.server.edges.tcp import ChatFactory
+from chat.server.interfaces import IStore, StoreError
+from chat.server.limits import Exemptions
+from chat.server.service import ChatRealm, ChatService
+from chat.server.session import ServerContext, Settings
 
 log = Logger()
 

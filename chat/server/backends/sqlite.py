@@ -1,11 +1,10 @@
 """
-What must survive a restart: offline messages, last-seen times, intros.
+The embedded backend: what must survive a restart (offline messages,
+last-seen times, intros) in SQLite.
 
 The service sees only L{IStore}; every method returns a Deferred that fires
 once the change is durable, so "stored for later" is never said before it is
-true.  L{SQLiteStore} is the embedded default; L{MemoryStore} keeps nothing
-(``--database :memory:``) and is what another backend would be measured
-against.
+true.
 """
 
 from __future__ import annotations
@@ -15,53 +14,18 @@ import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-import attrs
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
-from zope.interface import Interface, implementer
+from zope.interface import implementer
 
-from chat.messages import Delivery, Kind, StoredMessage
+from chat.server.events import Delivery, Kind, StoredMessage
+from chat.server.interfaces import IStore, Snapshot, StoreError
 
 T = TypeVar("T")
-
-
-@attrs.frozen
-class Snapshot:
-    """The durable state the service needs in memory when it starts."""
-
-    last_seen: dict[str, float]
-    intros: dict[str, str]
-
-
-class StoreError(Exception):
-    """The store cannot be opened or used; the message says why."""
-
-
-class IStore(Interface):
-    def snapshot() -> Snapshot:
-        """The state loaded when the store was opened."""
-
-    def save_offline(recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
-        """Keep C{delivery} for each of C{recipients}; fires when durable."""
-
-    def offline_for(name: str) -> Deferred[list[StoredMessage]]:
-        """Messages kept for C{name}, oldest first (not removed: see C{ack})."""
-
-    def ack(messages: Sequence[StoredMessage]) -> Deferred[None]:
-        """Forget messages that have been shown to their recipient."""
-
-    def set_intro(name: str, text: str) -> Deferred[None]:
-        """Remember C{name}'s personal introduction."""
-
-    def mark_seen(seen: Mapping[str, float]) -> Deferred[None]:
-        """Remember when each user in C{seen} was last online."""
-
-    def close() -> Deferred[None]:
-        """Finish pending work and release resources."""
 
 
 class _PendingCounts:
@@ -95,45 +59,6 @@ def _forget(messages: Sequence[StoredMessage], pending: _PendingCounts) -> None:
         counts[m.recipient] = counts.get(m.recipient, 0) + 1
     for name, n in counts.items():
         pending.remove(name, n)
-
-
-@implementer(IStore)
-class MemoryStore:
-    """Keeps everything in memory, so nothing survives a restart."""
-
-    def __init__(self) -> None:
-        self._messages: dict[int, StoredMessage] = {}
-        self._next_id = 1
-        self._seen: dict[str, float] = {}
-        self._intros: dict[str, str] = {}
-
-    def snapshot(self) -> Snapshot:
-        return Snapshot(dict(self._seen), dict(self._intros))
-
-    def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
-        for name in recipients:
-            self._messages[self._next_id] = StoredMessage(self._next_id, name, delivery)
-            self._next_id += 1
-        return succeed(None)
-
-    def offline_for(self, name: str) -> Deferred[list[StoredMessage]]:
-        return succeed([m for m in self._messages.values() if m.recipient == name])
-
-    def ack(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
-        for m in messages:
-            self._messages.pop(m.id, None)
-        return succeed(None)
-
-    def set_intro(self, name: str, text: str) -> Deferred[None]:
-        self._intros[name] = text
-        return succeed(None)
-
-    def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
-        self._seen.update(seen)
-        return succeed(None)
-
-    def close(self) -> Deferred[None]:
-        return succeed(None)
 
 
 _SCHEMA = """

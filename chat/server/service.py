@@ -19,40 +19,14 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
-from chat.commands import closest
-from chat.messages import Delivery, Kind, StoredMessage
-from chat.registry import AlreadyOnline, IRegistry, LocalRegistry
-from chat.store import IStore
+from chat.server.backends.memory import LocalRegistry
+from chat.server.commands import closest
+from chat.server.events import Delivery, Kind, StoredMessage
+from chat.server.interfaces import AlreadyOnline, IChatUser, IParticipant, IRegistry, IStore
 
 log = Logger()
-
-
-class IParticipant(Interface):
-    """
-    The receiving end of a logged-in user: a session over some transport.
-    """
-
-    receive = Attribute(
-        """
-        A callable taking one chat message, rendered once for every
-        recipient (L{Delivery.wire}: UTF-8 bytes ending in CRLF), that shows
-        it to the user without blocking.  An attribute rather than a method
-        because it is called once per recipient of every message: a
-        participant rebinds it as its state changes, down to the transport's
-        own C{write} when nothing else needs doing.
-        """
-    )
-
-    def goodbye(reason: str) -> Deferred[None]:
-        """Tell the user C{reason}, end the session; fires once it is closed."""
-
-
-class IChatUser(Interface):
-    """What a logged-in user can do: the avatar the realm hands out."""
-
-    name = Attribute("The user's name.")
 
 
 @attrs.frozen

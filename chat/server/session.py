@@ -31,15 +31,15 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
-from zope.interface import Attribute, Interface, implementer
+from zope.interface import implementer
 
-from chat import commands
-from chat.auth import BIDI_CONTROLS, LoginBusy, LoginGuard, loggable_name
-from chat.commands import Limits
-from chat.messages import StoredMessage
-from chat.ratelimit import Exemptions, TokenBucket
-from chat.registry import AlreadyOnline
-from chat.service import (
+from chat.server import commands
+from chat.server.auth import BIDI_CONTROLS, LoginBusy, LoginGuard, loggable_name
+from chat.server.commands import Limits
+from chat.server.events import StoredMessage
+from chat.server.interfaces import AlreadyOnline, IEdge
+from chat.server.limits import Exemptions, TokenBucket
+from chat.server.service import (
     ChatService,
     ChatUser,
     Entry,
@@ -54,47 +54,6 @@ from chat.service import (
 T = TypeVar("T")
 
 log = Logger()
-
-
-class IEdge(Interface):
-    """
-    The transport side of a session: how text reaches the user.
-
-    An edge hands the session each line with L{Session.line_received}, and
-    calls L{Session.input_done} once it has handed over all the lines of one
-    read, so that what they sent goes out together.
-    """
-
-    peer_host = Attribute("The address the user connects from, as text.")
-
-    def send_text(text: str, prompt: str | None = None) -> None:
-        """
-        Send one or more complete lines (separated by newlines), and then
-        C{prompt} if one is given.
-        """
-
-    def send_prompt(prompt: str) -> None:
-        """Send a prompt that is not followed by a newline."""
-
-    def send_line(line: bytes) -> None:
-        """Send a chat message already rendered as a line (L{Delivery.wire})."""
-
-    def route_deliveries(participant: IParticipant | None) -> None:
-        """
-        From now on keep C{participant.receive} pointed at the cheapest way
-        to get a rendered line to this user, as the edge's state changes;
-        C{None} stops that.  Messages to a logged-in user are the server's
-        hot path: this lets them reach the transport in one call.
-        """
-
-    def pause_input() -> None:
-        """Deliver no more lines until C{resume_input}."""
-
-    def resume_input() -> None:
-        """Deliver lines again, starting with any held back."""
-
-    def close() -> None:
-        """Close once what was sent has been written."""
 
 
 @attrs.frozen

@@ -19,8 +19,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.service import IParticipant
-from chat.session import IEdge, ServerContext, Session
+from chat.server.interfaces import IEdge, IParticipant
+from chat.server.session import ServerContext, Session
 
 log = Logger()
 

@@ -1,0 +1,1 @@
+"""The backends: where presence and durable state live (memory, SQLite)."""

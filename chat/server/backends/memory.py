@@ -1,0 +1,110 @@
+"""
+The single-process backend: presence and storage in memory.
+
+L{LocalRegistry} is who is online and who was lately, in plain
+dictionaries, each command answered from indexed state rather than by
+scanning every user.  L{MemoryStore} keeps nothing across a restart
+(C{--database :memory:}); it is what another store is measured against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+from twisted.internet.defer import Deferred, succeed
+from zope.interface import implementer
+
+from chat.server.events import Delivery, StoredMessage
+from chat.server.interfaces import AlreadyOnline, IParticipant, IRegistry, IStore, Snapshot
+
+
+@implementer(IRegistry)
+class LocalRegistry:
+    """
+    Presence for one process.
+
+    C{_last_seen} is kept in order of time (an entry is moved to the end when
+    it changes), so C{seen_since} walks back from the newest entry and stops
+    at the first one older than the cutoff: its cost is the size of its answer.
+    """
+
+    def __init__(self, last_seen: Mapping[str, float] = {}) -> None:
+        self._online: dict[str, IParticipant] = {}
+        self._everyone: tuple[IParticipant, ...] | None = ()
+        self._last_seen: dict[str, float] = dict(sorted(last_seen.items(), key=lambda kv: kv[1]))
+
+    @property
+    def online(self) -> Mapping[str, IParticipant]:
+        return self._online
+
+    def add(self, name: str, participant: IParticipant, now: float) -> None:
+        if name in self._online:
+            raise AlreadyOnline(name)
+        self._online[name] = participant
+        self._everyone = None
+        self._touch(name, now)
+
+    def remove(self, name: str, participant: IParticipant, now: float) -> None:
+        if self._online.get(name) is participant:
+            del self._online[name]
+            self._everyone = None
+            self._touch(name, now)
+
+    def _touch(self, name: str, now: float) -> None:
+        self._last_seen.pop(name, None)
+        self._last_seen[name] = now
+
+    def everyone(self) -> tuple[IParticipant, ...]:
+        # Rebuilt at most once per change of who is online, not per broadcast.
+        if self._everyone is None:
+            self._everyone = tuple(self._online.values())
+        return self._everyone
+
+    def seen_since(self, cutoff: float) -> Iterator[str]:
+        for name in reversed(self._last_seen):
+            if self._last_seen[name] < cutoff:
+                return
+            if name not in self._online:
+                yield name
+
+    def last_seen(self, name: str) -> float | None:
+        return self._last_seen.get(name)
+
+
+@implementer(IStore)
+class MemoryStore:
+    """Keeps everything in memory, so nothing survives a restart."""
+
+    def __init__(self) -> None:
+        self._messages: dict[int, StoredMessage] = {}
+        self._next_id = 1
+        self._seen: dict[str, float] = {}
+        self._intros: dict[str, str] = {}
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(dict(self._seen), dict(self._intros))
+
+    def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
+        for name in recipients:
+            self._messages[self._next_id] = StoredMessage(self._next_id, name, delivery)
+            self._next_id += 1
+        return succeed(None)
+
+    def offline_for(self, name: str) -> Deferred[list[StoredMessage]]:
+        return succeed([m for m in self._messages.values() if m.recipient == name])
+
+    def ack(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
+        for m in messages:
+            self._messages.pop(m.id, None)
+        return succeed(None)
+
+    def set_intro(self, name: str, text: str) -> Deferred[None]:
+        self._intros[name] = text
+        return succeed(None)
+
+    def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
+        self._seen.update(seen)
+        return succeed(None)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)

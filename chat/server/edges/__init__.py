@@ -1,0 +1,4 @@
+"""
+The edges: how users reach sessions (a TCP line protocol, a WebSocket),
+each rendering events its own way.
+"""

@@ -26,6 +26,7 @@ from chat.server.edges.tcp import ChatFactory, ChatProtocol
 from chat.server.events import Delivery, StoredMessage
 from chat.server.interfaces import IStore, Snapshot
 from chat.server.service import ChatRealm, ChatService
+from chat.server.limits import ConnectionCount
 from chat.server.session import ServerContext, Settings
 
 PASSWORDS = {
@@ -106,6 +107,12 @@ class HeldStore:
     def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
         return self.inner.mark_seen(seen)
 
+    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+        return self.inner.save_history(entries)
+
+    def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
+        return self._hold(lambda: self.inner.history_for(name, count))
+
     def close(self) -> Deferred[None]:
         return self.inner.close()
 
@@ -176,8 +183,11 @@ class Harness:
         self.portal = Portal(ChatRealm(self.service), [self.checker])
         self.guard = LoginGuard(self.clock, max_attempts=max_attempts, block_time=block_time)
         self.settings = settings or Settings()
-        self.context = ServerContext(self.service, self.portal, self.guard, self.clock, self.settings)
-        self.factory = ChatFactory(self.context, max_per_host=max_per_host, max_backlog=max_backlog)
+        self.connections = ConnectionCount(max_per_host, self.settings.exempt)
+        self.context = ServerContext(
+            self.service, self.portal, self.guard, self.clock, self.settings, self.connections
+        )
+        self.factory = ChatFactory(self.context, max_backlog=max_backlog)
         self._port = 40000
 
     def connect(self, host: str = "10.0.0.1") -> Connection:

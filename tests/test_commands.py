@@ -26,6 +26,7 @@ from chat.server.commands import (
     closest,
     parse,
 )
+from chat.server.edges.text import render as describe
 
 ALL_RESULTS = (
     WhoElse,
@@ -86,11 +87,11 @@ class ExampleTests(unittest.TestCase):
 
     def test_unknown_command_description(self) -> None:
         self.assertEqual(
-            UnknownCommand("whoeles", "whoelse").describe(),
+            describe(UnknownCommand("whoeles", "whoelse")),
             "Unknown command 'whoeles'; did you mean 'whoelse'?",
         )
         self.assertEqual(
-            UnknownCommand("xyzzy", None).describe(),
+            describe(UnknownCommand("xyzzy", None)),
             "Unknown command 'xyzzy'; type 'help' for the list of commands.",
         )
 
@@ -116,12 +117,12 @@ class ExampleTests(unittest.TestCase):
             self.assertIsInstance(result, BadUsage, line)
             assert isinstance(result, BadUsage)
             self.assertEqual(result.command, command, line)
-            self.assertIn("Usage: ", result.describe())
+            self.assertIn("Usage: ", describe(result))
 
     def test_misspelt_broadcast_mode_gets_a_hint(self) -> None:
         result = parse("broadcast mesage hi")
         assert isinstance(result, BadUsage)
-        self.assertIn("did you mean 'message'?", result.describe())
+        self.assertIn("did you mean 'message'?", describe(result))
 
     def test_wholast_accepts_zero_and_the_limit(self) -> None:
         self.assertEqual(parse("wholast 0"), WhoLast(0))
@@ -161,7 +162,7 @@ class PropertyTests(unittest.TestCase):
         result = parse(line)
         self.assertIsInstance(result, ALL_RESULTS)
         if isinstance(result, (UnknownCommand, BadUsage, TooLong)):
-            description = result.describe()
+            description = describe(result)
             self.assertTrue(description)
             self.assertNotIn("\n", description)
 

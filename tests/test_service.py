@@ -11,20 +11,25 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from chat.server.backends.memory import MemoryStore
-from chat.server.events import Kind
+from chat.server.edges.text import TEXT
+from chat.server.events import Goodbye, Kind
 from chat.server.interfaces import IChatUser, IParticipant
 from chat.server.service import ChatRealm, ChatService
 
 
 @implementer(IParticipant)
 class Recipient:
+    """A participant that keeps what it is sent, rendered as text."""
+
+    format = TEXT
+
     def __init__(self) -> None:
         self.received: list[object] = []
 
-    def receive(self, delivery: object) -> None:
-        self.received.append(delivery)
+    def receive(self, payload: object) -> None:
+        self.received.append(payload)
 
-    def goodbye(self, reason: str) -> Deferred[None]:
+    def goodbye(self, reason: Goodbye) -> Deferred[None]:
         return succeed(None)
 
 

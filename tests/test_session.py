@@ -11,7 +11,8 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from chat.server.commands import Limits
-from chat.server.session import Settings, describe_duration
+from chat.server.edges.text import describe_duration
+from chat.server.session import Settings
 from tests.harness import Connection, Harness, HeldStore
 
 

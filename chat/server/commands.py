@@ -15,6 +15,8 @@ from collections.abc import Callable
 
 import attrs
 
+from chat.server.events import BadUsage, TooLong, UnknownCommand
+
 
 @attrs.frozen
 class Limits:
@@ -72,45 +74,24 @@ class Logout:
     pass
 
 
-Command = WhoElse | WhoLast | Broadcast | BroadcastTo | Message | PersonalIntro | Help | Logout
+@attrs.frozen
+class ShowHistory:
+    count: int = 20
+
+
+Command = WhoElse | WhoLast | Broadcast | BroadcastTo | Message | PersonalIntro | Help | ShowHistory | Logout
+COMMAND_TYPES = (WhoElse, WhoLast, Broadcast, BroadcastTo, Message, PersonalIntro, Help, ShowHistory, Logout)
 
 
 # --- rejections -------------------------------------------------------------
+#
+# An unknown command, wrong arguments and a text over the limit are error
+# events (L{chat.server.events}), shown to the user as they are.
 
 
 @attrs.frozen
 class Blank:
     """An empty or all-space line: not an error, just nothing to do."""
-
-
-@attrs.frozen
-class UnknownCommand:
-    word: str
-    suggestion: str | None
-
-    def describe(self) -> str:
-        if self.suggestion is not None:
-            return f"Unknown command '{self.word}'; did you mean '{self.suggestion}'?"
-        return f"Unknown command '{self.word}'; type 'help' for the list of commands."
-
-
-@attrs.frozen
-class BadUsage:
-    command: str
-    problem: str
-    usage: str
-
-    def describe(self) -> str:
-        return f"{self.problem}. Usage: {self.usage}"
-
-
-@attrs.frozen
-class TooLong:
-    length: int
-    limit: int
-
-    def describe(self) -> str:
-        return f"Message too long: {self.length} characters; the limit is {self.limit}. Nothing was sent."
 
 
 Rejection = Blank | UnknownCommand | BadUsage | TooLong
@@ -122,18 +103,9 @@ USAGE: dict[str, str] = {
     "broadcast": "broadcast message TEXT | broadcast user USER [USER ...] message TEXT",
     "message": "message USER TEXT",
     "personalintro": "personalintro [TEXT]",
+    "history": "history [N]   (your last N messages, 20 if not given)",
     "help": "help [COMMAND]",
     "logout": "logout",
-}
-
-SUMMARY: dict[str, str] = {
-    "whoelse": "who else is online now, with their personal intros",
-    "wholast": "who was online in the last N minutes",
-    "broadcast": "send TEXT to everyone online, or to the listed users",
-    "message": "send TEXT to USER alone (kept for them if they are offline)",
-    "personalintro": "set the intro others see in whoelse and wholast",
-    "help": "this list, or the usage of one command",
-    "logout": "leave the chat",
 }
 
 COMMAND_NAMES: tuple[str, ...] = tuple(USAGE)
@@ -157,8 +129,16 @@ def closest(word: str, candidates: tuple[str, ...] | list[str]) -> str | None:
     return None
 
 
-def _bad(command: str, problem: str, limits: Limits) -> BadUsage:
-    return BadUsage(command, problem, usage(command, limits))
+def _bad(
+    command: str,
+    problem: str,
+    limits: Limits,
+    word: str | None = None,
+    number: int | None = None,
+    suggestion: str | None = None,
+    limit: int | None = None,
+) -> BadUsage:
+    return BadUsage(command, problem, usage(command, limits), word, number, suggestion, limit)
 
 
 def _split_word(rest: str) -> tuple[str, str]:
@@ -173,7 +153,7 @@ def _split_word(rest: str) -> tuple[str, str]:
 
 def _text(text: str, command: str, limits: Limits) -> str | Rejection:
     if not text:
-        return _bad(command, "Missing message text", limits)
+        return _bad(command, "missing_text", limits)
     if len(text) > limits.max_message:
         return TooLong(len(text), limits.max_message)
     return text
@@ -182,13 +162,13 @@ def _text(text: str, command: str, limits: Limits) -> str | Rejection:
 def _parse_wholast(rest: str, limits: Limits) -> Command | Rejection:
     words = rest.split()
     if len(words) != 1:
-        return _bad("wholast", "wholast takes one number", limits)
+        return _bad("wholast", "one_number", limits)
     word = words[0]
     if not (word.isascii() and word.isdigit()):
-        return _bad("wholast", f"'{word}' is not a whole number of minutes", limits)
+        return _bad("wholast", "not_a_number", limits, word=word)
     minutes = int(word)
     if minutes > limits.last_hour:
-        return _bad("wholast", f"{minutes} is more than {limits.last_hour} minutes", limits)
+        return _bad("wholast", "too_many_minutes", limits, number=minutes, limit=limits.last_hour)
     return WhoLast(minutes)
 
 
@@ -204,27 +184,24 @@ def _parse_broadcast(rest: str, limits: Limits) -> Command | Rejection:
         while True:
             word, remaining = _split_word(remaining)
             if not word:
-                return _bad("broadcast", "Missing 'message' after the user names", limits)
+                return _bad("broadcast", "missing_message_word", limits)
             if word.lower() == "message":
                 break
             if word not in recipients:
                 recipients.append(word)
         if not recipients:
-            return _bad("broadcast", "No user names before 'message'", limits)
+            return _bad("broadcast", "no_recipients", limits)
         text = _text(remaining, "broadcast", limits)
         return text if not isinstance(text, str) else BroadcastTo(tuple(recipients), text)
     if not mode:
-        return _bad("broadcast", "broadcast needs 'message' or 'user'", limits)
-    hint = closest(mode, ["message", "user"])
-    if hint is not None:
-        return _bad("broadcast", f"'{mode}' is not 'message' or 'user' (did you mean '{hint}'?)", limits)
-    return _bad("broadcast", f"'{mode}' is not 'message' or 'user'", limits)
+        return _bad("broadcast", "missing_mode", limits)
+    return _bad("broadcast", "bad_mode", limits, word=mode, suggestion=closest(mode, ["message", "user"]))
 
 
 def _parse_message(rest: str, limits: Limits) -> Command | Rejection:
     recipient, after = _split_word(rest)
     if not recipient:
-        return _bad("message", "Missing recipient and text", limits)
+        return _bad("message", "missing_recipient", limits)
     text = _text(after, "message", limits)
     return text if not isinstance(text, str) else Message(recipient, text)
 
@@ -242,7 +219,7 @@ _Parser = Callable[[str, Limits], Command | Rejection]
 def _no_arguments(command: Command, name: str) -> _Parser:
     def parse_bare(rest: str, limits: Limits) -> Command | Rejection:
         if rest:
-            return _bad(name, f"{name} takes no arguments", limits)
+            return _bad(name, "no_arguments", limits)
         return command
 
     return parse_bare
@@ -253,11 +230,23 @@ def _parse_help(rest: str, limits: Limits) -> Command | Rejection:
     if not words:
         return Help()
     if len(words) > 1:
-        return _bad("help", "help takes at most one command name", limits)
+        return _bad("help", "one_topic", limits)
     topic = words[0].lower()
     if topic not in USAGE:
         return UnknownCommand(words[0], closest(topic, COMMAND_NAMES))
     return Help(topic)
+
+
+def _parse_history(rest: str, limits: Limits) -> Command | Rejection:
+    words = rest.split()
+    if not words:
+        return ShowHistory()
+    if len(words) > 1:
+        return _bad("history", "one_number", limits)
+    word = words[0]
+    if not (word.isascii() and word.isdigit()) or int(word) == 0:
+        return _bad("history", "not_a_count", limits, word=word)
+    return ShowHistory(int(word))
 
 
 _PARSERS: dict[str, _Parser] = {
@@ -266,6 +255,7 @@ _PARSERS: dict[str, _Parser] = {
     "broadcast": _parse_broadcast,
     "message": _parse_message,
     "personalintro": _parse_intro,
+    "history": _parse_history,
     "help": _parse_help,
     "logout": _no_arguments(Logout(), "logout"),
 }

@@ -1,17 +1,39 @@
 """
-Messages as values.
+What the server says to a user, as values.
 
-A L{Delivery} is created once per message sent and handed to every
-recipient; it carries its own encoded line so a broadcast to a thousand users
-is encoded once, not a thousand times.
+A session decides what happens and emits one of these; each edge renders it
+its own way (the TCP edge to the exact text of the classic protocol, the
+WebSocket edge to one JSON object), so no sentence is written here.  The
+same values will cross between server nodes, so they hold names, numbers
+and times, never preformatted text.
+
+Errors carry a C{code}: a stable string a program can switch on.  A
+L{Delivery} is created once per message sent and rendered once per format
+for all of its recipients.
 """
 
 from __future__ import annotations
 
 import enum
-import time
+import itertools
+import os
+from typing import ClassVar
 
 import attrs
+
+# --- prompts ----------------------------------------------------------------
+
+
+class Ask(enum.Enum):
+    """What the session waits for next: the prompt an edge may show."""
+
+    USERNAME = "username"
+    PASSWORD = "password"
+    COMMAND = "command"
+    INTRO = "intro"
+
+
+# --- messages ---------------------------------------------------------------
 
 
 class Kind(enum.Enum):
@@ -19,22 +41,32 @@ class Kind(enum.Enum):
     BROADCAST = "broadcast"
 
 
-def _render(sender: str, kind: Kind, text: str) -> str:
-    return f"{sender} ({kind.value}): {text}"
+class MessageIds:
+    """
+    Message ids unique across runs and processes: a random prefix per
+    process and a counter, cheap enough for the hot path.
+    """
+
+    def __init__(self, prefix: str | None = None) -> None:
+        self.prefix = prefix if prefix is not None else os.urandom(5).hex()
+        self._counter = itertools.count(1)
+
+    def __call__(self) -> str:
+        return f"{self.prefix}-{next(self._counter):x}"
 
 
 @attrs.frozen
 class Delivery:
+    """One message, as every recipient sees it."""
+
     sender: str
     text: str
     kind: Kind
     sent_at: float
-    #: The message as one line of the wire protocol, encoded once.
-    wire: bytes = attrs.field(init=False, eq=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        line = _render(self.sender, self.kind, self.text) + "\r\n"
-        object.__setattr__(self, "wire", line.encode("utf-8"))
+    id: str = ""
+    #: Who it was addressed to: the recipient of a private message, the
+    #: users named in C{broadcast user}; empty for a broadcast to everyone.
+    to: tuple[str, ...] = ()
 
 
 @attrs.frozen
@@ -45,7 +77,270 @@ class StoredMessage:
     recipient: str
     delivery: Delivery
 
-    def render(self) -> str:
-        stamp = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.delivery.sent_at))
-        d = self.delivery
-        return f"[{stamp}] {_render(d.sender, d.kind, d.text)}"
+
+@attrs.frozen
+class Offline:
+    """The messages that waited for the user, shown once at login."""
+
+    messages: tuple[StoredMessage, ...]
+
+
+@attrs.frozen
+class History:
+    """The last messages a user sent and received, oldest first."""
+
+    owner: str
+    messages: tuple[Delivery, ...]
+
+
+# --- login ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Welcome:
+    name: str
+
+
+class Refusal(enum.Enum):
+    """Why a login did not succeed; the values are stable codes."""
+
+    INVALID = "invalid"
+    BLOCKED = "blocked"
+    ALREADY_ONLINE = "already_online"
+    BUSY = "busy"
+    CHECKING = "checking"
+    SERVER_ERROR = "server_error"
+
+
+@attrs.frozen
+class LoginRefused:
+    """
+    A login that did not succeed.  C{seconds} is what is left of a block;
+    a blocked login is followed by the end of the connection.
+    """
+
+    reason: Refusal
+    name: str
+    seconds: int = 0
+
+
+# --- answers to commands ----------------------------------------------------
+
+
+@attrs.frozen
+class RosterEntry:
+    name: str
+    intro: str | None
+    online: bool
+    last_seen: float | None = None
+
+
+@attrs.frozen
+class Roster:
+    """The answer to C{whoelse} (C{minutes} None) or C{wholast N}."""
+
+    entries: tuple[RosterEntry, ...]
+    minutes: int | None = None
+
+
+@attrs.frozen
+class Receipt:
+    """What became of a message: who has it now, who will get it at login."""
+
+    delivered: tuple[str, ...]
+    stored: tuple[str, ...]
+
+
+@attrs.frozen
+class Broadcasted:
+    """A broadcast to everyone online reached C{count} users."""
+
+    count: int
+
+
+@attrs.frozen
+class HelpTopic:
+    """One command's usage line; C{summary} is rendered by the edge."""
+
+    command: str
+    usage: str
+
+
+@attrs.frozen
+class Help:
+    """The commands, or one of them."""
+
+    topics: tuple[HelpTopic, ...]
+    #: Whether one command was asked for, rather than the list.
+    single: bool = False
+
+
+class Note(enum.Enum):
+    """Things the server tells a user that need no data; stable codes."""
+
+    ASK_INTRO = "ask_intro"
+    INTRO_SAVED = "intro_saved"
+    INTRO_UNCHANGED = "intro_unchanged"
+    OFFLINE_NOT_LOADED = "offline_not_loaded"
+
+
+@attrs.frozen
+class Notice:
+    note: Note
+
+
+@attrs.frozen
+class Presence:
+    """Someone came online or went offline (edges with a roster show it)."""
+
+    name: str
+    online: bool
+    at: float
+    intro: str | None = None
+
+
+class Reason(enum.Enum):
+    """Why a session ended; the values are stable codes."""
+
+    LOGOUT = "logout"
+    SHUTDOWN = "shutdown"
+    IDLE = "idle"
+    LOGIN_TIMEOUT = "login_timeout"
+    FLOOD = "flood"
+    SERVER_ERROR = "server_error"
+
+
+@attrs.frozen
+class Goodbye:
+    """The last thing a session says before the connection closes."""
+
+    reason: Reason
+    name: str | None = None
+    #: The timeout that ended it, for IDLE and LOGIN_TIMEOUT.
+    seconds: float = 0
+
+
+# --- errors -----------------------------------------------------------------
+#
+# Each has a stable C{code}.  The parser's rejections (an unknown command, a
+# command with the wrong arguments, a text over the limit) are among them.
+
+
+@attrs.frozen
+class UnknownCommand:
+    code: ClassVar[str] = "unknown_command"
+    word: str
+    suggestion: str | None
+
+
+@attrs.frozen
+class BadUsage:
+    """
+    A known command with the wrong arguments.  C{problem} is a stable code
+    for what is wrong; C{word}, C{number} and C{suggestion} are what the
+    sentence about it needs.
+    """
+
+    code: ClassVar[str] = "bad_usage"
+    command: str
+    problem: str
+    usage: str
+    word: str | None = None
+    number: int | None = None
+    suggestion: str | None = None
+    limit: int | None = None
+
+
+@attrs.frozen
+class TooLong:
+    code: ClassVar[str] = "too_long"
+    length: int
+    limit: int
+
+
+@attrs.frozen
+class IntroTooLong:
+    code: ClassVar[str] = "intro_too_long"
+    length: int
+    limit: int
+
+
+@attrs.frozen
+class UnknownUsers:
+    """Recipients that are not users; nothing was sent to anyone."""
+
+    code: ClassVar[str] = "unknown_user"
+    names: tuple[str, ...]
+    #: The closest real username for each of C{names}, or None.
+    suggestions: tuple[str | None, ...]
+
+
+@attrs.frozen
+class RateLimited:
+    code: ClassVar[str] = "rate_limited"
+    rate: float
+
+
+@attrs.frozen
+class LineTooLong:
+    code: ClassVar[str] = "line_too_long"
+    limit: int
+
+
+@attrs.frozen
+class TooManyConnections:
+    code: ClassVar[str] = "too_many_connections"
+    limit: int
+
+
+class Fault(enum.Enum):
+    """Errors that need no data; the values are their codes."""
+
+    CONTROL_CHARACTERS = "control_characters"
+    DIRECTION_CONTROLS = "direction_controls"
+    NOT_UTF8 = "not_utf8"
+    BAD_USERNAME = "bad_username"
+    SELF_MESSAGE = "self_message"
+    NOT_STORED = "not_stored"
+    INTRO_NOT_SAVED = "intro_not_saved"
+    HISTORY_UNAVAILABLE = "history_unavailable"
+    SERVER_ERROR = "server_error"
+    BUSY = "busy"
+
+
+@attrs.frozen
+class Failed:
+    fault: Fault
+
+    @property
+    def code(self) -> str:
+        return self.fault.value
+
+
+Error = (
+    UnknownCommand
+    | BadUsage
+    | TooLong
+    | IntroTooLong
+    | UnknownUsers
+    | RateLimited
+    | LineTooLong
+    | TooManyConnections
+    | Failed
+)
+
+Event = (
+    Welcome
+    | LoginRefused
+    | Offline
+    | History
+    | Roster
+    | Receipt
+    | Broadcasted
+    | Help
+    | Notice
+    | Presence
+    | Goodbye
+    | Delivery
+    | Error
+)

@@ -8,45 +8,65 @@ without touching the others.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import attrs
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
-    from chat.server.events import Delivery, StoredMessage
+    from chat.server.events import Ask, Delivery, Event, Goodbye, StoredMessage
+
+
+class IFormat(Interface):
+    """
+    How one kind of edge renders what is sent to many users at once.
+
+    A message is rendered once per format, not once per recipient: the
+    service groups recipients by format and hands each group the same
+    payload, which only that format's edges understand.
+    """
+
+    presence = Attribute("Whether users of this format are told who comes and goes (L{Presence}).")
+
+    def delivery(d: Delivery) -> Any:
+        """The payload of one message."""
+
+    def join(payloads: Sequence[Any]) -> Any:
+        """Several payloads as one, in order, for one write."""
+
+    def event(event: Event) -> Any:
+        """The payload of any other event sent to many (a L{Presence})."""
 
 
 class IEdge(Interface):
     """
-    The transport side of a session: how text reaches the user.
+    The transport side of a session: how events reach the user.
 
     An edge hands the session each line with L{Session.line_received}, and
     calls L{Session.input_done} once it has handed over all the lines of one
-    read, so that what they sent goes out together.
+    read, so that what they sent goes out together.  It renders what the
+    session emits (L{chat.server.events}) in its own way.
     """
 
     peer_host = Attribute("The address the user connects from, as text.")
+    format = Attribute("The L{IFormat} of the payloads this edge's participant receives.")
 
-    def send_text(text: str, prompt: str | None = None) -> None:
-        """
-        Send one or more complete lines (separated by newlines), and then
-        C{prompt} if one is given.
-        """
+    def send(event: Event, prompt: Ask | None = None) -> None:
+        """Show C{event}, then the prompt for C{prompt} if given, in one write."""
 
-    def send_prompt(prompt: str) -> None:
-        """Send a prompt that is not followed by a newline."""
+    def send_prompt(prompt: Ask) -> None:
+        """Show the prompt for what the session waits for next."""
 
-    def send_line(line: bytes) -> None:
-        """Send a chat message already rendered as a line (L{Delivery.wire})."""
+    def send_rendered(payload: Any) -> None:
+        """Show a payload of this edge's L{IFormat}, rendered earlier."""
 
     def route_deliveries(participant: IParticipant | None) -> None:
         """
         From now on keep C{participant.receive} pointed at the cheapest way
-        to get a rendered line to this user, as the edge's state changes;
-        C{None} stops that.  Messages to a logged-in user are the server's
-        hot path: this lets them reach the transport in one call.
+        to get a payload to this user, as the edge's state changes; C{None}
+        stops that.  Messages to a logged-in user are the server's hot path:
+        this lets them reach the transport in one call.
         """
 
     def pause_input() -> None:
@@ -61,22 +81,24 @@ class IEdge(Interface):
 
 class IParticipant(Interface):
     """
-    The receiving end of a logged-in user: a session over some transport.
+    The receiving end of a logged-in user: a session over some edge.
     """
+
+    format = Attribute("The L{IFormat} of the payloads C{receive} takes.")
 
     receive = Attribute(
         """
-        A callable taking one chat message, rendered once for every
-        recipient (L{Delivery.wire}: UTF-8 bytes ending in CRLF), that shows
-        it to the user without blocking.  An attribute rather than a method
-        because it is called once per recipient of every message: a
+        A callable taking one payload of the participant's C{format} (one or
+        more messages, rendered once for every recipient of that format),
+        that shows it to the user without blocking.  An attribute rather than
+        a method because it is called once per recipient of every message: a
         participant rebinds it as its state changes, down to the transport's
         own C{write} when nothing else needs doing.
         """
     )
 
-    def goodbye(reason: str) -> Deferred[None]:
-        """Tell the user C{reason}, end the session; fires once it is closed."""
+    def goodbye(reason: Goodbye) -> Deferred[None]:
+        """Say C{reason}, end the session; fires once it is closed."""
 
 
 class IChatUser(Interface):
@@ -105,10 +127,12 @@ class IRegistry(Interface):
     def remove(name: str, participant: IParticipant, now: float) -> None:
         """Mark C{name} offline, if C{participant} is the one online."""
 
-    def everyone() -> tuple[IParticipant, ...]:
+    def audiences() -> tuple[tuple[IFormat, tuple[IParticipant, ...]], ...]:
         """
-        Every online participant, as a tuple that stays valid while the
-        registry changes (a broadcast iterates it without copying).
+        Every online participant, grouped by format: pairs of a format and
+        its participants, as tuples that stay valid while the registry
+        changes (a broadcast renders once per group and iterates it without
+        copying).
         """
 
     def seen_since(cutoff: float) -> Iterator[str]:
@@ -130,6 +154,11 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message says why."""
 
 
+#: The history owner of broadcasts to everyone: the room's own scrollback,
+#: part of every user's history.  No username is empty.
+PUBLIC = ""
+
+
 class IStore(Interface):
     def snapshot() -> Snapshot:
         """The state loaded when the store was opened."""
@@ -148,6 +177,19 @@ class IStore(Interface):
 
     def mark_seen(seen: Mapping[str, float]) -> Deferred[None]:
         """Remember when each user in C{seen} was last online."""
+
+    def save_history(entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+        """
+        Keep each delivery in the history of each of its owners (the sender
+        and the recipients, or L{PUBLIC}), at most the store's limit per
+        owner, the oldest forgotten first.
+        """
+
+    def history_for(name: str, count: int) -> Deferred[list[Delivery]]:
+        """
+        The last C{count} messages of C{name}'s history and the public one
+        together, oldest first.
+        """
 
     def close() -> Deferred[None]:
         """Finish pending work and release resources."""

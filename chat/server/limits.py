@@ -93,3 +93,40 @@ class Exemptions:
 
     def describe(self) -> str:
         return ",".join(str(n) for n in self.networks)
+
+
+class ConnectionCount:
+    """
+    Open connections per address, one count across every edge (TCP and
+    WebSocket), so a second edge is no way around the limit.  Exempt
+    networks are not counted.
+    """
+
+    def __init__(self, max_per_host: int = 20, exempt: Exemptions | None = None) -> None:
+        self.max_per_host = max_per_host
+        self._exempt = exempt if exempt is not None else Exemptions()
+        self._open: dict[str, int] = {}
+
+    def open(self, host: str) -> bool | None:
+        """
+        Count a new connection from C{host}: True if counted, None if the
+        address is exempt (nothing to release), False if over the limit.
+        """
+        if self._exempt.covers(host):
+            return None
+        count = self._open.get(host, 0)
+        if count >= self.max_per_host:
+            return False
+        self._open[host] = count + 1
+        return True
+
+    def close(self, host: str) -> None:
+        """A counted connection from C{host} has closed."""
+        left = self._open.get(host, 0) - 1
+        if left > 0:
+            self._open[host] = left
+        else:
+            self._open.pop(host, None)
+
+    def __getitem__(self, host: str) -> int:
+        return self._open.get(host, 0)

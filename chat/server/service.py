@@ -23,34 +23,29 @@ from zope.interface import implementer
 
 from chat.server.backends.memory import LocalRegistry
 from chat.server.commands import closest
-from chat.server.events import Delivery, Kind, StoredMessage
-from chat.server.interfaces import AlreadyOnline, IChatUser, IParticipant, IRegistry, IStore
+from chat.server.events import (
+    Delivery,
+    Goodbye,
+    Kind,
+    MessageIds,
+    Presence,
+    Reason,
+    Receipt,
+    RosterEntry,
+    StoredMessage,
+)
+from chat.server.interfaces import PUBLIC, AlreadyOnline, IChatUser, IFormat, IParticipant, IRegistry, IStore
 
 log = Logger()
 
 
-@attrs.frozen
-class Entry:
-    """A line of C{whoelse} or C{wholast}."""
-
-    name: str
-    intro: str | None
-    online: bool
-
-
-@attrs.frozen
-class Receipt:
-    """What became of a message: who has it now, who will get it at login."""
-
-    delivered: tuple[str, ...]
-    stored: tuple[str, ...]
-
-
 class UnknownUser(Exception):
-    def __init__(self, names: Sequence[str], suggestions: dict[str, str | None]) -> None:
+    """Some recipients are not users; C{suggestions} has the closest name to each, or None."""
+
+    def __init__(self, names: Sequence[str], suggestions: Sequence[str | None]) -> None:
         super().__init__(names)
         self.names = tuple(names)
-        self.suggestions = suggestions
+        self.suggestions = tuple(suggestions)
 
 
 class SelfMessage(Exception):
@@ -87,7 +82,8 @@ class ChatService(Service):
         # reactor are written together, so a storm of logins costs the store
         # one write per turn, not one per login.
         self._seen: dict[str, float] = {}
-        self._broadcasts: list[tuple[IParticipant | None, bytes]] = []
+        self._broadcasts: list[tuple[IParticipant | None, Delivery]] = []
+        self.new_id = MessageIds()
         self._flush_broadcasts: IDelayedCall | None = None
         self._flush_call: IDelayedCall | None = None
         self._logins = self._logouts = 0
@@ -110,7 +106,7 @@ class ChatService(Service):
         if self._checkpoint.running:
             self._checkpoint.stop()
         online = list(self.registry.online)
-        goodbyes = [s.goodbye("The server is shutting down. Goodbye.") for s in list(self.sessions)]
+        goodbyes = [s.goodbye(Goodbye(Reason.SHUTDOWN)) for s in list(self.sessions)]
         gone: Deferred[Any] = DeferredList(goodbyes, consumeErrors=True)
 
         def record(_: object) -> Deferred[None]:
@@ -150,7 +146,7 @@ class ChatService(Service):
             log.info(
                 "{online} online; {activity} in the last {interval:g} s",
                 online=len(online),
-                activity=f"{plural(self._logins, 'login')} and {plural(self._logouts, 'logout')}",
+                activity=f"{_plural(self._logins, 'login')} and {_plural(self._logouts, 'logout')}",
                 logins=self._logins,
                 logouts=self._logouts,
                 interval=self._checkpoint_interval,
@@ -181,27 +177,50 @@ class ChatService(Service):
         self.registry.add(name, participant, now)
         self._saw(name, now)
         self._logins += 1
+        self._announce(Presence(name, True, now, self.intros.get(name)), participant)
         return ChatUser(name, self, participant)
 
     def leave(self, name: str, participant: IParticipant) -> None:
         self.flush()
         now = self.clock.seconds()
+        if self.registry.online.get(name) is not participant:
+            return
         self.registry.remove(name, participant, now)
         self._saw(name, now)
         self._logouts += 1
+        self._announce(Presence(name, False, now, self.intros.get(name)), participant)
 
-    def whoelse(self, me: str) -> list[Entry]:
+    def _announce(self, presence: Presence, source: IParticipant) -> None:
+        """
+        Tell the participants whose format shows presence (a browser's
+        roster) who came or went; others (a telnet screen) are not asked.
+        """
+        for fmt, members in self.registry.audiences():
+            if not fmt.presence:
+                continue
+            payload = fmt.event(presence)
+            for participant in members:
+                if participant is not source:
+                    _deliver(participant, payload)
+
+    def whoelse(self, me: str) -> list[RosterEntry]:
         intros = self.intros
-        return [Entry(name, intros.get(name), True) for name in sorted(self.registry.online) if name != me]
+        return [
+            RosterEntry(name, intros.get(name), True) for name in sorted(self.registry.online) if name != me
+        ]
 
-    def wholast(self, me: str, minutes: int) -> list[Entry]:
+    def wholast(self, me: str, minutes: int) -> list[RosterEntry]:
         cutoff = self.clock.seconds() - minutes * 60
         intros = self.intros
         names = set(self.registry.online)
         names.update(self.registry.seen_since(cutoff))
         names.discard(me)
         online = self.registry.online
-        return [Entry(n, intros.get(n), n in online) for n in sorted(names)]
+        last_seen = self.registry.last_seen
+        return [
+            RosterEntry(n, intros.get(n), n in online, None if n in online else last_seen(n))
+            for n in sorted(names)
+        ]
 
     def set_intro(self, name: str, text: str) -> Deferred[None]:
         def saved(_: None) -> None:
@@ -220,9 +239,9 @@ class ChatService(Service):
         reactor's turn calls it in any case, before anything is written to a
         socket.
         """
-        delivery = Delivery(sender, text, Kind.BROADCAST, self.clock.seconds())
+        delivery = Delivery(sender, text, Kind.BROADCAST, self.clock.seconds(), self.new_id())
         me = self.registry.online.get(sender)
-        self._broadcasts.append((me, delivery.wire))
+        self._broadcasts.append((me, delivery))
         if self._flush_broadcasts is None:
             self._flush_broadcasts = self.clock.callLater(0, self.flush)
         return len(self.registry.online) - (me is not None)
@@ -236,7 +255,9 @@ class ChatService(Service):
         of one write per broadcast: writes are most of the server's work, so
         this is what lets fan-out keep up.  Senders get the same minus their
         own.  Waiting no longer than the end of a read keeps a lone
-        broadcast as quick as if it were written at once.
+        broadcast as quick as if it were written at once.  Each broadcast is
+        rendered once per format (text for TCP, JSON for browsers), however
+        many recipients share that format.
 
         Anything else that reaches a participant's screen from someone else
         (a private message) or changes who is online flushes first, so
@@ -249,30 +270,34 @@ class ChatService(Service):
                 self._flush_broadcasts.cancel()
             self._flush_broadcasts = None
         waiting, self._broadcasts = self._broadcasts, []
-        everyone = self.registry.everyone()
-        if len(waiting) == 1:
-            [(me, line)] = waiting
-            # The hot loop of the server: one call per recipient, no copies.
-            for participant in everyone:
-                if participant is me:
+        self._keep([(delivery, (PUBLIC,)) for _, delivery in waiting])
+        for fmt, members in self.registry.audiences():
+            if len(waiting) == 1:
+                [(me, delivery)] = waiting
+                line = fmt.delivery(delivery)
+                # The hot loop of the server: one call per recipient, no copies.
+                for participant in members:
+                    if participant is me:
+                        continue
+                    try:
+                        participant.receive(line)
+                    except Exception:
+                        log.failure("delivery to {participant!r} failed", participant=participant)
+                continue
+            payloads = [(sender, fmt.delivery(delivery)) for sender, delivery in waiting]
+            joined = fmt.join([payload for _, payload in payloads])
+            own = {
+                sender: fmt.join([payload for other, payload in payloads if other is not sender])
+                for sender, _ in payloads
+            }
+            for participant in members:
+                data = own.get(participant, joined)
+                if not data:
                     continue
                 try:
-                    participant.receive(line)
+                    participant.receive(data)
                 except Exception:
                     log.failure("delivery to {participant!r} failed", participant=participant)
-            return
-        joined = b"".join(line for _, line in waiting)
-        own = {
-            sender: b"".join(line for other, line in waiting if other is not sender) for sender, _ in waiting
-        }
-        for participant in everyone:
-            data = own.get(participant, joined)
-            if not data:
-                continue
-            try:
-                participant.receive(data)
-            except Exception:
-                log.failure("delivery to {participant!r} failed", participant=participant)
 
     def check_recipients(self, sender: str, names: Iterable[str]) -> None:
         """
@@ -284,7 +309,7 @@ class ChatService(Service):
             if self._sorted_users is None:
                 self._sorted_users = sorted(self.users)
             candidates = self._sorted_users
-            raise UnknownUser(unknown, {n: closest(n, candidates) for n in unknown})
+            raise UnknownUser(unknown, [closest(n, candidates) for n in unknown])
 
     def send(
         self, sender: str, recipients: Sequence[str], text: str, kind: Kind
@@ -299,29 +324,51 @@ class ChatService(Service):
         """
         self.check_recipients(sender, recipients)
         self.flush()
-        delivery = Delivery(sender, text, kind, self.clock.seconds())
-        line = delivery.wire
+        delivery = Delivery(sender, text, kind, self.clock.seconds(), self.new_id(), tuple(recipients))
         online = self.registry.online
         delivered: list[str] = []
         offline: list[str] = []
+        rendered: dict[IFormat, object] = {}
         for name in recipients:
             participant = online.get(name)
             if participant is None:
                 offline.append(name)
             else:
-                try:
-                    participant.receive(line)
-                except Exception:
-                    log.failure("delivery to {participant!r} failed", participant=participant)
+                fmt = participant.format
+                payload = rendered.get(fmt)
+                if payload is None:
+                    payload = rendered[fmt] = fmt.delivery(delivery)
+                _deliver(participant, payload)
                 delivered.append(name)
+        self._keep([(delivery, (sender, *recipients))])
         receipt = Receipt(tuple(delivered), tuple(offline))
         if not offline:
             return receipt
         return self.store.save_offline(offline, delivery).addCallback(lambda _: receipt)
 
+    def _keep(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> None:
+        """
+        Add messages to their owners' history.  Nobody waits for this: what
+        was delivered live is acknowledged by its delivery; the history is
+        written in the store's next group commit.
+        """
+        self.store.save_history(entries).addErrback(lambda f: log.failure("could not keep history", f))
 
-def plural(n: int, word: str) -> str:
+    def history(self, name: str, count: int) -> Deferred[list[Delivery]]:
+        self.flush()
+        return self.store.history_for(name, count)
+
+
+def _plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _deliver(participant: IParticipant, payload: object) -> None:
+    """One payload to one participant; a failure there is logged, not spread."""
+    try:
+        participant.receive(payload)
+    except Exception:
+        log.failure("delivery to {participant!r} failed", participant=participant)
 
 
 @implementer(IChatUser)
@@ -336,10 +383,10 @@ class ChatUser:
     service: ChatService
     participant: IParticipant
 
-    def whoelse(self) -> list[Entry]:
+    def whoelse(self) -> list[RosterEntry]:
         return self.service.whoelse(self.name)
 
-    def wholast(self, minutes: int) -> list[Entry]:
+    def wholast(self, minutes: int) -> list[RosterEntry]:
         return self.service.wholast(self.name, minutes)
 
     def broadcast(self, text: str) -> int:
@@ -362,6 +409,9 @@ class ChatUser:
 
     def shown(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
         return self.service.store.ack(messages)
+
+    def history(self, count: int) -> Deferred[list[Delivery]]:
+        return self.service.history(self.name, count)
 
     def logout(self) -> None:
         self.service.leave(self.name, self.participant)
@@ -394,11 +444,6 @@ __all__ = [
     "ChatRealm",
     "ChatService",
     "ChatUser",
-    "Entry",
-    "IChatUser",
-    "IParticipant",
-    "Receipt",
     "SelfMessage",
     "UnknownUser",
-    "plural",
 ]

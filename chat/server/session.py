@@ -1,10 +1,10 @@
 """
-One user's conversation with the server, as a state machine over text.
+One user's conversation with the server, as a state machine.
 
-A L{Session} knows nothing of bytes or sockets: it receives decoded lines
-and answers through an L{IEdge}, which the TCP line protocol implements
-today and a WebSocket gateway can implement later.  Each state has one
-handler, C{line_<STATE>}:
+A L{Session} knows nothing of bytes, sockets or wording: it receives decoded
+lines and emits events (L{chat.server.events}) through an L{IEdge}, which
+renders them: the TCP edge as the text of the classic protocol, the
+WebSocket edge as JSON.  Each state has one handler, C{line_<STATE>}:
 
     USERNAME -> PASSWORD -> (AUTHENTICATING) -> (WELCOMING) -> COMMAND <-> INTRO
                                                                   |
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import attrs
@@ -36,20 +36,35 @@ from zope.interface import implementer
 from chat.server import commands
 from chat.server.auth import BIDI_CONTROLS, LoginBusy, LoginGuard, loggable_name
 from chat.server.commands import Limits
-from chat.server.events import StoredMessage
-from chat.server.interfaces import AlreadyOnline, IEdge
-from chat.server.limits import Exemptions, TokenBucket
-from chat.server.service import (
-    ChatService,
-    ChatUser,
-    Entry,
-    IChatUser,
-    IParticipant,
+from chat.server.events import (
+    Ask,
+    Broadcasted,
+    Delivery,
+    Error,
+    Event,
+    Failed,
+    Fault,
+    Goodbye,
+    Help,
+    HelpTopic,
+    History,
+    IntroTooLong,
+    LoginRefused,
+    Note,
+    Notice,
+    Offline,
+    RateLimited,
+    Reason,
     Receipt,
-    SelfMessage,
-    UnknownUser,
-    plural,
+    Refusal,
+    Roster,
+    StoredMessage,
+    UnknownUsers,
+    Welcome,
 )
+from chat.server.interfaces import AlreadyOnline, IChatUser, IEdge, IParticipant
+from chat.server.limits import ConnectionCount, Exemptions, TokenBucket
+from chat.server.service import ChatService, ChatUser, SelfMessage, UnknownUser
 
 T = TypeVar("T")
 
@@ -81,14 +96,8 @@ class ServerContext:
     guard: LoginGuard
     clock: IReactorTime
     settings: Settings = attrs.field(factory=Settings)
+    connections: ConnectionCount = attrs.field(factory=ConnectionCount)
 
-
-PROMPTS = {
-    "USERNAME": "Username: ",
-    "PASSWORD": "Password: ",
-    "COMMAND": "Command: ",
-    "INTRO": "Intro: ",
-}
 
 # C0 controls except tab, DEL, and C1 controls.
 _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
@@ -97,51 +106,24 @@ _CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
 _BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 
 
-def describe_duration(seconds: float) -> str:
-    seconds = round(seconds)
-    if seconds % 3600 == 0 and seconds >= 3600:
-        n, unit = seconds // 3600, "hour"
-    elif seconds % 60 == 0 and seconds >= 60:
-        n, unit = seconds // 60, "minute"
-    else:
-        n, unit = seconds, "second"
-    return f"{n} {unit}{'' if n == 1 else 's'}"
+def _refused_text(text: str) -> Failed | None:
+    """Why C{text} may not be used at all, if it may not."""
+    if _CONTROL.search(text):
+        return Failed(Fault.CONTROL_CHARACTERS)
+    if _BIDI.search(text):
+        return Failed(Fault.DIRECTION_CONTROLS)
+    return None
 
 
-def format_entries(entries: Sequence[Entry], header: str, empty: str) -> str:
-    if not entries:
-        return empty
-    width = max(len(e.name) for e in entries)
-    lines = [f"{header} ({len(entries)}):"]
-    for e in entries:
-        line = f"  {e.name:<{width}}"
-        if e.intro:
-            line += f"  <{e.intro}>"
-        if not e.online:
-            line += "  (offline)"
-        lines.append(line.rstrip())
-    return "\n".join(lines)
+#: What each state waits for, as the prompt an edge may show.
+ASKS: dict[str, Ask] = {
+    "USERNAME": Ask.USERNAME,
+    "PASSWORD": Ask.PASSWORD,
+    "COMMAND": Ask.COMMAND,
+    "INTRO": Ask.INTRO,
+}
 
-
-def format_help(limits: Limits) -> str:
-    lines = ["Commands:"]
-    for name in commands.COMMAND_NAMES:
-        lines.append(f"  {commands.usage(name, limits)}")
-        lines.append(f"      {commands.SUMMARY[name]}")
-    return "\n".join(lines)
-
-
-def format_receipt(receipt: Receipt) -> str:
-    parts = []
-    if receipt.delivered:
-        parts.append(f"Sent to {', '.join(receipt.delivered)}.")
-    if receipt.stored:
-        names = ", ".join(receipt.stored)
-        verb = "is" if len(receipt.stored) == 1 else "are"
-        parts.append(f"{names} {verb} offline; the message will be delivered when they next log in.")
-    if not parts:
-        return "Nobody to send to."
-    return " ".join(parts)
+SERVER_ERROR = Failed(Fault.SERVER_ERROR)
 
 
 @implementer(IParticipant)
@@ -155,16 +137,17 @@ class Session(TimeoutMixin):
     def __init__(self, edge: IEdge, context: ServerContext) -> None:
         self.edge = edge
         self.context = context
+        self.format = edge.format
         self.state = "USERNAME"
         self.name: str | None = None
         self.avatar: ChatUser | None = None
         self._logout: Callable[[], None] | None = None
-        self._held: list[bytes] = []
+        self._held: list[object] = []
         #: How a chat message reaches this user.  It depends on the state, so
         #: it is rebound as the state changes rather than tested per message:
         #: held during the welcome, routed by the edge once logged in (the hot
         #: path of every broadcast), dropped once closed.
-        self.receive: Callable[[bytes], None] = self._held.append
+        self.receive: Callable[[object], None] = self._held.append
         self._bucket: TokenBucket | None = None
         self._refused = 0
         self._closed: list[Deferred[None]] = []
@@ -190,19 +173,43 @@ class Session(TimeoutMixin):
         """One decoded line from the user, without its line ending."""
         if self.state == "CLOSED":
             return
-        if _CONTROL.search(text):
-            self.input_error("Control characters are not allowed; that line was ignored.")
-            return
-        if _BIDI.search(text):
-            self.input_error(
-                "Characters that change the direction of text (such as U+202E) are not allowed; "
-                "that line was ignored."
-            )
+        refused = _refused_text(text)
+        if refused is not None:
+            self.input_error(refused)
             return
         try:
             getattr(self, "line_" + self.state)(text)
         except Exception:
             log.failure("error handling a line in {session!r}", session=self)
+            self._server_error()
+
+    def login(self, username: str, password: str) -> None:
+        """
+        Both answers of the login at once, as an edge with a login form
+        sends them: the password is only given if the username was taken.
+        """
+        self.line_received(username)
+        if self.state == "PASSWORD":
+            self.line_received(password)
+
+    def command(self, command: commands.Command) -> None:
+        """
+        A command already parsed by the edge (a structured request), handled
+        as if its line had been typed at the C{Command:} prompt.
+        """
+        if self.state != "COMMAND":
+            self.input_error(Failed(Fault.BUSY))
+            return
+        for value in attrs.astuple(command, recurse=False):
+            for text in value if isinstance(value, tuple) else (value,):
+                refused = _refused_text(text) if isinstance(text, str) else None
+                if refused is not None:
+                    self.input_error(refused)
+                    return
+        try:
+            self._run(command)
+        except Exception:
+            log.failure("error handling a command in {session!r}", session=self)
             self._server_error()
 
     def input_done(self) -> None:
@@ -212,11 +219,11 @@ class Session(TimeoutMixin):
         """
         self.context.service.flush()
 
-    def input_error(self, message: str) -> None:
-        """A line the edge could not turn into text: say so, ask again."""
+    def input_error(self, error: Error) -> None:
+        """Input the edge could not use (or the session refused): say so, ask again."""
         if self.state == "CLOSED":
             return
-        self.reply(message)
+        self.reply(error)
 
     def connection_lost(self) -> None:
         self.state = "CLOSED"
@@ -231,20 +238,20 @@ class Session(TimeoutMixin):
     # --- output helpers ---------------------------------------------------------
 
     def prompt(self) -> None:
-        prompt = PROMPTS.get(self.state)
-        if prompt is not None:
-            self.edge.send_prompt(prompt)
+        ask = ASKS.get(self.state)
+        if ask is not None:
+            self.edge.send_prompt(ask)
 
-    def say(self, text: str) -> None:
-        self.edge.send_text(text)
+    def say(self, event: Event) -> None:
+        self.edge.send(event)
 
-    def reply(self, text: str) -> None:
-        """Say C{text}, then prompt for the current state, in one write."""
-        self.edge.send_text(text, PROMPTS.get(self.state))
+    def reply(self, event: Event) -> None:
+        """Say C{event}, then prompt for the current state, in one write."""
+        self.edge.send(event, ASKS.get(self.state))
 
-    def end(self, text: str) -> None:
-        """Say C{text} and close; nothing more is read."""
-        self.say(text)
+    def end(self, event: Event) -> None:
+        """Say C{event} and close; nothing more is read."""
+        self.say(event)
         self.state = "CLOSED"
         self._stop_deliveries()
         self.setTimeout(None)
@@ -262,7 +269,7 @@ class Session(TimeoutMixin):
 
     def _server_error(self) -> None:
         if self.state != "CLOSED":
-            self.reply("Sorry, that failed because of a server error; please try again.")
+            self.reply(SERVER_ERROR)
 
     def _wait(self, d: Deferred[T], done: Callable[[T], None], failed: Callable[[Failure], None]) -> None:
         """
@@ -297,7 +304,7 @@ class Session(TimeoutMixin):
                 done(result)
         except Exception:
             log.failure("error finishing a command in {session!r}", session=self)
-            self.say("Sorry, that failed because of a server error; please try again.")
+            self.say(SERVER_ERROR)
 
     # --- login ------------------------------------------------------------------
 
@@ -307,7 +314,7 @@ class Session(TimeoutMixin):
             self.prompt()
             return
         if len(name.split()) > 1:
-            self.reply("A username is a single word; please try again.")
+            self.reply(Failed(Fault.BAD_USERNAME))
             return
         blocked = self.context.guard.blocked_for(name, self.edge.peer_host)
         if blocked:
@@ -327,10 +334,7 @@ class Session(TimeoutMixin):
             self._refuse_blocked(name, blocked)
             return
         if not guard.begin(name, host):
-            self.say(
-                f"Too many logins for {name} from your address are being checked; "
-                "please try again in a moment."
-            )
+            self.say(LoginRefused(Refusal.CHECKING, name))
             self.state = "USERNAME"
             self.prompt()
             return
@@ -349,10 +353,7 @@ class Session(TimeoutMixin):
             user=loggable_name(name, self.context.service.users),
             host=self.edge.peer_host,
         )
-        self.end(
-            f"{name} is blocked from your address for {math.ceil(seconds)} more seconds "
-            "after too many failed logins. Disconnecting."
-        )
+        self.end(LoginRefused(Refusal.BLOCKED, name, math.ceil(seconds)))
 
     def _logged_in(self, result: tuple[Any, ChatUser, Callable[[], None]]) -> None:
         try:
@@ -374,7 +375,7 @@ class Session(TimeoutMixin):
         settings = self.context.settings
         if not settings.exempt.covers(self.edge.peer_host):
             self._bucket = TokenBucket.full(settings.rate, settings.burst, now)
-        self.say(f"Login successful. Welcome to chat, {avatar.name}!")
+        self.say(Welcome(avatar.name))
         avatar.offline_messages().addBoth(self._welcome)
 
     def _welcome(self, offline: list[StoredMessage] | Failure) -> None:
@@ -384,7 +385,7 @@ class Session(TimeoutMixin):
         try:
             if isinstance(offline, Failure):
                 log.failure("could not load offline messages for {user}", offline, user=self.name)
-                self.say("Your offline messages could not be loaded now; they are kept for next time.")
+                self.say(Notice(Note.OFFLINE_NOT_LOADED))
             elif offline:
                 self._show_offline(offline)
         except Exception:
@@ -392,9 +393,7 @@ class Session(TimeoutMixin):
         self._welcomed()
 
     def _show_offline(self, messages: list[StoredMessage]) -> None:
-        lines = [f"You have {plural(len(messages), 'offline message')}:"]
-        lines.extend(m.render() for m in messages)
-        self.say("\n".join(lines))
+        self.say(Offline(tuple(messages)))
         assert self.avatar is not None
         self.avatar.shown(messages).addErrback(
             lambda f: log.failure("could not mark offline messages shown", f)
@@ -402,8 +401,8 @@ class Session(TimeoutMixin):
 
     def _welcomed(self) -> None:
         held, self._held = self._held, []
-        for line in held:
-            self.edge.send_line(line)
+        for payload in held:
+            self.edge.send_rendered(payload)
         self.edge.route_deliveries(self)
         self.state = "COMMAND"
         self.prompt()
@@ -424,24 +423,24 @@ class Session(TimeoutMixin):
         if f.check(UnauthorizedLogin):
             log.info("failed login for {user} from {host}", user=self.log_name, host=host)
             blocked = guard.failed(name, host)
-            reply = "Invalid username or password."
+            reason = Refusal.INVALID
         elif f.check(AlreadyOnline):
             # The password was right; refusing a second session is no failure.
             guard.succeeded(name, host)
             blocked = 0.0
-            reply = f"{name} is already logged in; a second session is not allowed."
+            reason = Refusal.ALREADY_ONLINE
         else:
             guard.abandoned(name, host)
             blocked = 0.0
             if f.check(LoginBusy):
-                reply = "The server is busy checking other logins; please try again in a moment."
+                reason = Refusal.BUSY
             else:
                 log.failure("login of {user} failed", f, user=self.log_name)
-                reply = "Login failed because of a server error; please try again."
+                reason = Refusal.SERVER_ERROR
         if self.state == "CLOSED":
             return
         self.state = "USERNAME"
-        self.say(reply)
+        self.say(LoginRefused(reason, name))
         if blocked:
             self._refuse_blocked(name, blocked)
             return
@@ -451,24 +450,32 @@ class Session(TimeoutMixin):
     def _login_crashed(self, f: Failure) -> None:
         log.failure("error completing a login in {session!r}", f, session=self)
         if self.state != "CLOSED":
-            self.end("Login failed because of a server error. Disconnecting.")
+            self.end(Goodbye(Reason.SERVER_ERROR))
 
     # --- commands ---------------------------------------------------------------
 
-    def line_COMMAND(self, text: str) -> None:
+    def _admit(self) -> bool:
+        """
+        Count one command against the flood limit.  A refused one is
+        answered here (or, after too many refusals in a row, the session is
+        ended) and False returned.
+        """
         self.resetTimeout()
         bucket = self._bucket
         if bucket is not None and not bucket.take(self.context.clock.seconds()):
             self._refused += 1
             if self._refused >= self.context.settings.flood_disconnect:
                 log.warn("{user} disconnected for flooding", user=self.name)
-                self.end("Disconnected for sending too many commands too fast.")
-                return
-            rate = self.context.settings.rate
-            commands_ = "command" if rate == 1 else "commands"
-            self.reply(f"Slow down: at most {rate:g} {commands_} per second. That one was ignored.")
-            return
+                self.end(Goodbye(Reason.FLOOD))
+            else:
+                self.reply(RateLimited(self.context.settings.rate))
+            return False
         self._refused = 0
+        return True
+
+    def line_COMMAND(self, text: str) -> None:
+        if not self._admit():
+            return
         parsed = commands.parse(text, self.context.settings.limits)
         handler = _COMMAND_HANDLERS.get(type(parsed))
         if handler is not None:
@@ -476,51 +483,43 @@ class Session(TimeoutMixin):
         elif isinstance(parsed, commands.Blank):
             self.prompt()
         else:
-            self.reply(parsed.describe())  # type: ignore[union-attr]
+            self.reply(parsed)  # type: ignore[arg-type]
+
+    def _run(self, command: commands.Command) -> None:
+        """Run a parsed command, counting it against the rate like a typed one."""
+        if self._admit():
+            _COMMAND_HANDLERS[type(command)](self, command)
 
     def cmd_WhoElse(self, _: commands.WhoElse) -> None:
         assert self.avatar is not None
-        entries = self.avatar.whoelse()
-        self.reply(format_entries(entries, "Online now", "Nobody else is online."))
+        self.reply(Roster(tuple(self.avatar.whoelse())))
 
     def cmd_WhoLast(self, cmd: commands.WhoLast) -> None:
         assert self.avatar is not None
-        entries = self.avatar.wholast(cmd.minutes)
-        span = plural(cmd.minutes, "minute")
-        self.reply(
-            format_entries(
-                entries,
-                f"Online in the last {span}",
-                f"Nobody else was online in the last {span}.",
-            )
-        )
+        self.reply(Roster(tuple(self.avatar.wholast(cmd.minutes)), cmd.minutes))
 
     def cmd_Broadcast(self, cmd: commands.Broadcast) -> None:
         assert self.avatar is not None
-        count = self.avatar.broadcast(cmd.text)
-        if count:
-            self.reply(f"Broadcast to {plural(count, 'user')}.")
-        else:
-            self.reply("Nobody else is online; the broadcast reached no one.")
+        self.reply(Broadcasted(self.avatar.broadcast(cmd.text)))
 
     def _send(self, send: Callable[[], Receipt | Deferred[Receipt]]) -> None:
         try:
             result = send()
         except UnknownUser as e:
-            self.reply(_describe_unknown(e))
+            self.reply(UnknownUsers(e.names, e.suggestions))
             return
         except SelfMessage:
-            self.reply("That is you; send a message to someone else.")
+            self.reply(Failed(Fault.SELF_MESSAGE))
             return
         if isinstance(result, Receipt):
             # Everyone was online: the usual case, with no Deferred to wait on.
-            self.reply(format_receipt(result))
+            self.reply(result)
         else:
-            self._wait(result, lambda receipt: self.say(format_receipt(receipt)), self._not_stored)
+            self._wait(result, self.say, self._not_stored)
 
     def _not_stored(self, f: Failure) -> None:
         log.failure("could not store a message from {user}", f, user=self.name)
-        self.say("The message could not be stored for offline users, so it was not kept; please try again.")
+        self.say(Failed(Fault.NOT_STORED))
 
     def cmd_BroadcastTo(self, cmd: commands.BroadcastTo) -> None:
         assert self.avatar is not None
@@ -535,7 +534,7 @@ class Session(TimeoutMixin):
     def cmd_PersonalIntro(self, cmd: commands.PersonalIntro) -> None:
         if cmd.text is None:
             self.state = "INTRO"
-            self.reply("Please enter your personal introduction (an empty line keeps the current one):")
+            self.reply(Notice(Note.ASK_INTRO))
             return
         self._save_intro(cmd.text)
 
@@ -544,11 +543,11 @@ class Session(TimeoutMixin):
         self.state = "COMMAND"
         text = text.strip()
         if not text:
-            self.reply("Personal introduction unchanged.")
+            self.reply(Notice(Note.INTRO_UNCHANGED))
             return
         limit = self.context.settings.limits.max_message
         if len(text) > limit:
-            self.reply(f"Introduction too long: {len(text)} characters; the limit is {limit}. Unchanged.")
+            self.reply(IntroTooLong(len(text), limit))
             return
         self._save_intro(text)
 
@@ -557,36 +556,50 @@ class Session(TimeoutMixin):
 
         def failed(f: Failure) -> None:
             log.failure("could not save the intro of {user}", f, user=self.name)
-            self.say("Your introduction could not be saved; please try again.")
+            self.say(Failed(Fault.INTRO_NOT_SAVED))
 
         self._wait(
             self.avatar.set_intro(text),
-            lambda _: self.say("Personal introduction saved."),
+            lambda _: self.say(Notice(Note.INTRO_SAVED)),
             failed,
         )
+
+    def cmd_ShowHistory(self, cmd: commands.ShowHistory) -> None:
+        assert self.avatar is not None
+        name = self.avatar.name
+
+        def failed(f: Failure) -> None:
+            log.failure("could not load the history of {user}", f, user=self.name)
+            self.say(Failed(Fault.HISTORY_UNAVAILABLE))
+
+        def show(messages: list[Delivery]) -> None:
+            self.say(History(name, tuple(messages)))
+
+        self._wait(self.avatar.history(cmd.count), show, failed)
 
     def cmd_Help(self, cmd: commands.Help) -> None:
         limits = self.context.settings.limits
         if cmd.topic is None:
-            self.reply(format_help(limits))
+            topics = tuple(HelpTopic(name, commands.usage(name, limits)) for name in commands.COMMAND_NAMES)
+            self.reply(Help(topics))
         else:
-            self.reply(f"Usage: {commands.usage(cmd.topic, limits)}\n  {commands.SUMMARY[cmd.topic]}")
+            self.reply(Help((HelpTopic(cmd.topic, commands.usage(cmd.topic, limits)),), single=True))
 
     def cmd_Logout(self, _: commands.Logout) -> None:
-        self.end(f"Goodbye, {self.name}!")
+        self.end(Goodbye(Reason.LOGOUT, self.name))
 
     def line_BUSY(self, text: str) -> None:
         # Edges hold input while the session waits; one that does not is a bug,
         # and the user is told rather than left guessing.
         log.error("{session!r} got a line while waiting", session=self)
-        self.say("Still working on your previous command; that line was ignored.")
+        self.say(Failed(Fault.BUSY))
 
     line_AUTHENTICATING = line_BUSY
     line_WELCOMING = line_BUSY
 
     # --- IParticipant -----------------------------------------------------------
 
-    def goodbye(self, reason: str) -> Deferred[None]:
+    def goodbye(self, reason: Goodbye) -> Deferred[None]:
         d: Deferred[None] = Deferred()
         self._closed.append(d)
         if self.state != "CLOSED":
@@ -602,10 +615,10 @@ class Session(TimeoutMixin):
         settings = self.context.settings
         if self.avatar is None:
             log.info("login timeout for {host}", host=self.edge.peer_host)
-            self.end(f"Login timed out after {describe_duration(settings.login_timeout)}. Disconnecting.")
+            self.end(Goodbye(Reason.LOGIN_TIMEOUT, seconds=settings.login_timeout))
         else:
             log.info("{user} timed out", user=self.name)
-            self.end(f"Logged out after {describe_duration(settings.idle_timeout)} without a command.")
+            self.end(Goodbye(Reason.IDLE, self.name, settings.idle_timeout))
 
 
 #: Each command value's handler, C{Session.cmd_<Command>}, looked up once.
@@ -618,22 +631,12 @@ _COMMAND_HANDLERS: dict[type, Callable[[Session, Any], None]] = {
         commands.BroadcastTo,
         commands.Message,
         commands.PersonalIntro,
+        commands.ShowHistory,
         commands.Help,
         commands.Logout,
     )
 }
 
 
-def _drop(line: bytes) -> None:
+def _drop(payload: object) -> None:
     """Where messages to a closed session go."""
-
-
-def _describe_unknown(e: UnknownUser) -> str:
-    parts = []
-    for name in e.names:
-        hint = e.suggestions.get(name)
-        if hint is not None:
-            parts.append(f"No user named '{name}'; did you mean '{hint}'?")
-        else:
-            parts.append(f"No user named '{name}'.")
-    return " ".join(parts) + " Nothing was sent."

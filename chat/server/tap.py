@@ -27,8 +27,9 @@ from chat.server.backends.memory import MemoryStore
 from chat.server.backends.sqlite import SQLiteStore
 from chat.server.commands import Limits
 from chat.server.edges.tcp import ChatFactory
+from chat.server.edges.web import make_site
 from chat.server.interfaces import IStore, StoreError
-from chat.server.limits import Exemptions
+from chat.server.limits import ConnectionCount, Exemptions
 from chat.server.service import ChatRealm, ChatService
 from chat.server.session import ServerContext, Settings
 
@@ -68,6 +69,7 @@ _NUMBERS: list[tuple[str, str, str, type, float]] = [
     ("idle-timeout", "1800", "Seconds without a command before a user is logged out.", float, 1),
     ("last-hour", "60", "The largest N, in minutes, that 'wholast N' accepts.", int, 0),
     ("max-message", "500", "Longest message text, in characters.", int, 1),
+    ("history", "200", "Messages kept per user for 'history' (sent and received); 0 keeps none.", int, 0),
     ("login-timeout", "60", "Seconds a connection has to complete its login.", float, 1),
     ("max-connections-per-ip", "20", "Open connections allowed from one address.", int, 1),
     ("rate", "10", "Commands per second allowed per user, on average.", float, 0.001),
@@ -112,6 +114,19 @@ class Options(usage.Options):
             "SQLite file for what survives a restart; ':memory:' keeps nothing.",
         ],
         [
+            "web",
+            None,
+            None,
+            "Server endpoint for the web page and its WebSocket (/ws), e.g. tcp:8080; off if not given.",
+        ],
+        [
+            "web-origin",
+            None,
+            "",
+            "Origins (scheme://host:port, comma-separated) allowed to open the WebSocket, "
+            "besides the page's own.",
+        ],
+        [
             "exempt",
             None,
             DEFAULT_EXEMPT,
@@ -136,6 +151,7 @@ class Options(usage.Options):
         if self["last-hour"] > 24 * 60:
             raise usage.UsageError("--last-hour must be at most 1440 minutes (a day)")
         self["endpoint"] = endpoint_description(self["port"])
+        self["web-origins"] = tuple(o.strip().rstrip("/") for o in self["web-origin"].split(",") if o.strip())
         try:
             self["exemptions"] = Exemptions.parse(self["exempt"])
         except ValueError as e:
@@ -155,10 +171,17 @@ class Listener(Service):
     one line instead of a traceback.
     """
 
-    def __init__(self, endpoint: IStreamServerEndpoint, factory: IProtocolFactory, description: str) -> None:
+    def __init__(
+        self,
+        endpoint: IStreamServerEndpoint,
+        factory: IProtocolFactory,
+        description: str,
+        option: str = "--port",
+    ) -> None:
         self.endpoint = endpoint
         self.factory = factory
         self.description = description
+        self.option = option
         self.port: IListeningPort | None = None
 
     def privilegedStartService(self) -> None:
@@ -166,7 +189,9 @@ class Listener(Service):
         outcome: list[Any] = []
         self.endpoint.listen(self.factory).addBoth(outcome.append)
         if not outcome:
-            raise SystemExit(f"twistd chat: --port {self.description!r} did not start listening at once")
+            raise SystemExit(
+                f"twistd chat: {self.option} {self.description!r} did not start listening at once"
+            )
         result = outcome[0]
         if isinstance(result, Failure):
             reason = result.getErrorMessage()
@@ -182,10 +207,10 @@ class Listener(Service):
         return stopped if isinstance(stopped, Deferred) else succeed(None)
 
 
-def open_store(path: str, reactor: Any) -> IStore:
+def open_store(path: str, reactor: Any, history: int = 200) -> IStore:
     if path == ":memory:":
-        return MemoryStore()
-    return SQLiteStore(path, reactor)
+        return MemoryStore(history)
+    return SQLiteStore(path, reactor, history)
 
 
 def _warn_about_users_file(path: str, users: dict[str, Any]) -> None:
@@ -206,18 +231,25 @@ def _warn_about_users_file(path: str, users: dict[str, Any]) -> None:
         log.warn("{path} is readable by other users; 'chmod 600 {path}' fixes that", path=path)
 
 
+def _endpoint(reactor: Any, option: str, given: str, description: str) -> IStreamServerEndpoint:
+    try:
+        return serverFromString(reactor, description)
+    except (ValueError, KeyError, TypeError, OSError) as e:
+        raise SystemExit(f"twistd chat: {option} {given!r} is not usable: {e}") from None
+    except Exception as e:  # the TLS endpoint raises OpenSSL's own errors
+        raise SystemExit(f"twistd chat: {option} {given!r} is not usable: {e!r}") from None
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
     users = options["users-db"]
+    endpoint = _endpoint(reactor, "--port", options["port"], options["endpoint"])
+    web_endpoint = None
+    if options["web"] is not None:
+        web_endpoint = _endpoint(reactor, "--web", options["web"], endpoint_description(options["web"]))
     try:
-        endpoint = serverFromString(reactor, options["endpoint"])
-    except (ValueError, KeyError, TypeError, OSError) as e:
-        raise SystemExit(f"twistd chat: --port {options['port']!r} is not usable: {e}") from None
-    except Exception as e:  # the TLS endpoint raises OpenSSL's own errors
-        raise SystemExit(f"twistd chat: --port {options['port']!r} is not usable: {e!r}") from None
-    try:
-        store = open_store(options["database"], reactor)
+        store = open_store(options["database"], reactor, options["history"])
     except StoreError as e:
         raise SystemExit(f"twistd chat: {e}") from None
     _warn_about_users_file(options["users"], users)
@@ -233,15 +265,15 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         burst=options["burst"],
         exempt=options["exemptions"],
     )
-    context = ServerContext(service, portal, guard, reactor, settings)
-    factory = ChatFactory(
-        context,
-        max_per_host=options["max-connections-per-ip"],
-        max_backlog=options["max-output-buffer"],
-    )
+    connections = ConnectionCount(options["max-connections-per-ip"], options["exemptions"])
+    context = ServerContext(service, portal, guard, reactor, settings, connections)
+    factory = ChatFactory(context, max_backlog=options["max-output-buffer"])
 
     top = MultiService()
     service.setServiceParent(top)
-    # Added last so that it stops first: no new connections during goodbyes.
+    # Added last so that they stop first: no new connections during goodbyes.
     Listener(endpoint, factory, options["port"]).setServiceParent(top)
+    if web_endpoint is not None:
+        site = make_site(context, options["web-origins"], max_backlog=options["max-output-buffer"])
+        Listener(web_endpoint, site, options["web"], "--web").setServiceParent(top)
     return top

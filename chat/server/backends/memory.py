@@ -9,13 +9,15 @@ scanning every user.  L{MemoryStore} keeps nothing across a restart
 
 from __future__ import annotations
 
+import heapq
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from zope.interface import implementer
 
 from chat.server.events import Delivery, StoredMessage
-from chat.server.interfaces import AlreadyOnline, IParticipant, IRegistry, IStore, Snapshot
+from chat.server.interfaces import PUBLIC, AlreadyOnline, IFormat, IParticipant, IRegistry, IStore, Snapshot
 
 
 @implementer(IRegistry)
@@ -30,7 +32,7 @@ class LocalRegistry:
 
     def __init__(self, last_seen: Mapping[str, float] = {}) -> None:
         self._online: dict[str, IParticipant] = {}
-        self._everyone: tuple[IParticipant, ...] | None = ()
+        self._audiences: tuple[tuple[IFormat, tuple[IParticipant, ...]], ...] | None = ()
         self._last_seen: dict[str, float] = dict(sorted(last_seen.items(), key=lambda kv: kv[1]))
 
     @property
@@ -41,24 +43,27 @@ class LocalRegistry:
         if name in self._online:
             raise AlreadyOnline(name)
         self._online[name] = participant
-        self._everyone = None
+        self._audiences = None
         self._touch(name, now)
 
     def remove(self, name: str, participant: IParticipant, now: float) -> None:
         if self._online.get(name) is participant:
             del self._online[name]
-            self._everyone = None
+            self._audiences = None
             self._touch(name, now)
 
     def _touch(self, name: str, now: float) -> None:
         self._last_seen.pop(name, None)
         self._last_seen[name] = now
 
-    def everyone(self) -> tuple[IParticipant, ...]:
+    def audiences(self) -> tuple[tuple[IFormat, tuple[IParticipant, ...]], ...]:
         # Rebuilt at most once per change of who is online, not per broadcast.
-        if self._everyone is None:
-            self._everyone = tuple(self._online.values())
-        return self._everyone
+        if self._audiences is None:
+            groups: dict[IFormat, list[IParticipant]] = {}
+            for participant in self._online.values():
+                groups.setdefault(participant.format, []).append(participant)
+            self._audiences = tuple((fmt, tuple(members)) for fmt, members in groups.items())
+        return self._audiences
 
     def seen_since(self, cutoff: float) -> Iterator[str]:
         for name in reversed(self._last_seen):
@@ -75,7 +80,9 @@ class LocalRegistry:
 class MemoryStore:
     """Keeps everything in memory, so nothing survives a restart."""
 
-    def __init__(self) -> None:
+    def __init__(self, history: int = 200) -> None:
+        self._history_limit = history
+        self._history: dict[str, deque[Delivery]] = {}
         self._messages: dict[int, StoredMessage] = {}
         self._next_id = 1
         self._seen: dict[str, float] = {}
@@ -105,6 +112,25 @@ class MemoryStore:
     def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
         self._seen.update(seen)
         return succeed(None)
+
+    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+        if self._history_limit:
+            for delivery, owners in entries:
+                for owner in owners:
+                    kept = self._history.get(owner)
+                    if kept is None:
+                        kept = self._history[owner] = deque(maxlen=self._history_limit)
+                    kept.append(delivery)
+        return succeed(None)
+
+    def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
+        count = min(count, self._history_limit)
+        if count <= 0:
+            return succeed([])
+        own = self._history.get(name, ())
+        public = self._history.get(PUBLIC, ())
+        merged = list(heapq.merge(own, public, key=lambda d: d.sent_at))
+        return succeed(merged[-count:])
 
     def close(self) -> Deferred[None]:
         return succeed(None)

@@ -23,7 +23,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from chat.server.events import Delivery, Kind, StoredMessage
-from chat.server.interfaces import IStore, Snapshot, StoreError
+from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError
 
 T = TypeVar("T")
 
@@ -61,22 +61,68 @@ def _forget(messages: Sequence[StoredMessage], pending: _PendingCounts) -> None:
         pending.remove(name, n)
 
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS offline (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    recipient TEXT NOT NULL,
-    sender TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    text TEXT NOT NULL,
-    sent_at REAL NOT NULL
-);
-CREATE INDEX IF NOT EXISTS offline_by_recipient ON offline (recipient, id);
-CREATE TABLE IF NOT EXISTS profile (
-    name TEXT PRIMARY KEY,
-    last_seen REAL,
-    intro TEXT
-);
-"""
+#: The schema, one step per version (C{PRAGMA user_version}).  A database
+#: is brought up to the newest version when it is opened; each step runs
+#: once, in one transaction.  Version 1 is the first release's, whose
+#: databases say 0 (its statements are idempotent, so they run on those too).
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS offline (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        recipient TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL,
+        sent_at REAL NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS offline_by_recipient ON offline (recipient, id);
+    CREATE TABLE IF NOT EXISTS profile (
+        name TEXT PRIMARY KEY,
+        last_seen REAL,
+        intro TEXT
+    );
+    """,
+    """
+    ALTER TABLE offline ADD COLUMN message_id TEXT NOT NULL DEFAULT '';
+    CREATE TABLE history (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        owner TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        recipients TEXT NOT NULL
+    );
+    CREATE INDEX history_by_owner ON history (owner, seq);
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"the database has schema version {version}, newer than this server's {SCHEMA_VERSION}"
+        )
+    # Version 0 is a new database or the first release's: step 1 for both.
+    for number in range(version + 1 if version else 1, SCHEMA_VERSION + 1):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _MIGRATIONS[number - 1].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+
+def _row_delivery(message_id: str, sender: str, kind: str, text: str, sent_at: float, to: str) -> Delivery:
+    return Delivery(sender, text, Kind(kind), sent_at, message_id, tuple(json.loads(to)))
+
 
 _Op = Callable[[sqlite3.Connection], Any]
 
@@ -98,8 +144,12 @@ class SQLiteStore:
 
     log = Logger()
 
-    def __init__(self, path: str, reactor: IReactorFromThreads) -> None:
+    def __init__(self, path: str, reactor: IReactorFromThreads, history: int = 200) -> None:
         self._path = path
+        self._history_limit = history
+        #: Rows in each owner's history, to prune an owner once it has some
+        #: to spare rather than on every insert.
+        self._history_rows: dict[str, int] = {}
         self._reactor = reactor
         self._queue: list[tuple[_Op, Deferred[Any]]] = []
         self._running: Deferred[Any] | None = None
@@ -121,7 +171,7 @@ class SQLiteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         # FULL: a commit is on disk before the sender is told "stored".
         conn.execute("PRAGMA synchronous=FULL")
-        conn.executescript(_SCHEMA)
+        _migrate(conn)
         return conn
 
     def _load(self) -> Snapshot:
@@ -135,6 +185,8 @@ class SQLiteStore:
                 intros[name] = intro
         for name, count in self._conn.execute("SELECT recipient, count(*) FROM offline GROUP BY recipient"):
             self._pending.add(name, count)
+        for owner, count in self._conn.execute("SELECT owner, count(*) FROM history GROUP BY owner"):
+            self._history_rows[owner] = count
         return Snapshot(seen, intros)
 
     def snapshot(self) -> Snapshot:
@@ -212,13 +264,14 @@ class SQLiteStore:
 
     def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
         rows = [
-            (name, delivery.sender, delivery.kind.value, delivery.text, delivery.sent_at)
+            (name, delivery.sender, delivery.kind.value, delivery.text, delivery.sent_at, delivery.id)
             for name in recipients
         ]
 
         def insert(conn: sqlite3.Connection) -> None:
             conn.executemany(
-                "INSERT INTO offline (recipient, sender, kind, text, sent_at) VALUES (?, ?, ?, ?, ?)",
+                "INSERT INTO offline (recipient, sender, kind, text, sent_at, message_id)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
                 rows,
             )
 
@@ -239,9 +292,10 @@ class SQLiteStore:
 
         def select(conn: sqlite3.Connection) -> list[StoredMessage]:
             return [
-                StoredMessage(row_id, name, Delivery(sender, text, Kind(kind), sent_at))
-                for row_id, sender, kind, text, sent_at in conn.execute(
-                    "SELECT id, sender, kind, text, sent_at FROM offline WHERE recipient = ? ORDER BY id",
+                StoredMessage(row_id, name, Delivery(sender, text, Kind(kind), sent_at, message_id))
+                for row_id, sender, kind, text, sent_at, message_id in conn.execute(
+                    "SELECT id, sender, kind, text, sent_at, message_id FROM offline"
+                    " WHERE recipient = ? ORDER BY id",
                     (name,),
                 )
             ]
@@ -286,6 +340,54 @@ class SQLiteStore:
             )
 
         return self._submit(upsert)
+
+    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+        limit = self._history_limit
+        if not limit or not entries:
+            return succeed(None)
+        rows = [
+            (owner, d.id, d.sender, d.kind.value, d.text, d.sent_at, json.dumps(d.to))
+            for d, owners in entries
+            for owner in owners
+        ]
+        counts = self._history_rows
+        spare = max(16, limit // 4)
+        prune: list[str] = []
+        for owner, *_ in rows:
+            count = counts[owner] = counts.get(owner, 0) + 1
+            if count == limit + spare:
+                prune.append(owner)
+                counts[owner] = limit
+
+        def insert(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO history (owner, message_id, sender, kind, text, sent_at, recipients)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            for owner in prune:
+                conn.execute(
+                    "DELETE FROM history WHERE owner = ? AND seq <"
+                    " (SELECT seq FROM history WHERE owner = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (owner, owner, limit - 1),
+                )
+
+        return self._submit(insert)
+
+    def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
+        count = min(count, self._history_limit)
+        if count <= 0:
+            return succeed([])
+
+        def select(conn: sqlite3.Connection) -> list[Delivery]:
+            rows = conn.execute(
+                "SELECT message_id, sender, kind, text, sent_at, recipients FROM history"
+                " WHERE owner IN (?, ?) ORDER BY seq DESC LIMIT ?",
+                (name, PUBLIC, count),
+            ).fetchall()
+            return [_row_delivery(*row) for row in reversed(rows)]
+
+        return self._submit(select)
 
     def close(self) -> Deferred[None]:
         """

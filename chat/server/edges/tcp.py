@@ -19,6 +19,8 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chat.server.edges.text import PROMPTS, TEXT, encode
+from chat.server.events import Ask, Error, Event, Failed, Fault, LineTooLong, TooManyConnections
 from chat.server.interfaces import IEdge, IParticipant
 from chat.server.session import ServerContext, Session
 
@@ -50,6 +52,7 @@ class ChatProtocol(LineReceiver):
 
     factory: ChatFactory
     session: Session
+    format = TEXT
     peer_host: str
     #: Whether this connection counts against its address's limit.
     counted = False
@@ -142,7 +145,7 @@ class ChatProtocol(LineReceiver):
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            self.session.input_error("That line is not valid UTF-8 text; it was ignored.")
+            self.session.input_error(Failed(Fault.NOT_UTF8))
             return
         self.session.line_received(text)
 
@@ -150,7 +153,7 @@ class ChatProtocol(LineReceiver):
         if self._at_prompt:
             self._at_prompt = False
             self._reroute()
-        self.session.input_error(f"That line is longer than {self.MAX_LENGTH} bytes; it was ignored.")
+        self.session.input_error(LineTooLong(self.MAX_LENGTH))
 
     def pause_input(self) -> None:
         self.paused = True
@@ -191,21 +194,19 @@ class ChatProtocol(LineReceiver):
         else:
             self.transport.write(data)  # type: ignore[union-attr]
 
-    def send_text(self, text: str, prompt: str | None = None) -> None:
-        if prompt is None:
-            self._write((text.replace("\n", "\r\n") + "\r\n").encode("utf-8"))
-        else:
-            self._write((text.replace("\n", "\r\n") + "\r\n" + prompt).encode("utf-8"))
+    def send(self, event: Event, prompt: Ask | None = None) -> None:
+        self._write(encode(event, prompt))
+        if prompt is not None:
             self._at_prompt = True
             self._reroute()
 
-    def send_prompt(self, prompt: str) -> None:
-        self._write(prompt.encode("utf-8"))
+    def send_prompt(self, prompt: Ask) -> None:
+        self._write(PROMPTS[prompt].encode("utf-8"))
         self._at_prompt = True
         self._reroute()
 
-    def send_line(self, line: bytes) -> None:
-        self._write(line)
+    def send_rendered(self, payload: bytes) -> None:
+        self._write(payload)
 
     def route_deliveries(self, participant: IParticipant | None) -> None:
         self._routed = participant
@@ -265,50 +266,36 @@ class ChatProtocol(LineReceiver):
 class _Refuse(Protocol):
     """Says why a connection is not accepted, then closes it."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: Error) -> None:
         self.reason = reason
 
     def connectionMade(self) -> None:
-        self.transport.write(self.reason.encode("utf-8") + b"\r\n")  # type: ignore[union-attr]
+        self.transport.write(encode(self.reason))  # type: ignore[union-attr]
         self.transport.loseConnection()  # type: ignore[union-attr]
 
 
 class ChatFactory(ServerFactory):
     """
     Builds a L{ChatProtocol} per connection, all sharing one L{ServerContext}
-    (the service with its registry, the portal, the login guard).
-
-    It also counts open connections per address: Twisted's
-    C{LimitConnectionsByPeer} cannot be used, as it indexes IPv4Address.
+    (the service with its registry, the portal, the login guard, and the
+    count of connections per address, shared with every other edge).
     """
 
-    def __init__(
-        self,
-        context: ServerContext,
-        max_per_host: int = 20,
-        max_backlog: int = 256 * 1024,
-    ) -> None:
+    def __init__(self, context: ServerContext, max_backlog: int = 256 * 1024) -> None:
         self.context = context
-        self.max_per_host = max_per_host
         self.max_backlog = max_backlog
-        self._per_host: dict[str, int] = {}
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         host = host_of(addr)
+        counted = self.context.connections.open(host)
+        if counted is False:
+            limit = self.context.connections.max_per_host
+            log.warn("refused a connection from {host}: {count} open", host=host, count=limit)
+            return _Refuse(TooManyConnections(limit))
         protocol = ChatProtocol()
         protocol.factory = self
-        if not self.context.settings.exempt.covers(host):
-            count = self._per_host.get(host, 0)
-            if count >= self.max_per_host:
-                log.warn("refused a connection from {host}: {count} open", host=host, count=count)
-                return _Refuse(f"Too many connections from your address (limit {self.max_per_host}).")
-            self._per_host[host] = count + 1
-            protocol.counted = True
+        protocol.counted = bool(counted)
         return protocol
 
     def connection_closed(self, host: str) -> None:
-        left = self._per_host.get(host, 0) - 1
-        if left > 0:
-            self._per_host[host] = left
-        else:
-            self._per_host.pop(host, None)
+        self.context.connections.close(host)

@@ -1,0 +1,432 @@
+"""
+The WebSocket protocol's messages: events rendered as JSON objects, and
+requests parsed from them.  Pure functions, so they can be fuzzed alone.
+
+Every message either way is one JSON object with a C{"type"}.  The server's
+first message is C{hello}, which names the protocol version.  The text of a
+sentence (an error's C{text}, say) is the text protocol's own wording
+(L{chat.server.edges.text}), so a browser shows what a terminal shows; the
+sentences of errors only this protocol has (bad JSON, an unknown type) are
+written here.
+
+Messages sent to many (deliveries, presence) are rendered once, to the bytes
+of a whole WebSocket frame: a server's frames are not masked, so the same
+bytes go to every browser.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Callable, Mapping, Sequence
+from functools import singledispatch
+from typing import Any
+
+import attrs
+from zope.interface import implementer
+
+from chat.server import commands
+from chat.server.edges import text
+from chat.server.events import (
+    Ask,
+    BadUsage,
+    Broadcasted,
+    Delivery,
+    Event,
+    Failed,
+    Goodbye,
+    Help,
+    History,
+    IntroTooLong,
+    LineTooLong,
+    LoginRefused,
+    Notice,
+    Offline,
+    Presence,
+    RateLimited,
+    Receipt,
+    Roster,
+    TooLong,
+    TooManyConnections,
+    UnknownCommand,
+    UnknownUsers,
+    Welcome,
+)
+from chat.server.interfaces import IFormat
+
+PROTOCOL_VERSION = 1
+
+
+def dumps(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- events -> JSON -----------------------------------------------------------
+
+
+def message(d: Delivery, with_recipients: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": d.id,
+        "from": d.sender,
+        "kind": d.kind.value,
+        "text": d.text,
+        "time": d.sent_at,
+    }
+    if with_recipients:
+        out["to"] = list(d.to)
+    return out
+
+
+@singledispatch
+def as_json(event: Any) -> dict[str, Any]:
+    """C{event} as one JSON object (a dict, before encoding)."""
+    raise TypeError(f"no JSON for {event!r}")
+
+
+@as_json.register
+def _welcome(event: Welcome) -> dict[str, Any]:
+    return {"type": "welcome", "name": event.name, "text": text.render(event)}
+
+
+@as_json.register
+def _refused(event: LoginRefused) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "login_refused", "reason": event.reason.value, "text": text.render(event)}
+    if event.seconds:
+        out["seconds"] = event.seconds
+    return out
+
+
+@as_json.register
+def _delivery(event: Delivery) -> dict[str, Any]:
+    return {"type": "message", **message(event)}
+
+
+@as_json.register
+def _offline(event: Offline) -> dict[str, Any]:
+    return {"type": "offline", "messages": [message(m.delivery) for m in event.messages]}
+
+
+@as_json.register
+def _history(event: History) -> dict[str, Any]:
+    return {
+        "type": "history",
+        "messages": [message(d, with_recipients=d.sender == event.owner) for d in event.messages],
+    }
+
+
+@as_json.register
+def _roster(event: Roster) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "type": "roster",
+        "view": "online" if event.minutes is None else "recent",
+        "users": [
+            {"name": e.name, "intro": e.intro, "online": e.online, "last_seen": e.last_seen}
+            for e in event.entries
+        ],
+    }
+    if event.minutes is not None:
+        out["minutes"] = event.minutes
+    return out
+
+
+@as_json.register
+def _receipt(event: Receipt) -> dict[str, Any]:
+    return {
+        "type": "receipt",
+        "delivered": list(event.delivered),
+        "stored": list(event.stored),
+        "text": text.render(event),
+    }
+
+
+@as_json.register
+def _broadcasted(event: Broadcasted) -> dict[str, Any]:
+    return {"type": "receipt", "broadcast": event.count, "text": text.render(event)}
+
+
+@as_json.register
+def _help(event: Help) -> dict[str, Any]:
+    return {
+        "type": "help",
+        "commands": [
+            {"name": t.command, "usage": t.usage, "summary": text.SUMMARY[t.command]} for t in event.topics
+        ],
+    }
+
+
+@as_json.register
+def _notice(event: Notice) -> dict[str, Any]:
+    return {"type": "notice", "code": event.note.value, "text": text.render(event)}
+
+
+@as_json.register
+def _presence(event: Presence) -> dict[str, Any]:
+    return {
+        "type": "presence",
+        "name": event.name,
+        "online": event.online,
+        "time": event.at,
+        "intro": event.intro,
+    }
+
+
+@as_json.register
+def _goodbye(event: Goodbye) -> dict[str, Any]:
+    return {"type": "goodbye", "reason": event.reason.value, "text": text.render(event)}
+
+
+def _error(event: Any) -> dict[str, Any]:
+    """An error: its code, its sentence, and every field it carries."""
+    out: dict[str, Any] = {"type": "error", "code": event.code, "text": text.render(event)}
+    if not isinstance(event, Failed):
+        for name, value in attrs.asdict(event, recurse=False).items():
+            if value is not None:
+                out[name] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+for _kind in (
+    UnknownCommand,
+    BadUsage,
+    TooLong,
+    IntroTooLong,
+    UnknownUsers,
+    RateLimited,
+    LineTooLong,
+    TooManyConnections,
+    Failed,
+):
+    as_json.register(_kind, _error)
+
+
+def hello(server: str) -> str:
+    return dumps({"type": "hello", "protocol": PROTOCOL_VERSION, "server": server})
+
+
+#: Prompts a browser acts on; the others are implied by the protocol (the
+#: password comes with the username, commands may be sent at any time).
+_PROMPTS: dict[Ask, str] = {Ask.USERNAME: "login", Ask.INTRO: "intro"}
+
+
+def prompt(ask: Ask) -> str | None:
+    kind = _PROMPTS.get(ask)
+    return None if kind is None else dumps({"type": "prompt", "for": kind})
+
+
+def render(event: Event) -> str:
+    return dumps(as_json(event))
+
+
+# --- frames -------------------------------------------------------------------
+
+
+def frame(payload: str) -> bytes:
+    """One unmasked, unfragmented WebSocket text frame (RFC 6455 5.2)."""
+    data = payload.encode("utf-8")
+    n = len(data)
+    if n < 126:
+        header = struct.pack("!BB", 0x81, n)
+    elif n < 1 << 16:
+        header = struct.pack("!BBH", 0x81, 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x81, 127, n)
+    return header + data
+
+
+@implementer(IFormat)
+class JsonFormat:
+    """Deliveries and presence as whole WebSocket frames of JSON, built once for all browsers."""
+
+    presence = True
+
+    def delivery(self, d: Delivery) -> bytes:
+        return frame(dumps({"type": "message", **message(d)}))
+
+    def join(self, payloads: Sequence[bytes]) -> bytes:
+        return b"".join(payloads)
+
+    def event(self, event: Event) -> bytes:
+        return frame(render(event))
+
+
+JSON = JsonFormat()
+
+
+# --- requests -----------------------------------------------------------------
+
+
+@attrs.frozen
+class Login:
+    username: str
+    password: str = attrs.field(repr=False)
+
+
+@attrs.frozen
+class Line:
+    """A line as typed at the current prompt, parsed like the text protocol's."""
+
+    text: str
+
+
+Request = Login | Line | commands.Command
+
+
+@attrs.frozen
+class BadRequest:
+    """A message that is not a request; the session goes on."""
+
+    code: str
+    field: str | None = None
+    detail: str | None = None
+
+
+_BAD: dict[str, Callable[[BadRequest], str]] = {
+    "bad_json": lambda e: "That message is not JSON; it was ignored.",
+    "not_an_object": lambda e: 'A message must be a JSON object with a "type"; it was ignored.',
+    "unknown_type": lambda e: f"Unknown message type {e.detail!r}; it was ignored.",
+    "missing_field": lambda e: f"The message has no {e.field!r}; it was ignored.",
+    "wrong_type": lambda e: f"{e.field!r} must be {e.detail}; the message was ignored.",
+    "binary": lambda e: "Binary messages are not accepted; send JSON text.",
+    "not_now": lambda e: "You are logged in already; that login was ignored.",
+    "login_first": lambda e: 'Log in first: send a "login" message.',
+    "message_too_big": lambda e: f"That message is longer than {e.detail} bytes; the connection is closed.",
+}
+
+
+def describe_bad(error: BadRequest) -> str:
+    return _BAD[error.code](error)
+
+
+def render_bad(error: BadRequest) -> str:
+    out: dict[str, Any] = {"type": "error", "code": error.code, "text": describe_bad(error)}
+    if error.field is not None:
+        out["field"] = error.field
+    return dumps(out)
+
+
+class _Invalid(Exception):
+    def __init__(self, error: BadRequest) -> None:
+        self.error = error
+
+
+def _field(obj: Mapping[str, Any], name: str, kind: type, what: str, required: bool = True) -> Any:
+    if name not in obj or obj[name] is None:
+        if required:
+            raise _Invalid(BadRequest("missing_field", name))
+        return None
+    value = obj[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise _Invalid(BadRequest("wrong_type", name, what))
+    return value
+
+
+def _names(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    value = obj.get(name)
+    if value is None:
+        raise _Invalid(BadRequest("missing_field", name))
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise _Invalid(BadRequest("wrong_type", name, "a username or a list of usernames"))
+    return tuple(dict.fromkeys(value))
+
+
+def _text(obj: Mapping[str, Any], command: str, limits: commands.Limits) -> str | TooLong | BadUsage:
+    value = _field(obj, "text", str, "a string").strip()
+    if not value:
+        return BadUsage(command, "missing_text", commands.usage(command, limits))
+    if len(value) > limits.max_message:
+        return TooLong(len(value), limits.max_message)
+    return value
+
+
+def _message(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
+    to = _names(obj, "to")
+    body = _text(obj, "message", limits)
+    if not isinstance(body, str):
+        return body
+    if len(to) == 1:
+        return commands.Message(to[0], body)
+    return commands.BroadcastTo(to, body)
+
+
+def _broadcast(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
+    body = _text(obj, "broadcast", limits)
+    if not isinstance(body, str):
+        return body
+    if obj.get("to") is not None:
+        return commands.BroadcastTo(_names(obj, "to"), body)
+    return commands.Broadcast(body)
+
+
+def _wholast(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
+    minutes = _field(obj, "minutes", int, "a whole number")
+    return commands.parse(f"wholast {minutes}", limits)
+
+
+def _intro(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
+    body = _field(obj, "text", str, "a string").strip()
+    if not body:
+        return BadUsage("personalintro", "missing_text", commands.usage("personalintro", limits))
+    if len(body) > limits.max_message:
+        return IntroTooLong(len(body), limits.max_message)
+    return commands.PersonalIntro(body)
+
+
+def _history_request(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
+    count = _field(obj, "count", int, "a whole number", required=False)
+    if count is None:
+        return commands.ShowHistory()
+    return commands.parse(f"history {count}", limits)
+
+
+def _help_request(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
+    topic = _field(obj, "command", str, "a command name", required=False)
+    return commands.parse("help" if topic is None else f"help {topic}", limits)
+
+
+_PARSERS: dict[str, Callable[[Mapping[str, Any], commands.Limits], Any]] = {
+    "login": lambda o, _: Login(
+        _field(o, "username", str, "a string"), _field(o, "password", str, "a string")
+    ),
+    "line": lambda o, _: Line(_field(o, "text", str, "a string")),
+    "message": _message,
+    "broadcast": _broadcast,
+    "whoelse": lambda o, _: commands.WhoElse(),
+    "wholast": _wholast,
+    "intro": _intro,
+    "history": _history_request,
+    "help": _help_request,
+    "logout": lambda o, _: commands.Logout(),
+}
+
+REQUEST_TYPES = tuple(_PARSERS)
+DEFAULT_LIMITS = commands.Limits()
+
+
+def parse_request(data: str, limits: commands.Limits = DEFAULT_LIMITS) -> Any:
+    """
+    One message from a browser, as a L{Request}, an error event of the
+    command language (the same as the text protocol's), or a L{BadRequest}.
+    Never raises.
+    """
+    try:
+        obj = json.loads(data)
+    except (ValueError, RecursionError):
+        return BadRequest("bad_json")
+    if not isinstance(obj, dict):
+        return BadRequest("not_an_object")
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        return (
+            BadRequest("missing_field", "type")
+            if kind is None
+            else BadRequest("wrong_type", "type", "a string")
+        )
+    parser = _PARSERS.get(kind)
+    if parser is None:
+        return BadRequest("unknown_type", "type", kind[:64])
+    try:
+        return parser(obj, limits)
+    except _Invalid as e:
+        return e.error

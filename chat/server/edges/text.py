@@ -1,0 +1,381 @@
+"""
+Every sentence of the text protocol: the events of L{chat.server.events}
+rendered as the lines a telnet user, C{nc} or the terminal client reads.
+
+This is the one place where the server's wording lives.  The TCP edge sends
+what L{render} returns; the WebSocket edge puts the same sentence in the
+C{text} field of errors and notices, so a browser shows the words a
+terminal user reads.
+
+Lines end in CRLF on the wire; here they are joined with C{\\n} and the TCP
+edge turns them into CRLF.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from functools import singledispatch
+from typing import Any
+
+from zope.interface import implementer
+
+from chat.server.events import (
+    Ask,
+    BadUsage,
+    Broadcasted,
+    Delivery,
+    Event,
+    Failed,
+    Fault,
+    Goodbye,
+    Help,
+    History,
+    IntroTooLong,
+    LineTooLong,
+    LoginRefused,
+    Note,
+    Notice,
+    Offline,
+    Presence,
+    RateLimited,
+    Reason,
+    Receipt,
+    Refusal,
+    Roster,
+    TooLong,
+    TooManyConnections,
+    UnknownCommand,
+    UnknownUsers,
+    Welcome,
+)
+from chat.server.interfaces import IFormat
+
+PROMPTS: dict[Ask, str] = {
+    Ask.USERNAME: "Username: ",
+    Ask.PASSWORD: "Password: ",
+    Ask.COMMAND: "Command: ",
+    Ask.INTRO: "Intro: ",
+}
+
+#: What each command does, for C{help}; the usage lines are the grammar's.
+SUMMARY: dict[str, str] = {
+    "whoelse": "who else is online now, with their personal intros",
+    "wholast": "who was online in the last N minutes",
+    "broadcast": "send TEXT to everyone online, or to the listed users",
+    "message": "send TEXT to USER alone (kept for them if they are offline)",
+    "personalintro": "set the intro others see in whoelse and wholast",
+    "history": "the messages you sent and received lately, oldest first",
+    "help": "this list, or the usage of one command",
+    "logout": "leave the chat",
+}
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def describe_duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds % 3600 == 0 and seconds >= 3600:
+        n, unit = seconds // 3600, "hour"
+    elif seconds % 60 == 0 and seconds >= 60:
+        n, unit = seconds // 60, "minute"
+    else:
+        n, unit = seconds, "second"
+    return plural(n, unit)
+
+
+def stamp(when: float) -> str:
+    return time.strftime("[%Y-%m-%d %H:%M:%S UTC]", time.gmtime(when))
+
+
+def message_line(d: Delivery) -> str:
+    """A message as it is shown when it arrives."""
+    return f"{d.sender} ({d.kind.value}): {d.text}"
+
+
+@singledispatch
+def render(event: Any) -> str:
+    """The text of C{event}: one or more lines, without the last line ending."""
+    raise TypeError(f"no text for {event!r}")
+
+
+# --- login ------------------------------------------------------------------
+
+
+@render.register
+def _welcome(event: Welcome) -> str:
+    return f"Login successful. Welcome to chat, {event.name}!"
+
+
+_REFUSALS: dict[Refusal, Callable[[LoginRefused], str]] = {
+    Refusal.INVALID: lambda e: "Invalid username or password.",
+    Refusal.BLOCKED: lambda e: (
+        f"{e.name} is blocked from your address for {e.seconds} more seconds "
+        "after too many failed logins. Disconnecting."
+    ),
+    Refusal.ALREADY_ONLINE: lambda e: f"{e.name} is already logged in; a second session is not allowed.",
+    Refusal.BUSY: lambda e: "The server is busy checking other logins; please try again in a moment.",
+    Refusal.CHECKING: lambda e: (
+        f"Too many logins for {e.name} from your address are being checked; please try again in a moment."
+    ),
+    Refusal.SERVER_ERROR: lambda e: "Login failed because of a server error; please try again.",
+}
+
+
+@render.register
+def _refused(event: LoginRefused) -> str:
+    return _REFUSALS[event.reason](event)
+
+
+# --- messages ---------------------------------------------------------------
+
+
+@render.register
+def _delivery(event: Delivery) -> str:
+    return message_line(event)
+
+
+@render.register
+def _offline(event: Offline) -> str:
+    lines = [f"You have {plural(len(event.messages), 'offline message')}:"]
+    lines.extend(f"{stamp(m.delivery.sent_at)} {message_line(m.delivery)}" for m in event.messages)
+    return "\n".join(lines)
+
+
+@render.register
+def _history(event: History) -> str:
+    if not event.messages:
+        return "No messages yet."
+    lines = [f"Your last {plural(len(event.messages), 'message')}:"]
+    for d in event.messages:
+        if d.sender == event.owner and d.to:
+            lines.append(f"{stamp(d.sent_at)} {d.sender} to {', '.join(d.to)} ({d.kind.value}): {d.text}")
+        else:
+            lines.append(f"{stamp(d.sent_at)} {message_line(d)}")
+    return "\n".join(lines)
+
+
+@render.register
+def _receipt(event: Receipt) -> str:
+    parts = []
+    if event.delivered:
+        parts.append(f"Sent to {', '.join(event.delivered)}.")
+    if event.stored:
+        names = ", ".join(event.stored)
+        verb = "is" if len(event.stored) == 1 else "are"
+        parts.append(f"{names} {verb} offline; the message will be delivered when they next log in.")
+    if not parts:
+        return "Nobody to send to."
+    return " ".join(parts)
+
+
+@render.register
+def _broadcasted(event: Broadcasted) -> str:
+    if event.count:
+        return f"Broadcast to {plural(event.count, 'user')}."
+    return "Nobody else is online; the broadcast reached no one."
+
+
+# --- answers ----------------------------------------------------------------
+
+
+@render.register
+def _roster(event: Roster) -> str:
+    if event.minutes is None:
+        header, empty = "Online now", "Nobody else is online."
+    else:
+        span = plural(event.minutes, "minute")
+        header, empty = f"Online in the last {span}", f"Nobody else was online in the last {span}."
+    entries = event.entries
+    if not entries:
+        return empty
+    width = max(len(e.name) for e in entries)
+    lines = [f"{header} ({len(entries)}):"]
+    for e in entries:
+        line = f"  {e.name:<{width}}"
+        if e.intro:
+            line += f"  <{e.intro}>"
+        if not e.online:
+            line += "  (offline)"
+        lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+@render.register
+def _help(event: Help) -> str:
+    if event.single:
+        [topic] = event.topics
+        return f"Usage: {topic.usage}\n  {SUMMARY[topic.command]}"
+    lines = ["Commands:"]
+    for topic in event.topics:
+        lines.append(f"  {topic.usage}")
+        lines.append(f"      {SUMMARY[topic.command]}")
+    return "\n".join(lines)
+
+
+_NOTES: dict[Note, str] = {
+    Note.ASK_INTRO: "Please enter your personal introduction (an empty line keeps the current one):",
+    Note.INTRO_SAVED: "Personal introduction saved.",
+    Note.INTRO_UNCHANGED: "Personal introduction unchanged.",
+    Note.OFFLINE_NOT_LOADED: "Your offline messages could not be loaded now; they are kept for next time.",
+}
+
+
+@render.register
+def _notice(event: Notice) -> str:
+    return _NOTES[event.note]
+
+
+@render.register
+def _presence(event: Presence) -> str:
+    # Not sent over TCP (a telnet screen is not a roster); worded for logs and
+    # for edges that want a sentence.
+    return f"{event.name} is {'online' if event.online else 'offline'}."
+
+
+_GOODBYES: dict[Reason, Callable[[Goodbye], str]] = {
+    Reason.LOGOUT: lambda e: f"Goodbye, {e.name}!",
+    Reason.SHUTDOWN: lambda e: "The server is shutting down. Goodbye.",
+    Reason.IDLE: lambda e: f"Logged out after {describe_duration(e.seconds)} without a command.",
+    Reason.LOGIN_TIMEOUT: lambda e: f"Login timed out after {describe_duration(e.seconds)}. Disconnecting.",
+    Reason.FLOOD: lambda e: "Disconnected for sending too many commands too fast.",
+    Reason.SERVER_ERROR: lambda e: "Login failed because of a server error. Disconnecting.",
+}
+
+
+@render.register
+def _goodbye(event: Goodbye) -> str:
+    return _GOODBYES[event.reason](event)
+
+
+# --- errors -----------------------------------------------------------------
+
+
+@render.register
+def _unknown_command(event: UnknownCommand) -> str:
+    if event.suggestion is not None:
+        return f"Unknown command '{event.word}'; did you mean '{event.suggestion}'?"
+    return f"Unknown command '{event.word}'; type 'help' for the list of commands."
+
+
+def _bad_mode(e: BadUsage) -> str:
+    if e.suggestion is not None:
+        return f"'{e.word}' is not 'message' or 'user' (did you mean '{e.suggestion}'?)"
+    return f"'{e.word}' is not 'message' or 'user'"
+
+
+_PROBLEMS: dict[str, Callable[[BadUsage], str]] = {
+    "missing_text": lambda e: "Missing message text",
+    "one_number": lambda e: f"{e.command} takes one number",
+    "not_a_number": lambda e: f"'{e.word}' is not a whole number of minutes",
+    "not_a_count": lambda e: f"'{e.word}' is not a number of messages (1 or more)",
+    "too_many_minutes": lambda e: f"{e.number} is more than {e.limit} minutes",
+    "missing_message_word": lambda e: "Missing 'message' after the user names",
+    "no_recipients": lambda e: "No user names before 'message'",
+    "missing_mode": lambda e: "broadcast needs 'message' or 'user'",
+    "bad_mode": _bad_mode,
+    "missing_recipient": lambda e: "Missing recipient and text",
+    "no_arguments": lambda e: f"{e.command} takes no arguments",
+    "one_topic": lambda e: "help takes at most one command name",
+}
+
+
+@render.register
+def _bad_usage(event: BadUsage) -> str:
+    return f"{_PROBLEMS[event.problem](event)}. Usage: {event.usage}"
+
+
+@render.register
+def _too_long(event: TooLong) -> str:
+    return f"Message too long: {event.length} characters; the limit is {event.limit}. Nothing was sent."
+
+
+@render.register
+def _intro_too_long(event: IntroTooLong) -> str:
+    return f"Introduction too long: {event.length} characters; the limit is {event.limit}. Unchanged."
+
+
+@render.register
+def _unknown_users(event: UnknownUsers) -> str:
+    parts = []
+    for name, hint in zip(event.names, event.suggestions, strict=True):
+        if hint is not None:
+            parts.append(f"No user named '{name}'; did you mean '{hint}'?")
+        else:
+            parts.append(f"No user named '{name}'.")
+    return " ".join(parts) + " Nothing was sent."
+
+
+@render.register
+def _rate_limited(event: RateLimited) -> str:
+    commands = "command" if event.rate == 1 else "commands"
+    return f"Slow down: at most {event.rate:g} {commands} per second. That one was ignored."
+
+
+@render.register
+def _line_too_long(event: LineTooLong) -> str:
+    return f"That line is longer than {event.limit} bytes; it was ignored."
+
+
+@render.register
+def _too_many_connections(event: TooManyConnections) -> str:
+    return f"Too many connections from your address (limit {event.limit})."
+
+
+_FAULTS: dict[Fault, str] = {
+    Fault.CONTROL_CHARACTERS: "Control characters are not allowed; that line was ignored.",
+    Fault.DIRECTION_CONTROLS: (
+        "Characters that change the direction of text (such as U+202E) are not allowed; "
+        "that line was ignored."
+    ),
+    Fault.NOT_UTF8: "That line is not valid UTF-8 text; it was ignored.",
+    Fault.BAD_USERNAME: "A username is a single word; please try again.",
+    Fault.SELF_MESSAGE: "That is you; send a message to someone else.",
+    Fault.NOT_STORED: (
+        "The message could not be stored for offline users, so it was not kept; please try again."
+    ),
+    Fault.INTRO_NOT_SAVED: "Your introduction could not be saved; please try again.",
+    Fault.HISTORY_UNAVAILABLE: "Your history could not be loaded now; please try again.",
+    Fault.SERVER_ERROR: "Sorry, that failed because of a server error; please try again.",
+    Fault.BUSY: "Still working on your previous command; that line was ignored.",
+}
+
+
+@render.register
+def _failed(event: Failed) -> str:
+    return _FAULTS[event.fault]
+
+
+# --- on the wire ------------------------------------------------------------
+
+
+def encode(event: Any, prompt: Ask | None = None) -> bytes:
+    """C{event} as the bytes of the text protocol, then C{prompt} if given."""
+    text = render(event).replace("\n", "\r\n") + "\r\n"
+    if prompt is not None:
+        text += PROMPTS[prompt]
+    return text.encode("utf-8")
+
+
+@implementer(IFormat)
+class TextFormat:
+    """
+    Deliveries as lines of the text protocol: C{sender (kind): text} and
+    CRLF, encoded once for every TCP recipient of a message.
+    """
+
+    presence = False
+
+    def delivery(self, d: Delivery) -> bytes:
+        return (f"{d.sender} ({d.kind.value}): {d.text}\r\n").encode()
+
+    def join(self, payloads: Sequence[bytes]) -> bytes:
+        return b"".join(payloads)
+
+    def event(self, event: Event) -> bytes:
+        return encode(event)
+
+
+TEXT = TextFormat()

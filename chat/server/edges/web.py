@@ -1,0 +1,420 @@
+"""
+The web edge: an HTTP site whose C{/ws} is a WebSocket to the same sessions
+as the TCP port, speaking JSON (L{chat.server.edges.jsonwire}).
+
+Built on C{twisted.web.websocket}, with what it leaves to the application:
+
+- the C{Origin} of an upgrade is checked before it happens (the page's own
+  origin, and those given with C{--web-origin}); anything else gets 403;
+- the connections of one address are counted with the TCP edge's;
+- a message is at most 4 KiB, like a TCP line: a longer one gets one error
+  and the connection closes, and is never buffered whole;
+- a ping every 30 seconds, and a peer that has not answered the last one by
+  the next is disconnected;
+- what is queued for a browser that stops reading is bounded, as for TCP.
+
+Frames the server sends are written straight to the TCP transport: they are
+not masked, so a delivery's frame is built once for every browser.  The
+upgrade itself uses the parts of Twisted's implementation that it keeps
+private (the wire protocol and the channel's upgrade hook); the tests of
+this module cover each of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web import resource, server
+from twisted.web._websocket_impl import _handleEvent, _WebSocketWireProtocol, serverBootstrap
+from twisted.web.server import NOT_DONE_YET, Request
+from wsproto import ConnectionType
+from wsproto.events import AcceptConnection, BytesMessage, TextMessage
+from wsproto.handshake import H11Handshake
+from wsproto.utilities import RemoteProtocolError
+from zope.interface import implementer
+
+from chat import __version__
+from chat.server import commands
+from chat.server.edges import jsonwire
+from chat.server.edges.tcp import host_of
+from chat.server.edges.text import render as sentence
+from chat.server.events import Ask, Event, TooManyConnections
+from chat.server.interfaces import IEdge, IParticipant
+from chat.server.session import ServerContext, Session
+
+log = Logger()
+
+#: The largest message a browser may send, in bytes of UTF-8.
+MAX_MESSAGE = 4096
+PING_INTERVAL = 30.0
+
+#: Every response of the site carries these.
+SECURITY_HEADERS: dict[bytes, bytes] = {
+    b"content-security-policy": (
+        b"default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
+        b"base-uri 'none'; form-action 'self'"
+    ),
+    b"x-content-type-options": b"nosniff",
+    b"referrer-policy": b"no-referrer",
+}
+
+
+@implementer(IEdge, IPushProducer)
+class ChatWebSocket:
+    """
+    One browser (or any WebSocket client): an edge for a L{Session}.
+
+    Requests are parsed as they arrive; while the session waits (a password
+    check, the store) they are held, in order, and the socket is not read.
+    """
+
+    format = jsonwire.JSON
+    #: Seconds that C{close} waits for queued output before aborting.
+    close_timeout = 10.0
+
+    def __init__(
+        self,
+        context: ServerContext,
+        peer_host: str,
+        max_backlog: int,
+        release: Callable[[], None],
+        ping_interval: float = PING_INTERVAL,
+    ) -> None:
+        self.context = context
+        self.peer_host = peer_host
+        self.max_backlog = max_backlog
+        self._release = release
+        self._ping_interval = ping_interval
+        self.session: Session | None = None
+        self.wire: Any = None
+        self.transport: Any = None
+        self._paused = False
+        self._held: list[str] = []
+        self._closing = False
+        self._congested = False
+        self._backlog = 0
+        self._routed: IParticipant | None = None
+        self._awaiting_pong = False
+        self._pinger: LoopingCall | None = None
+        self._abort_call: IDelayedCall | None = None
+
+    # --- the WebSocket protocol -------------------------------------------------
+
+    def negotiationStarted(self, transport: Any) -> None:
+        self.wire = transport
+        self.transport = transport.transport
+
+    def negotiationFinished(self) -> None:
+        self.transport.registerProducer(self, True)
+        self._write(jsonwire.frame(jsonwire.hello(f"chat {__version__}")))
+        self.session = Session(self, self.context)
+        self.session.start()
+        pinger = self._pinger = LoopingCall(self._ping)
+        pinger.clock = self.context.clock
+        pinger.start(self._ping_interval, now=False)
+
+    def textMessageReceived(self, message: str) -> None:
+        if self._closing:
+            return
+        if self._paused:
+            self._held.append(message)
+            return
+        self._handle(message)
+        assert self.session is not None
+        self.session.input_done()
+
+    def bytesMessageReceived(self, data: bytes | bytearray) -> None:
+        self._refuse(jsonwire.BadRequest("binary"))
+
+    def pongReceived(self, payload: bytes) -> None:
+        self._awaiting_pong = False
+
+    def message_too_big(self) -> None:
+        """The peer's message passed L{MAX_MESSAGE}: say so once and close."""
+        if not self._closing:
+            self._send_text(
+                jsonwire.render_bad(jsonwire.BadRequest("message_too_big", detail=str(MAX_MESSAGE)))
+            )
+            self.close()
+
+    def connectionLost(self, reason: Failure) -> None:
+        if self._pinger is not None and self._pinger.running:
+            self._pinger.stop()
+        if self._abort_call is not None and self._abort_call.active():
+            self._abort_call.cancel()
+        self._closing = True
+        self._release()
+        if self.session is not None:
+            self.session.connection_lost()
+
+    # --- requests ---------------------------------------------------------------
+
+    def _handle(self, message: str) -> None:
+        session = self.session
+        assert session is not None
+        request = jsonwire.parse_request(message, self.context.settings.limits)
+        if isinstance(request, jsonwire.BadRequest):
+            self._refuse(request)
+        elif isinstance(request, jsonwire.Login):
+            if session.state != "USERNAME":
+                self._refuse(jsonwire.BadRequest("not_now", "type", "login"))
+            else:
+                session.login(request.username, request.password)
+        elif isinstance(request, jsonwire.Line):
+            session.line_received(request.text)
+        elif session.state in ("USERNAME", "PASSWORD"):
+            self._refuse(jsonwire.BadRequest("login_first", "type"))
+        elif isinstance(request, commands.COMMAND_TYPES):
+            session.command(request)
+        else:
+            # An error of the command language: the same event a typed line gets.
+            session.input_error(request)
+
+    def _refuse(self, error: jsonwire.BadRequest) -> None:
+        self._send_text(jsonwire.render_bad(error))
+
+    # --- IEdge ------------------------------------------------------------------
+
+    def send(self, event: Event, prompt: Ask | None = None) -> None:
+        data = jsonwire.frame(jsonwire.render(event))
+        if prompt is not None:
+            asked = jsonwire.prompt(prompt)
+            if asked is not None:
+                data += jsonwire.frame(asked)
+        self._write(data)
+
+    def send_prompt(self, prompt: Ask) -> None:
+        asked = jsonwire.prompt(prompt)
+        if asked is not None:
+            self._send_text(asked)
+
+    def send_rendered(self, payload: bytes) -> None:
+        self._write(payload)
+
+    def _send_text(self, text: str) -> None:
+        self._write(jsonwire.frame(text))
+
+    def route_deliveries(self, participant: IParticipant | None) -> None:
+        self._routed = participant
+        self._reroute()
+
+    def _reroute(self) -> None:
+        """
+        Deliveries go straight to the transport (they are whole frames)
+        unless the browser is not keeping up, when they are counted.
+        """
+        participant = self._routed
+        if participant is not None:
+            participant.receive = self._write if self._congested else self.transport.write
+
+    def pause_input(self) -> None:
+        self._paused = True
+        self.transport.pauseProducing()
+
+    def resume_input(self) -> None:
+        if not self._paused:
+            return
+        self._paused = False
+        session = self.session
+        assert session is not None
+        while self._held and not self._paused and not self._closing:
+            self._handle(self._held.pop(0))
+        session.input_done()
+        if not self._paused and not self._closing:
+            self.transport.resumeProducing()
+
+    def close(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        self.wire.loseConnection(1000)
+        if self._abort_call is None:
+            self._abort_call = self.context.clock.callLater(
+                self.close_timeout, self.transport.abortConnection
+            )
+
+    # --- output -----------------------------------------------------------------
+
+    def _write(self, data: bytes) -> None:
+        if self._closing and self._backlog < 0:
+            return
+        if not self._congested:
+            self.transport.write(data)
+            return
+        if self._backlog < 0:
+            return
+        self._backlog += len(data)
+        if self._backlog > self.max_backlog:
+            session = self.session
+            log.warn(
+                "{user} at {host} is not reading; disconnected with {bytes} bytes queued",
+                user=session.log_name if session is not None else "-",
+                host=self.peer_host,
+                bytes=self._backlog,
+            )
+            self._backlog = -1
+            self._closing = True
+            self.transport.abortConnection()
+        else:
+            self.transport.write(data)
+
+    def _ping(self) -> None:
+        if self._awaiting_pong:
+            log.info("{host} stopped answering pings; disconnected", host=self.peer_host)
+            self._closing = True
+            self.transport.abortConnection()
+            return
+        self._awaiting_pong = True
+        self.wire.ping(b"chat")
+
+    # --- IPushProducer, for the transport's send buffer -------------------------
+
+    def pauseProducing(self) -> None:
+        if not self._congested:
+            self._congested = True
+            self._backlog = 0
+            self._reroute()
+
+    def resumeProducing(self) -> None:
+        if self._backlog >= 0:
+            self._congested = False
+            self._backlog = 0
+            self._reroute()
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _ChatWire(_WebSocketWireProtocol):
+    """
+    Twisted's wire protocol, with a bound on the size of a message: the
+    parts of a message are counted as they arrive, so a peer cannot make the
+    server buffer more than L{MAX_MESSAGE} of one.
+    """
+
+    _inbound = 0
+
+    def dataReceived(self, data: bytes) -> None:
+        self._wsconn.receive_data(data)
+        for event in self._wsconn.events():
+            if isinstance(event, TextMessage | BytesMessage):
+                chunk = event.data
+                self._inbound += len(chunk.encode("utf-8")) if isinstance(chunk, str) else len(chunk)
+                if self._inbound > MAX_MESSAGE:
+                    self._wsp.message_too_big()
+                    return
+                if event.message_finished:
+                    self._inbound = 0
+            _handleEvent(event, self)
+
+
+class ChatWebSocketResource(resource.Resource):
+    """
+    C{/ws}: checks the upgrade (origin, connections per address), then hands
+    the connection to a L{ChatWebSocket}.
+    """
+
+    isLeaf = True
+
+    def __init__(self, context: ServerContext, origins: Sequence[str], max_backlog: int) -> None:
+        super().__init__()
+        self.context = context
+        self.origins = frozenset(o.lower() for o in origins)
+        self.max_backlog = max_backlog
+
+    def allowed(self, request: Request) -> bool:
+        """
+        Whether the page that asks may connect: requests without an
+        C{Origin} come from programs, not pages, and are allowed; a page
+        must be on this site or an origin given with C{--web-origin}.
+        """
+        origin = request.getHeader("origin")
+        if origin is None:
+            return True
+        origin = origin.lower().rstrip("/")
+        host = (request.getHeader("host") or "").lower()
+        own = f"{'https' if request.isSecure() else 'http'}://{host}"
+        return origin == own or origin in self.origins
+
+    def render_GET(self, request: Request) -> bytes | int:
+        if not self.allowed(request):
+            log.info("refused a WebSocket from {origin}", origin=request.getHeader("origin"))
+            return _plain(
+                request, 403, "This page may not open a chat connection here (origin not allowed).\n"
+            )
+        host = host_of(request.getClientAddress())
+        connections = self.context.connections
+        counted = connections.open(host)
+        if counted is False:
+            limit = connections.max_per_host
+            log.warn("refused a WebSocket from {host}: {count} open", host=host, count=limit)
+            return _plain(request, 429, sentence(TooManyConnections(limit)) + "\n")
+        release = (lambda: connections.close(host)) if counted else (lambda: None)
+        handshake = H11Handshake(ConnectionType.SERVER)
+        headers = [(k, v) for k, values in request.requestHeaders.getAllRawHeaders() for v in values]
+        try:
+            handshake.initiate_upgrade_connection(headers, request.path)
+        except RemoteProtocolError:
+            release()
+            return _plain(request, 400, "This is the chat's WebSocket; connect with a WebSocket client.\n")
+        edge = ChatWebSocket(self.context, host, self.max_backlog, release)
+        accept = handshake.send(AcceptConnection())
+        connection = handshake.connection
+        assert connection is not None
+        channel: Any = request.channel
+        # The channel registered itself as the transport's producer; the edge
+        # takes its place, to see a browser that stops reading.
+        channel._networkProducer.unregisterProducer()
+        channel.setTimeout(None)
+        wire = _ChatWire(connection, serverBootstrap, edge)
+        channel._protocolUpgradeForWebsockets(wire)
+        channel.transport.write(accept)
+        edge.negotiationFinished()
+        return NOT_DONE_YET
+
+
+def _plain(request: Request, code: int, text: str) -> bytes:
+    request.setResponseCode(code)
+    request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+    return text.encode("utf-8")
+
+
+class Placeholder(resource.Resource):
+    """C{/} until the web page exists: says where the WebSocket is."""
+
+    isLeaf = True
+
+    def render_GET(self, request: Request) -> bytes:
+        return _plain(
+            request,
+            200,
+            "chat: the WebSocket for programs and the web page is at /ws (JSON; see the README).\n",
+        )
+
+
+class ChatSite(server.Site):
+    """The site: every response carries the security headers."""
+
+    def __init__(self, root: resource.Resource) -> None:
+        super().__init__(root)
+        self.requestFactory = _SecureRequest
+        self.displayTracebacks = False
+
+
+class _SecureRequest(server.Request):
+    def process(self) -> None:
+        for name, value in SECURITY_HEADERS.items():
+            self.setHeader(name, value)
+        super().process()
+
+
+def make_site(context: ServerContext, origins: Sequence[str], max_backlog: int) -> ChatSite:
+    root = resource.Resource()
+    root.putChild(b"", Placeholder())
+    root.putChild(b"ws", ChatWebSocketResource(context, origins, max_backlog))
+    return ChatSite(root)

@@ -27,7 +27,8 @@ from chat.client.connect import SetupError, Target, describe_failure
 
 #: Exit statuses: the user (or, in the pair chat, either side) left;
 LEFT = 0
-#: the connection closed without that, or the program failed;
+#: the connection closed without that, or the program failed (the chat
+#: client's script could not log in, too);
 DISCONNECTED = 1
 #: the program could not start: bad arguments, no connection, no port.
 CANNOT_CONNECT = 2

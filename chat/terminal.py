@@ -14,9 +14,12 @@ L{open_console} provides L{IConsole}::
 
     IConsole (the console's side)
         show(text)            print complete lines above the line being typed
-        set_prompt(prompt, secret=False)
+        set_prompt(prompt, secret=False, history=True)
                               ask for one line, showing prompt before it;
-                              secret=True hides what is typed (a password)
+                              secret=True hides what is typed (a password),
+                              history=False keeps it out of the history
+                              (a username)
+        interactive           a person types the input, not a script
         close()               restore the terminal; the Deferred it returns
                               fires once everything shown has been written
 
@@ -68,7 +71,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
-from zope.interface import Interface, implementer
+from zope.interface import Attribute, Interface, implementer
 
 __all__ = [
     "IConsole",
@@ -104,16 +107,26 @@ class IConsoleApp(Interface):
 class IConsole(Interface):
     """How a program talks to its user."""
 
+    interactive = Attribute(
+        """
+        True when a person types the input (stdin is a terminal), False when
+        it is a script (a pipe or a file), whose lines were all written
+        before any answer was seen.
+        """
+    )
+
     def show(text: str) -> None:
         """
         Print C{text}, one or more complete lines separated by newlines,
         above the line being typed, which stays as it was.
         """
 
-    def set_prompt(prompt: str, secret: bool = False) -> None:
+    def set_prompt(prompt: str, secret: bool = False, history: bool = True) -> None:
         """
         Ask for one line, showing C{prompt} before it.  With C{secret} what
-        is typed is not shown and not kept in the history.
+        is typed is not shown and not kept in the history.  With
+        C{history=False} it is shown but not kept either: for what is typed
+        to log in, which Up at a later prompt should never bring back.
         """
 
     def close() -> Deferred[None]:
@@ -202,6 +215,8 @@ class LineEditor(insults.TerminalProtocol):
         self.buffer: list[str] = []
         self.cursor = 0
         self.history: list[str] = []
+        #: The line entered at the current prompt goes into the history.
+        self._keep = True
         self._offset = 0
         self._history_index = 0
         self._draft: list[str] = []
@@ -268,11 +283,12 @@ class LineEditor(insults.TerminalProtocol):
             return
         self._write("\r" + _ERASE_TO_END + "\n".join(_lines(text)) + "\n" + self._row())
 
-    def set_prompt(self, prompt: str, secret: bool = False) -> None:
+    def set_prompt(self, prompt: str, secret: bool = False, history: bool = True) -> None:
         if self.mode is _Mode.CLOSED:
             return
         self.prompt = visible(prompt)
         self.mode = _Mode.SECRET if secret else _Mode.EDITING
+        self._keep = history and not secret
         self._draw()
         self._release_held()
 
@@ -355,7 +371,7 @@ class LineEditor(insults.TerminalProtocol):
         line = "".join(self.buffer)
         secret = self.mode is _Mode.SECRET
         self._commit("" if secret else line)
-        if not secret and line.strip() and (not self.history or self.history[-1] != line):
+        if self._keep and line.strip() and (not self.history or self.history[-1] != line):
             self.history.append(line)
             del self.history[:-_HISTORY_LIMIT]
         self._history_index = len(self.history)
@@ -572,6 +588,9 @@ class TerminalConsole:
     raw mode; see L{open_console}), or to a test transport.
     """
 
+    #: Only a person types at a terminal.
+    interactive = True
+
     def __init__(self, app: IConsoleApp, width: int = 80) -> None:
         self.editor = LineEditor(app, width)
         self.protocol = _TerminalIO(self)
@@ -583,8 +602,8 @@ class TerminalConsole:
     def show(self, text: str) -> None:
         self.editor.show(text)
 
-    def set_prompt(self, prompt: str, secret: bool = False) -> None:
-        self.editor.set_prompt(prompt, secret)
+    def set_prompt(self, prompt: str, secret: bool = False, history: bool = True) -> None:
+        self.editor.set_prompt(prompt, secret, history)
 
     def close(self) -> Deferred[None]:
         if self._gone:
@@ -613,8 +632,9 @@ class PlainConsole(Protocol):
     lines left out -- with no escape sequences.
 
     Connect it to a transport (L{stdio.StandardIO}, or a test transport).
-    When stdin is a terminal (and stdout is not) C{hide_input} is set, and
-    called to stop the terminal echoing a secret line.
+    When stdin is a terminal (and stdout is not) C{interactive} and
+    C{hide_input} are set, the latter called to stop the terminal echoing a
+    secret line.  There is no history to keep anything out of.
     """
 
     #: Lines read ahead before reading pauses.
@@ -623,6 +643,7 @@ class PlainConsole(Protocol):
     def __init__(self, app: IConsoleApp) -> None:
         self.app = app
         self.mode = _Mode.WAITING
+        self.interactive = False
         self.hide_input: Callable[[bool], None] = lambda hide: None
         self.restore_terminal: Callable[[], None] = lambda: None
         #: The prompt waiting for its line.
@@ -648,7 +669,7 @@ class PlainConsole(Protocol):
         self._prompt_open = False
         self._write(out + "\n".join(_lines(text)) + "\n")
 
-    def set_prompt(self, prompt: str, secret: bool = False) -> None:
+    def set_prompt(self, prompt: str, secret: bool = False, history: bool = True) -> None:
         if self.mode is _Mode.CLOSED:
             return
         if self._prompt_open:
@@ -897,6 +918,7 @@ def open_console(
     else:
         plain = console = PlainConsole(app)
         if os.isatty(stdin):
+            plain.interactive = True
             plain.hide_input = lambda hide: saved.echo(not hide)
         plain.restore_terminal = restore
         _standard_io(plain, stdin, stdout, reactor)

@@ -336,16 +336,22 @@ class FakeConsole:
 
     def __init__(self, app: IConsoleApp) -> None:
         self.app = app
+        #: A person types, as at a terminal; a test sets False for a script.
+        self.interactive = True
         self.shown: list[str] = []
         self.prompts: list[tuple[str, bool]] = []
+        #: The prompts whose lines are not to go into the history.
+        self.unremembered: list[str] = []
         self.closed = False
         self.closing: Deferred[None] = succeed(None)
 
     def show(self, text: str) -> None:
         self.shown.append(text)
 
-    def set_prompt(self, prompt: str, secret: bool = False) -> None:
+    def set_prompt(self, prompt: str, secret: bool = False, history: bool = True) -> None:
         self.prompts.append((prompt, secret))
+        if not history:
+            self.unremembered.append(prompt)
 
     def close(self) -> Deferred[None]:
         self.closed = True

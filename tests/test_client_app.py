@@ -226,6 +226,81 @@ class ChatClientTests(unittest.TestCase):
         self.assertEqual(self.console.shown[-2:], [message, "Disconnected by the server."])
         self.assertEqual(self.status(), 1)
 
+    def refused_script(self, reply: str) -> None:
+        """A script logs in as columbia, and the server answers C{reply} and asks again."""
+        self.console.interactive = False
+        self.server("Username: ")
+        self.console.app.line_entered("columbia")
+        self.server("Password: ")
+        self.console.app.line_entered("116bway")
+        self.sent()
+        self.server(f"{reply}\r\nUsername: ")
+
+    def test_a_refused_login_ends_a_script_and_exits_one(self) -> None:
+        """
+        The script's next lines were written for a session; sent now they
+        would be taken for a username and a password.
+        """
+        self.refused_script("Invalid username or password.")
+        self.assertEqual(self.console.prompts, [("Username: ", False), ("Password: ", True)])
+        self.assertEqual(
+            self.console.shown,
+            ["Invalid username or password.", "Login refused; the rest of the script is not sent."],
+        )
+        self.console.app.line_entered("whoelse")
+        self.assertEqual(self.sent(), "")
+        self.assertTrue(self.transport.disconnecting)
+        self.close()
+        self.assertEqual(self.console.shown[-1], "Disconnected.")
+        self.assertEqual(self.status(), 1)
+
+    def test_any_refusal_that_asks_for_the_username_again_ends_a_script(self) -> None:
+        self.refused_script("columbia is already logged in; a second session is not allowed.")
+        self.assertEqual(self.client.phase, Phase.LEAVING)
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_a_script_that_ends_before_logging_in_exits_one(self) -> None:
+        self.console.interactive = False
+        self.server("Username: ")
+        self.console.app.line_entered("columbia")
+        self.server("Password: ")
+        self.console.app.input_ended()
+        self.assertEqual(self.console.shown, ["The input ended before logging in."])
+        self.assertTrue(self.transport.disconnecting)
+        self.close()
+        self.assertEqual(self.status(), 1)
+
+    def test_a_person_who_leaves_before_logging_in_exits_zero(self) -> None:
+        self.server("Username: ")
+        self.console.app.input_ended()
+        self.close()
+        self.assertEqual(self.status(), 0)
+
+    def test_a_refused_username_ends_a_script(self) -> None:
+        self.console.interactive = False
+        self.server("Username: ")
+        self.console.app.line_entered("two words")
+        self.server("A username is a single word; please try again.\r\nUsername: ")
+        self.assertEqual(self.console.prompts, [("Username: ", False)])
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_a_person_may_try_again_after_a_refused_login(self) -> None:
+        self.server("Username: ")
+        self.console.app.line_entered("columbia")
+        self.server("Password: ")
+        self.console.app.line_entered("wrong")
+        self.sent()
+        self.server("Invalid username or password.\r\nUsername: ")
+        self.assertEqual(self.console.prompts[-1], ("Username: ", False))
+        self.console.app.line_entered("columbia")
+        self.assertEqual(self.sent(), "columbia\n")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_what_is_typed_to_log_in_is_kept_out_of_the_history(self) -> None:
+        """Up at the command prompt must not bring back the username (nor the password)."""
+        self.log_in()
+        self.assertEqual(self.console.unremembered, ["Username: ", "Password: "])
+
     def test_a_lost_connection_says_so_and_exits_one(self) -> None:
         self.log_in()
         self.close(ConnectionLost)

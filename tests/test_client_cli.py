@@ -10,11 +10,21 @@ import sys
 
 from OpenSSL import SSL
 from twisted.internet import error
+from twisted.internet.defer import Deferred
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from chat.client.cli import Options, parse_arguments, run
-from chat.client.connect import SetupError, Target, describe_failure, endpoint_for, load_trust
+from chat.client.connect import (
+    GREETING_TIMEOUT,
+    SetupError,
+    Target,
+    describe_failure,
+    endpoint_for,
+    load_trust,
+)
+from chat.client.protocol import NoGreeting
 from tests.console_support import stop_while_connecting
 
 TARGET = Target("chat.example.org", 4119)
@@ -74,6 +84,33 @@ class ConnectingTests(unittest.TestCase):
         stderr = stop_while_connecting(self, lambda reactor: run(reactor, options), ("127.0.0.1", 4119))
         self.assertEqual(stderr, "chat.client: gave up connecting to 127.0.0.1:4119\n")
 
+    def test_a_server_that_says_nothing_is_probably_speaking_tls(self) -> None:
+        """
+        Without --tls, a TLS server waits for a handshake and says nothing,
+        where the chat server says "Username: " at once: rather than a blank
+        screen until the connection times out, one line that suggests --tls.
+        """
+        stderr = io.StringIO()
+        self.patch(sys, "stderr", stderr)
+        reactor = MemoryReactorClock()
+        running = Deferred.fromCoroutine(run(reactor, Options(Target("127.0.0.1", 4443))))
+        reactor.advance(0)
+        [(_, _, factory, _, _)] = reactor.tcpClients
+        connection = factory.buildProtocol(None)
+        assert connection is not None
+        transport = StringTransport()
+        connection.makeConnection(transport)
+        reactor.advance(GREETING_TIMEOUT - 0.1)
+        self.assertNoResult(running)
+        reactor.advance(0.1)
+        self.assertEqual(self.failureResultOf(running, SystemExit).value.code, 2)
+        self.assertEqual(
+            stderr.getvalue(),
+            "chat.client: cannot connect to 127.0.0.1:4443: no answer in 5 seconds; "
+            "is the server using TLS on that port? try --tls\n",
+        )
+        self.assertTrue(transport.disconnected)
+
 
 class DescribeFailureTests(unittest.TestCase):
     def test_refused(self) -> None:
@@ -100,6 +137,10 @@ class DescribeFailureTests(unittest.TestCase):
     def test_other_tls_errors_say_what_openssl_said(self) -> None:
         e = SSL.Error([("SSL routines", "", "wrong version number")])
         self.assertIn("TLS handshake failed (wrong version number)", describe_failure(e, TLS))
+
+    def test_silence_suggests_tls(self) -> None:
+        reason = describe_failure(NoGreeting(5), TARGET)
+        self.assertEqual(reason, "no answer in 5 seconds; is the server using TLS on that port? try --tls")
 
     def test_closed_during_the_handshake(self) -> None:
         self.assertIn("during the TLS handshake", describe_failure(error.ConnectionDone(), TLS))

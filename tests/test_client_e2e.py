@@ -119,6 +119,21 @@ class ScriptTests(ClientTestCase):
         self.assertEqual(await client.exit(), 0)
         self.assertEqual(client.text, "Username: \nDisconnected.\n")
 
+    async def test_a_refused_login_ends_the_script_with_status_one(self) -> None:
+        """The lines after a wrong password are not sent as the next username and password."""
+        port = await self.start_server()
+        client = self.spawn("localhost", str(port), stdin=b"columbia\nwrongpw\nwhoelse\nlogout\n")
+        self.assertEqual(await client.exit(), 1)
+        self.assertEqual(
+            client.text,
+            "Username: columbia\n"
+            "Password: \n"
+            "Invalid username or password.\n"
+            "Login refused; the rest of the script is not sent.\n"
+            "Disconnected.\n",
+        )
+        self.assertEqual(client.stderr, b"")
+
     async def test_diagnostics_go_to_the_log_file_not_the_screen(self) -> None:
         port = await self.start_server()
         path = os.path.abspath(self.mktemp())
@@ -185,8 +200,8 @@ class DisconnectTests(ClientTestCase):
         )
 
     async def test_blocked_after_failed_logins(self) -> None:
-        port = await self.start_server()
-        client = self.spawn("localhost", str(port), stdin=b"columbia\nx\n" * 3)
+        port = await self.start_server("--max-attempts", "1")
+        client = self.spawn("localhost", str(port), stdin=b"columbia\nx\nwhoelse\n")
         self.assertEqual(await client.exit(), 1)
         self.assertRegex(
             client.text,
@@ -202,12 +217,18 @@ class DisconnectTests(ClientTestCase):
         self.assertRegex(client.text, "\nDisconnected(:| by).*\n$")
         self.assertNoTraceback(client)
 
-    async def test_a_refused_second_login_asks_again_and_leaves_the_first_alone(self) -> None:
-        """A refused login is not a disconnect: the prompt comes back."""
+    async def test_a_refused_second_login_ends_its_script_and_leaves_the_first_alone(self) -> None:
         client = await self.logged_in()
-        other = self.spawn("localhost", str(self.server.port), stdin=b"columbia\n116bway\n")
-        self.assertEqual(await other.exit(), 0)
-        self.assertIn("columbia is already logged in; a second session is not allowed.\n", other.text)
+        other = self.spawn("localhost", str(self.server.port), stdin=b"columbia\n116bway\nwhoelse\n")
+        self.assertEqual(await other.exit(), 1)
+        self.assertTrue(
+            other.text.endswith(
+                "columbia is already logged in; a second session is not allowed.\n"
+                "Login refused; the rest of the script is not sent.\n"
+                "Disconnected.\n"
+            ),
+            other.text,
+        )
         client.transport.closeStdin()
         self.assertEqual(await client.exit(), 0)
 
@@ -298,7 +319,7 @@ def make_certificate(directory: str, name: str = "localhost") -> tuple[str, str]
 
     key = ec.generate_private_key(ec.SECP256R1())
     subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
+    now = datetime.datetime.now(datetime.timezone.utc)
     certificate = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -360,6 +381,13 @@ class TLSTests(ClientTestCase):
         client = self.spawn("--tls", "--insecure", "127.0.0.1", str(port), stdin=self.script)
         self.assertEqual(await client.exit(), 0)
         self.assertIn("Welcome to chat, columbia!", client.text)
+
+    async def test_plain_tcp_to_a_tls_server_suggests_tls(self) -> None:
+        """The TLS server waits for a handshake, the client for its greeting: not for long."""
+        port = await self.start_tls_server()
+        client = self.spawn("localhost", str(port), stdin=self.script)
+        await client.exit()
+        self.assertOneLineError(client, f"cannot connect to localhost:{port}: no answer", "try --tls")
 
     async def test_tls_to_a_plain_server_fails_cleanly(self) -> None:
         port = await self.start_server()

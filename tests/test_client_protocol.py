@@ -12,7 +12,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from chat.client.protocol import ChatClientProtocol, IServerListener, Prompt, PromptKind
+from chat.client.protocol import ChatClientProtocol, IServerListener, NoGreeting, Prompt, PromptKind
 
 
 @implementer(IServerListener)
@@ -142,10 +142,50 @@ class ChatClientProtocolTests(unittest.TestCase):
 
 
 class ReadyTests(unittest.TestCase):
-    def test_tcp_is_ready_once_connected(self) -> None:
+    def test_tcp_is_ready_once_the_server_says_something(self) -> None:
         protocol = ChatClientProtocol(Clock())
         protocol.makeConnection(StringTransport())
+        self.assertNoResult(protocol.ready)
+        protocol.dataReceived(b"Username: ")
         self.assertIs(self.successResultOf(protocol.ready), protocol)
+        listener = Events()
+        protocol.start(listener)
+        self.assertEqual(listener.events, [("prompt", "Username: ")])
+
+    def test_a_silent_tcp_server_is_dropped_and_fails_ready(self) -> None:
+        """The chat server greets at once; one that says nothing is waiting for TLS."""
+        clock = Clock()
+        protocol = ChatClientProtocol(clock, greeting_timeout=5)
+        transport = StringTransport()
+        protocol.makeConnection(transport)
+        clock.advance(4.9)
+        self.assertNoResult(protocol.ready)
+        clock.advance(0.1)
+        self.assertEqual(self.failureResultOf(protocol.ready, NoGreeting).value.seconds, 5)
+        self.assertTrue(transport.disconnected)
+        protocol.connectionLost(Failure(ConnectionLost()))
+
+    def test_a_greeting_in_time_stops_the_wait(self) -> None:
+        clock = Clock()
+        protocol = ChatClientProtocol(clock, greeting_timeout=5)
+        protocol.makeConnection(StringTransport())
+        protocol.dataReceived(b"User")
+        self.successResultOf(protocol.ready)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_a_close_before_the_greeting_fails_ready(self) -> None:
+        clock = Clock()
+        protocol = ChatClientProtocol(clock, greeting_timeout=5)
+        protocol.makeConnection(StringTransport())
+        protocol.connectionLost(Failure(ConnectionDone()))
+        self.failureResultOf(protocol.ready, ConnectionDone)
+        self.assertEqual(clock.getDelayedCalls(), [])
+
+    def test_tls_waits_for_the_handshake_not_for_words(self) -> None:
+        clock = Clock()
+        protocol = ChatClientProtocol(clock, tls=True, greeting_timeout=5)
+        protocol.makeConnection(StringTransport())
+        self.assertEqual(clock.getDelayedCalls(), [])
 
     def test_tls_is_ready_after_the_handshake(self) -> None:
         protocol = ChatClientProtocol(Clock(), tls=True)

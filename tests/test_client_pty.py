@@ -84,6 +84,22 @@ class PtyTests(unittest.TestCase):
         client.type(BACKSPACE * 3 + b"two\r")
         await seas.expect(r"columbia \(private\): two\r\n", timeout=TIMEOUT)
 
+    async def test_a_person_may_try_again_after_a_wrong_password(self) -> None:
+        _, client = await self.start()
+        await client.at_prompt("Username: ")
+        client.type(b"columbia\r")
+        await client.at_prompt("Password: ")
+        client.type(b"wrong\r")
+        screen = await client.at_prompt("Username: ")
+        self.assertIn("Invalid username or password.", screen.lines())
+        await self.log_in(client)
+
+    async def test_up_does_not_bring_back_the_username(self) -> None:
+        _, client = await self.start()
+        await self.log_in(client)
+        client.type(UP + b"x")
+        await client.at_prompt("Command: x")
+
     async def test_ctrl_d_logs_out_and_gives_the_terminal_back(self) -> None:
         _, client = await self.start()
         await self.log_in(client)

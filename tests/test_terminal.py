@@ -175,6 +175,7 @@ class TerminalConsoleTests(unittest.TestCase):
 
     def test_provides_the_console_interface(self) -> None:
         self.assertTrue(verifyObject(IConsole, self.console))
+        self.assertTrue(self.console.interactive)
 
     def test_typed_text_is_shown_after_the_prompt(self) -> None:
         self.console.set_prompt("Command: ")
@@ -243,17 +244,27 @@ class TerminalConsoleTests(unittest.TestCase):
         self.assertEqual(self.app.lines[-1], "whoelse")
 
     def test_history_keeps_no_secret_and_no_blank_lines(self) -> None:
-        self.console.set_prompt("Username: ")
-        self.type(b"columbia\r")
+        self.console.set_prompt("Command: ")
+        self.type(b"whoelse\r")
         self.console.set_prompt("Password: ", secret=True)
         self.type(b"116bway\r")
         self.console.set_prompt("Command: ")
         self.type(b"   \r")
         self.console.set_prompt("Command: ")
         self.type(UP)
-        self.assertEqual(self.screen().cursor_row, "Command: columbia")
+        self.assertEqual(self.screen().cursor_row, "Command: whoelse")
         self.type(UP)
-        self.assertEqual(self.screen().cursor_row, "Command: columbia")
+        self.assertEqual(self.screen().cursor_row, "Command: whoelse")
+
+    def test_a_line_asked_for_without_history_is_shown_but_not_kept(self) -> None:
+        """What is typed to log in is no command to repeat at a later prompt."""
+        self.console.set_prompt("Username: ", history=False)
+        self.type(b"columbia\r")
+        self.assertEqual(self.app.lines, ["columbia"])
+        self.assertEqual(self.screen().lines(), ["Username: columbia"])
+        self.console.set_prompt("Command: ")
+        self.type(UP, b"x")
+        self.assertEqual(self.screen().cursor_row, "Command: x")
 
     def test_secret_prompt_shows_nothing_typed(self) -> None:
         self.console.set_prompt("Password: ", secret=True)
@@ -534,6 +545,7 @@ class OpenConsoleTests(unittest.TestCase):
         app = Recorder()
         console = open_console(app, reactor, stdin, stdout)
         self.assertIsInstance(console, PlainConsole)
+        self.assertFalse(console.interactive)
         self.assertTrue(_nonblocking(stdin))
         os.write(feed, b"hello\n")
         entered: defer.Deferred[None] = defer.Deferred()
@@ -569,6 +581,7 @@ class OpenConsoleTests(unittest.TestCase):
         before = termios.tcgetattr(slave)
         console = open_console(Recorder(), reactor, slave, stdout)
         self.assertIsInstance(console, PlainConsole)
+        self.assertTrue(console.interactive)
         self.assertEqual(termios.tcgetattr(slave), before)
         console.set_prompt("Password: ", secret=True)
         self.assertFalse(termios.tcgetattr(slave)[3] & termios.ECHO)

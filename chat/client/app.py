@@ -12,11 +12,21 @@ records it like any other logout:
     LOGGING_IN --(Command: prompt)--> CHATTING
         |                               |
         +---(logout, \\quit, Ctrl+C, Ctrl+D, end of input)---> LEAVING
+        |                                                         |
+        +---(Username: asked again, in a script)---------------> LEAVING
                                                                   |
     (connection closed, from any state) -----------------------> CLOSED
 
+A script (input that is not typed by a person) cannot read the server's
+answers: once the server asks for the username again, the login was refused
+(a wrong password, a second session, a busy server), and the lines that
+follow were meant for a session that does not exist, the next of them
+perhaps a password that would go out as a username.  So the client closes
+instead of sending them.  A person at a terminal just tries again.
+
 The exit status says how it ended: 0 after the user left, 1 when the server
-closed the connection or it was lost.
+closed the connection or it was lost, refused a script's login, or a
+script ended before logging in.
 """
 
 from __future__ import annotations
@@ -36,6 +46,9 @@ from chat.client.protocol import ChatClientProtocol, IServerListener, Prompt, Pr
 from chat.terminal import IConsole, IConsoleApp
 
 QUIT = "\\quit"
+
+#: What is typed at these prompts is how to log in: never in the history.
+_LOGIN = (PromptKind.USERNAME, PromptKind.PASSWORD)
 
 
 class Phase(enum.Enum):
@@ -72,6 +85,11 @@ class ChatClient:
         self.prompt: Prompt | None = None
         self.finished: Deferred[int] = Deferred()
         self._goodbye: IDelayedCall | None = None
+        #: A line went to the server at a login prompt: a Username: prompt
+        #: now means that it was refused.
+        self._tried_login = False
+        #: The exit status once the connection closes while LEAVING.
+        self._leaving_status = LEFT
         self.console = open_console(self)
 
     def start(self) -> None:
@@ -89,10 +107,14 @@ class ChatClient:
         if self.phase is Phase.LEAVING:
             self._leave_at(prompt)
             return
-        if self.phase is Phase.LOGGING_IN and prompt.kind is PromptKind.COMMAND:
-            self.phase = Phase.CHATTING
+        if self.phase is Phase.LOGGING_IN:
+            if prompt.kind is PromptKind.COMMAND:
+                self.phase = Phase.CHATTING
+            elif prompt.kind is PromptKind.USERNAME and self._tried_login and not self.console.interactive:
+                self._refused(prompt)
+                return
         self.prompt = prompt
-        self.console.set_prompt(prompt.text, secret=prompt.secret)
+        self.console.set_prompt(prompt.text, secret=prompt.secret, history=prompt.kind not in _LOGIN)
 
     def connection_lost(self, reason: Failure) -> None:
         if self.phase is Phase.CLOSED:
@@ -100,7 +122,7 @@ class ChatClient:
         if self._goodbye is not None and self._goodbye.active():
             self._goodbye.cancel()
         if self.phase is Phase.LEAVING:
-            status, message = LEFT, "Disconnected."
+            status, message = self._leaving_status, "Disconnected."
         elif reason.check(ConnectionDone):
             status, message = DISCONNECTED, "Disconnected by the server."
         else:
@@ -122,6 +144,8 @@ class ChatClient:
             self._leave(prompt)
         else:
             self.connection.send_line(line)
+            if prompt is not None and prompt.kind in _LOGIN:
+                self._tried_login = True
 
     def interrupted(self) -> None:
         if self.phase is Phase.LEAVING:
@@ -133,10 +157,20 @@ class ChatClient:
 
     def input_ended(self) -> None:
         if self.phase not in (Phase.LEAVING, Phase.CLOSED):
+            if self.phase is Phase.LOGGING_IN and not self.console.interactive:
+                # A script that ran out before logging in did not do its job.
+                self.console.show("The input ended before logging in.")
+                self._leaving_status = DISCONNECTED
             prompt, self.prompt = self.prompt, None
             self._leave(prompt)
 
     # --- leaving ----------------------------------------------------------------
+
+    def _refused(self, prompt: Prompt) -> None:
+        """A script's login was refused: send nothing more, and fail."""
+        self.console.show("Login refused; the rest of the script is not sent.")
+        self._leaving_status = DISCONNECTED
+        self._leave(prompt)
 
     def _leave(self, prompt: Prompt | None) -> None:
         """

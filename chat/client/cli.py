@@ -2,9 +2,9 @@
 The command line of the terminal client, C{python -m chat.client HOST PORT}.
 
 Every way this can fail before the session starts (bad arguments, an
-unreadable --cafile, a server that cannot be reached or cannot be trusted)
-ends with one line on stderr and exit status 2; see L{chat.client.app} for
-the statuses after that.
+unreadable --cafile, a server that cannot be reached or cannot be trusted, or
+that says nothing because it expects TLS) ends with one line on stderr and
+exit status 2; see L{chat.client.app} for the statuses after that.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ examples:
 
 'logout' or '\\quit' at the Command: prompt leaves.
 exit status: 0 after logging out, 1 if the server closed the connection or it
-was lost, 2 if the client could not connect.
+was lost, or refused a script's login, 2 if the client could not connect.
 """
 
 

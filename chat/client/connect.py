@@ -23,10 +23,14 @@ from twisted.internet.ssl import (
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.client.protocol import ChatClientProtocol
+from chat.client.protocol import ChatClientProtocol, NoGreeting
 
 #: Seconds to wait for the TCP connection.
 CONNECT_TIMEOUT = 30
+#: Seconds a server reached over TCP (not TLS) has to say its first words.
+#: The chat server says C{Username: } as soon as it accepts; one that says
+#: nothing is most likely waiting for a TLS handshake that will never come.
+GREETING_TIMEOUT = 5.0
 
 
 class SetupError(Exception):
@@ -102,11 +106,15 @@ def endpoint_for(reactor: Any, target: Target) -> IStreamClientEndpoint:
 
 async def connect(reactor: Any, target: Target) -> ChatClientProtocol:
     """
-    Connect, and over TLS finish the handshake, so that every reason not to
-    go on -- refused, unknown host, untrusted certificate -- fails here.
+    Connect, and over TLS finish the handshake, over TCP wait for the
+    server's first words, so that every reason not to go on -- refused,
+    unknown host, untrusted certificate, a server that speaks TLS (it says
+    nothing) -- fails here.
     """
     endpoint = endpoint_for(reactor, target)
-    factory = Factory.forProtocol(lambda: ChatClientProtocol(reactor, tls=target.tls))
+    factory = Factory.forProtocol(
+        lambda: ChatClientProtocol(reactor, tls=target.tls, greeting_timeout=GREETING_TIMEOUT)
+    )
     protocol = await endpoint.connect(factory)
     assert isinstance(protocol, ChatClientProtocol)
     return await protocol.ready
@@ -129,6 +137,8 @@ def describe_failure(reason: Failure | BaseException, target: Target) -> str:
         return "connection refused (is the server running, and on that port?)"
     if isinstance(e, error.TimeoutError):
         return "no answer (timed out)"
+    if isinstance(e, NoGreeting):
+        return f"no answer in {e.seconds:g} seconds; is the server using TLS on that port? try --tls"
     if isinstance(e, SSL.Error):
         reasons = _tls_reasons(e)
         if any("certificate verify failed" in r for r in reasons):

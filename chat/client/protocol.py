@@ -66,6 +66,17 @@ class IServerListener(Interface):
         """The connection is closed; C{reason} says whether cleanly."""
 
 
+class NoGreeting(Exception):
+    """
+    The server took the TCP connection but said nothing: the chat server
+    greets at once, so this one is probably waiting for a TLS handshake.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"the server said nothing in {seconds:g} seconds")
+        self.seconds = seconds
+
+
 class _State(enum.Enum):
     CONNECTING = "connecting"
     HANDSHAKING = "handshaking"
@@ -78,11 +89,16 @@ class ChatClientProtocol(Protocol):
     """
     One connection to the chat server.
 
-    C{ready} fires with the protocol once the connection can be used: at
-    once over TCP, after the handshake over TLS (so that a certificate the
-    client refuses is reported as a failure to connect, not as a session
-    that ends before it begins).  If the connection is lost first, C{ready}
-    fails with the reason.
+    C{ready} fires with the protocol once the connection can be used: over
+    TCP once the server has said something (it greets every connection
+    with C{Username: } at once), over TLS after the handshake.  So a
+    certificate the client refuses, or a server that speaks TLS to a client
+    that does not, is reported as a failure to connect, not as a session
+    that ends before it begins.  If the connection is lost first, C{ready}
+    fails with the reason; if a server reached over TCP says nothing for
+    C{greeting_timeout} seconds, the connection is dropped and C{ready}
+    fails with L{NoGreeting}.  (Without a C{greeting_timeout} it waits as
+    long as the server does.)
 
     Until L{start} names a listener, what arrives is kept.
     """
@@ -91,9 +107,10 @@ class ChatClientProtocol(Protocol):
     #: rest of its line before it is taken for a prompt.
     prompt_grace = 1.0
 
-    def __init__(self, clock: IReactorTime, tls: bool = False) -> None:
+    def __init__(self, clock: IReactorTime, tls: bool = False, greeting_timeout: float | None = None) -> None:
         self.clock = clock
         self.tls = tls
+        self.greeting_timeout = greeting_timeout
         self.ready: Deferred[ChatClientProtocol] = Deferred()
         self._state = _State.CONNECTING
         self._listener: IServerListener | None = None
@@ -105,6 +122,8 @@ class ChatClientProtocol(Protocol):
         #: the prompt's line.
         self._after_prompt = False
         self._grace: IDelayedCall | None = None
+        #: Gives up on a server reached over TCP that has not said a word.
+        self._silence: IDelayedCall | None = None
 
     # --- the client's requests --------------------------------------------------
 
@@ -138,7 +157,8 @@ class ChatClientProtocol(Protocol):
             self._state = _State.HANDSHAKING
         else:
             self._state = _State.OPEN
-            self.ready.callback(self)
+            if self.greeting_timeout is not None:
+                self._silence = self.clock.callLater(self.greeting_timeout, self._silent)
 
     def handshakeCompleted(self) -> None:
         if self._state is _State.HANDSHAKING:
@@ -150,17 +170,34 @@ class ChatClientProtocol(Protocol):
             self._early.append(data)
         else:
             self._parse(data)
+        if self._state is _State.OPEN and not self.ready.called:
+            # The server's first words, over TCP: kept for the listener.
+            self._stop_waiting()
+            self.ready.callback(self)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        state, self._state = self._state, _State.CLOSED
+        self._state = _State.CLOSED
         if self._grace is not None and self._grace.active():
             self._grace.cancel()
-        if state is not _State.OPEN:
-            self.ready.errback(reason)
-        elif self._listener is None:
-            self._lost = reason
-        else:
+        self._stop_waiting()
+        if self._listener is not None:
             self._finish(reason)
+        elif not self.ready.called:
+            self.ready.errback(reason)
+        else:
+            self._lost = reason
+
+    def _silent(self) -> None:
+        self._silence = None
+        self.abort()
+        if not self.ready.called:
+            assert self.greeting_timeout is not None
+            self.ready.errback(NoGreeting(self.greeting_timeout))
+
+    def _stop_waiting(self) -> None:
+        if self._silence is not None and self._silence.active():
+            self._silence.cancel()
+        self._silence = None
 
     # --- parsing ----------------------------------------------------------------
 

@@ -25,8 +25,8 @@ from chat.server.backends.memory import MemoryStore
 from chat.server.edges.tcp import ChatFactory, ChatProtocol
 from chat.server.events import Delivery, StoredMessage
 from chat.server.interfaces import IStore, Snapshot
-from chat.server.service import ChatRealm, ChatService
 from chat.server.limits import ConnectionCount
+from chat.server.service import ChatRealm, ChatService
 from chat.server.session import ServerContext, Settings
 
 PASSWORDS = {

@@ -380,12 +380,17 @@ class SQLiteStore:
             return succeed([])
 
         def select(conn: sqlite3.Connection) -> list[Delivery]:
+            # Two range scans of the (owner, seq) index, newest first, merged.
             rows = conn.execute(
-                "SELECT message_id, sender, kind, text, sent_at, recipients FROM history"
-                " WHERE owner IN (?, ?) ORDER BY seq DESC LIMIT ?",
-                (name, PUBLIC, count),
+                "SELECT * FROM (SELECT seq, message_id, sender, kind, text, sent_at, recipients"
+                " FROM history WHERE owner = ? ORDER BY seq DESC LIMIT ?)"
+                " UNION ALL"
+                " SELECT * FROM (SELECT seq, message_id, sender, kind, text, sent_at, recipients"
+                " FROM history WHERE owner = ? ORDER BY seq DESC LIMIT ?)"
+                " ORDER BY seq DESC LIMIT ?",
+                (name, count, PUBLIC, count, count),
             ).fetchall()
-            return [_row_delivery(*row) for row in reversed(rows)]
+            return [_row_delivery(*row[1:]) for row in reversed(rows)]
 
         return self._submit(select)
 

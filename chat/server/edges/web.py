@@ -35,7 +35,7 @@ from twisted.web.server import NOT_DONE_YET, Request
 from wsproto import ConnectionType
 from wsproto.events import AcceptConnection, BytesMessage, TextMessage
 from wsproto.handshake import H11Handshake
-from wsproto.utilities import RemoteProtocolError
+from wsproto.utilities import LocalProtocolError, RemoteProtocolError
 from zope.interface import implementer
 
 from chat import __version__
@@ -232,7 +232,11 @@ class ChatWebSocket:
         if self._closing:
             return
         self._closing = True
-        self.wire.loseConnection(1000)
+        try:
+            self.wire.loseConnection(1000)
+        except LocalProtocolError:
+            # The peer closed first; its close was answered already.
+            self.transport.loseConnection()
         if self._abort_call is None:
             self._abort_call = self.context.clock.callLater(
                 self.close_timeout, self.transport.abortConnection
@@ -264,6 +268,8 @@ class ChatWebSocket:
             self.transport.write(data)
 
     def _ping(self) -> None:
+        if self._closing:
+            return
         if self._awaiting_pong:
             log.info("{host} stopped answering pings; disconnected", host=self.peer_host)
             self._closing = True

@@ -10,6 +10,7 @@ scanning every user.  L{MemoryStore} keeps nothing across a restart
 from __future__ import annotations
 
 import heapq
+import itertools
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 
@@ -82,7 +83,10 @@ class MemoryStore:
 
     def __init__(self, history: int = 200) -> None:
         self._history_limit = history
-        self._history: dict[str, deque[Delivery]] = {}
+        #: Each owner's last messages, with a sequence number that keeps the
+        #: order they were saved in when their times are equal.
+        self._history: dict[str, deque[tuple[int, Delivery]]] = {}
+        self._saved = itertools.count()
         self._messages: dict[int, StoredMessage] = {}
         self._next_id = 1
         self._seen: dict[str, float] = {}
@@ -116,11 +120,12 @@ class MemoryStore:
     def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
         if self._history_limit:
             for delivery, owners in entries:
+                seq = next(self._saved)
                 for owner in owners:
                     kept = self._history.get(owner)
                     if kept is None:
                         kept = self._history[owner] = deque(maxlen=self._history_limit)
-                    kept.append(delivery)
+                    kept.append((seq, delivery))
         return succeed(None)
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
@@ -129,8 +134,8 @@ class MemoryStore:
             return succeed([])
         own = self._history.get(name, ())
         public = self._history.get(PUBLIC, ())
-        merged = list(heapq.merge(own, public, key=lambda d: d.sent_at))
-        return succeed(merged[-count:])
+        merged = list(heapq.merge(own, public))
+        return succeed([delivery for _, delivery in merged[-count:]])
 
     def close(self) -> Deferred[None]:
         return succeed(None)

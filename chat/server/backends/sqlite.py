@@ -100,12 +100,17 @@ _MIGRATIONS: tuple[str, ...] = (
 SCHEMA_VERSION = len(_MIGRATIONS)
 
 
-def _migrate(conn: sqlite3.Connection) -> None:
+def _check_version(conn: sqlite3.Connection) -> None:
+    """Refuse a database from a newer server before changing anything in it."""
     version = conn.execute("PRAGMA user_version").fetchone()[0]
     if version > SCHEMA_VERSION:
         raise StoreError(
             f"the database has schema version {version}, newer than this server's {SCHEMA_VERSION}"
         )
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
     # Version 0 is a new database or the first release's: step 1 for both.
     for number in range(version + 1 if version else 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
@@ -168,10 +173,15 @@ class SQLiteStore:
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         # check_same_thread=False: opened here, then used only by the writer thread.
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
-        conn.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before the sender is told "stored".
-        conn.execute("PRAGMA synchronous=FULL")
-        _migrate(conn)
+        try:
+            _check_version(conn)
+            conn.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before the sender is told "stored".
+            conn.execute("PRAGMA synchronous=FULL")
+            _migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
         return conn
 
     def _load(self) -> Snapshot:
@@ -355,7 +365,7 @@ class SQLiteStore:
         prune: list[str] = []
         for owner, *_ in rows:
             count = counts[owner] = counts.get(owner, 0) + 1
-            if count == limit + spare:
+            if count >= limit + spare:
                 prune.append(owner)
                 counts[owner] = limit
 

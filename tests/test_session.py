@@ -6,6 +6,7 @@ StringTransports, with a task.Clock for every timer.
 from __future__ import annotations
 
 import re
+from datetime import datetime, timezone
 
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
@@ -834,3 +835,184 @@ class BroadcastTimingTests(unittest.TestCase):
         seas.session.receive = writes.append
         columbia.protocol.dataReceived(b"broadcast message one\r\nbroadcast message two\r\n")
         self.assertEqual(writes, [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\n"])
+
+
+def stamped(when: float, line: str) -> str:
+    """A history line as the text edge shows it: the UTC time of the message, then the message."""
+    return datetime.fromtimestamp(when, timezone.utc).strftime("[%Y-%m-%d %H:%M:%S UTC] ") + line
+
+
+HISTORY_USAGE = "Usage: history [N]   (your last N messages, 20 if not given)"
+
+
+class HistoryTests(unittest.TestCase):
+    """The C{history} command, as a user of the text edge reads it."""
+
+    def setUp(self) -> None:
+        self.server = Harness()
+        self.clock = self.server.clock
+
+    def command(self, conn: Connection, line: str) -> str:
+        """Send C{line}; give the answer without its prompt, and check the prompt came."""
+        conn.read()
+        conn.send(line)
+        text = conn.read()
+        self.assertTrue(text.endswith("Command: "), text)
+        return text[: -len("Command: ")]
+
+    def exchange(self) -> tuple[Connection, Connection, float, float]:
+        """columbia and seas exchange a private message each, a minute apart."""
+        columbia = self.server.login("columbia")
+        seas = self.server.login("seas")
+        first = self.clock.seconds()
+        self.command(columbia, "message seas hi seas")
+        self.clock.advance(61)
+        second = self.clock.seconds()
+        self.command(seas, "message columbia hi columbia")
+        return columbia, seas, first, second
+
+    def test_the_time_is_shown_in_utc_to_the_second(self) -> None:
+        """Pins the format itself, which the other tests compute."""
+        columbia = self.server.login("columbia")
+        self.server.login("seas")
+        self.command(columbia, "message seas then")
+        self.assertEqual(
+            self.command(columbia, "history"),
+            "Your last 1 message:\r\n[2023-11-14 22:13:20 UTC] columbia to seas (private): then\r\n",
+        )
+
+    def test_history_shows_sent_and_received_private_messages_oldest_first(self) -> None:
+        columbia, seas, first, second = self.exchange()
+        self.assertEqual(
+            self.command(columbia, "history"),
+            "Your last 2 messages:\r\n"
+            + stamped(first, "columbia to seas (private): hi seas\r\n")
+            + stamped(second, "seas (private): hi columbia\r\n"),
+        )
+        self.assertEqual(
+            self.command(seas, "history"),
+            "Your last 2 messages:\r\n"
+            + stamped(first, "columbia (private): hi seas\r\n")
+            + stamped(second, "seas to columbia (private): hi columbia\r\n"),
+        )
+
+    def test_history_1_shows_only_the_last_message(self) -> None:
+        columbia, _, _, second = self.exchange()
+        self.assertEqual(
+            self.command(columbia, "history 1"),
+            "Your last 1 message:\r\n" + stamped(second, "seas (private): hi columbia\r\n"),
+        )
+
+    def test_history_without_a_number_shows_the_last_20(self) -> None:
+        columbia = self.server.login("columbia")
+        self.server.login("seas")
+        times = []
+        for i in range(25):
+            self.clock.advance(1)
+            times.append(self.clock.seconds())
+            self.command(columbia, f"message seas number {i}")
+        expected = "".join(
+            stamped(times[i], f"columbia to seas (private): number {i}\r\n") for i in range(5, 25)
+        )
+        self.assertEqual(self.command(columbia, "history"), "Your last 20 messages:\r\n" + expected)
+
+    def test_a_message_to_someone_offline_is_in_both_histories(self) -> None:
+        columbia = self.server.login("columbia")
+        sent = self.clock.seconds()
+        self.command(columbia, "broadcast user seas google message kept")
+        seas = self.server.login("seas")
+        self.assertEqual(
+            self.command(columbia, "history"),
+            "Your last 1 message:\r\n" + stamped(sent, "columbia to seas, google (broadcast): kept\r\n"),
+        )
+        self.assertEqual(
+            self.command(seas, "history"),
+            "Your last 1 message:\r\n" + stamped(sent, "columbia (broadcast): kept\r\n"),
+        )
+
+    def test_a_bad_count_gets_the_usage_and_nothing_else(self) -> None:
+        columbia, _, _, _ = self.exchange()
+        for line, problem in [
+            ("history 0", "'0' is not a number of messages (1 or more)"),
+            ("history x", "'x' is not a number of messages (1 or more)"),
+            ("history -1", "'-1' is not a number of messages (1 or more)"),
+            ("history 1 2", "history takes one number"),
+        ]:
+            self.assertEqual(self.command(columbia, line), f"{problem}. {HISTORY_USAGE}\r\n", line)
+
+    def test_a_user_with_no_messages_is_told_so(self) -> None:
+        columbia = self.server.login("columbia")
+        self.assertEqual(self.command(columbia, "history"), "No messages yet.\r\n")
+
+    def test_others_private_messages_are_not_in_a_third_users_history(self) -> None:
+        self.exchange()
+        google = self.server.login("google")
+        self.assertEqual(self.command(google, "history"), "No messages yet.\r\n")
+
+    def test_a_broadcast_to_everyone_is_in_a_third_users_history(self) -> None:
+        """
+        Broadcasts are the room's scrollback: even a user who logs in after
+        one, and took no part in the talk around it, reads it, in its place.
+        """
+        columbia, _, first, second = self.exchange()
+        self.clock.advance(5)
+        shouted = self.clock.seconds()
+        self.command(columbia, "broadcast message hello all")
+        google = self.server.login("google")
+        self.assertEqual(
+            self.command(google, "history"),
+            "Your last 1 message:\r\n" + stamped(shouted, "columbia (broadcast): hello all\r\n"),
+        )
+        self.assertEqual(
+            self.command(columbia, "history"),
+            "Your last 3 messages:\r\n"
+            + stamped(first, "columbia to seas (private): hi seas\r\n")
+            + stamped(second, "seas (private): hi columbia\r\n")
+            + stamped(shouted, "columbia (broadcast): hello all\r\n"),
+        )
+
+    def test_a_history_asked_in_the_same_read_as_a_broadcast_includes_it(self) -> None:
+        """The broadcast is still waiting for the end of the read when history is asked."""
+        columbia = self.server.login("columbia")
+        columbia.read()
+        columbia.send("broadcast message early", "history")
+        text = columbia.read()
+        self.assertIn(
+            "Your last 1 message:\r\n" + stamped(self.clock.seconds(), "columbia (broadcast): early\r\n"),
+            text,
+        )
+
+    def test_the_answer_waits_for_a_slow_store_and_input_is_held_meanwhile(self) -> None:
+        store = HeldStore()
+        server = Harness(store=store)
+        columbia = server.login("columbia")
+        seas = server.login("seas")
+        sent = server.clock.seconds()
+        columbia.send("message seas hello")
+        self.assertEqual(columbia.read(), "Sent to seas.\r\nCommand: ")
+        columbia.send("history", "whoelse")
+        self.assertEqual(columbia.read(), "")
+        self.assertEqual(len(store.waiting), 1, "only the history is asked of the store")
+        store.release()
+        self.assertEqual(
+            columbia.read(),
+            "Your last 1 message:\r\n"
+            + stamped(sent, "columbia to seas (private): hello\r\n")
+            + "Command: Online now (1):\r\n  seas\r\nCommand: ",
+        )
+        self.assertEqual(seas.read(), "\r\ncolumbia (private): hello\r\n")
+
+    def test_a_store_that_cannot_load_the_history_says_so_and_the_session_goes_on(self) -> None:
+        store = HeldStore()
+        server = Harness(store=store)
+        columbia = server.login("columbia")
+        columbia.read()
+        store.broken = True
+        columbia.send("history", "whoelse")
+        store.release()
+        self.assertEqual(
+            columbia.read(),
+            "Your history could not be loaded now; please try again.\r\n"
+            "Command: Nobody else is online.\r\nCommand: ",
+        )
+        self.flushLoggedErrors(OSError)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+from contextlib import closing
 from typing import Any
 
 from twisted.internet import reactor as _reactor
@@ -14,9 +15,9 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from chat.server.backends.memory import MemoryStore
-from chat.server.backends.sqlite import SQLiteStore
-from chat.server.events import Delivery, Kind
-from chat.server.interfaces import IStore, StoreError
+from chat.server.backends.sqlite import SCHEMA_VERSION, SQLiteStore
+from chat.server.events import Delivery, Kind, StoredMessage
+from chat.server.interfaces import PUBLIC, IStore, StoreError
 
 # The global reactor, typed loosely: it provides every interface used here.
 reactor: Any = _reactor
@@ -26,12 +27,40 @@ def hello(sender: str = "columbia", text: str = "hello", at: float = 1000.0) -> 
     return Delivery(sender, text, Kind.PRIVATE, at)
 
 
+def private(sender: str, recipient: str, text: str, at: float) -> tuple[Delivery, tuple[str, ...]]:
+    """A private message as the service keeps it: in its sender's and its recipient's history."""
+    return Delivery(sender, text, Kind.PRIVATE, at, f"id-{text}", (recipient,)), (sender, recipient)
+
+
+def everyone(sender: str, text: str, at: float) -> tuple[Delivery, tuple[str, ...]]:
+    """A broadcast to everyone as the service keeps it: once, in the public history."""
+    return Delivery(sender, text, Kind.BROADCAST, at, f"id-{text}"), (PUBLIC,)
+
+
+def spare_rows(limit: int) -> int:
+    """How many rows past its limit SQLite lets an owner's history reach before pruning it."""
+    return max(16, limit // 4)
+
+
+def rows_per_owner(path: str) -> dict[str, int]:
+    """The history rows of each owner, as another connection to the file sees them."""
+    with closing(sqlite3.connect(path)) as conn:
+        return dict(conn.execute("SELECT owner, count(*) FROM history GROUP BY owner").fetchall())
+
+
+def user_version(path: str) -> int:
+    with closing(sqlite3.connect(path)) as conn:
+        version: int = conn.execute("PRAGMA user_version").fetchone()[0]
+        return version
+
+
 class StoreContract:
     """Tests every IStore must pass; mixed into a TestCase per backend."""
 
     store: Any
 
-    def make_store(self) -> Any:
+    def make_store(self, history: int = 200) -> Any:
+        """A new, empty store keeping at most C{history} messages per owner."""
         raise NotImplementedError
 
     def setUp(self) -> None:
@@ -88,10 +117,116 @@ class StoreContract:
         [m] = await self.store.offline_for("seas")
         self.assertEqual(m.delivery.text, "héllo ☃ 你好")  # type: ignore[attr-defined]
 
+    # --- history ---------------------------------------------------------------
+
+    async def test_a_private_message_is_in_the_history_of_its_sender_and_its_recipient(self) -> None:
+        """Every field comes back as it was: the renderer needs C{to} and the time, clients the id."""
+        sent = Delivery("columbia", "héllo ☃", Kind.PRIVATE, 1234.25, "m-1", ("seas",))
+        await self.store.save_history([(sent, ("columbia", "seas"))])
+        self.assertEqual(await self.store.history_for("columbia", 20), [sent])  # type: ignore[attr-defined]
+        self.assertEqual(await self.store.history_for("seas", 20), [sent])  # type: ignore[attr-defined]
+
+    async def test_a_broadcast_to_named_users_keeps_every_recipient(self) -> None:
+        sent = Delivery("columbia", "to both", Kind.BROADCAST, 10.5, "m-2", ("seas", "google"))
+        await self.store.save_history([(sent, ("columbia", "seas", "google"))])
+        for name in ("columbia", "seas", "google"):
+            self.assertEqual(await self.store.history_for(name, 20), [sent])  # type: ignore[attr-defined]
+
+    async def test_a_broadcast_to_everyone_is_in_every_history_in_time_order(self) -> None:
+        """
+        A broadcast is kept once, publicly, yet each user reads it among their
+        own messages where it happened, and a user with no messages of their
+        own (or who was not even online) reads it too.
+        """
+        first = private("columbia", "seas", "one", 1.0)
+        shout = everyone("google", "two", 2.0)
+        last = private("seas", "columbia", "three", 3.0)
+        for entry in (first, shout, last):
+            await self.store.save_history([entry])
+        expected = [first[0], shout[0], last[0]]
+        self.assertEqual(await self.store.history_for("columbia", 20), expected)  # type: ignore[attr-defined]
+        self.assertEqual(await self.store.history_for("seas", 20), expected)  # type: ignore[attr-defined]
+        self.assertEqual(await self.store.history_for("google", 20), [shout[0]])  # type: ignore[attr-defined]
+        self.assertEqual(await self.store.history_for("facebook", 20), [shout[0]])  # type: ignore[attr-defined]
+
+    async def test_entries_saved_together_keep_their_order(self) -> None:
+        """The service keeps a whole flush of broadcasts in one call."""
+        entries = [
+            everyone("google", "a", 1.0),
+            private("columbia", "seas", "b", 2.0),
+            everyone("seas", "c", 3.0),
+        ]
+        await self.store.save_history(entries)
+        texts = [d.text for d in await self.store.history_for("seas", 20)]
+        self.assertEqual(texts, ["a", "b", "c"])  # type: ignore[attr-defined]
+
+    async def test_messages_of_the_same_instant_keep_the_order_they_were_sent_in(self) -> None:
+        """
+        The clock does not always move between two messages (a coarse
+        clock, a fast sender): the broadcast seas saw first must still be
+        first in seas's history.
+        """
+        shout = everyone("google", "first", 5.0)
+        then = private("columbia", "seas", "second", 5.0)
+        await self.store.save_history([shout])
+        await self.store.save_history([then])
+        texts = [d.text for d in await self.store.history_for("seas", 20)]
+        self.assertEqual(texts, ["first", "second"])  # type: ignore[attr-defined]
+
+    async def test_history_for_gives_the_newest_count_messages_oldest_first(self) -> None:
+        for i in range(10):
+            entry = everyone("google", str(i), i) if i % 3 == 0 else private("columbia", "seas", str(i), i)
+            await self.store.save_history([entry])
+        texts = [d.text for d in await self.store.history_for("seas", 4)]
+        self.assertEqual(texts, ["6", "7", "8", "9"])  # type: ignore[attr-defined]
+        one = await self.store.history_for("seas", 1)
+        self.assertEqual([d.text for d in one], ["9"])  # type: ignore[attr-defined]
+
+    async def test_nobody_sees_the_private_messages_of_others(self) -> None:
+        await self.store.save_history([private("columbia", "seas", "secret", 1.0)])
+        named = Delivery("columbia", "for two", Kind.BROADCAST, 2.0, "m-3", ("seas", "google"))
+        await self.store.save_history([(named, ("columbia", "seas", "google"))])
+        self.assertEqual(await self.store.history_for("facebook", 20), [])  # type: ignore[attr-defined]
+        google = await self.store.history_for("google", 20)
+        self.assertEqual([d.text for d in google], ["for two"])  # type: ignore[attr-defined]
+
+    async def test_a_new_user_has_no_history(self) -> None:
+        self.assertEqual(await self.store.history_for("seas", 20), [])  # type: ignore[attr-defined]
+
+    async def test_only_the_last_limit_messages_of_each_owner_are_kept(self) -> None:
+        """
+        However many messages pass, each owner (public included) keeps at
+        most the limit, and those are the newest.
+        """
+        store = self.make_store(history=5)
+        for i in range(40):
+            await store.save_history([private("columbia", "seas", f"p{i}", 2 * i)])
+            await store.save_history([everyone("google", f"b{i}", 2 * i + 1)])
+        for name in ("columbia", "seas"):
+            texts = [d.text for d in await store.history_for(name, 20)]
+            self.assertEqual(texts, ["b37", "p38", "b38", "p39", "b39"], name)  # type: ignore[attr-defined]
+        public = [d.text for d in await store.history_for("facebook", 20)]
+        self.assertEqual(public, [f"b{i}" for i in range(35, 40)])  # type: ignore[attr-defined]
+
+    async def test_an_owners_messages_are_kept_even_when_the_others_are_many(self) -> None:
+        """One talkative owner does not push another owner's messages out."""
+        store = self.make_store(history=5)
+        await store.save_history([private("columbia", "seas", "kept", 0)])
+        for i in range(40):
+            await store.save_history([private("google", "facebook", f"x{i}", i + 1)])
+        texts = [d.text for d in await store.history_for("seas", 20)]
+        self.assertEqual(texts, ["kept"])  # type: ignore[attr-defined]
+
+    async def test_a_limit_of_zero_keeps_nothing(self) -> None:
+        store = self.make_store(history=0)
+        await store.save_history([private("columbia", "seas", "gone", 1.0), everyone("google", "also", 2.0)])
+        for name in ("columbia", "seas", "google"):
+            self.assertEqual(await store.history_for(name, 20), [])  # type: ignore[attr-defined]
+
 
 class MemoryStoreTests(StoreContract, unittest.TestCase):
-    def make_store(self) -> Any:
-        return MemoryStore()
+    def make_store(self, history: int = 200) -> Any:
+        return MemoryStore(history)
 
     async def check_snapshot(self, seen: dict[str, float], intros: dict[str, str]) -> None:
         snapshot = self.store.snapshot()
@@ -100,9 +235,9 @@ class MemoryStoreTests(StoreContract, unittest.TestCase):
 
 
 class SQLiteStoreTests(StoreContract, unittest.TestCase):
-    def make_store(self) -> Any:
+    def make_store(self, history: int = 200) -> Any:
         self.path = os.path.abspath(self.mktemp())
-        store = SQLiteStore(self.path, reactor)
+        store = SQLiteStore(self.path, reactor, history)
         self.addCleanup(lambda: store.close() if store._closed is None else None)
         return store
 
@@ -188,3 +323,132 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
             f.write("this is not sqlite" * 100)
         with self.assertRaises(StoreError):
             SQLiteStore(path, reactor)
+
+    # --- history on disk ---------------------------------------------------------
+
+    async def test_history_survives_reopening(self) -> None:
+        entries = [private("columbia", "seas", "one", 1.0), everyone("google", "two", 2.0)]
+        await self.store.save_history(entries)
+        store = await self.reopen()
+        expected = [d for d, _ in entries]
+        self.assertEqual(await store.history_for("seas", 20), expected)
+        self.assertEqual(await store.history_for("columbia", 20), expected)
+
+    async def test_an_owners_rows_stay_under_limit_plus_spare_however_many_are_saved(self) -> None:
+        """
+        Pruning is lazy (an owner is pruned once it has some rows to spare,
+        not on every insert), but the table must not grow without bound.
+        """
+        limit = 5
+        store = self.make_store(history=limit)
+        most: dict[str, int] = {}
+        for i in range(200):
+            await store.save_history([private("columbia", "seas", str(i), i), everyone("google", str(i), i)])
+            for owner, count in rows_per_owner(self.path).items():
+                most[owner] = max(most.get(owner, 0), count)
+        self.assertEqual(set(most), {"columbia", "seas", PUBLIC})
+        for owner, count in most.items():
+            self.assertLessEqual(count, limit + spare_rows(limit), repr(owner))
+        texts = [d.text for d in await store.history_for("seas", 20)]
+        self.assertEqual(len(texts), limit)
+
+    async def test_a_big_batch_for_one_owner_is_pruned_too(self) -> None:
+        limit = 5
+        store = self.make_store(history=limit)
+        await store.save_history([private("columbia", "seas", str(i), i) for i in range(100)])
+        counts = rows_per_owner(self.path)
+        self.assertLessEqual(counts["seas"], limit + spare_rows(limit))
+        texts = [d.text for d in await store.history_for("seas", 20)]
+        self.assertEqual(texts, [str(i) for i in range(95, 100)])
+
+    async def test_rows_stay_bounded_after_a_restart_with_a_smaller_limit(self) -> None:
+        """
+        An operator who lowers --history expects the table to shrink to the
+        new bound, not to grow for ever from the rows the old limit kept.
+        """
+        for i in range(60):
+            await self.store.save_history([private("columbia", "seas", str(i), i)])
+        await self.store.close()
+        limit = 5
+        store = SQLiteStore(self.path, reactor, limit)
+        self.addCleanup(store.close)
+        for i in range(60, 160):
+            await store.save_history([private("columbia", "seas", str(i), i)])
+        texts = [d.text for d in await store.history_for("seas", 20)]
+        self.assertEqual(texts, [str(i) for i in range(155, 160)])
+        for owner, count in rows_per_owner(self.path).items():
+            self.assertLessEqual(count, limit + spare_rows(limit), repr(owner))
+
+    async def test_a_limit_of_zero_writes_no_rows(self) -> None:
+        store = self.make_store(history=0)
+        await store.save_history([private("columbia", "seas", "gone", 1.0), everyone("google", "also", 2.0)])
+        # A write queued after: once it is done, any history write would be too.
+        await store.set_intro("columbia", "flushed")
+        self.assertEqual(rows_per_owner(self.path), {})
+
+    # --- schema ----------------------------------------------------------------
+
+    def first_release_database(self, version: int) -> str:
+        """
+        A file as the first release left it: its two tables, written out
+        here rather than taken from the code, an offline message and a
+        profile, and C{user_version} C{version} (the release said 0).
+        """
+        path = os.path.abspath(self.mktemp())
+        with closing(sqlite3.connect(path)) as conn:
+            conn.executescript(
+                """
+                CREATE TABLE offline (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    recipient TEXT NOT NULL,
+                    sender TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    sent_at REAL NOT NULL
+                );
+                CREATE INDEX offline_by_recipient ON offline (recipient, id);
+                CREATE TABLE profile (
+                    name TEXT PRIMARY KEY,
+                    last_seen REAL,
+                    intro TEXT
+                );
+                INSERT INTO offline (recipient, sender, kind, text, sent_at)
+                    VALUES ('seas', 'columbia', 'private', 'from the old days', 1234.5);
+                INSERT INTO profile (name, last_seen, intro) VALUES ('columbia', 1000.0, 'The lion');
+                """
+            )
+            conn.execute(f"PRAGMA user_version = {version}")
+            conn.commit()
+        return path
+
+    async def _first_release_database_is_migrated(self, version: int) -> None:
+        path = self.first_release_database(version)
+        store = SQLiteStore(path, reactor)
+        self.addCleanup(store.close)
+        self.assertEqual(user_version(path), SCHEMA_VERSION)
+        self.assertEqual(store.snapshot().last_seen, {"columbia": 1000.0})
+        self.assertEqual(store.snapshot().intros, {"columbia": "The lion"})
+        [m] = await store.offline_for("seas")
+        self.assertEqual(
+            m, StoredMessage(1, "seas", Delivery("columbia", "from the old days", Kind.PRIVATE, 1234.5, ""))
+        )
+        # And the new table is there to use.
+        entry = private("columbia", "seas", "new", 2000.0)
+        await store.save_history([entry])
+        self.assertEqual(await store.history_for("seas", 20), [entry[0]])
+
+    async def test_a_first_release_database_saying_version_0_is_migrated_and_keeps_its_data(self) -> None:
+        await self._first_release_database_is_migrated(0)
+
+    async def test_a_database_at_version_1_is_migrated_and_keeps_its_data(self) -> None:
+        await self._first_release_database_is_migrated(1)
+
+    def test_a_database_from_a_newer_server_is_refused_and_left_alone(self) -> None:
+        path = self.first_release_database(SCHEMA_VERSION + 1)
+        with self.assertRaises(StoreError) as caught:
+            SQLiteStore(path, reactor)
+        self.assertIn(f"schema version {SCHEMA_VERSION + 1}", str(caught.exception))
+        self.assertEqual(user_version(path), SCHEMA_VERSION + 1)
+        with closing(sqlite3.connect(path)) as conn:
+            tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        self.assertNotIn("history", tables)

@@ -108,6 +108,12 @@ _BIDI = re.compile(f"[{BIDI_CONTROLS}]")
 
 def _refused_text(text: str) -> Failed | None:
     """Why C{text} may not be used at all, if it may not."""
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            # A lone surrogate, from a JSON escape: it could never be shown.
+            return Failed(Fault.NOT_UTF8)
     if _CONTROL.search(text):
         return Failed(Fault.CONTROL_CHARACTERS)
     if _BIDI.search(text):
@@ -191,6 +197,12 @@ class Session(TimeoutMixin):
         self.line_received(username)
         if self.state == "PASSWORD":
             self.line_received(password)
+            if self.state == "PASSWORD":
+                # The password itself was refused (its characters): the
+                # login form starts again, as a refused login does.
+                self.name = None
+                self.state = "USERNAME"
+                self.prompt()
 
     def command(self, command: commands.Command) -> None:
         """

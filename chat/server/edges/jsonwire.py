@@ -34,6 +34,7 @@ from chat.server.events import (
     Delivery,
     Event,
     Failed,
+    Fault,
     Goodbye,
     Help,
     History,
@@ -146,12 +147,15 @@ def _broadcasted(event: Broadcasted) -> dict[str, Any]:
 
 @as_json.register
 def _help(event: Help) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "type": "help",
         "commands": [
             {"name": t.command, "usage": t.usage, "summary": text.SUMMARY[t.command]} for t in event.topics
         ],
     }
+    if event.single:
+        out["command"] = event.topics[0].command
+    return out
 
 
 @as_json.register
@@ -416,6 +420,11 @@ def parse_request(data: str, limits: commands.Limits = DEFAULT_LIMITS) -> Any:
         return BadRequest("bad_json")
     if not isinstance(obj, dict):
         return BadRequest("not_an_object")
+    try:
+        dumps(obj).encode("utf-8")
+    except UnicodeEncodeError:
+        # "\ud800" is valid JSON, but no text: a lone surrogate.
+        return Failed(Fault.NOT_UTF8)
     kind = obj.get("type")
     if not isinstance(kind, str):
         return (

@@ -140,7 +140,7 @@ class ChatWebSocket:
             self._send_text(
                 jsonwire.render_bad(jsonwire.BadRequest("message_too_big", detail=str(MAX_MESSAGE)))
             )
-            self.close()
+            self.close(1009)
 
     def connectionLost(self, reason: Failure) -> None:
         if self._pinger is not None and self._pinger.running:
@@ -167,13 +167,13 @@ class ChatWebSocket:
                 session.login(request.username, request.password)
         elif isinstance(request, jsonwire.Line):
             session.line_received(request.text)
-        elif session.state in ("USERNAME", "PASSWORD"):
-            self._refuse(jsonwire.BadRequest("login_first", "type"))
-        elif isinstance(request, commands.COMMAND_TYPES):
-            session.command(request)
-        else:
+        elif not isinstance(request, commands.COMMAND_TYPES):
             # An error of the command language: the same event a typed line gets.
             session.input_error(request)
+        elif session.state in ("USERNAME", "PASSWORD"):
+            self._refuse(jsonwire.BadRequest("login_first", "type"))
+        else:
+            session.command(request)
 
     def _refuse(self, error: jsonwire.BadRequest) -> None:
         self._send_text(jsonwire.render_bad(error))
@@ -228,12 +228,12 @@ class ChatWebSocket:
         if not self._paused and not self._closing:
             self.transport.resumeProducing()
 
-    def close(self) -> None:
+    def close(self, code: int = 1000) -> None:
         if self._closing:
             return
         self._closing = True
         try:
-            self.wire.loseConnection(1000)
+            self.wire.loseConnection(code)
         except LocalProtocolError:
             # The peer closed first; its close was answered already.
             self.transport.loseConnection()
@@ -330,7 +330,7 @@ class ChatWebSocketResource(resource.Resource):
     def __init__(self, context: ServerContext, origins: Sequence[str], max_backlog: int) -> None:
         super().__init__()
         self.context = context
-        self.origins = frozenset(o.lower() for o in origins)
+        self.origins = frozenset(o.lower().rstrip("/") for o in origins)
         self.max_backlog = max_backlog
 
     def allowed(self, request: Request) -> bool:

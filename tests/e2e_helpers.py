@@ -5,7 +5,8 @@ L{Lab} owns what one test starts (servers, connections) and tears all of it
 down, and fails the test if a server logged a traceback while it ran.
 L{drain} is how a test says "this client received nothing": it runs a
 harmless command and looks at everything that arrived before its answer,
-which the server writes in order on the one connection.
+which the server writes in order on the one connection; L{ws_drain} does
+the same for a WebSocket client.
 """
 
 from __future__ import annotations
@@ -21,7 +22,16 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
 from twisted.internet.error import ProcessTerminated
 from twisted.trial import unittest
 
-from tests.support import USERS, LineClient, ServerProcess
+from tests.support import (
+    USERS,
+    JsonEvents,
+    LineClient,
+    RawWebSocket,
+    ServerProcess,
+    WebSocketClient,
+    connect_websocket,
+    timeout_deferred,
+)
 
 #: The prompts, exactly: no newline after them.
 USERNAME = "Username: "
@@ -30,6 +40,9 @@ COMMAND = "Command: "
 
 #: The reply to a wrong password and to an unknown username alike.
 INVALID = r"Invalid username or password\."
+
+#: The arguments that make a server serve the web edge too, on a port of its choosing.
+WEB = ("--web", "tcp:0:interface=127.0.0.1")
 
 #: One offline message as shown at login: time, sender, kind, text.
 STAMP = r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC\]"
@@ -70,6 +83,19 @@ async def drain(client: LineClient) -> str:
     return client.text[start : m.start()]
 
 
+def closing(client: LineClient | JsonEvents, timeout: float = 10) -> defer.Deferred[None]:
+    """Fires once the server has closed C{client}'s connection; fails after C{timeout}."""
+    d: defer.Deferred[None] = defer.Deferred()
+
+    def gone(result: object) -> object:
+        if not d.called:
+            d.callback(None)
+        return result
+
+    client.closed.addBoth(gone)
+    return timeout_deferred(d, timeout, "the server to close the connection")
+
+
 def pause(seconds: float) -> defer.Deferred[None]:
     """Let time pass (for polling loops only; never to wait for an event)."""
     return task.deferLater(reactor, seconds, lambda: None)
@@ -105,6 +131,14 @@ class Lab:
         server = self.server(*args, users=users)
         port = await server.start()
         return server, port
+
+    async def start_web(
+        self, *args: str, users: dict[str, str] | None = None
+    ) -> tuple[ServerProcess, int, int]:
+        """Start a server that also serves the web edge; give it, its TCP port and its web port."""
+        server, port = await self.start(*WEB, *args, users=users)
+        assert server.web_port is not None
+        return server, port, server.web_port
 
     async def _finish(self, server: ServerProcess) -> None:
         if server.running:
@@ -159,6 +193,57 @@ class Lab:
         await client.expect(COMMAND)
         return client
 
+    # --- WebSocket clients --------------------------------------------------
+
+    async def websocket(self, web_port: int) -> WebSocketClient:
+        """
+        Open C{/ws} on C{web_port} with Twisted's WebSocket client (which
+        sends no C{Origin}, as a program does).  A refused upgrade raises
+        L{twisted.web.websocket.ConnectionRejected}.
+        """
+        client = WebSocketClient()
+        self.case.addCleanup(abort, client)
+        return await connect_websocket(web_port, client)
+
+    async def ws_login(self, web_port: int, name: str, password: str | None = None) -> WebSocketClient:
+        """
+        Open C{/ws} and log in; the read position is then after the
+        C{welcome}, so what follows it (offline messages) is still unread.
+        """
+        client = await self.websocket(web_port)
+        await client.expect(type="hello", protocol=1)
+        await client.expect({"type": "prompt", "for": "login"})
+        client.send(
+            {"type": "login", "username": name, "password": password if password is not None else USERS[name]}
+        )
+        await client.expect(type="welcome", name=name)
+        return client
+
+    async def upgrade(self, web_port: int, origin: str | None = None, timeout: float = 10) -> RawWebSocket:
+        """
+        Ask for C{/ws} on C{web_port} by hand, with C{origin} if given, over a
+        plain TCP connection; give the client once the response is in (its
+        C{status} and C{body} say how the server answered).
+        """
+        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", web_port, timeout=30)
+        client = RawWebSocket(f"127.0.0.1:{web_port}", origin)
+        await connectProtocol(endpoint, client)
+        self.case.addCleanup(abort, client)
+        await timeout_deferred(client.response, timeout, "the answer to a WebSocket upgrade")
+        return client
+
+
+async def ws_drain(client: WebSocketClient | RawWebSocket) -> list[dict[str, Any]]:
+    """
+    The messages C{client} received from its read position up to the
+    answer to a C{whoelse}, which is then consumed.  Use it to show that
+    something did I{not} arrive, or arrived once.
+    """
+    start = client.position
+    client.send({"type": "whoelse"})
+    await client.expect(type="roster")
+    return client.events[start : client.position - 1]
+
 
 class _OneClient(protocol.Factory):
     client: LineClient
@@ -168,9 +253,10 @@ class _OneClient(protocol.Factory):
         return self.client
 
 
-def abort(client: LineClient) -> defer.Deferred[None]:
+def abort(client: LineClient | JsonEvents) -> defer.Deferred[None]:
     """Drop the connection if it is still open; fires once it is gone."""
-    if client.closed.called:
+    transport: Any = getattr(client, "transport", None)
+    if client.closed.called or transport is None:
         return defer.succeed(None)
     d: defer.Deferred[None] = defer.Deferred()
 
@@ -179,7 +265,6 @@ def abort(client: LineClient) -> defer.Deferred[None]:
         return result
 
     client.closed.addBoth(gone)
-    transport: Any = client.transport
     transport.abortConnection()
     return d
 

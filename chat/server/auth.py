@@ -19,16 +19,18 @@ import hashlib
 import hmac
 import os
 import re
+import secrets
 from collections.abc import Collection, Mapping
+from typing import Protocol
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import IUsernamePassword
+from twisted.cred.credentials import ICredentials, IUsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet.defer import Deferred, DeferredSemaphore, fail, succeed
 from twisted.internet.interfaces import IReactorFromThreads, IReactorThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
-from zope.interface import implementer
+from zope.interface import Attribute, implementer
 
 # --- secrets ------------------------------------------------------------------
 
@@ -383,3 +385,81 @@ class LoginGuard:
 
     def __len__(self) -> int:
         return len(self._attempts)
+
+
+# --- resume tokens --------------------------------------------------------------
+
+
+class IResumeToken(ICredentials):
+    """Credentials: a token issued at an earlier login, instead of a password."""
+
+    token = Attribute("The token, as text.")
+
+
+@implementer(IResumeToken)
+@attrs.frozen
+class ResumeToken:
+    token: str = attrs.field(repr=False)
+
+
+class TokenRefused(UnauthorizedLogin):
+    """A resume token that cannot be used; C{reason} is C{expired} or C{reused}."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def token_digest(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+class ResumeTokens:
+    """
+    Single-use tokens that let a browser that lost its connection log in
+    again without the password.  Only their SHA-256 is stored, in the store,
+    so they survive a restart of the server; each expires after C{lifetime}
+    seconds, and issuing a new one for a user revokes the older ones.
+    """
+
+    def __init__(self, store: TokenStore, clock: IReactorTime, lifetime: float = 900.0) -> None:
+        self.store = store
+        self.clock = clock
+        self.lifetime = lifetime
+
+    def issue(self, name: str) -> Deferred[tuple[str, float]]:
+        """A new token for C{name}, with when it expires, once it is stored."""
+        token = secrets.token_urlsafe(32)
+        expires = self.clock.seconds() + self.lifetime
+        saved = self.store.save_token(name, token_digest(token), expires)
+        return saved.addCallback(lambda _: (token, expires))
+
+    def use(self, token: str) -> Deferred[tuple[str | None, str]]:
+        return self.store.use_token(token_digest(token), self.clock.seconds())
+
+
+class TokenStore(Protocol):
+    """The part of L{chat.server.interfaces.IStore} that keeps tokens."""
+
+    def save_token(self, name: str, digest: str, expires: float) -> Deferred[None]: ...
+
+    def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]: ...
+
+
+@implementer(ICredentialsChecker)
+class TokenChecker:
+    """Checks resume tokens; each can be used once."""
+
+    credentialInterfaces = (IResumeToken,)
+
+    def __init__(self, tokens: ResumeTokens) -> None:
+        self.tokens = tokens
+
+    def requestAvatarId(self, credentials: IResumeToken) -> Deferred[bytes | tuple[()]]:
+        def decide(outcome: tuple[str | None, str]) -> bytes:
+            name, status = outcome
+            if status != "ok" or name is None:
+                raise TokenRefused(status)
+            return name.encode("utf-8")
+
+        return self.tokens.use(credentials.token).addCallback(decide)

@@ -110,6 +110,9 @@ class Refusal(enum.Enum):
     BUSY = "busy"
     CHECKING = "checking"
     SERVER_ERROR = "server_error"
+    #: A resume token that has expired (or was never issued), or was used.
+    EXPIRED = "expired"
+    REUSED = "reused"
 
 
 @attrs.frozen
@@ -145,10 +148,15 @@ class Roster:
 
 @attrs.frozen
 class Receipt:
-    """What became of a message: who has it now, who will get it at login."""
+    """
+    What became of a message: who has it now, who will get it at login; and
+    the message's id and time, so a client can show what it sent.
+    """
 
     delivered: tuple[str, ...]
     stored: tuple[str, ...]
+    id: str = ""
+    time: float = 0.0
 
 
 @attrs.frozen
@@ -156,6 +164,8 @@ class Broadcasted:
     """A broadcast to everyone online reached C{count} users."""
 
     count: int
+    id: str = ""
+    time: float = 0.0
 
 
 @attrs.frozen
@@ -208,6 +218,8 @@ class Reason(enum.Enum):
     LOGIN_TIMEOUT = "login_timeout"
     FLOOD = "flood"
     SERVER_ERROR = "server_error"
+    #: The same user resumed the session from somewhere else.
+    REPLACED = "replaced"
 
 
 @attrs.frozen

@@ -191,5 +191,18 @@ class IStore(Interface):
         together, oldest first.
         """
 
+    def save_token(name: str, digest: str, expires: float) -> Deferred[None]:
+        """
+        Keep a resume token for C{name} (its SHA-256, never the token),
+        replacing the ones issued to C{name} before; fires when durable.
+        """
+
+    def use_token(digest: str, now: float) -> Deferred[tuple[str | None, str]]:
+        """
+        Use up the token with this digest: fires with the name it was
+        issued to and C{"ok"}, or C{(None, "expired")} for one expired or
+        unknown, or C{(name, "reused")} for one used before.
+        """
+
     def close() -> Deferred[None]:
         """Finish pending work and release resources."""

@@ -24,6 +24,7 @@ from zope.interface import implementer
 from chat.server.backends.memory import LocalRegistry
 from chat.server.commands import closest
 from chat.server.events import (
+    Broadcasted,
     Delivery,
     Goodbye,
     Kind,
@@ -166,13 +167,19 @@ class ChatService(Service):
 
     # --- presence --------------------------------------------------------------
 
-    def join(self, name: str, participant: IParticipant) -> ChatUser:
+    def join(self, name: str, participant: IParticipant, takeover: bool = False) -> ChatUser:
         """
-        Put C{name} online.
+        Put C{name} online.  With C{takeover} (a session resumed with a
+        token, so the same person), a session C{name} still has is ended
+        first; the browser it belonged to has most likely lost it already.
 
         @raise AlreadyOnline: C{name} has a session already.
         """
         self.flush()
+        if takeover:
+            old = self.registry.online.get(name)
+            if old is not None and old is not participant:
+                old.goodbye(Goodbye(Reason.REPLACED, name))
         now = self.clock.seconds()
         self.registry.add(name, participant, now)
         self._saw(name, now)
@@ -230,9 +237,9 @@ class ChatService(Service):
 
     # --- delivery --------------------------------------------------------------
 
-    def broadcast(self, sender: str, text: str) -> int:
+    def broadcast(self, sender: str, text: str) -> Broadcasted:
         """
-        Send C{text} to every other online user; return how many get it.
+        Send C{text} to every other online user; say how many get it.
 
         The broadcast waits, with others, for L{flush}: sessions call it when
         they have handled all the input of one read, and the end of the
@@ -244,7 +251,7 @@ class ChatService(Service):
         self._broadcasts.append((me, delivery))
         if self._flush_broadcasts is None:
             self._flush_broadcasts = self.clock.callLater(0, self.flush)
-        return len(self.registry.online) - (me is not None)
+        return Broadcasted(len(self.registry.online) - (me is not None), delivery.id, delivery.sent_at)
 
     def flush(self) -> None:
         """
@@ -341,7 +348,7 @@ class ChatService(Service):
                 _deliver(participant, payload)
                 delivered.append(name)
         self._keep([(delivery, (sender, *recipients))])
-        receipt = Receipt(tuple(delivered), tuple(offline))
+        receipt = Receipt(tuple(delivered), tuple(offline), delivery.id, delivery.sent_at)
         if not offline:
             return receipt
         return self.store.save_offline(offline, delivery).addCallback(lambda _: receipt)
@@ -389,7 +396,7 @@ class ChatUser:
     def wholast(self, minutes: int) -> list[RosterEntry]:
         return self.service.wholast(self.name, minutes)
 
-    def broadcast(self, text: str) -> int:
+    def broadcast(self, text: str) -> Broadcasted:
         return self.service.broadcast(self.name, text)
 
     def broadcast_to(self, recipients: Sequence[str], text: str) -> Receipt | Deferred[Receipt]:
@@ -434,8 +441,10 @@ class ChatRealm:
     ) -> tuple[Any, ChatUser, Callable[[], None]]:
         if IChatUser not in interfaces or not isinstance(avatarId, bytes):
             raise NotImplementedError("ChatRealm only provides IChatUser, to named users")
-        # The mind is the session asking to log in, an IParticipant.
-        user = self.service.join(avatarId.decode("utf-8"), cast(IParticipant, mind))
+        # The mind is the session asking to log in, an IParticipant; one that
+        # resumes with a token takes over an older session of the same user.
+        takeover = bool(getattr(mind, "resuming", False))
+        user = self.service.join(avatarId.decode("utf-8"), cast(IParticipant, mind), takeover)
         return IChatUser, user, user.logout
 
 

@@ -34,11 +34,18 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chat.server import commands
-from chat.server.auth import BIDI_CONTROLS, LoginBusy, LoginGuard, loggable_name
+from chat.server.auth import (
+    BIDI_CONTROLS,
+    LoginBusy,
+    LoginGuard,
+    ResumeToken,
+    ResumeTokens,
+    TokenRefused,
+    loggable_name,
+)
 from chat.server.commands import Limits
 from chat.server.events import (
     Ask,
-    Broadcasted,
     Delivery,
     Error,
     Event,
@@ -97,6 +104,8 @@ class ServerContext:
     clock: IReactorTime
     settings: Settings = attrs.field(factory=Settings)
     connections: ConnectionCount = attrs.field(factory=ConnectionCount)
+    #: Resume tokens, for edges whose clients reconnect on their own.
+    tokens: ResumeTokens | None = None
 
 
 # C0 controls except tab, DEL, and C1 controls.
@@ -157,6 +166,8 @@ class Session(TimeoutMixin):
         self._bucket: TokenBucket | None = None
         self._refused = 0
         self._closed: list[Deferred[None]] = []
+        #: Logging in with a resume token: the realm lets it take over.
+        self.resuming = False
 
     def __repr__(self) -> str:
         return f"<Session {self.log_name} from {self.edge.peer_host} in {self.state}>"
@@ -203,6 +214,36 @@ class Session(TimeoutMixin):
                 self.name = None
                 self.state = "USERNAME"
                 self.prompt()
+
+    def resume(self, token: str) -> None:
+        """
+        Log in with a resume token instead of a password (an edge whose
+        client lost its connection and came back).  A session of the same
+        user that is still open is ended: this is the same person.
+        """
+        if self.state != "USERNAME":
+            return
+        self.state = "AUTHENTICATING"
+        self.resuming = True
+        d = self.context.portal.login(ResumeToken(token), self, IChatUser)
+        d.addCallbacks(self._logged_in, self._resume_failed)
+        if self.state == "AUTHENTICATING" or self.state == "WELCOMING":
+            self.edge.pause_input()
+
+    def _resume_failed(self, f: Failure) -> None:
+        self.resuming = False
+        if self.state == "CLOSED":
+            return
+        if isinstance(f.value, TokenRefused):
+            reason = Refusal.REUSED if f.value.reason == "reused" else Refusal.EXPIRED
+            log.info("refused a resume from {host}: {reason}", host=self.edge.peer_host, reason=reason.value)
+        else:
+            log.failure("resume failed", f)
+            reason = Refusal.SERVER_ERROR
+        self.state = "USERNAME"
+        self.say(LoginRefused(reason, ""))
+        self.prompt()
+        self.edge.resume_input()
 
     def command(self, command: commands.Command) -> None:
         """
@@ -374,7 +415,10 @@ class Session(TimeoutMixin):
             self._login_crashed(Failure())
 
     def _start_session(self, interface: Any, avatar: ChatUser, logout: Callable[[], None]) -> None:
-        self.context.guard.succeeded(avatar.name, self.edge.peer_host)
+        if not self.resuming:
+            # A token proves an earlier login, not this password: it does
+            # not clear what the guard knows of this address.
+            self.context.guard.succeeded(avatar.name, self.edge.peer_host)
         if self.state == "CLOSED":
             # The connection went away while the password was being checked.
             logout()
@@ -512,7 +556,7 @@ class Session(TimeoutMixin):
 
     def cmd_Broadcast(self, cmd: commands.Broadcast) -> None:
         assert self.avatar is not None
-        self.reply(Broadcasted(self.avatar.broadcast(cmd.text)))
+        self.reply(self.avatar.broadcast(cmd.text))
 
     def _send(self, send: Callable[[], Receipt | Deferred[Receipt]]) -> None:
         try:

@@ -22,7 +22,15 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from chat.server.auth import LoginGuard, PlainSecret, UsersChecker, UsersFileError, load_users
+from chat.server.auth import (
+    LoginGuard,
+    PlainSecret,
+    ResumeTokens,
+    TokenChecker,
+    UsersChecker,
+    UsersFileError,
+    load_users,
+)
 from chat.server.backends.memory import MemoryStore
 from chat.server.backends.sqlite import SQLiteStore
 from chat.server.commands import Limits
@@ -255,7 +263,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     _warn_about_users_file(options["users"], users)
 
     service = ChatService(frozenset(users), store, reactor)
-    portal = Portal(ChatRealm(service), [UsersChecker(users, reactor)])
+    tokens = ResumeTokens(store, reactor)
+    portal = Portal(ChatRealm(service), [UsersChecker(users, reactor), TokenChecker(tokens)])
     guard = LoginGuard(reactor, options["max-attempts"], options["block-time"])
     settings = Settings(
         limits=Limits(last_hour=options["last-hour"], max_message=options["max-message"]),
@@ -266,7 +275,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         exempt=options["exemptions"],
     )
     connections = ConnectionCount(options["max-connections-per-ip"], options["exemptions"])
-    context = ServerContext(service, portal, guard, reactor, settings, connections)
+    context = ServerContext(service, portal, guard, reactor, settings, connections, tokens)
     factory = ChatFactory(context, max_backlog=options["max-output-buffer"])
 
     top = MultiService()

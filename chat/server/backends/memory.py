@@ -88,6 +88,8 @@ class MemoryStore:
         self._history: dict[str, deque[tuple[int, Delivery]]] = {}
         self._saved = itertools.count()
         self._messages: dict[int, StoredMessage] = {}
+        #: Resume tokens by digest: the user, when it expires, whether used.
+        self._tokens: dict[str, tuple[str, float, bool]] = {}
         self._next_id = 1
         self._seen: dict[str, float] = {}
         self._intros: dict[str, str] = {}
@@ -136,6 +138,21 @@ class MemoryStore:
         public = self._history.get(PUBLIC, ())
         merged = list(heapq.merge(own, public))
         return succeed([delivery for _, delivery in merged[-count:]])
+
+    def save_token(self, name: str, digest: str, expires: float) -> Deferred[None]:
+        self._tokens = {d: t for d, t in self._tokens.items() if t[0] != name}
+        self._tokens[digest] = (name, expires, False)
+        return succeed(None)
+
+    def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]:
+        token = self._tokens.get(digest)
+        if token is None or token[1] <= now:
+            return succeed((None, "expired"))
+        name, expires, used = token
+        if used:
+            return succeed((name, "reused"))
+        self._tokens[digest] = (name, expires, True)
+        return succeed((name, "ok"))
 
     def close(self) -> Deferred[None]:
         return succeed(None)

@@ -96,6 +96,15 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX history_by_owner ON history (owner, seq);
     """,
+    """
+    CREATE TABLE resume_token (
+        digest TEXT PRIMARY KEY,
+        name TEXT NOT NULL,
+        expires REAL NOT NULL,
+        used INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX resume_token_by_name ON resume_token (name);
+    """,
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -403,6 +412,30 @@ class SQLiteStore:
             return [_row_delivery(*row[1:]) for row in reversed(rows)]
 
         return self._submit(select)
+
+    def save_token(self, name: str, digest: str, expires: float) -> Deferred[None]:
+        def replace(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM resume_token WHERE name = ?", (name,))
+            conn.execute(
+                "INSERT INTO resume_token (digest, name, expires) VALUES (?, ?, ?)", (digest, name, expires)
+            )
+
+        return self._submit(replace)
+
+    def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]:
+        def use(conn: sqlite3.Connection) -> tuple[str | None, str]:
+            row = conn.execute(
+                "SELECT name, expires, used FROM resume_token WHERE digest = ?", (digest,)
+            ).fetchone()
+            if row is None or row[1] <= now:
+                return None, "expired"
+            name, _, used = row
+            if used:
+                return name, "reused"
+            conn.execute("UPDATE resume_token SET used = 1 WHERE digest = ?", (digest,))
+            return name, "ok"
+
+        return self._submit(use)
 
     def close(self) -> Deferred[None]:
         """

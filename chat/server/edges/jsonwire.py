@@ -136,13 +136,21 @@ def _receipt(event: Receipt) -> dict[str, Any]:
         "type": "receipt",
         "delivered": list(event.delivered),
         "stored": list(event.stored),
+        "id": event.id,
+        "time": event.time,
         "text": text.render(event),
     }
 
 
 @as_json.register
 def _broadcasted(event: Broadcasted) -> dict[str, Any]:
-    return {"type": "receipt", "broadcast": event.count, "text": text.render(event)}
+    return {
+        "type": "receipt",
+        "broadcast": event.count,
+        "id": event.id,
+        "time": event.time,
+        "text": text.render(event),
+    }
 
 
 @as_json.register
@@ -207,6 +215,11 @@ def hello(server: str) -> str:
     return dumps({"type": "hello", "protocol": PROTOCOL_VERSION, "server": server})
 
 
+def session_token(token: str, expires: float) -> str:
+    """The token that resumes this session without the password, and when it expires."""
+    return dumps({"type": "session", "token": token, "expires": expires})
+
+
 #: Prompts a browser acts on; the others are implied by the protocol (the
 #: password comes with the username, commands may be sent at any time).
 _PROMPTS: dict[Ask, str] = {Ask.USERNAME: "login", Ask.INTRO: "intro"}
@@ -266,13 +279,20 @@ class Login:
 
 
 @attrs.frozen
+class Resume:
+    """Log in again with the token of an earlier session."""
+
+    token: str = attrs.field(repr=False)
+
+
+@attrs.frozen
 class Line:
     """A line as typed at the current prompt, parsed like the text protocol's."""
 
     text: str
 
 
-Request = Login | Line | commands.Command
+Request = Login | Resume | Line | commands.Command
 
 
 @attrs.frozen
@@ -393,6 +413,7 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any], commands.Limits], Any]] = {
     "login": lambda o, _: Login(
         _field(o, "username", str, "a string"), _field(o, "password", str, "a string")
     ),
+    "resume": lambda o, _: Resume(_field(o, "token", str, "a string")),
     "line": lambda o, _: Line(_field(o, "text", str, "a string")),
     "message": _message,
     "broadcast": _broadcast,

@@ -121,6 +121,10 @@ _REFUSALS: dict[Refusal, Callable[[LoginRefused], str]] = {
         f"Too many logins for {e.name} from your address are being checked; please try again in a moment."
     ),
     Refusal.SERVER_ERROR: lambda e: "Login failed because of a server error; please try again.",
+    Refusal.EXPIRED: lambda e: "Your session has expired; please log in again.",
+    Refusal.REUSED: lambda e: (
+        "That session was resumed already, perhaps in another tab; please log in again."
+    ),
 }
 
 
@@ -242,6 +246,7 @@ _GOODBYES: dict[Reason, Callable[[Goodbye], str]] = {
     Reason.LOGIN_TIMEOUT: lambda e: f"Login timed out after {describe_duration(e.seconds)}. Disconnecting.",
     Reason.FLOOD: lambda e: "Disconnected for sending too many commands too fast.",
     Reason.SERVER_ERROR: lambda e: "Login failed because of a server error. Disconnecting.",
+    Reason.REPLACED: lambda e: "You were logged in again from somewhere else; this session is closed.",
 }
 
 

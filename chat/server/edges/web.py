@@ -22,6 +22,8 @@ this module cover each of them.
 
 from __future__ import annotations
 
+import os
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -29,7 +31,7 @@ from twisted.internet.interfaces import IDelayedCall, IPushProducer
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web import resource, server
+from twisted.web import resource, server, static
 from twisted.web._websocket_impl import _handleEvent, _WebSocketWireProtocol, serverBootstrap
 from twisted.web.server import NOT_DONE_YET, Request
 from wsproto import ConnectionType
@@ -43,7 +45,7 @@ from chat.server import commands
 from chat.server.edges import jsonwire
 from chat.server.edges.tcp import host_of
 from chat.server.edges.text import render as sentence
-from chat.server.events import Ask, Event, TooManyConnections
+from chat.server.events import Ask, Event, TooManyConnections, Welcome
 from chat.server.interfaces import IEdge, IParticipant
 from chat.server.session import ServerContext, Session
 
@@ -53,15 +55,34 @@ log = Logger()
 MAX_MESSAGE = 4096
 PING_INTERVAL = 30.0
 
-#: Every response of the site carries these.
+#: The page, its style and its script: files in the package, no build step.
+STATIC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+
+#: Every response of the site carries these, and a Content-Security-Policy.
 SECURITY_HEADERS: dict[bytes, bytes] = {
-    b"content-security-policy": (
-        b"default-src 'self'; connect-src 'self' ws: wss:; frame-ancestors 'none'; "
-        b"base-uri 'none'; form-action 'self'"
-    ),
     b"x-content-type-options": b"nosniff",
     b"referrer-policy": b"no-referrer",
+    b"cache-control": b"no-cache",
 }
+
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+
+
+def content_security_policy(host: str | None, secure: bool) -> bytes:
+    """
+    No inline script, no eval, nothing from elsewhere; and the page's own
+    WebSocket written out, for browsers that do not count C{ws:} and C{wss:}
+    as C{'self'}.  C{host} comes from the request, so it is used only if it
+    looks like a host.
+    """
+    connect = "'self'"
+    if host is not None and _HOST.fullmatch(host):
+        connect += f" {'wss' if secure else 'ws'}://{host}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        f"connect-src {connect}; object-src 'none'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ).encode("ascii")
 
 
 @implementer(IEdge, IPushProducer)
@@ -101,6 +122,7 @@ class ChatWebSocket:
         self._routed: IParticipant | None = None
         self._awaiting_pong = False
         self._pinger: LoopingCall | None = None
+        self._refresher: LoopingCall | None = None
         self._abort_call: IDelayedCall | None = None
 
     # --- the WebSocket protocol -------------------------------------------------
@@ -143,8 +165,9 @@ class ChatWebSocket:
             self.close(1009)
 
     def connectionLost(self, reason: Failure) -> None:
-        if self._pinger is not None and self._pinger.running:
-            self._pinger.stop()
+        for timer in (self._pinger, self._refresher):
+            if timer is not None and timer.running:
+                timer.stop()
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._closing = True
@@ -160,9 +183,11 @@ class ChatWebSocket:
         request = jsonwire.parse_request(message, self.context.settings.limits)
         if isinstance(request, jsonwire.BadRequest):
             self._refuse(request)
-        elif isinstance(request, jsonwire.Login):
+        elif isinstance(request, jsonwire.Login | jsonwire.Resume):
             if session.state != "USERNAME":
                 self._refuse(jsonwire.BadRequest("not_now", "type", "login"))
+            elif isinstance(request, jsonwire.Resume):
+                session.resume(request.token)
             else:
                 session.login(request.username, request.password)
         elif isinstance(request, jsonwire.Line):
@@ -187,6 +212,36 @@ class ChatWebSocket:
             if asked is not None:
                 data += jsonwire.frame(asked)
         self._write(data)
+        if isinstance(event, Welcome):
+            self._start_tokens(event.name)
+
+    # --- resume tokens ----------------------------------------------------------
+
+    def _start_tokens(self, name: str) -> None:
+        """
+        Give the browser a token to come back with if the connection is
+        lost, and a fresh one now and then, so the one it holds is never
+        near its expiry.
+        """
+        tokens = self.context.tokens
+        if tokens is None:
+            return
+
+        def issue() -> None:
+            if self._closing:
+                return
+            tokens.issue(name).addCallbacks(self._send_token, self._token_failed)
+
+        refresher = self._refresher = LoopingCall(issue)
+        refresher.clock = self.context.clock
+        refresher.start(tokens.lifetime / 3, now=True)
+
+    def _send_token(self, issued: tuple[str, float]) -> None:
+        if not self._closing:
+            self._send_text(jsonwire.session_token(*issued))
+
+    def _token_failed(self, f: Failure) -> None:
+        log.failure("could not issue a resume token", f)
 
     def send_prompt(self, prompt: Ask) -> None:
         asked = jsonwire.prompt(prompt)
@@ -390,17 +445,11 @@ def _plain(request: Request, code: int, text: str) -> bytes:
     return text.encode("utf-8")
 
 
-class Placeholder(resource.Resource):
-    """C{/} until the web page exists: says where the WebSocket is."""
+class Page(static.File):
+    """The page's files, and nothing else: no directory listings."""
 
-    isLeaf = True
-
-    def render_GET(self, request: Request) -> bytes:
-        return _plain(
-            request,
-            200,
-            "chat: the WebSocket for programs and the web page is at /ws (JSON; see the README).\n",
-        )
+    def directoryListing(self) -> resource.Resource:
+        return resource.NoResource()
 
 
 class ChatSite(server.Site):
@@ -416,11 +465,14 @@ class _SecureRequest(server.Request):
     def process(self) -> None:
         for name, value in SECURITY_HEADERS.items():
             self.setHeader(name, value)
+        self.setHeader(
+            b"content-security-policy", content_security_policy(self.getHeader("host"), self.isSecure())
+        )
         super().process()
 
 
 def make_site(context: ServerContext, origins: Sequence[str], max_backlog: int) -> ChatSite:
-    root = resource.Resource()
-    root.putChild(b"", Placeholder())
+    root = Page(STATIC)
+    root.indexNames = ["index.html"]
     root.putChild(b"ws", ChatWebSocketResource(context, origins, max_backlog))
     return ChatSite(root)

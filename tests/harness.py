@@ -20,7 +20,7 @@ from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.server.auth import LoginGuard, PlainSecret, Secret, UsersChecker
+from chat.server.auth import LoginGuard, PlainSecret, ResumeTokens, Secret, TokenChecker, UsersChecker
 from chat.server.backends.memory import MemoryStore
 from chat.server.edges.tcp import ChatFactory, ChatProtocol
 from chat.server.events import Delivery, StoredMessage
@@ -172,7 +172,12 @@ class Harness:
         max_per_host: int = 20,
         max_backlog: int = 256 * 1024,
         hold_logins: bool = False,
+        tokens: bool = False,
     ) -> None:
+        """
+        @param tokens: issue and take resume tokens, as a server with a web
+            edge does.
+        """
         self.clock = Clock()
         self.clock.advance(1_700_000_000)
         self.store = store if store is not None else MemoryStore()
@@ -180,12 +185,14 @@ class Harness:
         self.service = ChatService(frozenset(self.users), self.store, self.clock)
         checker: Any = UsersChecker(self.users, self.clock)  # type: ignore[arg-type]
         self.checker = HeldChecker(checker) if hold_logins else checker
-        self.portal = Portal(ChatRealm(self.service), [self.checker])
+        self.tokens = ResumeTokens(self.store, self.clock) if tokens else None
+        checkers = [self.checker] if self.tokens is None else [self.checker, TokenChecker(self.tokens)]
+        self.portal = Portal(ChatRealm(self.service), checkers)
         self.guard = LoginGuard(self.clock, max_attempts=max_attempts, block_time=block_time)
         self.settings = settings or Settings()
         self.connections = ConnectionCount(max_per_host, self.settings.exempt)
         self.context = ServerContext(
-            self.service, self.portal, self.guard, self.clock, self.settings, self.connections
+            self.service, self.portal, self.guard, self.clock, self.settings, self.connections, self.tokens
         )
         self.factory = ChatFactory(self.context, max_backlog=max_backlog)
         self._port = 40000

@@ -32,6 +32,7 @@ from chat.server.edges.jsonwire import (
     BadRequest,
     Line,
     Login,
+    Resume,
     as_json,
     frame,
     parse_request,
@@ -230,17 +231,32 @@ class EventJsonTests(unittest.TestCase):
         )
 
     def test_a_receipt_lists_who_has_it_and_who_will(self) -> None:
-        event = Receipt(("google",), ("seas",))
+        event = Receipt(("google",), ("seas",), "ab12-7", 1700000000.5)
         self.assertEqual(
             json_of(event),
-            {"type": "receipt", "delivered": ["google"], "stored": ["seas"], "text": text.render(event)},
+            {
+                "type": "receipt",
+                "delivered": ["google"],
+                "stored": ["seas"],
+                "id": "ab12-7",
+                "time": 1700000000.5,
+                "text": text.render(event),
+            },
         )
 
     def test_a_broadcast_receipt_counts_its_recipients(self) -> None:
         for count in (0, 1, 2):
-            event = Broadcasted(count)
+            event = Broadcasted(count, "ab12-8", 1700000001.0)
             self.assertEqual(
-                json_of(event), {"type": "receipt", "broadcast": count, "text": text.render(event)}, count
+                json_of(event),
+                {
+                    "type": "receipt",
+                    "broadcast": count,
+                    "id": "ab12-8",
+                    "time": 1700000001.0,
+                    "text": text.render(event),
+                },
+                count,
             )
 
     def test_help_lists_name_usage_and_summary(self) -> None:
@@ -461,6 +477,11 @@ class RequestTests(unittest.TestCase):
             request(type="login", username="columbia", password="116bway"), Login("columbia", "116bway")
         )
 
+    def test_resume(self) -> None:
+        self.assertEqual(request(type="resume", token="t0k3n"), Resume("t0k3n"))
+        self.assertEqual(request(type="resume"), BadRequest("missing_field", "token"))
+        self.assertNotIn("t0k3n", repr(Resume("t0k3n")))
+
     def test_a_login_does_not_show_its_password(self) -> None:
         self.assertNotIn("116bway", repr(Login("columbia", "116bway")))
 
@@ -530,6 +551,7 @@ class RequestTests(unittest.TestCase):
             set(REQUEST_TYPES),
             {
                 "login",
+                "resume",
                 "line",
                 "message",
                 "broadcast",

@@ -139,7 +139,7 @@ class BroadcastBatchTests(unittest.TestCase):
         )
 
     def test_a_single_broadcast_is_the_line_itself(self) -> None:
-        self.assertEqual(self.service.broadcast("columbia", "hi"), 2)
+        self.assertEqual(self.service.broadcast("columbia", "hi").count, 2)
         self.clock.advance(0)
         self.assertEqual(self.people["seas"].received, [b"columbia (broadcast): hi\r\n"])
         self.assertEqual(self.people["columbia"].received, [])

@@ -223,6 +223,33 @@ class StoreContract:
         for name in ("columbia", "seas", "google"):
             self.assertEqual(await store.history_for(name, 20), [])  # type: ignore[attr-defined]
 
+    async def test_a_token_is_used_once(self) -> None:
+        await self.store.save_token("columbia", "d1", 2000.0, 1000.0)
+        self.assertEqual(await self.store.use_token("d1", 1500.0), ("columbia", "ok"))  # type: ignore[attr-defined]
+        self.assertEqual(
+            await self.store.use_token("d1", 1600.0),
+            ("columbia", "reused"),  # type: ignore[attr-defined]
+        )
+
+    async def test_a_token_past_its_time_or_never_saved_is_expired(self) -> None:
+        await self.store.save_token("columbia", "d1", 2000.0, 1000.0)
+        self.assertEqual(await self.store.use_token("d1", 2000.0), (None, "expired"))  # type: ignore[attr-defined]
+        self.assertEqual(await self.store.use_token("nope", 1000.0), (None, "expired"))  # type: ignore[attr-defined]
+
+    async def test_a_new_token_revokes_the_unused_ones_but_remembers_the_used(self) -> None:
+        await self.store.save_token("columbia", "d1", 2000.0, 1000.0)
+        await self.store.save_token("columbia", "d2", 2100.0, 1100.0)
+        await self.store.use_token("d2", 1200.0)
+        await self.store.save_token("columbia", "d3", 2200.0, 1200.0)
+        await self.store.save_token("seas", "s1", 2200.0, 1200.0)
+        self.assertEqual(await self.store.use_token("d1", 1300.0), (None, "expired"))  # type: ignore[attr-defined]
+        self.assertEqual(
+            await self.store.use_token("d2", 1300.0),
+            ("columbia", "reused"),  # type: ignore[attr-defined]
+        )
+        self.assertEqual(await self.store.use_token("d3", 1300.0), ("columbia", "ok"))  # type: ignore[attr-defined]
+        self.assertEqual(await self.store.use_token("s1", 1300.0), ("seas", "ok"))  # type: ignore[attr-defined]
+
 
 class MemoryStoreTests(StoreContract, unittest.TestCase):
     def make_store(self, history: int = 200) -> Any:
@@ -325,6 +352,11 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
             SQLiteStore(path, reactor)
 
     # --- history on disk ---------------------------------------------------------
+
+    async def test_an_unused_token_survives_reopening(self) -> None:
+        await self.store.save_token("columbia", "d1", 2000.0, 1000.0)
+        store = await self.reopen()
+        self.assertEqual(await store.use_token("d1", 1500.0), ("columbia", "ok"))
 
     async def test_history_survives_reopening(self) -> None:
         entries = [private("columbia", "seas", "one", 1.0), everyone("google", "two", 2.0)]

@@ -113,6 +113,10 @@ class LoginTextTests(unittest.TestCase):
                 "please try again in a moment."
             ),
             Refusal.SERVER_ERROR: "Login failed because of a server error; please try again.",
+            Refusal.EXPIRED: "Your session has expired; please log in again.",
+            Refusal.REUSED: (
+                "That session was resumed already, perhaps in another tab; please log in again."
+            ),
         }
         self.assertEqual(set(expected), set(Refusal))
         for reason, sentence in expected.items():
@@ -368,6 +372,10 @@ class GoodbyeTextTests(unittest.TestCase):
             Reason.SERVER_ERROR: (
                 Goodbye(Reason.SERVER_ERROR),
                 "Login failed because of a server error. Disconnecting.",
+            ),
+            Reason.REPLACED: (
+                Goodbye(Reason.REPLACED, "columbia"),
+                "You were logged in again from somewhere else; this session is closed.",
             ),
         }
         self.assertEqual(set(expected), set(Reason))

@@ -405,9 +405,11 @@ class ConversationTests(unittest.TestCase):
     def test_a_browser_sends_a_private_message_to_a_terminal(self) -> None:
         self.browser.send(type="message", to="seas", text="hi")
         self.assertEqual(self.seas.read(), "\r\ncolumbia (private): hi\r\n")
+        [receipt] = self.browser.read()
+        self.assertTrue(receipt.pop("id"))
         self.assertEqual(
-            self.browser.read(),
-            [{"type": "receipt", "delivered": ["seas"], "stored": [], "text": "Sent to seas."}],
+            receipt,
+            {"type": "receipt", "delivered": ["seas"], "stored": [], "time": T0, "text": "Sent to seas."},
         )
 
     def test_a_terminal_sends_a_private_message_to_a_browser(self) -> None:
@@ -419,8 +421,10 @@ class ConversationTests(unittest.TestCase):
     def test_a_browser_broadcasts_to_a_terminal(self) -> None:
         self.browser.send(type="broadcast", text="cao cao da!!")
         self.assertEqual(self.seas.read(), "\r\ncolumbia (broadcast): cao cao da!!\r\n")
+        [receipt] = self.browser.read()
+        self.assertTrue(receipt.pop("id"))
         self.assertEqual(
-            self.browser.read(), [{"type": "receipt", "broadcast": 1, "text": "Broadcast to 1 user."}]
+            receipt, {"type": "receipt", "broadcast": 1, "time": T0, "text": "Broadcast to 1 user."}
         )
 
     def test_a_terminal_broadcasts_to_a_browser(self) -> None:
@@ -891,3 +895,137 @@ class OriginTests(unittest.TestCase):
 
     def test_an_https_page_may_not_use_the_http_sites_socket(self) -> None:
         self.assertFalse(self.allowed("chat.local", "https://chat.local"))
+
+
+class ResumeTests(unittest.TestCase):
+    """
+    A browser that lost its connection comes back with the token it was
+    given, without the password; a token works once, and not for ever.
+    """
+
+    def setUp(self) -> None:
+        self.server = Harness(tokens=True)
+
+    def token_of(self, browser: Browser) -> str:
+        [session] = [m for m in browser.read() if m["type"] == "session"]
+        self.assertEqual(session["expires"], self.server.clock.seconds() + 900)
+        return str(session["token"])
+
+    def first_login(self) -> tuple[Browser, str]:
+        browser = Browser(self.server)
+        browser.read()
+        browser.login("columbia")
+        return browser, self.token_of(browser)
+
+    def resume(self, token: str) -> tuple[Browser, list[dict[str, Any]]]:
+        browser = Browser(self.server)
+        browser.read()
+        browser.send(type="resume", token=token)
+        return browser, browser.read()
+
+    def test_a_login_is_followed_by_a_token(self) -> None:
+        _, token = self.first_login()
+        self.assertGreaterEqual(len(token), 40)
+
+    def test_a_token_logs_in_again_without_the_password(self) -> None:
+        old, token = self.first_login()
+        old.lose()
+        browser, messages = self.resume(token)
+        self.assertEqual(messages[0]["type"], "welcome")
+        self.assertEqual(messages[0]["name"], "columbia")
+        self.assertEqual([m["type"] for m in messages[1:]], ["session"])
+        self.assertNotEqual(messages[1]["token"], token)
+        self.assertIn("columbia", self.server.service.registry.online)
+
+    def test_messages_that_arrived_while_away_are_shown_after_the_resume(self) -> None:
+        old, token = self.first_login()
+        old.lose()
+        seas = self.server.login("seas")
+        seas.send("message columbia while you were away")
+        _, messages = self.resume(token)
+        [offline] = [m for m in messages if m["type"] == "offline"]
+        self.assertEqual([m["text"] for m in offline["messages"]], ["while you were away"])
+
+    def test_a_token_works_once(self) -> None:
+        old, token = self.first_login()
+        old.lose()
+        self.resume(token)[0].lose()
+        browser, messages = self.resume(token)
+        self.assertEqual(
+            messages,
+            [
+                {
+                    "type": "login_refused",
+                    "reason": "reused",
+                    "text": "That session was resumed already, perhaps in another tab; please log in again.",
+                },
+                LOGIN_PROMPT,
+            ],
+        )
+        browser.login("columbia")
+        self.assertEqual(browser.read()[0]["type"], "welcome")
+
+    def test_an_expired_token_sends_the_user_to_the_login_form(self) -> None:
+        old, token = self.first_login()
+        old.lose()
+        self.server.clock.advance(901)
+        _, messages = self.resume(token)
+        self.assertEqual(
+            messages,
+            [
+                {
+                    "type": "login_refused",
+                    "reason": "expired",
+                    "text": "Your session has expired; please log in again.",
+                },
+                LOGIN_PROMPT,
+            ],
+        )
+
+    def test_a_token_never_issued_is_refused_as_expired(self) -> None:
+        _, messages = self.resume("made-up")
+        self.assertEqual(messages[0]["reason"], "expired")
+
+    def test_a_refused_token_counts_no_failed_password(self) -> None:
+        for _ in range(5):
+            self.resume("made-up")
+        browser = Browser(self.server)
+        browser.read()
+        browser.login("columbia")
+        self.assertEqual(browser.read()[0]["type"], "welcome")
+
+    def test_a_fresh_token_comes_before_the_old_one_would_expire_and_replaces_it(self) -> None:
+        browser, first = self.first_login()
+        self.server.clock.advance(300)
+        [fresh] = [m for m in browser.read() if m["type"] == "session"]
+        self.assertNotEqual(fresh["token"], first)
+        browser.lose()
+        _, messages = self.resume(first)
+        self.assertEqual(messages[0]["reason"], "expired")
+
+    def test_a_resume_ends_the_older_session_of_the_same_user(self) -> None:
+        old, token = self.first_login()
+        browser, messages = self.resume(token)
+        self.assertEqual(messages[0]["type"], "welcome")
+        self.assertEqual(
+            old.read(),
+            [
+                {
+                    "type": "goodbye",
+                    "reason": "replaced",
+                    "text": "You were logged in again from somewhere else; this session is closed.",
+                }
+            ],
+        )
+        self.assertIs(self.server.service.registry.online["columbia"], browser.edge.session)
+
+    def test_a_tcp_user_cannot_resume(self) -> None:
+        conn = self.server.connect()
+        conn.read()
+        conn.send('{"type":"resume","token":"x"}')
+        self.assertEqual(conn.read(), "Password: ")
+
+    def test_no_tokens_are_issued_by_a_server_without_them(self) -> None:
+        browser = logged_in(Harness(), "columbia")
+        self.server.clock.advance(600)
+        self.assertEqual([m for m in browser.read() if m["type"] == "session"], [])

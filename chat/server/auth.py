@@ -431,7 +431,7 @@ class ResumeTokens:
         """A new token for C{name}, with when it expires, once it is stored."""
         token = secrets.token_urlsafe(32)
         expires = self.clock.seconds() + self.lifetime
-        saved = self.store.save_token(name, token_digest(token), expires)
+        saved = self.store.save_token(name, token_digest(token), expires, self.clock.seconds())
         return saved.addCallback(lambda _: (token, expires))
 
     def use(self, token: str) -> Deferred[tuple[str | None, str]]:
@@ -441,7 +441,7 @@ class ResumeTokens:
 class TokenStore(Protocol):
     """The part of L{chat.server.interfaces.IStore} that keeps tokens."""
 
-    def save_token(self, name: str, digest: str, expires: float) -> Deferred[None]: ...
+    def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]: ...
 
     def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]: ...
 

@@ -191,10 +191,12 @@ class IStore(Interface):
         together, oldest first.
         """
 
-    def save_token(name: str, digest: str, expires: float) -> Deferred[None]:
+    def save_token(name: str, digest: str, expires: float, now: float) -> Deferred[None]:
         """
         Keep a resume token for C{name} (its SHA-256, never the token),
-        replacing the ones issued to C{name} before; fires when durable.
+        revoking the unused ones issued to C{name} before (used ones are kept
+        until they expire, to tell a reused token from an expired one);
+        fires when durable.
         """
 
     def use_token(digest: str, now: float) -> Deferred[tuple[str | None, str]]:

@@ -139,8 +139,8 @@ class MemoryStore:
         merged = list(heapq.merge(own, public))
         return succeed([delivery for _, delivery in merged[-count:]])
 
-    def save_token(self, name: str, digest: str, expires: float) -> Deferred[None]:
-        self._tokens = {d: t for d, t in self._tokens.items() if t[0] != name}
+    def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]:
+        self._tokens = {d: t for d, t in self._tokens.items() if t[1] > now and (t[0] != name or t[2])}
         self._tokens[digest] = (name, expires, False)
         return succeed(None)
 

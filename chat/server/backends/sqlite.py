@@ -413,9 +413,11 @@ class SQLiteStore:
 
         return self._submit(select)
 
-    def save_token(self, name: str, digest: str, expires: float) -> Deferred[None]:
+    def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]:
         def replace(conn: sqlite3.Connection) -> None:
-            conn.execute("DELETE FROM resume_token WHERE name = ?", (name,))
+            conn.execute(
+                "DELETE FROM resume_token WHERE (name = ? AND used = 0) OR expires <= ?", (name, now)
+            )
             conn.execute(
                 "INSERT INTO resume_token (digest, name, expires) VALUES (?, ?, ?)", (digest, name, expires)
             )

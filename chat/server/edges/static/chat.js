@@ -1,0 +1,1576 @@
+/*
+ * chat: the web page.  Plain JavaScript, no build step.
+ *
+ * It speaks the JSON protocol of docs/protocol.rst over the WebSocket at /ws
+ * of the page's own origin.  User text only ever goes into the page through
+ * textContent (and links are built as <a> elements for http: and https: URLs
+ * only).  The session token is kept in sessionStorage, the latest only.
+ */
+"use strict";
+
+(() => {
+  const PROTOCOL = 1;
+  const TITLE = "chat";
+  const TOKEN_KEY = "chat.session";
+  const RECENT_MINUTES = 60;
+  const MAX_FRAME = 4000; // bytes; the server closes on anything over 4096
+  const SENT_KEEP = 50;
+
+  const $ = (id) => document.getElementById(id);
+  const ui = {
+    banner: $("banner"),
+    bannerText: $("banner-text"),
+    bannerAction: $("banner-action"),
+    loginView: $("login-view"),
+    login: $("login"),
+    username: $("username"),
+    password: $("password"),
+    loginButton: $("login-button"),
+    loginError: $("login-error"),
+    loginStatus: $("login-status"),
+    chat: $("chat"),
+    me: $("me"),
+    toggleRoster: $("toggle-roster"),
+    setIntro: $("set-intro"),
+    notify: $("notify"),
+    help: $("help"),
+    logout: $("logout"),
+    sidebar: $("sidebar"),
+    scrim: $("scrim"),
+    roster: $("roster"),
+    rosterEmpty: $("roster-empty"),
+    onlineCount: $("online-count"),
+    recent: $("recent"),
+    recentEmpty: $("recent-empty"),
+    showRecent: $("show-recent"),
+    timeline: $("timeline"),
+    timelineEmpty: $("timeline-empty"),
+    jump: $("jump"),
+    composer: $("composer"),
+    composerError: $("composer-error"),
+    composerNote: $("composer-note"),
+    to: $("to"),
+    toHint: $("to-hint"),
+    clearTo: $("clear-to"),
+    message: $("message"),
+    counter: $("counter"),
+    send: $("send"),
+    names: $("names"),
+    introForm: $("intro-form"),
+    introText: $("intro-text"),
+    introError: $("intro-error"),
+    introSave: $("intro-save"),
+    introCancel: $("intro-cancel"),
+    helpPanel: $("help-panel"),
+    helpClose: $("help-close"),
+    helpCommands: $("help-commands"),
+  };
+
+  const state = {
+    ws: null,
+    // idle | connecting | prompt | authenticating | refused | chat
+    phase: "idle",
+    me: null,
+    inChat: false,
+    // What to send at the next login prompt: {kind: "login", username, password} or {kind: "resume", token}.
+    auth: null,
+    autoReconnect: false,
+    attempt: 0,
+    reconnectTimer: 0,
+    reconnectAt: 0,
+    bannerTimer: 0,
+    blockTimer: 0,
+    // Requests sent and not answered yet, oldest first: the server answers in order.
+    pending: [],
+    byId: new Map(),
+    roster: new Map(),
+    recent: null,
+    recentMinutes: RECENT_MINUTES,
+    sent: [],
+    recall: -1,
+    maxMessage: 500,
+    unread: 0,
+    notify: false,
+    intro: null,
+    introDraft: null,
+    introMode: "intro",
+    helpLoaded: false,
+    localIds: 0,
+    noteTimer: 0,
+    protocolWarning: null,
+  };
+
+  // --- small helpers ----------------------------------------------------------
+
+  function make(tag, className, text) {
+    const node = document.createElement(tag);
+    if (className) node.className = className;
+    if (text !== undefined && text !== null) node.textContent = String(text);
+    return node;
+  }
+
+  function icon(name) {
+    const ns = "http://www.w3.org/2000/svg";
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("aria-hidden", "true");
+    const use = document.createElementNS(ns, "use");
+    use.setAttribute("href", "#i-" + name);
+    svg.append(use);
+    return svg;
+  }
+
+  const pad = (n) => String(n).padStart(2, "0");
+
+  function asDate(seconds) {
+    return new Date((typeof seconds === "number" && isFinite(seconds) ? seconds : Date.now() / 1000) * 1000);
+  }
+
+  function hhmm(date) {
+    return pad(date.getHours()) + ":" + pad(date.getMinutes());
+  }
+
+  function fullTime(date) {
+    try {
+      return date.toLocaleString(undefined, { dateStyle: "full", timeStyle: "medium" });
+    } catch (e) {
+      return date.toString();
+    }
+  }
+
+  function dayKey(date) {
+    return date.getFullYear() + "-" + (date.getMonth() + 1) + "-" + date.getDate();
+  }
+
+  function dayLabel(date) {
+    const today = new Date();
+    const yesterday = new Date(today.getFullYear(), today.getMonth(), today.getDate() - 1);
+    if (dayKey(date) === dayKey(today)) return "Today";
+    if (dayKey(date) === dayKey(yesterday)) return "Yesterday";
+    return date.toLocaleDateString(undefined, { weekday: "long", year: "numeric", month: "long", day: "numeric" });
+  }
+
+  function ago(seconds) {
+    const mins = Math.max(0, Math.round((Date.now() / 1000 - seconds) / 60));
+    if (mins < 1) return "just now";
+    if (mins < 60) return mins + " min ago";
+    const hours = Math.floor(mins / 60);
+    return hours + " h " + (mins % 60) + " min ago";
+  }
+
+  function colorOf(name) {
+    let h = 0;
+    for (const ch of String(name)) h = (h * 31 + ch.codePointAt(0)) >>> 0;
+    return "c" + (h % 8);
+  }
+
+  function avatar(name, online) {
+    const a = make("span", "avatar " + colorOf(name) + (online ? " online" : ""), Array.from(String(name))[0] || "?");
+    a.setAttribute("aria-hidden", "true");
+    return a;
+  }
+
+  function plural(n, one, many) {
+    return n + " " + (n === 1 ? one : many);
+  }
+
+  // Text with http: and https: URLs made into links; everything else stays text.
+  const URL_RE = /(?<![\w@/.])https?:\/\/[^\s<>"'`\u00a0]+/gi;
+
+  function appendLinkified(parent, text) {
+    let last = 0;
+    for (const match of text.matchAll(URL_RE)) {
+      let url = match[0];
+      // Punctuation that ends a sentence is not part of the address, nor is
+      // a closing bracket without its opening one.
+      for (;;) {
+        const end = url.slice(-1);
+        if (/[.,;:!?'"*]/.test(end)) {
+          url = url.slice(0, -1);
+        } else if (end === ")" && url.split("(").length <= url.split(")").length - 1) {
+          url = url.slice(0, -1);
+        } else if ((end === "]" || end === "}") && !url.includes(end === "]" ? "[" : "{")) {
+          url = url.slice(0, -1);
+        } else {
+          break;
+        }
+      }
+      let parsed = null;
+      try {
+        parsed = new URL(url);
+      } catch (e) {
+        parsed = null;
+      }
+      if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:") || !parsed.hostname) continue;
+      if (match.index > last) parent.append(document.createTextNode(text.slice(last, match.index)));
+      const a = make("a", "", url);
+      a.href = parsed.href;
+      a.rel = "noopener noreferrer";
+      a.target = "_blank";
+      parent.append(a);
+      last = match.index + url.length;
+    }
+    if (last < text.length) parent.append(document.createTextNode(text.slice(last)));
+  }
+
+  // --- the session token ------------------------------------------------------
+
+  function loadToken() {
+    try {
+      const raw = sessionStorage.getItem(TOKEN_KEY);
+      if (!raw) return null;
+      const value = JSON.parse(raw);
+      return value && typeof value.token === "string" && value.token ? value : null;
+    } catch (e) {
+      return null;
+    }
+  }
+
+  function saveToken(token, expires) {
+    try {
+      sessionStorage.setItem(TOKEN_KEY, JSON.stringify({ token: token, expires: expires }));
+    } catch (e) {
+      /* storage full or disabled: a reconnection will ask for the password */
+    }
+  }
+
+  function forgetToken() {
+    try {
+      sessionStorage.removeItem(TOKEN_KEY);
+    } catch (e) {
+      /* nothing to forget */
+    }
+  }
+
+  // --- the connection ---------------------------------------------------------
+
+  function socketURL() {
+    return (location.protocol === "https:" ? "wss:" : "ws:") + "//" + location.host + "/ws";
+  }
+
+  function connect() {
+    if (state.ws) return;
+    let ws;
+    try {
+      ws = new WebSocket(socketURL());
+    } catch (e) {
+      state.phase = "idle";
+      setTimeout(onSocketClosed, 0);
+      return;
+    }
+    state.ws = ws;
+    state.phase = "connecting";
+    ws.addEventListener("message", (event) => {
+      if (ws === state.ws && typeof event.data === "string") onFrame(event.data);
+    });
+    ws.addEventListener("close", () => {
+      if (ws === state.ws) onSocketClosed();
+    });
+  }
+
+  function connected() {
+    return !!state.ws && state.ws.readyState === WebSocket.OPEN && state.phase === "chat";
+  }
+
+  function rawSend(obj) {
+    const ws = state.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN) return false;
+    ws.send(JSON.stringify(obj));
+    return true;
+  }
+
+  // A request of a logged-in user; its answer is matched to it by order.
+  function request(obj, kind, extra) {
+    if (!connected()) return false;
+    if (!rawSend(obj)) return false;
+    state.pending.push(Object.assign({ kind: kind }, extra || {}));
+    return true;
+  }
+
+  function takePending(kinds) {
+    const i = state.pending.findIndex((r) => kinds.includes(r.kind));
+    return i < 0 ? null : state.pending.splice(i, 1)[0];
+  }
+
+  function sendAuth() {
+    const auth = state.auth;
+    if (!auth || state.phase !== "prompt") return;
+    if (auth.kind === "login") {
+      if (!rawSend({ type: "login", username: auth.username, password: auth.password })) return;
+      auth.password = null;
+    } else if (!rawSend({ type: "resume", token: auth.token })) {
+      return;
+    }
+    state.phase = "authenticating";
+  }
+
+  function onSocketClosed() {
+    const phase = state.phase;
+    const unanswered = state.pending.filter((r) => r.display);
+    state.ws = null;
+    state.phase = "idle";
+    state.pending = [];
+    setLoginBusy(false);
+    const auth = state.auth;
+    state.auth = null;
+    if (auth && auth.kind === "login" && phase !== "refused") {
+      setLoginStatus("");
+      showLoginError("Could not reach the chat server. Check your connection and try again.");
+    }
+    if (unanswered.length) {
+      const last = unanswered[unanswered.length - 1].display.text;
+      showNote("The connection dropped before “" + shorten(last, 60) + "” was confirmed; it may not have been sent.", 0);
+    }
+    if (!state.autoReconnect) return;
+    if (loadToken()) {
+      scheduleReconnect();
+      return;
+    }
+    state.autoReconnect = false;
+    hideBanner();
+    if (state.inChat) {
+      leaveChat();
+      showLoginError("The connection was lost. Please log in again.");
+    }
+  }
+
+  function scheduleReconnect() {
+    clearTimeout(state.reconnectTimer);
+    const base = Math.min(30, Math.pow(2, state.attempt));
+    state.attempt += 1;
+    // Jitter, so that browsers cut off together do not all come back at once.
+    const delay = Math.min(30, base * (0.8 + Math.random() * 0.4));
+    state.reconnectAt = Date.now() + delay * 1000;
+    state.reconnectTimer = setTimeout(reconnectNow, delay * 1000);
+    clearInterval(state.bannerTimer);
+    const tick = () => {
+      const left = Math.max(1, Math.ceil((state.reconnectAt - Date.now()) / 1000));
+      const lead = state.inChat ? "Connection lost" : "Cannot reach the chat server";
+      showBanner(lead + "; reconnecting in " + left + "s…", "Reconnect now", reconnectNow);
+    };
+    tick();
+    state.bannerTimer = setInterval(tick, 1000);
+  }
+
+  function cancelReconnect() {
+    clearTimeout(state.reconnectTimer);
+    clearInterval(state.bannerTimer);
+    state.reconnectTimer = 0;
+    state.bannerTimer = 0;
+  }
+
+  function reconnectNow() {
+    cancelReconnect();
+    if (state.ws) return;
+    const token = loadToken();
+    if (!token) {
+      state.autoReconnect = false;
+      hideBanner();
+      leaveChat();
+      showLoginError("The connection was lost. Please log in again.");
+      return;
+    }
+    showBanner(state.inChat ? "Reconnecting…" : "Connecting…");
+    state.auth = { kind: "resume", token: token.token };
+    connect();
+  }
+
+  // --- the banner -------------------------------------------------------------
+
+  let bannerHandler = null;
+
+  function showBanner(text, action, handler, final) {
+    ui.bannerText.textContent = text;
+    ui.banner.classList.toggle("final", !!final);
+    if (action) {
+      ui.bannerAction.textContent = action;
+      ui.bannerAction.hidden = false;
+      bannerHandler = handler;
+    } else {
+      ui.bannerAction.hidden = true;
+      bannerHandler = null;
+    }
+    ui.banner.hidden = false;
+  }
+
+  function hideBanner() {
+    clearInterval(state.bannerTimer);
+    state.bannerTimer = 0;
+    ui.banner.hidden = true;
+    ui.bannerText.textContent = "";
+    bannerHandler = null;
+  }
+
+  // --- events from the server -------------------------------------------------
+
+  function onFrame(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch (e) {
+      return;
+    }
+    if (!msg || typeof msg !== "object" || typeof msg.type !== "string") return;
+    const handler = HANDLERS[msg.type];
+    if (handler) handler(msg);
+  }
+
+  const HANDLERS = {
+    hello(msg) {
+      state.protocolWarning =
+        msg.protocol === PROTOCOL
+          ? null
+          : "This page was written for version " + PROTOCOL + " of the chat protocol; the server speaks version " +
+            msg.protocol + ". Some things may not work.";
+    },
+
+    prompt(msg) {
+      if (msg.for !== "login") return;
+      state.phase = "prompt";
+      sendAuth();
+    },
+
+    welcome(msg) {
+      const resumed = !!state.auth && state.auth.kind === "resume";
+      state.auth = null;
+      state.phase = "chat";
+      state.attempt = 0;
+      state.autoReconnect = true;
+      state.pending = [];
+      cancelReconnect();
+      hideBanner();
+      stopBlockCountdown();
+      setLoginBusy(false);
+      showLoginError("");
+      setLoginStatus("");
+      ui.password.value = "";
+      const name = String(msg.name || "");
+      if (state.me !== null && state.me !== name) resetChatData();
+      state.me = name;
+      ui.me.textContent = name;
+      ui.me.title = state.intro ? "Your intro: " + state.intro : "";
+      setComposerEnabled(true);
+      const fresh = !state.inChat;
+      enterChat(fresh && !resumed);
+      request({ type: "whoelse" }, "whoelse");
+      request({ type: "history" }, "history");
+      if (state.recent) requestRecent(state.recentMinutes);
+      if (!ui.helpPanel.hidden && !state.helpLoaded) request({ type: "help" }, "help");
+      if (state.protocolWarning) showNote(state.protocolWarning, 0);
+    },
+
+    login_refused(msg) {
+      const auth = state.auth;
+      state.auth = null;
+      state.phase = "refused";
+      setLoginBusy(false);
+      setLoginStatus("");
+      if (auth && auth.kind === "resume") {
+        resumeRefused(msg.text || "Your session has ended. Please log in again.");
+        return;
+      }
+      if (msg.reason === "blocked") {
+        startBlockCountdown((auth && auth.username) || ui.username.value.trim(), Number(msg.seconds) || 0, msg.text);
+        return;
+      }
+      showLoginError(msg.text || "The login was refused.");
+      if (msg.reason === "invalid") {
+        ui.password.value = "";
+        ui.password.focus();
+      }
+    },
+
+    session(msg) {
+      if (typeof msg.token === "string" && msg.token) saveToken(msg.token, msg.expires);
+    },
+
+    offline(msg) {
+      addMessages(Array.isArray(msg.messages) ? msg.messages : [], { away: true, fresh: true });
+    },
+
+    message(msg) {
+      addMessages([msg], { fresh: true });
+    },
+
+    history(msg) {
+      takePending(["history", "line"]);
+      addMessages(Array.isArray(msg.messages) ? msg.messages : [], {});
+    },
+
+    receipt(msg) {
+      const req = takePending(["send", "line"]);
+      hideComposerError();
+      const display = req && req.display;
+      if (!display) {
+        if (msg.text) showNote(msg.text);
+        return;
+      }
+      const id = typeof msg.id === "string" && msg.id ? msg.id : "local-" + ++state.localIds;
+      const own = {
+        id: id,
+        from: state.me,
+        kind: display.to.length === 1 ? "private" : "broadcast",
+        text: display.text,
+        time: typeof msg.time === "number" ? msg.time : Date.now() / 1000,
+        to: display.to,
+      };
+      const node = addMessages([own], { mine: true });
+      if (node) describeReceipt(node, msg);
+    },
+
+    roster(msg) {
+      takePending(["whoelse", "wholast", "line"]);
+      const users = Array.isArray(msg.users) ? msg.users : [];
+      if (msg.view === "recent") {
+        showRecent(msg.minutes, users);
+      } else {
+        state.roster.clear();
+        for (const u of users) {
+          if (u && typeof u.name === "string" && u.name !== state.me) state.roster.set(u.name, { intro: u.intro || null });
+        }
+        renderRoster();
+      }
+    },
+
+    presence(msg) {
+      const name = msg.name;
+      if (typeof name !== "string" || name === state.me) return;
+      if (msg.online) {
+        state.roster.set(name, { intro: msg.intro || null });
+      } else {
+        state.roster.delete(name);
+      }
+      renderRoster();
+      if (state.recent) {
+        const entry = state.recent.users.get(name) || { name: name };
+        entry.online = !!msg.online;
+        entry.intro = msg.intro || entry.intro || null;
+        if (msg.online) entry.last_seen = null;
+        else entry.last_seen = typeof msg.time === "number" ? msg.time : Date.now() / 1000;
+        state.recent.users.set(name, entry);
+        renderRecent();
+      }
+    },
+
+    help(msg) {
+      const req = takePending(["help", "line"]);
+      const commands = Array.isArray(msg.commands) ? msg.commands : [];
+      if (msg.command && commands.length === 1) {
+        showNote(null, 0, (box) => {
+          box.append(make("code", "", commands[0].usage));
+          if (commands[0].summary) box.append(make("span", "", commands[0].summary));
+        });
+        return;
+      }
+      renderHelp(commands);
+      if (req && req.kind === "line") openHelp();
+    },
+
+    notice(msg) {
+      switch (msg.code) {
+        case "intro_saved":
+          takePending(["intro", "line"]);
+          state.intro = state.introDraft;
+          ui.me.title = state.intro ? "Your intro: " + state.intro : "";
+          closeIntro(true);
+          showNote(msg.text || "Personal introduction saved.");
+          break;
+        case "intro_unchanged":
+          takePending(["intro", "line"]);
+          closeIntro(true);
+          showNote(msg.text || "Your introduction was not changed.");
+          break;
+        case "ask_intro":
+          takePending(["line"]);
+          openIntro("line");
+          break;
+        default:
+          if (msg.text) showNote(msg.text, 0);
+      }
+    },
+
+    goodbye(msg) {
+      const text = msg.text || "The session is over.";
+      switch (msg.reason) {
+        case "logout":
+          state.autoReconnect = false;
+          forgetToken();
+          finishLogout(text);
+          break;
+        case "login_timeout":
+          // Only before a login: the form stays as it is; the next try reconnects.
+          break;
+        case "replaced":
+          state.autoReconnect = false;
+          forgetToken();
+          cancelReconnect();
+          setComposerEnabled(false);
+          closeIntro(false);
+          showBanner(text, "Log in again", () => {
+            hideBanner();
+            leaveChat();
+          }, true);
+          break;
+        case "idle":
+        case "flood":
+          state.autoReconnect = false;
+          forgetToken();
+          leaveChat();
+          if (msg.reason === "flood") showLoginError(text);
+          else setLoginStatus(text);
+          break;
+        default:
+          // shutdown, server_error: the connection closes, and the page comes
+          // back with its token when it can.
+          if (!state.inChat) setLoginStatus(text);
+      }
+    },
+
+    error(msg) {
+      const req = state.pending.shift() || null;
+      if (state.phase !== "chat") {
+        if (state.auth && state.auth.kind === "resume" && state.phase === "authenticating") {
+          // A server without sessions to resume: log in instead (on this connection).
+          state.auth = null;
+          state.phase = "prompt";
+          resumeRefused("Please log in again.");
+          return;
+        }
+        if (!state.inChat) {
+          setLoginBusy(false);
+          showLoginError(msg.text || "The server refused that.");
+          return;
+        }
+      }
+      if (
+        req && req.kind === "wholast" && msg.code === "bad_usage" && msg.problem === "too_many_minutes" &&
+        Number.isInteger(msg.limit) && msg.limit >= 0 && msg.limit < req.minutes
+      ) {
+        requestRecent(msg.limit);
+        return;
+      }
+      if ((msg.code === "too_long" || msg.code === "intro_too_long") && Number.isInteger(msg.limit)) {
+        state.maxMessage = msg.limit;
+        ui.introText.maxLength = msg.limit;
+        updateCounter();
+      }
+      if (req && req.restore && !ui.message.value.trim()) {
+        ui.message.value = req.restore.text;
+        if (req.kind === "send") ui.to.value = req.restore.to;
+        recipientsChanged();
+        updateCounter();
+      }
+      if (req && (req.kind === "intro" || (req.kind === "line" && req.intro))) {
+        ui.introSave.disabled = false;
+        if (!ui.introForm.hidden) {
+          ui.introError.textContent = msg.text || "The intro was not saved.";
+          return;
+        }
+      }
+      showComposerError(msg, req);
+    },
+  };
+
+  function resumeRefused(text) {
+    forgetToken();
+    state.autoReconnect = false;
+    cancelReconnect();
+    hideBanner();
+    leaveChat();
+    showLoginError(text);
+  }
+
+  // --- login ------------------------------------------------------------------
+
+  function showLoginError(text) {
+    ui.loginError.setAttribute("aria-live", "assertive");
+    ui.loginError.textContent = text || "";
+  }
+
+  function setLoginStatus(text) {
+    ui.loginStatus.textContent = text || "";
+  }
+
+  function setLoginBusy(busy) {
+    ui.loginButton.disabled = busy;
+    ui.login.setAttribute("aria-busy", busy ? "true" : "false");
+  }
+
+  function stopBlockCountdown() {
+    clearInterval(state.blockTimer);
+    state.blockTimer = 0;
+  }
+
+  function startBlockCountdown(name, seconds, serverText) {
+    stopBlockCountdown();
+    const until = Date.now() + seconds * 1000;
+    const who = name || "This user";
+    const tick = (first) => {
+      const left = Math.ceil((until - Date.now()) / 1000);
+      if (left <= 0) {
+        stopBlockCountdown();
+        showLoginError("");
+        setLoginStatus("The block on " + who + " is over; you can try again now.");
+        return;
+      }
+      // Announced once; the seconds then count down quietly.
+      if (!first) ui.loginError.setAttribute("aria-live", "off");
+      ui.loginError.textContent =
+        "Too many failed logins: " + who + " is blocked from your address for " + plural(left, "more second", "more seconds") + ".";
+    };
+    if (!seconds && serverText) {
+      showLoginError(serverText);
+      return;
+    }
+    showLoginError("");
+    tick(true);
+    state.blockTimer = setInterval(() => tick(false), 1000);
+  }
+
+  function onLoginSubmit(event) {
+    event.preventDefault();
+    if (state.phase === "authenticating") return;
+    const username = ui.username.value.trim();
+    const password = ui.password.value;
+    if (!username || !password) {
+      showLoginError(username ? "Enter your password." : "Enter your username and password.");
+      (username ? ui.password : ui.username).focus();
+      return;
+    }
+    stopBlockCountdown();
+    showLoginError("");
+    setLoginStatus("Logging in…");
+    // A fresh login replaces any session this tab was trying to resume.
+    cancelReconnect();
+    state.autoReconnect = false;
+    hideBanner();
+    state.auth = { kind: "login", username: username, password: password };
+    setLoginBusy(true);
+    if (!state.ws) connect();
+    else if (state.phase === "prompt") sendAuth();
+    // Otherwise the prompt is on its way, and sendAuth answers it.
+  }
+
+  // --- entering and leaving the chat view --------------------------------------
+
+  function enterChat(focusComposer) {
+    state.inChat = true;
+    ui.loginView.hidden = true;
+    ui.chat.hidden = false;
+    applyRosterLayout();
+    updateEmpty();
+    scrollToBottom();
+    if (focusComposer) ui.message.focus();
+  }
+
+  function leaveChat() {
+    const wasInChat = state.inChat;
+    state.inChat = false;
+    closeIntro(false);
+    closeHelp(false);
+    ui.chat.hidden = true;
+    ui.loginView.hidden = false;
+    setLoginBusy(false);
+    clearUnread();
+    if (wasInChat || document.activeElement === document.body) {
+      (ui.username.value ? ui.password : ui.username).focus();
+    }
+  }
+
+  function resetChatData() {
+    ui.timeline.replaceChildren();
+    state.byId.clear();
+    state.roster.clear();
+    state.recent = null;
+    state.sent = [];
+    state.recall = -1;
+    state.pending = [];
+    state.intro = null;
+    state.helpLoaded = false;
+    ui.recent.replaceChildren();
+    ui.recent.hidden = true;
+    ui.recentEmpty.hidden = false;
+    ui.recentEmpty.textContent = "See who was online in the last hour.";
+    ui.message.value = "";
+    ui.to.value = "";
+    ui.me.textContent = "";
+    ui.me.title = "";
+    ui.jump.hidden = true;
+    hideComposerError();
+    hideNote();
+    recipientsChanged();
+    updateCounter();
+    renderRoster();
+    updateEmpty();
+  }
+
+  function logout() {
+    state.autoReconnect = false;
+    forgetToken();
+    cancelReconnect();
+    if (connected() && request({ type: "logout" }, "logout")) return; // goodbye follows
+    finishLogout("You have logged out.");
+    if (state.ws) state.ws.close();
+  }
+
+  function finishLogout(text) {
+    hideBanner();
+    resetChatData();
+    state.me = null;
+    leaveChat();
+    showLoginError("");
+    setLoginStatus(text);
+    ui.password.value = "";
+  }
+
+  // --- the timeline -----------------------------------------------------------
+
+  function nearBottom() {
+    const t = ui.timeline;
+    return t.scrollHeight - t.scrollTop - t.clientHeight < 48;
+  }
+
+  function scrollToBottom() {
+    ui.timeline.scrollTop = ui.timeline.scrollHeight;
+    ui.jump.hidden = true;
+  }
+
+  function updateEmpty() {
+    ui.timelineEmpty.hidden = state.byId.size > 0;
+  }
+
+  function kindLabel(m, mine) {
+    const kind = m.kind === "private" ? "private" : "broadcast";
+    if (!mine) return kind;
+    const to = Array.isArray(m.to) ? m.to : null;
+    if (!to) return kind;
+    if (to.length === 0) return "broadcast to everyone";
+    return kind + " to " + to.join(", ");
+  }
+
+  function renderMessage(m, flags) {
+    const date = asDate(m.time);
+    const kind = m.kind === "private" ? "private" : "broadcast";
+    const from = String(m.from == null ? "" : m.from);
+    const node = make("article", "message " + kind);
+    if (flags.mine) node.classList.add("mine");
+    if (flags.away) node.classList.add("away");
+    node.dataset.id = m.id;
+    node.dataset.kind = kind;
+    node.dataset.time = String(date.getTime() / 1000);
+    node.dataset.day = dayKey(date);
+    if (flags.mine && Array.isArray(m.to)) node.dataset.to = m.to.join(" ");
+
+    const body = make("div", "message-body");
+    const meta = make("div", "meta");
+    const sender = make("button", "sender " + colorOf(from), from);
+    sender.type = "button";
+    sender.dataset.name = from;
+    sender.title = flags.mine ? "Write to the same people again" : "Write to " + from;
+    const tag = make("span", "tag" + (kind === "private" ? " private" : ""), kindLabel(m, flags.mine));
+    const time = make("time", "time", hhmm(date));
+    time.dateTime = date.toISOString();
+    time.title = fullTime(date);
+    meta.append(sender, tag);
+    if (flags.away) meta.append(make("span", "tag away-tag", "while you were away"));
+    meta.append(time);
+    const text = make("div", "text");
+    appendLinkified(text, String(m.text == null ? "" : m.text));
+    body.append(meta, text);
+    node.append(avatar(from), body);
+    return node;
+  }
+
+  function daySeparator(date) {
+    const sep = make("div", "day");
+    sep.dataset.day = dayKey(date);
+    sep.setAttribute("role", "separator");
+    sep.append(make("span", "", dayLabel(date)));
+    return sep;
+  }
+
+  // Messages are kept in the order of their times (history comes above what is
+  // shown already), with a separator at the start of each day.
+  function insertByTime(node) {
+    const t = Number(node.dataset.time);
+    const day = node.dataset.day;
+    let prev = null;
+    for (let c = ui.timeline.lastElementChild; c; c = c.previousElementSibling) {
+      if (c.classList.contains("message") && Number(c.dataset.time) <= t) {
+        prev = c;
+        break;
+      }
+    }
+    if (prev && prev.dataset.day === day) {
+      prev.after(node);
+      return;
+    }
+    const at = prev ? prev.nextElementSibling : ui.timeline.firstElementChild;
+    if (at && at.classList.contains("day") && at.dataset.day === day) {
+      at.after(node);
+      return;
+    }
+    const sep = daySeparator(asDate(t));
+    if (at) at.before(sep);
+    else ui.timeline.append(sep);
+    sep.after(node);
+  }
+
+  // Adds the messages not shown yet; returns the last node added.
+  function addMessages(list, flags) {
+    const stick = nearBottom();
+    let added = null;
+    let fresh = 0;
+    for (const m of list) {
+      if (!m || typeof m !== "object") continue;
+      const id = typeof m.id === "string" && m.id ? m.id : "local-" + ++state.localIds;
+      if (state.byId.has(id)) continue;
+      const mine = !!flags.mine || (state.me !== null && m.from === state.me);
+      const node = renderMessage(Object.assign({}, m, { id: id }), { mine: mine, away: !!flags.away });
+      insertByTime(node);
+      state.byId.set(id, node);
+      added = node;
+      if (flags.fresh && !mine) {
+        fresh += 1;
+        alertNewMessage(m);
+      }
+    }
+    if (!added) return null;
+    updateEmpty();
+    if (stick || flags.mine) scrollToBottom();
+    else if (fresh) ui.jump.hidden = false;
+    return added;
+  }
+
+  function describeReceipt(node, receipt) {
+    const stored = Array.isArray(receipt.stored) ? receipt.stored : [];
+    const tag = node.querySelector(".tag");
+    if (receipt.text && tag) tag.title = receipt.text;
+    if (stored.length || receipt.broadcast === 0) {
+      const status = make("div", "status" + (stored.length ? " stored" : ""), receipt.text || "");
+      if (!receipt.text) {
+        status.textContent = stored.length
+          ? stored.join(", ") + (stored.length === 1 ? " is" : " are") + " offline; it will be delivered at their next login."
+          : "Nobody else is online to receive it.";
+      }
+      node.querySelector(".message-body").append(status);
+    }
+  }
+
+  // --- unread count and notifications --------------------------------------------
+
+  function alertNewMessage(m) {
+    if (!document.hidden) return;
+    state.unread += 1;
+    document.title = "(" + state.unread + ") " + TITLE;
+    if (state.notify && m.kind === "private" && "Notification" in window && Notification.permission === "granted") {
+      try {
+        const n = new Notification(String(m.from) + " (private message)", {
+          body: shorten(String(m.text || ""), 180),
+          tag: "chat-" + m.id,
+          icon: "icon.svg",
+        });
+        n.onclick = () => {
+          window.focus();
+          ui.message.focus();
+          if (typeof m.from === "string") setRecipients(m.from, false);
+          n.close();
+        };
+      } catch (e) {
+        /* some browsers allow notifications only from a service worker */
+      }
+    }
+  }
+
+  function clearUnread() {
+    state.unread = 0;
+    document.title = TITLE;
+  }
+
+  function shorten(text, n) {
+    return text.length > n ? text.slice(0, n - 1) + "…" : text;
+  }
+
+  function updateNotifyButton() {
+    ui.notify.setAttribute("aria-pressed", state.notify ? "true" : "false");
+    ui.notify.title = state.notify
+      ? "Notifications are on: private messages show up while this tab is in the background. Click to turn them off."
+      : "Show a desktop notification for private messages while this tab is in the background";
+  }
+
+  async function toggleNotify() {
+    if (!("Notification" in window)) {
+      showNote("This browser cannot show notifications for this page (they need https).");
+      return;
+    }
+    if (state.notify) {
+      state.notify = false;
+      updateNotifyButton();
+      showNote("Notifications are off.");
+      return;
+    }
+    let permission = Notification.permission;
+    if (permission === "default") {
+      try {
+        permission = await Notification.requestPermission();
+      } catch (e) {
+        permission = Notification.permission;
+      }
+    }
+    if (permission === "granted") {
+      state.notify = true;
+      showNote("Notifications are on: private messages show up while this tab is in the background.");
+    } else {
+      showNote("Notifications are blocked for this site; they can be allowed in the browser's site settings.", 0);
+    }
+    updateNotifyButton();
+  }
+
+  // --- people ---------------------------------------------------------------
+
+  function personItem(name, info, opts) {
+    const li = make("li", "");
+    li.dataset.name = name;
+    const button = make("button", "person");
+    button.type = "button";
+    button.dataset.name = name;
+    button.title = "Write to " + name + " (Shift-click adds " + name + " to the recipients)";
+    const text = make("span", "person-text");
+    text.append(make("span", "person-name", name));
+    const intro = info.intro ? String(info.intro) : "";
+    const introNode = make("span", "person-intro" + (intro ? "" : " none"), intro || "no intro yet");
+    if (intro) introNode.title = intro;
+    text.append(introNode);
+    if (opts.recent) {
+      let seen = "online now";
+      if (!info.online && typeof info.last_seen === "number") {
+        seen = "last seen " + hhmm(asDate(info.last_seen)) + " · " + ago(info.last_seen);
+      }
+      const seenNode = make("span", "person-seen", seen);
+      if (!info.online && typeof info.last_seen === "number") seenNode.title = fullTime(asDate(info.last_seen));
+      text.append(seenNode);
+    }
+    button.append(avatar(name, opts.online), text);
+    li.append(button);
+    return li;
+  }
+
+  const byName = (a, b) => a.localeCompare(b, undefined, { sensitivity: "base" });
+
+  function renderRoster() {
+    const names = Array.from(state.roster.keys()).sort(byName);
+    ui.roster.replaceChildren(...names.map((n) => personItem(n, state.roster.get(n), { online: true })));
+    ui.onlineCount.textContent = names.length ? String(names.length) : "";
+    ui.rosterEmpty.hidden = names.length > 0;
+    const known = new Set(names);
+    if (state.recent) for (const n of state.recent.users.keys()) known.add(n);
+    ui.names.replaceChildren(...Array.from(known).sort(byName).map((n) => {
+      const option = document.createElement("option");
+      option.value = n;
+      return option;
+    }));
+    markSelected();
+  }
+
+  function requestRecent(minutes) {
+    state.recentMinutes = minutes;
+    return request({ type: "wholast", minutes: minutes }, "wholast", { minutes: minutes });
+  }
+
+  function showRecent(minutes, users) {
+    const map = new Map();
+    for (const u of users) {
+      if (u && typeof u.name === "string" && u.name !== state.me) map.set(u.name, Object.assign({}, u));
+    }
+    state.recent = { minutes: Number.isInteger(minutes) ? minutes : state.recentMinutes, users: map };
+    renderRecent();
+    renderRoster();
+  }
+
+  function renderRecent() {
+    const recent = state.recent;
+    if (!recent) return;
+    const users = Array.from(recent.users.values()).sort((a, b) => {
+      if (!!a.online !== !!b.online) return a.online ? -1 : 1;
+      if (!a.online && (b.last_seen || 0) !== (a.last_seen || 0)) return (b.last_seen || 0) - (a.last_seen || 0);
+      return byName(a.name, b.name);
+    });
+    ui.recent.replaceChildren(...users.map((u) => personItem(u.name, u, { online: !!u.online, recent: true })));
+    ui.recent.hidden = users.length === 0;
+    ui.recentEmpty.hidden = users.length > 0;
+    ui.recentEmpty.textContent = "Nobody else was online in the last " + plural(recent.minutes, "minute", "minutes") + ".";
+    ui.showRecent.textContent = "Refresh";
+    ui.showRecent.title = "Who was online in the last " + plural(recent.minutes, "minute", "minutes");
+    markSelected();
+  }
+
+  function markSelected() {
+    const chosen = new Set(parseRecipients(ui.to.value));
+    for (const b of ui.sidebar.querySelectorAll(".person")) {
+      const on = chosen.has(b.dataset.name);
+      b.classList.toggle("selected", on);
+      b.setAttribute("aria-pressed", on ? "true" : "false");
+    }
+  }
+
+  // --- the roster's place on narrow screens ------------------------------------------
+
+  const narrow = window.matchMedia("(max-width: 760px)");
+
+  function applyRosterLayout() {
+    // On a wide screen the list shows unless toggled away; on a narrow one it
+    // is a drawer, shown when toggled.
+    const toggled = ui.chat.classList.contains("roster-toggled");
+    const visible = narrow.matches ? toggled : !toggled;
+    ui.toggleRoster.setAttribute("aria-expanded", visible ? "true" : "false");
+  }
+
+  function toggleRoster(force) {
+    const visibleNow = ui.toggleRoster.getAttribute("aria-expanded") === "true";
+    const show = typeof force === "boolean" ? force : !visibleNow;
+    ui.chat.classList.toggle("roster-toggled", narrow.matches ? show : !show);
+    applyRosterLayout();
+    if (show && narrow.matches) {
+      const first = ui.sidebar.querySelector("button");
+      if (first) first.focus();
+    }
+  }
+
+  // --- the composer -----------------------------------------------------------
+
+  function parseRecipients(value) {
+    const names = [];
+    for (const part of String(value).split(/[\s,;]+/)) {
+      const name = part.replace(/^@/, "");
+      if (name && !names.includes(name)) names.push(name);
+    }
+    return names;
+  }
+
+  function recipientsChanged() {
+    const to = parseRecipients(ui.to.value);
+    let placeholder = "Message everyone";
+    if (to.length === 1) placeholder = "Private message to " + to[0];
+    else if (to.length > 1) placeholder = "Message " + to.join(", ");
+    ui.message.placeholder = placeholder;
+    ui.to.classList.toggle("private", to.length === 1);
+    ui.clearTo.hidden = ui.to.value.length === 0;
+    ui.toHint.hidden = ui.to.value.length > 0;
+    markSelected();
+  }
+
+  function setRecipients(name, add) {
+    const current = parseRecipients(ui.to.value);
+    let next;
+    if (add) {
+      next = current.includes(name) ? current.filter((n) => n !== name) : current.concat([name]);
+    } else {
+      next = [name];
+    }
+    ui.to.value = next.join(", ");
+    recipientsChanged();
+    if (narrow.matches && ui.chat.classList.contains("roster-toggled")) toggleRoster(false);
+    ui.message.focus();
+  }
+
+  // The display of what a typed command sends, to show it once it is receipted.
+  function parseLine(line) {
+    let m = /^message\s+(\S+)\s+([\s\S]+)$/i.exec(line);
+    if (m) return { to: [m[1]], text: m[2].trim() };
+    m = /^broadcast\s+message\s+([\s\S]+)$/i.exec(line);
+    if (m) return { to: [], text: m[1].trim() };
+    m = /^broadcast\s+user\s+([\s\S]+?)\s+message\s+([\s\S]+)$/i.exec(line);
+    if (m) return { to: m[1].split(/\s+/).filter(Boolean), text: m[2].trim() };
+    return null;
+  }
+
+  function utf8Length(text) {
+    return new TextEncoder().encode(text).length;
+  }
+
+  function onComposerSubmit(event) {
+    event.preventDefault();
+    const typed = ui.message.value;
+    let text = typed.replace(/\s*[\r\n]+\s*/g, " ").trim();
+    if (!text) {
+      ui.message.focus();
+      return;
+    }
+    if (!connected()) {
+      showComposerError({
+        text: state.autoReconnect
+          ? "Not connected, so nothing was sent; the message is still here. Send it again once the connection is back."
+          : "Not connected, so nothing was sent.",
+      });
+      ui.message.focus();
+      return;
+    }
+    let obj;
+    let kind;
+    let display;
+    if (text.startsWith("/") && !text.startsWith("//")) {
+      const line = text.slice(1).trim();
+      if (!line) return;
+      obj = { type: "line", text: line };
+      kind = "line";
+      display = parseLine(line);
+    } else {
+      if (text.startsWith("//")) text = text.slice(1);
+      const to = parseRecipients(ui.to.value);
+      obj = to.length === 0 ? { type: "broadcast", text: text } : { type: "message", to: to.length === 1 ? to[0] : to, text: text };
+      kind = "send";
+      display = { text: text, to: to };
+    }
+    if (utf8Length(JSON.stringify(obj)) > MAX_FRAME) {
+      showComposerError({
+        text: "That message is too long to send (" + text.length + " characters; the limit is " + state.maxMessage + ").",
+      });
+      return;
+    }
+    if (!request(obj, kind, { display: display, restore: { text: typed, to: ui.to.value } })) return;
+    if (state.sent[state.sent.length - 1] !== typed) state.sent.push(typed);
+    if (state.sent.length > SENT_KEEP) state.sent.shift();
+    state.recall = -1;
+    ui.message.value = "";
+    updateCounter();
+    hideComposerError();
+    ui.message.focus();
+  }
+
+  function recallTo(index) {
+    state.recall = index;
+    ui.message.value = index >= 0 ? state.sent[index] : "";
+    const end = ui.message.value.length;
+    ui.message.setSelectionRange(end, end);
+    updateCounter();
+  }
+
+  function onMessageKey(event) {
+    if (event.key === "Enter" && !event.isComposing && event.keyCode !== 229) {
+      event.preventDefault();
+      if (!event.shiftKey || !event.altKey) ui.composer.requestSubmit();
+      return;
+    }
+    if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
+    const value = ui.message.value;
+    const sent = state.sent;
+    const recalling = state.recall >= 0 && value === sent[state.recall];
+    if (event.key === "ArrowUp") {
+      if (!sent.length) return;
+      let index = -1;
+      if (recalling) index = Math.max(0, state.recall - 1);
+      else if (value === "") index = sent.length - 1;
+      else if (value === sent[sent.length - 1]) index = Math.max(0, sent.length - 2);
+      if (index < 0) return;
+      event.preventDefault();
+      recallTo(index);
+    } else if (event.key === "ArrowDown" && recalling) {
+      event.preventDefault();
+      recallTo(state.recall + 1 < sent.length ? state.recall + 1 : -1);
+    } else if (event.key === "Escape") {
+      hideComposerError();
+    }
+  }
+
+  function updateCounter() {
+    const n = ui.message.value.length;
+    const max = state.maxMessage;
+    if (n >= max * 0.8) {
+      ui.counter.hidden = false;
+      ui.counter.textContent = n + " / " + max;
+      ui.counter.classList.toggle("over", n > max);
+    } else {
+      ui.counter.hidden = true;
+    }
+  }
+
+  function setComposerEnabled(on) {
+    ui.message.disabled = !on;
+    ui.to.disabled = !on;
+    ui.send.disabled = !on;
+  }
+
+  // Errors and hints of the server, next to the composer.
+  function showComposerError(msg, req) {
+    const box = ui.composerError;
+    box.replaceChildren();
+    box.append(make("span", "", msg.text || "The server refused that."));
+    if (msg.code === "unknown_command" && msg.suggestion) {
+      const fix = make("button", "", "Use " + msg.suggestion);
+      fix.type = "button";
+      fix.addEventListener("click", () => {
+        const line = req && req.restore ? req.restore.text : ui.message.value;
+        const word = typeof msg.word === "string" ? msg.word : "";
+        let value = line;
+        const m = /^(\s*\/?\s*)(\S+)/.exec(line);
+        if (m && (!word || m[2].toLowerCase() === word.toLowerCase())) {
+          value = m[1] + msg.suggestion + line.slice(m[0].length);
+        } else if (!line.trim()) {
+          value = "/" + msg.suggestion + " ";
+        }
+        ui.message.value = value;
+        hideComposerError();
+        updateCounter();
+        ui.message.focus();
+      });
+      box.append(fix);
+    }
+    if (msg.code === "unknown_user" && Array.isArray(msg.names)) {
+      const suggestions = Array.isArray(msg.suggestions) ? msg.suggestions : [];
+      msg.names.forEach((name, i) => {
+        const better = suggestions[i];
+        if (typeof better !== "string" || !better) return;
+        const fix = make("button", "", "Use " + better + " for " + name);
+        fix.type = "button";
+        fix.addEventListener("click", () => {
+          const to = parseRecipients(ui.to.value);
+          if (to.includes(name)) {
+            ui.to.value = to.map((n) => (n === name ? better : n)).join(", ");
+            recipientsChanged();
+          } else if (ui.message.value.trim().startsWith("/")) {
+            ui.message.value = ui.message.value.replace(new RegExp("(^|\\s)" + name.replace(/[.*+?^${}()|[\]\\]/g, "\\$&") + "(?=\\s|$)"), "$1" + better);
+          }
+          hideComposerError();
+          ui.message.focus();
+        });
+        box.append(fix);
+      });
+    }
+    if (msg.usage) {
+      box.append(make("code", "", msg.usage));
+    } else if (msg.suggestion && msg.code !== "unknown_command") {
+      box.append(make("span", "", "Did you mean " + msg.suggestion + "?"));
+    }
+    const dismiss = make("button", "dismiss");
+    dismiss.type = "button";
+    dismiss.setAttribute("aria-label", "Dismiss");
+    dismiss.append(icon("close"));
+    dismiss.addEventListener("click", () => {
+      hideComposerError();
+      ui.message.focus();
+    });
+    box.append(dismiss);
+    box.hidden = false;
+  }
+
+  function hideComposerError() {
+    ui.composerError.hidden = true;
+    ui.composerError.replaceChildren();
+  }
+
+  // A passing note next to the composer (not an error); seconds 0 keeps it.
+  function showNote(text, seconds, fill) {
+    clearTimeout(state.noteTimer);
+    const box = ui.composerNote;
+    box.replaceChildren();
+    if (text) box.append(make("span", "", text));
+    if (fill) fill(box);
+    const close = make("button", "dismiss");
+    close.type = "button";
+    close.setAttribute("aria-label", "Dismiss");
+    close.append(icon("close"));
+    close.addEventListener("click", hideNote);
+    box.append(close);
+    box.hidden = false;
+    const keep = seconds === undefined ? 6 : seconds;
+    if (keep > 0) state.noteTimer = setTimeout(hideNote, keep * 1000);
+  }
+
+  function hideNote() {
+    clearTimeout(state.noteTimer);
+    ui.composerNote.hidden = true;
+    ui.composerNote.replaceChildren();
+  }
+
+  // --- the intro form ---------------------------------------------------------
+
+  function openIntro(mode) {
+    state.introMode = mode === "line" ? "line" : "intro";
+    ui.introForm.hidden = false;
+    ui.setIntro.setAttribute("aria-expanded", "true");
+    ui.introError.textContent = "";
+    ui.introSave.disabled = false;
+    ui.introText.value = state.intro || "";
+    ui.introText.focus();
+    ui.introText.select();
+  }
+
+  function closeIntro(restoreFocus) {
+    if (ui.introForm.hidden) return;
+    ui.introForm.hidden = true;
+    ui.setIntro.setAttribute("aria-expanded", "false");
+    ui.introSave.disabled = false;
+    if (restoreFocus) ui.message.focus();
+  }
+
+  function cancelIntro() {
+    // The server asked for the intro as the next line: an empty one leaves it unchanged.
+    if (state.introMode === "line") {
+      state.introMode = "intro";
+      request({ type: "line", text: "" }, "line", { intro: true });
+    }
+    closeIntro(true);
+  }
+
+  function onIntroSubmit(event) {
+    event.preventDefault();
+    const text = ui.introText.value.replace(/\s+/g, " ").trim();
+    if (!text) {
+      ui.introError.textContent = "Write a few words about yourself first.";
+      ui.introText.focus();
+      return;
+    }
+    if (text.length > state.maxMessage) {
+      ui.introError.textContent =
+        "That is " + text.length + " characters; an intro can be at most " + state.maxMessage + ".";
+      return;
+    }
+    state.introDraft = text;
+    const ok =
+      state.introMode === "line"
+        ? request({ type: "line", text: text }, "line", { intro: true })
+        : request({ type: "intro", text: text }, "intro");
+    if (!ok) {
+      ui.introError.textContent = "Not connected; try again once the connection is back.";
+      return;
+    }
+    state.introMode = "intro";
+    ui.introError.textContent = "";
+    ui.introSave.disabled = true;
+  }
+
+  // --- help -----------------------------------------------------------------
+
+  function renderHelp(commands) {
+    state.helpLoaded = true;
+    const items = [];
+    for (const c of commands) {
+      const dt = make("dt", "");
+      dt.append(make("code", "", c.usage || c.name));
+      items.push(dt, make("dd", "", c.summary || ""));
+    }
+    ui.helpCommands.replaceChildren(...items);
+  }
+
+  function openHelp() {
+    ui.helpPanel.hidden = false;
+    ui.help.setAttribute("aria-expanded", "true");
+    if (!state.helpLoaded) request({ type: "help" }, "help");
+    ui.helpClose.focus();
+  }
+
+  function closeHelp(restoreFocus) {
+    if (ui.helpPanel.hidden) return;
+    ui.helpPanel.hidden = true;
+    ui.help.setAttribute("aria-expanded", "false");
+    if (restoreFocus) ui.help.focus();
+  }
+
+  // --- wiring -----------------------------------------------------------------
+
+  ui.login.addEventListener("submit", onLoginSubmit);
+  ui.composer.addEventListener("submit", onComposerSubmit);
+  ui.message.addEventListener("keydown", onMessageKey);
+  ui.message.addEventListener("input", updateCounter);
+  ui.to.addEventListener("input", recipientsChanged);
+  ui.to.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      ui.message.focus();
+    }
+  });
+  ui.clearTo.addEventListener("click", () => {
+    ui.to.value = "";
+    recipientsChanged();
+    ui.message.focus();
+  });
+  ui.bannerAction.addEventListener("click", () => {
+    if (bannerHandler) bannerHandler();
+  });
+  ui.logout.addEventListener("click", logout);
+  ui.notify.addEventListener("click", toggleNotify);
+  ui.help.addEventListener("click", () => (ui.helpPanel.hidden ? openHelp() : closeHelp(true)));
+  ui.helpClose.addEventListener("click", () => closeHelp(true));
+  ui.setIntro.addEventListener("click", () => (ui.introForm.hidden ? openIntro("intro") : cancelIntro()));
+  ui.introForm.addEventListener("submit", onIntroSubmit);
+  ui.introCancel.addEventListener("click", cancelIntro);
+  ui.toggleRoster.addEventListener("click", () => toggleRoster());
+  ui.scrim.addEventListener("click", () => toggleRoster(false));
+  ui.showRecent.addEventListener("click", () => {
+    if (!requestRecent(RECENT_MINUTES)) showComposerError({ text: "Not connected; try again once the connection is back." });
+  });
+  ui.sidebar.addEventListener("click", (event) => {
+    const person = event.target.closest(".person");
+    if (person) setRecipients(person.dataset.name, event.shiftKey || event.ctrlKey || event.metaKey);
+  });
+  ui.timeline.addEventListener("click", (event) => {
+    const sender = event.target.closest(".sender");
+    if (!sender) return;
+    const message = sender.closest(".message");
+    if (message && message.classList.contains("mine")) {
+      if (message.dataset.to !== undefined) {
+        ui.to.value = message.dataset.to.split(" ").filter(Boolean).join(", ");
+        recipientsChanged();
+      }
+      ui.message.focus();
+      return;
+    }
+    setRecipients(sender.dataset.name, event.shiftKey || event.ctrlKey || event.metaKey);
+  });
+  ui.timeline.addEventListener("scroll", () => {
+    if (!ui.jump.hidden && nearBottom()) ui.jump.hidden = true;
+  });
+  ui.jump.addEventListener("click", () => {
+    scrollToBottom();
+    ui.message.focus();
+  });
+  narrow.addEventListener("change", () => {
+    ui.chat.classList.remove("roster-toggled");
+    applyRosterLayout();
+  });
+
+  document.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape") return;
+    if (!ui.introForm.hidden) {
+      event.preventDefault();
+      cancelIntro();
+    } else if (!ui.helpPanel.hidden) {
+      event.preventDefault();
+      closeHelp(true);
+    } else if (narrow.matches && ui.chat.classList.contains("roster-toggled")) {
+      event.preventDefault();
+      toggleRoster(false);
+      ui.toggleRoster.focus();
+    }
+  });
+
+  document.addEventListener("visibilitychange", () => {
+    if (!document.hidden) {
+      clearUnread();
+      // Back to the tab while waiting to reconnect: try now.
+      if (state.reconnectTimer && state.reconnectAt - Date.now() > 1500) reconnectNow();
+    }
+  });
+
+  window.addEventListener("online", () => {
+    if (state.reconnectTimer) reconnectNow();
+  });
+
+  // --- start ------------------------------------------------------------------
+
+  document.title = TITLE;
+  updateNotifyButton();
+  recipientsChanged();
+  renderRoster();
+  updateEmpty();
+  const saved = loadToken();
+  if (saved) {
+    // A reload, or a tab that lost its connection: carry on without the password.
+    state.autoReconnect = true;
+    state.auth = { kind: "resume", token: saved.token };
+    setLoginStatus("Resuming your session…");
+    setLoginBusy(true);
+    connect();
+  } else {
+    ui.username.focus();
+  }
+})();

@@ -930,7 +930,7 @@ class ResumeTests(unittest.TestCase):
     def test_a_token_logs_in_again_without_the_password(self) -> None:
         old, token = self.first_login()
         old.lose()
-        browser, messages = self.resume(token)
+        _, messages = self.resume(token)
         self.assertEqual(messages[0]["type"], "welcome")
         self.assertEqual(messages[0]["name"], "columbia")
         self.assertEqual([m["type"] for m in messages[1:]], ["session"])

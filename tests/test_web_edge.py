@@ -1019,6 +1019,13 @@ class ResumeTests(unittest.TestCase):
         )
         self.assertIs(self.server.service.registry.online["columbia"], browser.edge.session)
 
+    def test_a_resumed_session_says_goodbye_by_name(self) -> None:
+        old, token = self.first_login()
+        old.lose()
+        browser, _ = self.resume(token)
+        browser.send(type="logout")
+        self.assertEqual(browser.read()[-1]["text"], "Goodbye, columbia!")
+
     def test_a_tcp_user_cannot_resume(self) -> None:
         conn = self.server.connect()
         conn.read()

@@ -424,6 +424,7 @@ class Session(TimeoutMixin):
             logout()
             return
         self.avatar = avatar
+        self.name = avatar.name  # a resumed session was never asked for it
         self._logout = logout
         self.state = "WELCOMING"
         self.setTimeout(self.context.settings.idle_timeout)

@@ -36,7 +36,6 @@
     help: $("help"),
     logout: $("logout"),
     sidebar: $("sidebar"),
-    scrim: $("scrim"),
     roster: $("roster"),
     rosterEmpty: $("roster-empty"),
     onlineCount: $("online-count"),
@@ -312,6 +311,7 @@
     setLoginBusy(false);
     const auth = state.auth;
     state.auth = null;
+    if (auth && auth.kind === "resume" && !state.inChat) setLoginStatus("");
     if (auth && auth.kind === "login" && phase !== "refused") {
       setLoginStatus("");
       showLoginError("Could not reach the chat server. Check your connection and try again.");
@@ -345,7 +345,7 @@
     const tick = () => {
       const left = Math.max(1, Math.ceil((state.reconnectAt - Date.now()) / 1000));
       const lead = state.inChat ? "Connection lost" : "Cannot reach the chat server";
-      showBanner(lead + "; reconnecting in " + left + "s…", "Reconnect now", reconnectNow);
+      showBanner(lead + "; reconnecting in " + left + "s…", "Retry now", reconnectNow);
     };
     tick();
     state.bannerTimer = setInterval(tick, 1000);
@@ -430,7 +430,6 @@
     },
 
     welcome(msg) {
-      const resumed = !!state.auth && state.auth.kind === "resume";
       state.auth = null;
       state.phase = "chat";
       state.attempt = 0;
@@ -450,7 +449,7 @@
       ui.me.title = state.intro ? "Your intro: " + state.intro : "";
       setComposerEnabled(true);
       const fresh = !state.inChat;
-      enterChat(fresh && !resumed);
+      enterChat(fresh);
       request({ type: "whoelse" }, "whoelse");
       request({ type: "history" }, "history");
       if (state.recent) requestRecent(state.recentMinutes);
@@ -672,6 +671,7 @@
 
   function resumeRefused(text) {
     forgetToken();
+    setLoginStatus("");
     state.autoReconnect = false;
     cancelReconnect();
     hideBanner();
@@ -756,7 +756,6 @@
     state.inChat = true;
     ui.loginView.hidden = true;
     ui.chat.hidden = false;
-    applyRosterLayout();
     updateEmpty();
     scrollToBottom();
     if (focusComposer) ui.message.focus();
@@ -790,6 +789,9 @@
     ui.recent.hidden = true;
     ui.recentEmpty.hidden = false;
     ui.recentEmpty.textContent = "See who was online in the last hour.";
+    ui.recentEmpty.classList.add("hint");
+    ui.showRecent.textContent = "Last 60 min";
+    ui.showRecent.removeAttribute("title");
     ui.message.value = "";
     ui.to.value = "";
     ui.me.textContent = "";
@@ -865,14 +867,16 @@
     const sender = make("button", "sender " + colorOf(from), from);
     sender.type = "button";
     sender.dataset.name = from;
+    // A mouse shortcut; from the keyboard, the list of people (or To) does it,
+    // and the timeline is not a long row of tab stops.
+    sender.tabIndex = -1;
     sender.title = flags.mine ? "Write to the same people again" : "Write to " + from;
     const tag = make("span", "tag" + (kind === "private" ? " private" : ""), kindLabel(m, flags.mine));
     const time = make("time", "time", hhmm(date));
     time.dateTime = date.toISOString();
     time.title = fullTime(date);
-    meta.append(sender, tag);
+    meta.append(sender, time, tag);
     if (flags.away) meta.append(make("span", "tag away-tag", "while you were away"));
-    meta.append(time);
     const text = make("div", "text");
     appendLinkified(text, String(m.text == null ? "" : m.text));
     body.append(meta, text);
@@ -1097,6 +1101,7 @@
     ui.recent.replaceChildren(...users.map((u) => personItem(u.name, u, { online: !!u.online, recent: true })));
     ui.recent.hidden = users.length === 0;
     ui.recentEmpty.hidden = users.length > 0;
+    ui.recentEmpty.classList.remove("hint");
     ui.recentEmpty.textContent = "Nobody else was online in the last " + plural(recent.minutes, "minute", "minutes") + ".";
     ui.showRecent.textContent = "Refresh";
     ui.showRecent.title = "Who was online in the last " + plural(recent.minutes, "minute", "minutes");
@@ -1112,27 +1117,14 @@
     }
   }
 
-  // --- the roster's place on narrow screens ------------------------------------------
+  // --- showing and hiding the people ------------------------------------------
 
-  const narrow = window.matchMedia("(max-width: 760px)");
-
-  function applyRosterLayout() {
-    // On a wide screen the list shows unless toggled away; on a narrow one it
-    // is a drawer, shown when toggled.
-    const toggled = ui.chat.classList.contains("roster-toggled");
-    const visible = narrow.matches ? toggled : !toggled;
-    ui.toggleRoster.setAttribute("aria-expanded", visible ? "true" : "false");
-  }
-
+  // A side column on a wide screen, a band under the top bar on a narrow one;
+  // either way it can be folded away.
   function toggleRoster(force) {
-    const visibleNow = ui.toggleRoster.getAttribute("aria-expanded") === "true";
-    const show = typeof force === "boolean" ? force : !visibleNow;
-    ui.chat.classList.toggle("roster-toggled", narrow.matches ? show : !show);
-    applyRosterLayout();
-    if (show && narrow.matches) {
-      const first = ui.sidebar.querySelector("button");
-      if (first) first.focus();
-    }
+    const show = typeof force === "boolean" ? force : ui.chat.classList.contains("roster-collapsed");
+    ui.chat.classList.toggle("roster-collapsed", !show);
+    ui.toggleRoster.setAttribute("aria-expanded", show ? "true" : "false");
   }
 
   // --- the composer -----------------------------------------------------------
@@ -1168,7 +1160,6 @@
     }
     ui.to.value = next.join(", ");
     recipientsChanged();
-    if (narrow.matches && ui.chat.classList.contains("roster-toggled")) toggleRoster(false);
     ui.message.focus();
   }
 
@@ -1247,7 +1238,7 @@
   function onMessageKey(event) {
     if (event.key === "Enter" && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();
-      if (!event.shiftKey || !event.altKey) ui.composer.requestSubmit();
+      ui.composer.requestSubmit();
       return;
     }
     if (event.altKey || event.ctrlKey || event.metaKey || event.shiftKey) return;
@@ -1335,7 +1326,7 @@
         box.append(fix);
       });
     }
-    if (msg.usage) {
+    if (msg.usage && !String(msg.text || "").includes(msg.usage)) {
       box.append(make("code", "", msg.usage));
     } else if (msg.suggestion && msg.code !== "unknown_command") {
       box.append(make("span", "", "Did you mean " + msg.suggestion + "?"));
@@ -1494,7 +1485,6 @@
   ui.introForm.addEventListener("submit", onIntroSubmit);
   ui.introCancel.addEventListener("click", cancelIntro);
   ui.toggleRoster.addEventListener("click", () => toggleRoster());
-  ui.scrim.addEventListener("click", () => toggleRoster(false));
   ui.showRecent.addEventListener("click", () => {
     if (!requestRecent(RECENT_MINUTES)) showComposerError({ text: "Not connected; try again once the connection is back." });
   });
@@ -1523,10 +1513,6 @@
     scrollToBottom();
     ui.message.focus();
   });
-  narrow.addEventListener("change", () => {
-    ui.chat.classList.remove("roster-toggled");
-    applyRosterLayout();
-  });
 
   document.addEventListener("keydown", (event) => {
     if (event.key !== "Escape") return;
@@ -1536,10 +1522,6 @@
     } else if (!ui.helpPanel.hidden) {
       event.preventDefault();
       closeHelp(true);
-    } else if (narrow.matches && ui.chat.classList.contains("roster-toggled")) {
-      event.preventDefault();
-      toggleRoster(false);
-      ui.toggleRoster.focus();
     }
   });
 

@@ -365,10 +365,11 @@ class SQLiteStore:
         if not limit or not entries:
             return succeed(None)
         rows = [
-            (owner, d.id, d.sender, d.kind.value, d.text, d.sent_at, json.dumps(d.to))
+            (owner, d.id, d.sender, d.kind.value, d.text, d.sent_at, d.to)
             for d, owners in entries
             for owner in owners
         ]
+        batch = json.dumps(rows)
         counts = self._history_rows
         spare = max(16, limit // 4)
         prune: list[str] = []
@@ -379,10 +380,16 @@ class SQLiteStore:
                 counts[owner] = limit
 
         def insert(conn: sqlite3.Connection) -> None:
-            conn.executemany(
+            # One statement for the batch, as in mark_seen: sqlite3 lets go of
+            # the GIL around each statement, and a row at a time the writer
+            # thread and the reactor would trade it for every message.
+            conn.execute(
                 "INSERT INTO history (owner, message_id, sender, kind, text, sent_at, recipients)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                rows,
+                " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
+                " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
+                " json_extract(value, '$[5]'), json_extract(value, '$[6]')"
+                " FROM json_each(?) ORDER BY key",
+                (batch,),
             )
             for owner in prune:
                 conn.execute(

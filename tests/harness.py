@@ -113,6 +113,12 @@ class HeldStore:
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
         return self._hold(lambda: self.inner.history_for(name, count))
 
+    def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]:
+        return self.inner.save_token(name, digest, expires, now)
+
+    def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]:
+        return self.inner.use_token(digest, now)
+
     def close(self) -> Deferred[None]:
         return self.inner.close()
 

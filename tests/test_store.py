@@ -223,18 +223,19 @@ class StoreContract:
         for name in ("columbia", "seas", "google"):
             self.assertEqual(await store.history_for(name, 20), [])  # type: ignore[attr-defined]
 
+    async def uses(self, *attempts: tuple[str, float]) -> list[tuple[str | None, str]]:
+        """What using each token digest at each time answers, in order."""
+        return [await self.store.use_token(digest, now) for digest, now in attempts]
+
     async def test_a_token_is_used_once(self) -> None:
         await self.store.save_token("columbia", "d1", 2000.0, 1000.0)
-        self.assertEqual(await self.store.use_token("d1", 1500.0), ("columbia", "ok"))  # type: ignore[attr-defined]
-        self.assertEqual(
-            await self.store.use_token("d1", 1600.0),
-            ("columbia", "reused"),  # type: ignore[attr-defined]
-        )
+        used = await self.uses(("d1", 1500.0), ("d1", 1600.0))
+        self.assertEqual(used, [("columbia", "ok"), ("columbia", "reused")])  # type: ignore[attr-defined]
 
     async def test_a_token_past_its_time_or_never_saved_is_expired(self) -> None:
         await self.store.save_token("columbia", "d1", 2000.0, 1000.0)
-        self.assertEqual(await self.store.use_token("d1", 2000.0), (None, "expired"))  # type: ignore[attr-defined]
-        self.assertEqual(await self.store.use_token("nope", 1000.0), (None, "expired"))  # type: ignore[attr-defined]
+        used = await self.uses(("d1", 2000.0), ("nope", 1000.0))
+        self.assertEqual(used, [(None, "expired"), (None, "expired")])  # type: ignore[attr-defined]
 
     async def test_a_new_token_revokes_the_unused_ones_but_remembers_the_used(self) -> None:
         await self.store.save_token("columbia", "d1", 2000.0, 1000.0)
@@ -242,13 +243,9 @@ class StoreContract:
         await self.store.use_token("d2", 1200.0)
         await self.store.save_token("columbia", "d3", 2200.0, 1200.0)
         await self.store.save_token("seas", "s1", 2200.0, 1200.0)
-        self.assertEqual(await self.store.use_token("d1", 1300.0), (None, "expired"))  # type: ignore[attr-defined]
-        self.assertEqual(
-            await self.store.use_token("d2", 1300.0),
-            ("columbia", "reused"),  # type: ignore[attr-defined]
-        )
-        self.assertEqual(await self.store.use_token("d3", 1300.0), ("columbia", "ok"))  # type: ignore[attr-defined]
-        self.assertEqual(await self.store.use_token("s1", 1300.0), ("seas", "ok"))  # type: ignore[attr-defined]
+        used = await self.uses(("d1", 1300.0), ("d2", 1300.0), ("d3", 1300.0), ("s1", 1300.0))
+        expected = [(None, "expired"), ("columbia", "reused"), ("columbia", "ok"), ("seas", "ok")]
+        self.assertEqual(used, expected)  # type: ignore[attr-defined]
 
 
 class MemoryStoreTests(StoreContract, unittest.TestCase):

@@ -17,8 +17,10 @@ import sys
 import tempfile
 import zipfile
 
+from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
+from twisted.web.client import Agent, readBody
 
 from tests.e2e_helpers import Lab
 from tests.support import ROOT
@@ -54,6 +56,13 @@ async def _run(case: unittest.TestCase, *argv: str, cwd: str) -> str:
     if code != 0:
         case.fail(f"{' '.join(argv)} exited with {code}:\n{text[-4000:]}")
     return text
+
+
+async def getPage(url: str) -> bytes:
+    response = await Agent(reactor).request(b"GET", url.encode("ascii"))
+    if response.code != 200:
+        raise AssertionError(f"GET {url}: {response.code}")
+    return await readBody(response)
 
 
 class WheelTests(unittest.TestCase):
@@ -98,10 +107,14 @@ class WheelTests(unittest.TestCase):
         self.assertRegex(listing, re.compile(r"^\s+chat\s+A multi-user chat server", re.M))
 
         lab = Lab(self)
-        server = lab.server(directory=elsewhere, twistd=(twistd,))
+        server = lab.server("--web", "tcp:0:interface=127.0.0.1", directory=elsewhere, twistd=(twistd,))
         port = await server.start()
         client = await lab.login(port, "columbia")
         client.send("whoelse")
         await client.expect("Nobody else is online.")
+        # The page's files came with the wheel.
+        page = await getPage(f"http://127.0.0.1:{server.web_port}/")
+        self.assertIn(b'<script src="chat.js" defer></script>', page)
+        self.assertIn(b"textContent", await getPage(f"http://127.0.0.1:{server.web_port}/chat.js"))
         # twistd names the Python it runs on: the new environment's.
         self.assertIn(os.path.join(venv, "bin", "python"), server.log.decode("utf-8", "replace"))

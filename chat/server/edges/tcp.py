@@ -19,6 +19,7 @@ from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chat.server.edges.bounded import BoundedOutput
 from chat.server.edges.text import PROMPTS, TEXT, encode
 from chat.server.events import Ask, Error, Event, Failed, Fault, LineTooLong, TooManyConnections
 from chat.server.interfaces import IEdge, IParticipant
@@ -33,16 +34,12 @@ def host_of(address: IAddress | None) -> str:
 
 
 @implementer(IEdge)
-class ChatProtocol(LineReceiver):
+class ChatProtocol(BoundedOutput, LineReceiver):
     """
     One TCP connection, speaking UTF-8 lines ending in LF or CRLF.
 
-    This class is also the producer registered on its own transport: the
-    transport calls C{pauseProducing} when its send buffer is full and
-    C{resumeProducing} when it has drained.  Between the two, what is written
-    is counted, and past C{factory.max_backlog} bytes the connection is
-    aborted (the client is not reading, so a goodbye would not arrive);
-    C{_backlog} is then -1 and nothing more is written.
+    It is also the producer registered on its own transport, which bounds
+    what is queued for a client that stops reading (L{BoundedOutput}).
     """
 
     delimiter = b"\n"
@@ -61,8 +58,6 @@ class ChatProtocol(LineReceiver):
         self._at_prompt = False
         self._discarding = False
         self._receiving = False
-        self._congested = False
-        self._backlog = 0
         self._abort_call: IDelayedCall | None = None
         self._routed: IParticipant | None = None
 
@@ -97,7 +92,7 @@ class ChatProtocol(LineReceiver):
         arrives (a flood, say, while the goodbye is being written) is dropped
         rather than kept.
         """
-        if self.transport.disconnecting:  # type: ignore[union-attr]
+        if self.transport.disconnecting:
             self._buffer = b""
             return
         if self._discarding:
@@ -115,7 +110,7 @@ class ChatProtocol(LineReceiver):
             lines = buffer.split(b"\n")
             rest = lines.pop()
             for i, line in enumerate(lines):
-                if self.transport.disconnecting:  # type: ignore[union-attr]
+                if self.transport.disconnecting:
                     self._buffer = b""
                     return
                 if self.paused:
@@ -157,14 +152,14 @@ class ChatProtocol(LineReceiver):
 
     def pause_input(self) -> None:
         self.paused = True
-        self.transport.pauseProducing()  # type: ignore[union-attr]
+        self.transport.pauseProducing()
 
     def resume_input(self) -> None:
         if not self.paused:
             return
         self.paused = False
-        if not self.transport.disconnecting:  # type: ignore[union-attr]
-            self.transport.resumeProducing()  # type: ignore[union-attr]
+        if not self.transport.disconnecting:
+            self.transport.resumeProducing()
         self.dataReceived(b"")
 
     # --- output ---------------------------------------------------------------
@@ -179,20 +174,7 @@ class ChatProtocol(LineReceiver):
         if self._congested:
             self._write_congested(data)
         else:
-            self.transport.write(data)  # type: ignore[union-attr]
-
-    def _write_congested(self, data: bytes) -> None:
-        """
-        The client is not keeping up: queue up to the bound, then cut it off.
-        Once cut off, nothing more is queued for it.
-        """
-        if self._backlog < 0:
-            return
-        self._backlog += len(data)
-        if self._backlog > self.factory.max_backlog:
-            self._overflow()
-        else:
-            self.transport.write(data)  # type: ignore[union-attr]
+            self.transport.write(data)
 
     def send(self, event: Event, prompt: Ask | None = None) -> None:
         self._write(encode(event, prompt))
@@ -225,7 +207,7 @@ class ChatProtocol(LineReceiver):
             if self._at_prompt or self._congested:
                 participant.receive = self._write
             else:
-                participant.receive = self.transport.write  # type: ignore[union-attr]
+                participant.receive = self.transport.write
 
     def close(self) -> None:
         transport: Any = self.transport
@@ -235,32 +217,15 @@ class ChatProtocol(LineReceiver):
                 self.close_timeout, transport.abortConnection
             )
 
-    def _overflow(self) -> None:
-        log.warn(
-            "{user} at {host} is not reading; disconnected with {bytes} bytes queued",
-            user=self.session.log_name,
-            host=self.peer_host,
-            bytes=self._backlog,
-        )
-        self._backlog = -1
-        self.transport.abortConnection()  # type: ignore[union-attr]
+    # --- BoundedOutput ----------------------------------------------------------
 
-    # --- IPushProducer, for the transport's send buffer -----------------------
+    @property
+    def max_backlog(self) -> int:
+        return self.factory.max_backlog
 
-    def pauseProducing(self) -> None:
-        if not self._congested:
-            self._congested = True
-            self._backlog = 0
-            self._reroute()
-
-    def resumeProducing(self) -> None:
-        if self._backlog >= 0:
-            self._congested = False
-            self._backlog = 0
-            self._reroute()
-
-    def stopProducing(self) -> None:
-        pass
+    @property
+    def log_name(self) -> str:
+        return self.session.log_name
 
 
 class _Refuse(Protocol):

@@ -27,7 +27,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from twisted.internet.interfaces import IDelayedCall, IPushProducer
+from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -43,6 +43,7 @@ from zope.interface import implementer
 from chat import __version__
 from chat.server import commands
 from chat.server.edges import jsonwire
+from chat.server.edges.bounded import BoundedOutput
 from chat.server.edges.tcp import host_of
 from chat.server.edges.text import render as sentence
 from chat.server.events import Ask, Event, TooManyConnections, Welcome
@@ -85,8 +86,8 @@ def content_security_policy(host: str | None, secure: bool) -> bytes:
     ).encode("ascii")
 
 
-@implementer(IEdge, IPushProducer)
-class ChatWebSocket:
+@implementer(IEdge)
+class ChatWebSocket(BoundedOutput):
     """
     One browser (or any WebSocket client): an edge for a L{Session}.
 
@@ -108,7 +109,7 @@ class ChatWebSocket:
     ) -> None:
         self.context = context
         self.peer_host = peer_host
-        self.max_backlog = max_backlog
+        self._max_backlog = max_backlog
         self._release = release
         self._ping_interval = ping_interval
         self.session: Session | None = None
@@ -117,8 +118,6 @@ class ChatWebSocket:
         self._paused = False
         self._held: list[str] = []
         self._closing = False
-        self._congested = False
-        self._backlog = 0
         self._routed: IParticipant | None = None
         self._awaiting_pong = False
         self._pinger: LoopingCall | None = None
@@ -300,27 +299,18 @@ class ChatWebSocket:
     # --- output -----------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
-        if self._closing and self._backlog < 0:
-            return
-        if not self._congested:
+        if self._congested:
+            self._write_congested(data)
+        elif not self.cut_off:
             self.transport.write(data)
-            return
-        if self._backlog < 0:
-            return
-        self._backlog += len(data)
-        if self._backlog > self.max_backlog:
-            session = self.session
-            log.warn(
-                "{user} at {host} is not reading; disconnected with {bytes} bytes queued",
-                user=session.log_name if session is not None else "-",
-                host=self.peer_host,
-                bytes=self._backlog,
-            )
-            self._backlog = -1
-            self._closing = True
-            self.transport.abortConnection()
-        else:
-            self.transport.write(data)
+
+    @property
+    def log_name(self) -> str:
+        return self.session.log_name if self.session is not None else "-"
+
+    @property
+    def max_backlog(self) -> int:
+        return self._max_backlog
 
     def _ping(self) -> None:
         if self._closing:
@@ -332,23 +322,6 @@ class ChatWebSocket:
             return
         self._awaiting_pong = True
         self.wire.ping(b"chat")
-
-    # --- IPushProducer, for the transport's send buffer -------------------------
-
-    def pauseProducing(self) -> None:
-        if not self._congested:
-            self._congested = True
-            self._backlog = 0
-            self._reroute()
-
-    def resumeProducing(self) -> None:
-        if self._backlog >= 0:
-            self._congested = False
-            self._backlog = 0
-            self._reroute()
-
-    def stopProducing(self) -> None:
-        pass
 
 
 class _ChatWire(_WebSocketWireProtocol):

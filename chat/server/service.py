@@ -85,6 +85,8 @@ class ChatService(Service):
         self._seen: dict[str, float] = {}
         self._broadcasts: list[tuple[IParticipant | None, Delivery]] = []
         self._history: list[tuple[Delivery, tuple[str, ...]]] = []
+        #: Online participants whose format shows who comes and goes.
+        self._watchers: dict[IParticipant, None] = {}
         self._history_call: IDelayedCall | None = None
         self.new_id = MessageIds()
         self._flush_broadcasts: IDelayedCall | None = None
@@ -187,7 +189,9 @@ class ChatService(Service):
         self.registry.add(name, participant, now)
         self._saw(name, now)
         self._logins += 1
-        self._announce(Presence(name, True, now, self.intros.get(name)), participant)
+        self._announce(Presence(name, True, now, self.intros.get(name)))
+        if participant.format.presence:
+            self._watchers[participant] = None
         return ChatUser(name, self, participant)
 
     def leave(self, name: str, participant: IParticipant) -> None:
@@ -198,20 +202,23 @@ class ChatService(Service):
         self.registry.remove(name, participant, now)
         self._saw(name, now)
         self._logouts += 1
-        self._announce(Presence(name, False, now, self.intros.get(name)), participant)
+        self._watchers.pop(participant, None)
+        self._announce(Presence(name, False, now, self.intros.get(name)))
 
-    def _announce(self, presence: Presence, source: IParticipant) -> None:
+    def _announce(self, presence: Presence) -> None:
         """
         Tell the participants whose format shows presence (a browser's
-        roster) who came or went; others (a telnet screen) are not asked.
+        roster) who came or went; others (a telnet screen) are not asked,
+        and cost nothing: a storm of logins over TCP does no work here.  The
+        one who came or went is not among them at that moment.
         """
-        for fmt, members in self.registry.audiences():
-            if not fmt.presence:
-                continue
-            payload = fmt.event(presence)
-            for participant in members:
-                if participant is not source:
-                    _deliver(participant, payload)
+        rendered: dict[IFormat, object] = {}
+        for participant in self._watchers:
+            fmt = participant.format
+            payload = rendered.get(fmt)
+            if payload is None:
+                payload = rendered[fmt] = fmt.event(presence)
+            _deliver(participant, payload)
 
     def whoelse(self, me: str) -> list[RosterEntry]:
         intros = self.intros

@@ -364,32 +364,30 @@ class SQLiteStore:
         limit = self._history_limit
         if not limit or not entries:
             return succeed(None)
-        rows = [
-            (owner, d.id, d.sender, d.kind.value, d.text, d.sent_at, d.to)
-            for d, owners in entries
-            for owner in owners
-        ]
-        batch = json.dumps(rows)
+        messages = [(d.id, d.sender, d.kind.value, d.text, d.sent_at, d.to, owners) for d, owners in entries]
         counts = self._history_rows
         spare = max(16, limit // 4)
         prune: list[str] = []
-        for owner, *_ in rows:
-            count = counts[owner] = counts.get(owner, 0) + 1
-            if count >= limit + spare:
-                prune.append(owner)
-                counts[owner] = limit
+        for _, owners in entries:
+            for owner in owners:
+                count = counts[owner] = counts.get(owner, 0) + 1
+                if count >= limit + spare:
+                    prune.append(owner)
+                    counts[owner] = limit
 
         def insert(conn: sqlite3.Connection) -> None:
             # One statement for the batch, as in mark_seen: sqlite3 lets go of
             # the GIL around each statement, and a row at a time the writer
-            # thread and the reactor would trade it for every message.
+            # thread and the reactor would trade it for every message.  Each
+            # message is serialized once, here in the writer's thread, and
+            # becomes a row for each of its owners.
             conn.execute(
                 "INSERT INTO history (owner, message_id, sender, kind, text, sent_at, recipients)"
-                " SELECT json_extract(value, '$[0]'), json_extract(value, '$[1]'),"
-                " json_extract(value, '$[2]'), json_extract(value, '$[3]'), json_extract(value, '$[4]'),"
-                " json_extract(value, '$[5]'), json_extract(value, '$[6]')"
-                " FROM json_each(?) ORDER BY key",
-                (batch,),
+                " SELECT o.value, json_extract(m.value, '$[0]'), json_extract(m.value, '$[1]'),"
+                " json_extract(m.value, '$[2]'), json_extract(m.value, '$[3]'),"
+                " json_extract(m.value, '$[4]'), json_extract(m.value, '$[5]')"
+                " FROM json_each(?) AS m, json_each(m.value, '$[6]') AS o ORDER BY m.key, o.key",
+                (json.dumps(messages),),
             )
             for owner in prune:
                 conn.execute(

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import codecs
+import datetime
 import hashlib
 import json
 import os
@@ -160,7 +161,7 @@ class ServerProcess:
             if m:
                 self.port = int(m.group(1))
         if self.web_port is None and self.serves_web:
-            m = re.search(rb"ChatSite starting on (\d+)", self.log)
+            m = re.search(rb"ChatSite (?:\(TLS\) )?starting on (\d+)", self.log)
             if m:
                 self.web_port = int(m.group(1))
         if self.port is not None and (self.web_port is not None or not self.serves_web):
@@ -622,3 +623,39 @@ class RawWebSocket(protocol.Protocol, JsonEvents):
 
     def write(self, data: bytes) -> None:
         self.transport.write(data)  # type: ignore[union-attr]
+
+
+def make_certificate(directory: str, name: str = "localhost") -> tuple[str, str]:
+    """A self-signed certificate for C{name}: the paths of key and certificate."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.SubjectAlternativeName([x509.DNSName(name)]), critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    os.makedirs(directory, exist_ok=True)
+    key_path = os.path.join(directory, "key.pem")
+    cert_path = os.path.join(directory, "cert.pem")
+    with open(key_path, "wb") as f:
+        f.write(
+            key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        )
+    with open(cert_path, "wb") as f:
+        f.write(certificate.public_bytes(serialization.Encoding.PEM))
+    return key_path, cert_path

@@ -36,7 +36,7 @@ from twisted.web import static
 
 from tests.browser_support import Browsers, evidence, expect, first_number, require_browser
 from tests.e2e_helpers import COMMAND, Lab, delivered, pause
-from tests.support import ROOT, USERS, LineClient, ServerProcess
+from tests.support import ROOT, USERS, LineClient, ServerProcess, make_certificate
 
 if TYPE_CHECKING:  # Playwright may be missing when the tests skip
     from playwright.sync_api import Locator, Page
@@ -404,6 +404,29 @@ class MarkupTests(BrowserTestCase):
 
         await b.run(literal)
         self.assertEqual(b.record(columbia).dialogs, [])
+
+
+class TLSTests(BrowserTestCase):
+    @evidence
+    async def test_over_https_the_page_uses_wss(self) -> None:
+        """
+        With C{--web ssl:...} the page is served over https and opens its
+        WebSocket with C{wss:}, which its CSP names.  The certificate is
+        self-signed, so this browser is told to accept it.
+        """
+        key, cert = make_certificate(os.path.abspath(self.mktemp()))
+        _, port, web = await self.lab.start_web(
+            "--web", f"ssl:0:privateKey={key}:certKey={cert}:interface=127.0.0.1"
+        )
+        url = f"https://localhost:{web}/"
+        b = await self.browser()
+        columbia = await b.run(b.page, "columbia", ignore_https_errors=True)
+        await b.run(log_in, columbia, url, "columbia")
+        seas = await self.login(port, "seas")
+        seas.send("message columbia over tls")
+        await b.run(shows, columbia, "over tls", "seas", "private")
+        opened = [line for line in b.record(columbia).lines if "websocket opened" in line]
+        self.assertTrue(opened and all(f"wss://localhost:{web}/ws" in line for line in opened), opened)
 
 
 class OriginTests(BrowserTestCase):

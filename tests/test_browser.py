@@ -522,6 +522,46 @@ class RestartTests(BrowserTestCase):
         await b.run(unique_ids, columbia)
 
 
+class StaleTokenTests(BrowserTestCase):
+    @evidence
+    async def test_a_used_or_unknown_token_brings_back_the_login_form_saying_why(self) -> None:
+        """
+        A reload resumes with the token (and gets a new one); the old token
+        given to another tab is refused as reused, a made-up one as expired,
+        and each tab shows the login form with the server's sentence.
+        """
+        _, url = await self.serve()
+        b = await self.browser()
+        first = await b.run(b.page, "first")
+        await b.run(log_in, first, url, "columbia")
+        await b.run(first.wait_for_function, "() => sessionStorage.getItem('chat.session') !== null")
+        stored = await b.run(first.evaluate, "() => sessionStorage.getItem('chat.session')")
+
+        def reload_resumes() -> None:
+            first.reload()
+            expect(first.locator("#chat")).to_be_visible()
+            expect(first.locator("#me")).to_have_text("columbia")
+            expect(first.locator("#login")).to_be_hidden()
+
+        await b.run(reload_resumes)
+        self.assertEqual(len(b.record(first).sent("login")), 1, "the reload asked for the password")
+
+        def refused(label: str, token_json: str, sentence: str) -> None:
+            page = b.page(label)
+            page.context.add_init_script(f"sessionStorage.setItem('chat.session', {token_json!r});")
+            page.goto(url)
+            expect(page.locator("#login")).to_be_visible()
+            expect(page.locator("#chat")).to_be_hidden()
+            expect(page.locator("#login-error")).to_contain_text(sentence)
+            assert page.evaluate("() => sessionStorage.getItem('chat.session')") is None
+
+        await b.run(refused, "reused", stored, "That session was resumed already")
+        made_up = stored.replace(
+            stored[stored.index('"token":"') + 9 : stored.index('"token":"') + 17], "AAAAAAAA"
+        )
+        await b.run(refused, "expired", made_up, "Your session has expired; please log in again.")
+
+
 class UnreadTests(BrowserTestCase):
     @evidence
     async def test_the_title_counts_unread_messages_while_the_tab_is_hidden(self) -> None:

@@ -9,8 +9,8 @@ recipient that fails while receiving cannot stop delivery to the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any, cast
+from collections.abc import Callable, Collection, Iterable, Sequence, Sized
+from typing import Any, Generic, TypeVar, cast
 
 import attrs
 from twisted.application.service import Service
@@ -81,16 +81,19 @@ class ChatService(Service):
         self.sessions: set[IParticipant] = set()
         # Logins and logouts change last-seen times; those of one turn of the
         # reactor are written together, so a storm of logins costs the store
-        # one write per turn, not one per login.
-        self._seen: dict[str, float] = {}
+        # one write per turn, not one per login.  So are the messages of one
+        # turn added to the history.
+        self._seen: TurnBatch[dict[str, float]] = TurnBatch(
+            clock, dict, lambda seen: self.store.mark_seen(seen), "could not record presence"
+        )
+        self._history: TurnBatch[list[tuple[Delivery, tuple[str, ...]]]] = TurnBatch(
+            clock, list, lambda entries: self.store.save_history(entries), "could not keep history"
+        )
         self._broadcasts: list[tuple[IParticipant | None, Delivery]] = []
-        self._history: list[tuple[Delivery, tuple[str, ...]]] = []
         #: Online participants whose format shows who comes and goes.
         self._watchers: dict[IParticipant, None] = {}
-        self._history_call: IDelayedCall | None = None
         self.new_id = MessageIds()
         self._flush_broadcasts: IDelayedCall | None = None
-        self._flush_call: IDelayedCall | None = None
         self._logins = self._logouts = 0
         self._checkpoint = LoopingCall(self._checkpoint_presence)
         self._checkpoint.clock = clock
@@ -116,30 +119,16 @@ class ChatService(Service):
 
         def record(_: object) -> Deferred[None]:
             now = self.clock.seconds()
-            self._seen.update(dict.fromkeys(online, now))
-            self._flush_history()
-            return self._flush_seen()
+            self._seen.pending().update(dict.fromkeys(online, now))
+            self._history.write()
+            return self._seen.write()
 
         gone.addCallback(record)
         gone.addBoth(lambda _: self.store.close())
         return gone
 
     def _saw(self, name: str, now: float) -> None:
-        self._seen[name] = now
-        if self._flush_call is None:
-            self._flush_call = self.clock.callLater(0, self._flush_seen)
-
-    def _flush_seen(self) -> Deferred[None]:
-        """Write the last-seen times changed since the last flush."""
-        if self._flush_call is not None:
-            if self._flush_call.active():
-                self._flush_call.cancel()
-            self._flush_call = None
-        if not self._seen:
-            return succeed(None)
-        seen, self._seen = self._seen, {}
-        d = self.store.mark_seen(seen)
-        return d.addErrback(lambda f: log.failure("could not record presence", f))
+        self._seen.pending()[name] = now
 
     def _checkpoint_presence(self) -> Deferred[None]:
         """
@@ -158,8 +147,8 @@ class ChatService(Service):
                 interval=self._checkpoint_interval,
             )
             self._logins = self._logouts = 0
-        self._seen.update(dict.fromkeys(online, self.clock.seconds()))
-        return self._flush_seen()
+        self._seen.pending().update(dict.fromkeys(online, self.clock.seconds()))
+        return self._seen.write()
 
     # --- connections -----------------------------------------------------------
 
@@ -371,26 +360,52 @@ class ChatService(Service):
         its next group commit: one store operation per message cost the
         private-message path two thirds of its speed.
         """
-        if not self._history:
-            self._history_call = self.clock.callLater(0, self._flush_history)
-        self._history.extend(entries)
-
-    def _flush_history(self) -> Deferred[None]:
-        if self._history_call is not None:
-            if self._history_call.active():
-                self._history_call.cancel()
-            self._history_call = None
-        if not self._history:
-            return succeed(None)
-        entries, self._history = self._history, []
-        d = self.store.save_history(entries)
-        return d.addErrback(lambda f: log.failure("could not keep history", f))
+        self._history.pending().extend(entries)
 
     def history(self, name: str, count: int) -> Deferred[list[Delivery]]:
         """The last C{count} messages of C{name}'s history, after every one sent so far."""
         self.flush()
-        self._flush_history()
+        self._history.write()
         return self.store.history_for(name, count)
+
+
+C = TypeVar("C", bound=Sized)
+
+
+class TurnBatch(Generic[C]):
+    """
+    Writes gathered during one turn of the reactor and handed to the store
+    together at its end, or sooner when someone needs them written (a
+    reader that must see them, a shutdown).  Nobody waits for them: a
+    failure is logged.
+    """
+
+    def __init__(
+        self, clock: IReactorTime, empty: Callable[[], C], write: Callable[[C], Deferred[None]], what: str
+    ) -> None:
+        self._clock = clock
+        self._empty = empty
+        self._write = write
+        self._what = what
+        self._items = empty()
+        self._call: IDelayedCall | None = None
+
+    def pending(self) -> C:
+        """What will be written at the end of this turn; add to it."""
+        if self._call is None:
+            self._call = self._clock.callLater(0, self.write)
+        return self._items
+
+    def write(self) -> Deferred[None]:
+        """Write what has gathered now."""
+        if self._call is not None:
+            if self._call.active():
+                self._call.cancel()
+            self._call = None
+        if not self._items:
+            return succeed(None)
+        items, self._items = self._items, self._empty()
+        return self._write(items).addErrback(lambda f: log.failure(self._what, f))
 
 
 def _plural(n: int, word: str) -> str:

@@ -219,14 +219,17 @@ class Lab:
         await client.expect(type="welcome", name=name)
         return client
 
-    async def upgrade(self, web_port: int, origin: str | None = None, timeout: float = 10) -> RawWebSocket:
+    async def upgrade(
+        self, web_port: int, origin: str | None = None, timeout: float = 10, proxy_from: str | None = None
+    ) -> RawWebSocket:
         """
-        Ask for C{/ws} on C{web_port} by hand, with C{origin} if given, over a
-        plain TCP connection; give the client once the response is in (its
-        C{status} and C{body} say how the server answered).
+        Ask for C{/ws} on C{web_port} by hand, with C{origin} if given (and
+        as if through a proxy for C{proxy_from}), over a plain TCP
+        connection; give the client once the response is in (its C{status}
+        and C{body} say how the server answered).
         """
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", web_port, timeout=30)
-        client = RawWebSocket(f"127.0.0.1:{web_port}", origin)
+        client = RawWebSocket(f"127.0.0.1:{web_port}", origin, proxy_from)
         await connectProtocol(endpoint, client)
         self.case.addCleanup(abort, client)
         await timeout_deferred(client.response, timeout, "the answer to a WebSocket upgrade")

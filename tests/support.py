@@ -161,7 +161,7 @@ class ServerProcess:
             if m:
                 self.port = int(m.group(1))
         if self.web_port is None and self.serves_web:
-            m = re.search(rb"ChatSite (?:\(TLS\) )?starting on (\d+)", self.log)
+            m = re.search(rb"ChatSite (?:\((?:TLS|PROXY)\) )?starting on (\d+)", self.log)
             if m:
                 self.web_port = int(m.group(1))
         if self.port is not None and (self.web_port is not None or not self.serves_web):
@@ -540,10 +540,15 @@ class RawWebSocket(protocol.Protocol, JsonEvents):
     head of a 101, the head and C{body} of any other.
     """
 
-    def __init__(self, host: str, origin: str | None = None) -> None:
+    def __init__(self, host: str, origin: str | None = None, proxy_from: str | None = None) -> None:
+        """
+        @param proxy_from: an address to claim to be, in a PROXY protocol
+            header before the request, as a proxy in front of the server does.
+        """
         JsonEvents.__init__(self)
         self.host = host
         self.origin = origin
+        self.proxy_from = proxy_from
         self.key = base64.b64encode(os.urandom(16))
         self.status: int | None = None
         self.headers: dict[str, str] = {}
@@ -564,6 +569,9 @@ class RawWebSocket(protocol.Protocol, JsonEvents):
         ]
         if self.origin is not None:
             lines.append(f"Origin: {self.origin}")
+        if self.proxy_from is not None:
+            port = self.host.rsplit(":", 1)[1]
+            lines.insert(0, f"PROXY TCP4 {self.proxy_from} 127.0.0.1 40000 {port}")
         self.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
 
     def dataReceived(self, data: bytes) -> None:

@@ -25,6 +25,7 @@ from tests.e2e_helpers import (
     offline_line,
     ws_drain,
 )
+from tests.support import USERS
 
 STORED = r"is offline; the message will be delivered when they next log in\."
 TOO_MANY = "Too many connections from your address (limit 2).\r\n"
@@ -348,3 +349,29 @@ class GuardTests(unittest.TestCase):
             server.clean_exit() or server.killed_by() == signal.SIGTERM,
             f"exit: {server.exit}\n{server.log.decode()}",
         )
+
+
+class ProxyTests(unittest.TestCase):
+    async def test_behind_a_proxy_the_guard_blocks_the_address_the_proxy_names(self) -> None:
+        """
+        With C{--web haproxy:tcp:...} the address is the one in the PROXY
+        header: three wrong passwords block that address, not the proxy's
+        (every connection here comes from 127.0.0.1).
+        """
+        lab = Lab(self)
+        _, _, web = await lab.start_web("--web", "haproxy:tcp:0:interface=127.0.0.1", "--exempt", "")
+        guesser = await lab.upgrade(web, proxy_from="10.1.2.3")
+        self.assertEqual(guesser.status, 101)
+        for _ in range(3):
+            guesser.send({"type": "login", "username": "columbia", "password": "wrong"})
+            await guesser.expect(type="login_refused")
+        blocked = await guesser.expect(type="login_refused", reason="blocked")
+        self.assertGreater(blocked["seconds"], 0)
+
+        again = await lab.upgrade(web, proxy_from="10.1.2.3")
+        again.send({"type": "login", "username": "columbia", "password": USERS["columbia"]})
+        await again.expect(type="login_refused", reason="blocked")
+
+        elsewhere = await lab.upgrade(web, proxy_from="10.9.9.9")
+        elsewhere.send({"type": "login", "username": "columbia", "password": USERS["columbia"]})
+        await elsewhere.expect(type="welcome", name="columbia")

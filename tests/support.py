@@ -24,7 +24,7 @@ import os
 import re
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from twisted.internet import defer, protocol, reactor
@@ -52,12 +52,18 @@ USERS = {
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
 
 
-def timeout_deferred(d: defer.Deferred[Any], seconds: float, what: str) -> defer.Deferred[Any]:
-    """Fail C{d} with a message naming C{what} if it has not fired in time."""
+def timeout_deferred(
+    d: defer.Deferred[Any], seconds: float, what: str | Callable[[], str]
+) -> defer.Deferred[Any]:
+    """
+    Fail C{d} with a message naming C{what} if it has not fired in time;
+    C{what} may be a callable, to say what had arrived by then.
+    """
 
     def expired() -> None:
         if not d.called:
-            d.errback(Failure(defer.TimeoutError(f"timed out after {seconds}s waiting for {what}")))
+            said = what() if callable(what) else what
+            d.errback(Failure(defer.TimeoutError(f"timed out after {seconds}s waiting for {said}")))
 
     call = reactor.callLater(seconds, expired)
 
@@ -294,26 +300,14 @@ class LineClient(protocol.Protocol):
             return d
         self._waiters.append((compiled, d))
 
-        def expired() -> None:
-            if not d.called:
-                self._waiters = [(p, w) for p, w in self._waiters if w is not d]
-                d.errback(
-                    Failure(
-                        AssertionError(
-                            f"timed out after {timeout}s waiting for {pattern!r}; "
-                            f"received after position {self.position}: {self.text[self.position :]!r}"
-                        )
-                    )
-                )
+        def forget(failure: Failure) -> Failure:
+            self._waiters = [(p, w) for p, w in self._waiters if w is not d]
+            return failure
 
-        call = reactor.callLater(timeout, expired)
+        def what() -> str:
+            return f"{pattern!r}; received after position {self.position}: {self.unread()!r}"
 
-        def cancel(result: object) -> object:
-            if call.active():
-                call.cancel()
-            return result
-
-        return d.addBoth(cancel)
+        return timeout_deferred(d, timeout, what).addErrback(forget)
 
     def unread(self) -> str:
         return self.text[self.position :]
@@ -430,23 +424,11 @@ class JsonEvents:
             return d
         self._waiters.append((fields, d))
 
-        def expired() -> None:
-            if not d.called:
-                self._waiters = [(w, x) for w, x in self._waiters if x is not d]
-                d.errback(
-                    Failure(
-                        AssertionError(f"timed out after {timeout}s waiting for {fields!r}; {self._got()}")
-                    )
-                )
+        def forget(failure: Failure) -> Failure:
+            self._waiters = [(w, x) for w, x in self._waiters if x is not d]
+            return failure
 
-        call = reactor.callLater(timeout, expired)
-
-        def cancel(result: object) -> object:
-            if call.active():
-                call.cancel()
-            return result
-
-        return d.addBoth(cancel)
+        return timeout_deferred(d, timeout, lambda: f"{fields!r}; {self._got()}").addErrback(forget)
 
 
 class WebSocketClient(JsonEvents):

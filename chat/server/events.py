@@ -73,7 +73,9 @@ class Delivery:
 class StoredMessage:
     """A message kept for a user who was offline when it was sent."""
 
-    id: int
+    #: The store's own key for it: a row number in SQLite, a stream entry
+    #: id in Redis.
+    id: int | str
     recipient: str
     delivery: Delivery
 

@@ -1,0 +1,88 @@
+"""
+The names a cluster uses in Redis, and how values are written there.
+
+Every key and channel of the Redis backend is named here, so the store, the
+registry and the login guard agree on them, and an operator can read in one
+place what a node keeps in Redis.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chat.server.events import Delivery, Kind
+from chat.server.interfaces import PUBLIC
+
+PREFIX = "chat:"
+
+# --- store ---------------------------------------------------------------------
+
+#: A user's inbox: a stream of deliveries not yet shown to them (offline
+#: messages, and messages for them on their way to another node).
+INBOX = PREFIX + "inbox:"
+#: Hashes of user name to last-seen time, and to personal introduction.
+LAST_SEEN = PREFIX + "last_seen"
+INTROS = PREFIX + "intro"
+#: A history list per owner (newest first), and the counter that orders
+#: entries of different owners.
+HISTORY = PREFIX + "history:"
+HISTORY_PUBLIC = PREFIX + "history-public"
+HISTORY_SEQ = PREFIX + "history-seq"
+#: A resume token by digest (a hash), and the digests issued to a user (a set).
+TOKEN = PREFIX + "token:"
+TOKENS_OF = PREFIX + "tokens-of:"
+
+# --- presence --------------------------------------------------------------------
+
+#: Who is logged in where: user name to "<node> <claim token>".
+ONLINE = PREFIX + "online"
+#: A node's heartbeat key (expires unless refreshed), and its users (a set).
+NODE = PREFIX + "node:"
+NODE_USERS = PREFIX + "node-users:"
+#: Every node that has announced itself, with its last heartbeat time.
+NODES = PREFIX + "nodes"
+
+# --- login guard -----------------------------------------------------------------
+
+#: Failed logins per (user, address) digest, expiring with the block time.
+FAILURES = PREFIX + "failures:"
+#: Blocks: digest to the time they end (a sorted set).
+BLOCKS = PREFIX + "blocks"
+
+# --- channels ----------------------------------------------------------------------
+
+PRESENCE_CHANNEL = PREFIX + "presence"
+BROADCAST_CHANNEL = PREFIX + "broadcast"
+INTRO_CHANNEL = PREFIX + "intro"
+GUARD_CHANNEL = PREFIX + "guard"
+#: Each node's own channel: inbox notifications and evictions for it.
+NODE_CHANNEL = PREFIX + "to:"
+
+
+def inbox(name: str) -> str:
+    return INBOX + name
+
+
+def history(owner: str) -> str:
+    return HISTORY_PUBLIC if owner == PUBLIC else HISTORY + owner
+
+
+def node_channel(node: str) -> str:
+    return NODE_CHANNEL + node
+
+
+def delivery_value(d: Delivery) -> dict[str, Any]:
+    return {"id": d.id, "from": d.sender, "kind": d.kind.value, "text": d.text, "at": d.sent_at, "to": list(d.to)}
+
+
+def delivery_from_value(v: dict[str, Any]) -> Delivery:
+    return Delivery(v["from"], v["text"], Kind(v["kind"]), float(v["at"]), v["id"], tuple(v["to"]))
+
+
+def encode_delivery(d: Delivery) -> str:
+    return json.dumps(delivery_value(d), ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_delivery(text: str) -> Delivery:
+    return delivery_from_value(json.loads(text))

@@ -20,10 +20,10 @@ class LocalRegistryTests(unittest.TestCase):
     def test_a_name_can_be_online_once(self) -> None:
         registry = LocalRegistry()
         first = Someone()
-        registry.add("columbia", first, 10)  # type: ignore[arg-type]
-        with self.assertRaises(AlreadyOnline):
-            registry.add("columbia", Someone(), 11)  # type: ignore[arg-type]
+        self.successResultOf(registry.add("columbia", first, 10))  # type: ignore[arg-type]
+        self.failureResultOf(registry.add("columbia", Someone(), 11), AlreadyOnline)  # type: ignore[arg-type]
         self.assertIs(registry.online["columbia"], first)
+        self.assertIn("columbia", registry.present)
 
     def test_remove_only_removes_the_session_that_is_online(self) -> None:
         registry = LocalRegistry()

@@ -44,7 +44,7 @@ class ServiceTests(unittest.TestCase):
 
     def test_intros_and_wholast_come_back_from_the_store(self) -> None:
         first = self.service()
-        user = first.join("seas", Recipient())
+        user = self.successResultOf(first.join("seas", Recipient()))
         self.successResultOf(user.set_intro("summer"))
         self.clock.advance(60)
         user.logout()
@@ -83,7 +83,7 @@ class ServiceTests(unittest.TestCase):
         self.addCleanup(globalLogPublisher.removeObserver, observer)  # type: ignore[arg-type]
         service.startService()
         self.addCleanup(service.stopService)
-        service.join("columbia", Recipient()).logout()
+        self.successResultOf(service.join("columbia", Recipient())).logout()
         service.join("seas", Recipient())
         self.assertEqual([e for e in events if e.get("log_namespace") == "chat.server.service"], [])
         self.clock.advance(60)
@@ -102,7 +102,8 @@ class ServiceTests(unittest.TestCase):
     def test_realm_joins_the_user_with_the_session_as_mind(self) -> None:
         service = self.service()
         mind = Recipient()
-        interface, avatar, logout = ChatRealm(service).requestAvatar(b"columbia", mind, IChatUser)
+        joined = ChatRealm(service).requestAvatar(b"columbia", mind, IChatUser)
+        interface, avatar, logout = self.successResultOf(joined)
         self.assertIs(interface, IChatUser)
         self.assertEqual(avatar.name, "columbia")
         self.assertIs(service.registry.online["columbia"], mind)

@@ -117,6 +117,7 @@ class LoginTextTests(unittest.TestCase):
             Refusal.REUSED: (
                 "That session was resumed already, perhaps in another tab; please log in again."
             ),
+            Refusal.UNAVAILABLE: "The server cannot reach its database right now; please try again in a moment.",
         }
         self.assertEqual(set(expected), set(Refusal))
         for reason, sentence in expected.items():
@@ -540,6 +541,9 @@ class ErrorTextTests(unittest.TestCase):
             Fault.HISTORY_UNAVAILABLE: "Your history could not be loaded now; please try again.",
             Fault.SERVER_ERROR: "Sorry, that failed because of a server error; please try again.",
             Fault.BUSY: "Still working on your previous command; that line was ignored.",
+            Fault.UNAVAILABLE: (
+                "The server cannot reach its database right now, so that was not done; please try again."
+            ),
         }
         self.assertEqual(set(expected), set(Fault))
         for fault, sentence in expected.items():

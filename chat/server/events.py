@@ -115,6 +115,8 @@ class Refusal(enum.Enum):
     #: A resume token that has expired (or was never issued), or was used.
     EXPIRED = "expired"
     REUSED = "reused"
+    #: The shared database of a cluster (Redis) cannot be reached now.
+    UNAVAILABLE = "unavailable"
 
 
 @attrs.frozen
@@ -320,6 +322,8 @@ class Fault(enum.Enum):
     HISTORY_UNAVAILABLE = "history_unavailable"
     SERVER_ERROR = "server_error"
     BUSY = "busy"
+    #: The shared database of a cluster (Redis) cannot be reached now.
+    UNAVAILABLE = "unavailable"
 
 
 @attrs.frozen

@@ -114,14 +114,24 @@ class AlreadyOnline(Exception):
 class IRegistry(Interface):
     online = Attribute(
         "A read-only mapping of user name to L{IParticipant} for every user "
-        "logged in now; iterating it must be cheap."
+        "logged in to this server now (this node, in a cluster); iterating it "
+        "must be cheap."
+    )
+    present = Attribute(
+        "The names of every user logged in anywhere (on any node of a "
+        "cluster), as a collection: membership and size are cheap, and never "
+        "wait for another process."
     )
 
-    def add(name: str, participant: IParticipant, now: float) -> None:
+    def add(name: str, participant: IParticipant, now: float, takeover: bool = False) -> Deferred[None]:
         """
-        Mark C{name} online.
+        Mark C{name} online here; fires once that is settled (at once for a
+        single process; once the cluster agrees, for several).  With
+        C{takeover}, a session of C{name} elsewhere is ended instead of
+        refusing this one.
 
-        @raise AlreadyOnline: if C{name} is online already.
+        The Deferred fails with L{AlreadyOnline} if C{name} is online
+        already, or with L{Unavailable} if that cannot be decided now.
         """
 
     def remove(name: str, participant: IParticipant, now: float) -> None:
@@ -152,6 +162,13 @@ class Snapshot:
 
 class StoreError(Exception):
     """The store cannot be opened or used; the message says why."""
+
+
+class Unavailable(StoreError):
+    """
+    The shared database of a cluster cannot be reached now; nothing was
+    done.  Sessions stay connected and say so; the node reconnects.
+    """
 
 
 #: The history owner of broadcasts to everyone: the room's own scrollback,
@@ -208,3 +225,55 @@ class IStore(Interface):
 
     def close() -> Deferred[None]:
         """Finish pending work and release resources."""
+
+
+class IPeerListener(Interface):
+    """
+    What a node is told by the other nodes of its cluster: implemented by
+    the service, called by its L{IPeers}.
+    """
+
+    def restore(snapshot: Snapshot) -> None:
+        """The shared state, as loaded after (re)connecting to the cluster."""
+
+    def remote_presence(name: str, online: bool, at: float) -> None:
+        """C{name} logged in or out on another node (or that node died)."""
+
+    def remote_broadcasts(deliveries: Sequence[Delivery]) -> None:
+        """Broadcasts to everyone, sent by a user of another node."""
+
+    def remote_intro(name: str, text: str) -> None:
+        """A user set their personal introduction on another node."""
+
+    def inbox_ready(name: str) -> None:
+        """The store holds messages for C{name}, a user of this node."""
+
+    def evicted(name: str, participant: IParticipant) -> None:
+        """
+        C{participant}'s claim to C{name} was taken over (a resumed session
+        elsewhere, or a login while this node was cut off): end it.
+        """
+
+
+class IPeers(Interface):
+    """
+    The other nodes of a cluster, as one node sees them.  What travels here
+    is at most once (notifications, broadcasts to whoever is online now);
+    anything acknowledged to a user is in the store first.
+    """
+
+    def start(listener: IPeerListener) -> Deferred[None]:
+        """Join the cluster; fails if its database cannot be reached at all."""
+
+    def publish(deliveries: Sequence[Delivery]) -> None:
+        """Hand broadcasts to everyone to the users of the other nodes."""
+
+    def notify(names: Sequence[str]) -> None:
+        """Tell the nodes of C{names} that their inboxes have something new."""
+
+    def intro_changed(name: str, text: str) -> None:
+        """Tell the other nodes of a new personal introduction."""
+
+    def stop() -> Deferred[None]:
+        """Leave the cluster: release this node's users, stop its heartbeat."""
+

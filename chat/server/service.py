@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chat.server.backends.memory import LocalRegistry
@@ -35,7 +36,18 @@ from chat.server.events import (
     RosterEntry,
     StoredMessage,
 )
-from chat.server.interfaces import PUBLIC, AlreadyOnline, IChatUser, IFormat, IParticipant, IRegistry, IStore
+from chat.server.interfaces import (
+    PUBLIC,
+    AlreadyOnline,
+    IChatUser,
+    IFormat,
+    IParticipant,
+    IPeerListener,
+    IPeers,
+    IRegistry,
+    IStore,
+    Snapshot,
+)
 
 log = Logger()
 
@@ -53,12 +65,16 @@ class SelfMessage(Exception):
     """A private message addressed to its own sender."""
 
 
+@implementer(IPeerListener)
 class ChatService(Service):
     """
     Shared state of one chat server, and the rules of delivery.
 
     Known users come from the users file; a message to a known user who is
-    offline is stored and handed over at their next login.
+    offline is stored and handed over at their next login.  In a cluster
+    (C{peers}), the registry knows who is online on the other nodes; a
+    message for one of them goes through the store (their inbox) and the
+    node is told, so a message acknowledged is never only in flight.
     """
 
     name = "chat"
@@ -70,6 +86,7 @@ class ChatService(Service):
         clock: IReactorTime,
         registry: IRegistry | None = None,
         checkpoint_interval: float = 60.0,
+        peers: IPeers | None = None,
     ) -> None:
         snapshot = store.snapshot()
         self.users = users
@@ -93,6 +110,11 @@ class ChatService(Service):
         #: Online participants whose format shows who comes and goes.
         self._watchers: dict[IParticipant, None] = {}
         self.new_id = MessageIds()
+        self.peers = peers
+        #: Per user, the ids of the stored messages handed to their session
+        #: and not yet removed from the store: the login and a notification
+        #: may read the same inbox at once, and nobody sees a message twice.
+        self._handed: dict[str, set[str]] = {}
         self._flush_broadcasts: IDelayedCall | None = None
         self._logins = self._logouts = 0
         self._checkpoint = LoopingCall(self._checkpoint_presence)
@@ -104,6 +126,12 @@ class ChatService(Service):
     def startService(self) -> None:
         super().startService()
         self._checkpoint.start(self._checkpoint_interval, now=False)
+
+    def join_cluster(self) -> Deferred[None]:
+        """Join the other nodes, if there are any; fails if they cannot be reached."""
+        if self.peers is None:
+            return succeed(None)
+        return self.peers.start(self)
 
     def stopService(self) -> Deferred[None]:
         """
@@ -125,6 +153,9 @@ class ChatService(Service):
 
         gone.addCallback(record)
         gone.addBoth(lambda _: self.store.close())
+        if self.peers is not None:
+            peers = self.peers
+            gone.addBoth(lambda _: peers.stop())
         return gone
 
     def _saw(self, name: str, now: float) -> None:
@@ -161,23 +192,28 @@ class ChatService(Service):
 
     # --- presence --------------------------------------------------------------
 
-    def join(self, name: str, participant: IParticipant, takeover: bool = False) -> ChatUser:
+    def join(self, name: str, participant: IParticipant, takeover: bool = False) -> Deferred[ChatUser]:
         """
         Put C{name} online.  With C{takeover} (a session resumed with a
         token, so the same person), a session C{name} still has is ended
         first; the browser it belonged to has most likely lost it already.
 
-        @raise AlreadyOnline: C{name} has a session already.
+        Fails with L{AlreadyOnline} if C{name} has a session already (on any
+        node), or L{Unavailable} if a cluster cannot decide that now.
         """
         self.flush()
         if takeover:
             old = self.registry.online.get(name)
             if old is not None and old is not participant:
                 old.goodbye(Goodbye(Reason.REPLACED, name))
+        d = self.registry.add(name, participant, self.clock.seconds(), takeover)
+        return d.addCallback(lambda _: self._joined(name, participant))
+
+    def _joined(self, name: str, participant: IParticipant) -> ChatUser:
         now = self.clock.seconds()
-        self.registry.add(name, participant, now)
         self._saw(name, now)
         self._logins += 1
+        self.flush()
         self._announce(Presence(name, True, now, self.intros.get(name)))
         if participant.format.presence:
             self._watchers[participant] = None
@@ -192,6 +228,7 @@ class ChatService(Service):
         self._saw(name, now)
         self._logouts += 1
         self._watchers.pop(participant, None)
+        self._handed.pop(name, None)
         self._announce(Presence(name, False, now, self.intros.get(name)))
 
     def _announce(self, presence: Presence) -> None:
@@ -212,16 +249,16 @@ class ChatService(Service):
     def whoelse(self, me: str) -> list[RosterEntry]:
         intros = self.intros
         return [
-            RosterEntry(name, intros.get(name), True) for name in sorted(self.registry.online) if name != me
+            RosterEntry(name, intros.get(name), True) for name in sorted(self.registry.present) if name != me
         ]
 
     def wholast(self, me: str, minutes: int) -> list[RosterEntry]:
         cutoff = self.clock.seconds() - minutes * 60
         intros = self.intros
-        names = set(self.registry.online)
+        online = self.registry.present
+        names = set(online)
         names.update(self.registry.seen_since(cutoff))
         names.discard(me)
-        online = self.registry.online
         last_seen = self.registry.last_seen
         return [
             RosterEntry(n, intros.get(n), n in online, None if n in online else last_seen(n))
@@ -231,6 +268,8 @@ class ChatService(Service):
     def set_intro(self, name: str, text: str) -> Deferred[None]:
         def saved(_: None) -> None:
             self.intros[name] = text
+            if self.peers is not None:
+                self.peers.intro_changed(name, text)
 
         return self.store.set_intro(name, text).addCallback(saved)
 
@@ -250,7 +289,8 @@ class ChatService(Service):
         self._broadcasts.append((me, delivery))
         if self._flush_broadcasts is None:
             self._flush_broadcasts = self.clock.callLater(0, self.flush)
-        return Broadcasted(len(self.registry.online) - (me is not None), delivery.id, delivery.sent_at)
+        present = self.registry.present
+        return Broadcasted(len(present) - (sender in present), delivery.id, delivery.sent_at)
 
     def flush(self) -> None:
         """
@@ -277,6 +317,12 @@ class ChatService(Service):
             self._flush_broadcasts = None
         waiting, self._broadcasts = self._broadcasts, []
         self._keep([(delivery, (PUBLIC,)) for _, delivery in waiting])
+        if self.peers is not None:
+            self.peers.publish([delivery for _, delivery in waiting])
+        self._fan_out(waiting)
+
+    def _fan_out(self, waiting: Sequence[tuple[IParticipant | None, Delivery]]) -> None:
+        """Each broadcast to every participant here but its sender, rendered once per format."""
         for fmt, members in self.registry.audiences():
             if len(waiting) == 1:
                 [(me, delivery)] = waiting
@@ -334,11 +380,17 @@ class ChatService(Service):
         online = self.registry.online
         delivered: list[str] = []
         offline: list[str] = []
+        elsewhere: list[str] = []
         rendered: dict[IFormat, object] = {}
         for name in recipients:
             participant = online.get(name)
             if participant is None:
-                offline.append(name)
+                if name in self.registry.present:
+                    # Online on another node: delivered through its inbox.
+                    elsewhere.append(name)
+                    delivered.append(name)
+                else:
+                    offline.append(name)
             else:
                 fmt = participant.format
                 payload = rendered.get(fmt)
@@ -348,9 +400,14 @@ class ChatService(Service):
                 delivered.append(name)
         self._keep([(delivery, (sender, *recipients))])
         receipt = Receipt(tuple(delivered), tuple(offline), delivery.id, delivery.sent_at)
-        if not offline:
+        if not offline and not elsewhere:
             return receipt
-        return self.store.save_offline(offline, delivery).addCallback(lambda _: receipt)
+        saved = self.store.save_offline(offline + elsewhere, delivery)
+        if elsewhere:
+            peers = self.peers
+            assert peers is not None, "users online elsewhere without peers"
+            saved.addCallback(lambda _: peers.notify(elsewhere))
+        return saved.addCallback(lambda _: receipt)
 
     def _keep(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> None:
         """
@@ -367,6 +424,70 @@ class ChatService(Service):
         self.flush()
         self._history.write()
         return self.store.history_for(name, count)
+
+    # --- stored messages ---------------------------------------------------------
+
+    def unseen(self, name: str) -> Deferred[list[StoredMessage]]:
+        """
+        The stored messages for C{name} that no session of theirs has been
+        handed yet; they count as handed from now until L{shown}.
+        """
+
+        def fresh(messages: list[StoredMessage]) -> list[StoredMessage]:
+            handed = self._handed.setdefault(name, set())
+            new = [m for m in messages if m.delivery.id not in handed or not m.delivery.id]
+            handed.update(m.delivery.id for m in new)
+            return new
+
+        return self.store.offline_for(name).addCallback(fresh)
+
+    def shown(self, name: str, messages: Sequence[StoredMessage]) -> Deferred[None]:
+        """Forget messages the user has been shown."""
+
+        def forgotten(result: object) -> object:
+            handed = self._handed.get(name)
+            if handed is not None and not isinstance(result, Failure):
+                handed.difference_update(m.delivery.id for m in messages)
+            return result
+
+        return self.store.ack(messages).addBoth(forgotten)
+
+    # --- IPeerListener -------------------------------------------------------------
+
+    def restore(self, snapshot: Snapshot) -> None:
+        self.intros.update(snapshot.intros)
+
+    def remote_presence(self, name: str, online: bool, at: float) -> None:
+        self.flush()
+        self._announce(Presence(name, online, at, self.intros.get(name)))
+
+    def remote_broadcasts(self, deliveries: Sequence[Delivery]) -> None:
+        self.flush()
+        self._fan_out([(None, d) for d in deliveries])
+
+    def remote_intro(self, name: str, text: str) -> None:
+        self.intros[name] = text
+
+    def inbox_ready(self, name: str) -> None:
+        """Hand what waits in C{name}'s inbox to their session here, then forget it."""
+        participant = self.registry.online.get(name)
+        if participant is None:
+            return  # gone: the messages wait for the next login
+
+        def hand_over(messages: list[StoredMessage]) -> Deferred[None] | None:
+            if not messages or self.registry.online.get(name) is not participant:
+                return None
+            self.flush()
+            fmt = participant.format
+            _deliver(participant, fmt.join([fmt.delivery(m.delivery) for m in messages]))
+            return self.shown(name, messages)
+
+        self.unseen(name).addCallback(hand_over).addErrback(
+            lambda f: log.failure("could not deliver the inbox of {user}", f, user=name)
+        )
+
+    def evicted(self, name: str, participant: IParticipant) -> None:
+        participant.goodbye(Goodbye(Reason.REPLACED, name))
 
 
 C = TypeVar("C", bound=Sized)
@@ -454,10 +575,10 @@ class ChatUser:
         return self.service.set_intro(self.name, text)
 
     def offline_messages(self) -> Deferred[list[StoredMessage]]:
-        return self.service.store.offline_for(self.name)
+        return self.service.unseen(self.name)
 
     def shown(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
-        return self.service.store.ack(messages)
+        return self.service.shown(self.name, messages)
 
     def history(self, count: int) -> Deferred[list[Delivery]]:
         return self.service.history(self.name, count)
@@ -480,14 +601,14 @@ class ChatRealm:
 
     def requestAvatar(
         self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any
-    ) -> tuple[Any, ChatUser, Callable[[], None]]:
+    ) -> Deferred[tuple[Any, ChatUser, Callable[[], None]]]:
         if IChatUser not in interfaces or not isinstance(avatarId, bytes):
             raise NotImplementedError("ChatRealm only provides IChatUser, to named users")
         # The mind is the session asking to log in, an IParticipant; one that
         # resumes with a token takes over an older session of the same user.
         takeover = bool(getattr(mind, "resuming", False))
-        user = self.service.join(avatarId.decode("utf-8"), cast(IParticipant, mind), takeover)
-        return IChatUser, user, user.logout
+        joined = self.service.join(avatarId.decode("utf-8"), cast(IParticipant, mind), takeover)
+        return joined.addCallback(lambda user: (IChatUser, user, user.logout))
 
 
 __all__ = [

@@ -69,7 +69,7 @@ from chat.server.events import (
     UnknownUsers,
     Welcome,
 )
-from chat.server.interfaces import AlreadyOnline, IChatUser, IEdge, IParticipant
+from chat.server.interfaces import AlreadyOnline, IChatUser, IEdge, IParticipant, Unavailable
 from chat.server.limits import ConnectionCount, Exemptions, TokenBucket
 from chat.server.service import ChatService, ChatUser, SelfMessage, UnknownUser
 
@@ -477,6 +477,7 @@ class Session(TimeoutMixin):
         guard, host = self.context.guard, self.edge.peer_host
         # Count the outcome even if the connection is gone: hanging up right
         # after sending a guess must not make the guess free.
+        blocked: float | Deferred[float]
         if f.check(UnauthorizedLogin):
             log.info("failed login for {user} from {host}", user=self.log_name, host=host)
             blocked = guard.failed(name, host)
@@ -491,9 +492,20 @@ class Session(TimeoutMixin):
             blocked = 0.0
             if f.check(LoginBusy):
                 reason = Refusal.BUSY
+            elif f.check(Unavailable):
+                log.warn("login of {user} refused: {why}", user=self.log_name, why=f.getErrorMessage())
+                reason = Refusal.UNAVAILABLE
             else:
                 log.failure("login of {user} failed", f, user=self.log_name)
                 reason = Refusal.SERVER_ERROR
+        if isinstance(blocked, Deferred):
+            # A cluster's guard counts the failure across nodes first.
+            blocked.addCallback(lambda seconds: self._after_refusal(name, reason, seconds))
+            blocked.addErrback(self._login_crashed)
+            return
+        self._after_refusal(name, reason, blocked)
+
+    def _after_refusal(self, name: str, reason: Refusal, blocked: float) -> None:
         if self.state == "CLOSED":
             return
         self.state = "USERNAME"
@@ -575,8 +587,17 @@ class Session(TimeoutMixin):
             self._wait(result, self.say, self._not_stored)
 
     def _not_stored(self, f: Failure) -> None:
-        log.failure("could not store a message from {user}", f, user=self.name)
-        self.say(Failed(Fault.NOT_STORED))
+        self._store_failed(f, "could not store a message from {user}", Fault.NOT_STORED)
+
+    def _store_failed(self, f: Failure, what: str, fault: Fault) -> None:
+        """Say why a command that needed the store was not done."""
+        if f.check(Unavailable):
+            # Expected while a cluster's Redis is away: one line, no traceback.
+            log.warn(what + ": {why}", user=self.name, why=f.getErrorMessage())
+            fault = Fault.UNAVAILABLE
+        else:
+            log.failure(what, f, user=self.name)
+        self.say(Failed(fault))
 
     def cmd_BroadcastTo(self, cmd: commands.BroadcastTo) -> None:
         assert self.avatar is not None
@@ -612,8 +633,7 @@ class Session(TimeoutMixin):
         assert self.avatar is not None
 
         def failed(f: Failure) -> None:
-            log.failure("could not save the intro of {user}", f, user=self.name)
-            self.say(Failed(Fault.INTRO_NOT_SAVED))
+            self._store_failed(f, "could not save the intro of {user}", Fault.INTRO_NOT_SAVED)
 
         self._wait(
             self.avatar.set_intro(text),
@@ -626,8 +646,7 @@ class Session(TimeoutMixin):
         name = self.avatar.name
 
         def failed(f: Failure) -> None:
-            log.failure("could not load the history of {user}", f, user=self.name)
-            self.say(Failed(Fault.HISTORY_UNAVAILABLE))
+            self._store_failed(f, "could not load the history of {user}", Fault.HISTORY_UNAVAILABLE)
 
         def show(messages: list[Delivery]) -> None:
             self.say(History(name, tuple(messages)))

@@ -14,7 +14,7 @@ import itertools
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from zope.interface import implementer
 
 from chat.server.events import Delivery, StoredMessage
@@ -40,12 +40,37 @@ class LocalRegistry:
     def online(self) -> Mapping[str, IParticipant]:
         return self._online
 
-    def add(self, name: str, participant: IParticipant, now: float) -> None:
+    @property
+    def present(self) -> Mapping[str, IParticipant]:
+        # One process: everyone logged in anywhere is logged in here.
+        return self._online
+
+    def add(self, name: str, participant: IParticipant, now: float, takeover: bool = False) -> Deferred[None]:
+        # A takeover within one process is the service's to do: it ends the
+        # old session (which removes it here) before adding the new one.
+        try:
+            self.add_now(name, participant, now)
+        except AlreadyOnline as e:
+            return fail(e)
+        return succeed(None)
+
+    def add_now(self, name: str, participant: IParticipant, now: float) -> None:
+        """
+        Mark C{name} online at once: L{add} for a caller that has already
+        settled it elsewhere (the cluster).
+
+        @raise AlreadyOnline: if C{name} is online here already.
+        """
         if name in self._online:
             raise AlreadyOnline(name)
         self._online[name] = participant
         self._audiences = None
         self._touch(name, now)
+
+    def saw(self, name: str, at: float) -> None:
+        """C{name} was online until (or since) C{at}, as another node says."""
+        if at >= self._last_seen.get(name, at):
+            self._touch(name, at)
 
     def remove(self, name: str, participant: IParticipant, now: float) -> None:
         if self._online.get(name) is participant:

@@ -32,16 +32,14 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from chat.server.interfaces import Unavailable
+
 log = Logger()
 
 #: Seconds between pings, and how long a reply may take before the
 #: connection is given up as dead and made again.
 PING_INTERVAL = 5.0
 REPLY_TIMEOUT = 10.0
-
-
-class Unavailable(Exception):
-    """Redis cannot be reached now; nothing was done."""
 
 
 class _Factory(txredisapi.RedisFactory):

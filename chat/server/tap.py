@@ -10,14 +10,21 @@ without a traceback.
 from __future__ import annotations
 
 import os
+import re
+import socket
 import stat
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
 from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.interfaces import (
+    IListeningPort,
+    IProtocolFactory,
+    IStreamClientEndpoint,
+    IStreamServerEndpoint,
+)
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
@@ -32,6 +39,10 @@ from chat.server.auth import (
     load_users,
 )
 from chat.server.backends.memory import MemoryStore
+from chat.server.backends.rediscluster import RedisCluster, channels, check_durability
+from chat.server.backends.redisguard import RedisLoginGuard
+from chat.server.backends.redislink import RedisLink, Subscriber
+from chat.server.backends.redisstore import RedisStore
 from chat.server.backends.sqlite import SQLiteStore
 from chat.server.commands import Limits
 from chat.server.edges.tcp import ChatFactory
@@ -78,6 +89,14 @@ _NUMBERS: list[tuple[str, str, str, type, float]] = [
     ("last-hour", "60", "The largest N, in minutes, that 'wholast N' accepts.", int, 0),
     ("max-message", "500", "Longest message text, in characters.", int, 1),
     ("history", "200", "Messages kept per user for 'history' (sent and received); 0 keeps none.", int, 0),
+    ("redis-db", "0", "The Redis database number, with --redis.", int, 0),
+    (
+        "node-timeout",
+        "15",
+        "Seconds within which the users of a node that died are shown offline, with --redis.",
+        float,
+        1,
+    ),
     ("login-timeout", "60", "Seconds a connection has to complete its login.", float, 1),
     ("max-connections-per-ip", "20", "Open connections allowed from one address.", int, 1),
     ("rate", "10", "Commands per second allowed per user, on average.", float, 0.001),
@@ -135,6 +154,16 @@ class Options(usage.Options):
             "besides the page's own.",
         ],
         [
+            "redis",
+            None,
+            None,
+            "Run as one node of a cluster on this Redis (a client endpoint: tcp:HOST:PORT, "
+            "unix:PATH, tls:HOST:PORT); the database is then Redis, not --database.",
+        ],
+        ["redis-password", None, None, "The Redis password (AUTH); prefer --redis-password-file."],
+        ["redis-password-file", None, None, "A file whose first line is the Redis password."],
+        ["node", None, None, "This node's name in the cluster (letters, digits, '.', '_', '-'); default HOST-PID."],
+        [
             "exempt",
             None,
             DEFAULT_EXEMPT,
@@ -168,6 +197,29 @@ class Options(usage.Options):
             self["users-db"] = load_users(self["users"])
         except UsersFileError as e:
             raise usage.UsageError(str(e)) from None
+        self._cluster_options()
+
+    def _cluster_options(self) -> None:
+        if self["redis"] is None:
+            for name in ("redis-password", "redis-password-file", "node"):
+                if self[name] is not None:
+                    raise usage.UsageError(f"--{name} needs --redis")
+            return
+        node = self["node"] or f"{socket.gethostname()}-{os.getpid()}"
+        if not _NODE_NAME.fullmatch(node):
+            raise usage.UsageError(f"--node must be letters, digits, '.', '_' or '-' (at most 64), not {node!r}")
+        self["node"] = node
+        if self["redis-password-file"] is not None:
+            if self["redis-password"] is not None:
+                raise usage.UsageError("give --redis-password or --redis-password-file, not both")
+            try:
+                with open(self["redis-password-file"], encoding="utf-8") as f:
+                    self["redis-password"] = f.readline().rstrip("\r\n")
+            except OSError as e:
+                raise usage.UsageError(f"--redis-password-file: {e.strerror}: {e.filename}") from None
+
+
+_NODE_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class Listener(Service):
@@ -256,16 +308,21 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     web_endpoint = None
     if options["web"] is not None:
         web_endpoint = _endpoint(reactor, "--web", options["web"], endpoint_description(options["web"]))
-    try:
-        store = open_store(options["database"], reactor, options["history"])
-    except StoreError as e:
-        raise SystemExit(f"twistd chat: {e}") from None
+    if options["redis"] is None:
+        try:
+            store = open_store(options["database"], reactor, options["history"])
+        except StoreError as e:
+            raise SystemExit(f"twistd chat: {e}") from None
     _warn_about_users_file(options["users"], users)
 
-    service = ChatService(frozenset(users), store, reactor)
+    if options["redis"] is None:
+        service = ChatService(frozenset(users), store, reactor)
+        guard = LoginGuard(reactor, options["max-attempts"], options["block-time"])
+    else:
+        service, guard = _cluster(options, reactor, frozenset(users))
+        store = service.store
     tokens = ResumeTokens(store, reactor)
     portal = Portal(ChatRealm(service), [UsersChecker(users, reactor), TokenChecker(tokens)])
-    guard = LoginGuard(reactor, options["max-attempts"], options["block-time"])
     settings = Settings(
         limits=Limits(last_hour=options["last-hour"], max_message=options["max-message"]),
         login_timeout=options["login-timeout"],
@@ -280,9 +337,70 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     top = MultiService()
     service.setServiceParent(top)
+    if service.peers is not None:
+        JoinCluster(service, options["redis"], reactor).setServiceParent(top)
     # Added last so that they stop first: no new connections during goodbyes.
     Listener(endpoint, factory, options["port"]).setServiceParent(top)
     if web_endpoint is not None:
         site = make_site(context, options["web-origins"], max_backlog=options["max-output-buffer"])
         Listener(web_endpoint, site, options["web"], "--web").setServiceParent(top)
     return top
+
+
+def _cluster(options: Options, reactor: Any, users: frozenset[str]) -> tuple[ChatService, LoginGuard]:
+    """The service of one node of a cluster on Redis, and its login guard."""
+    endpoint: IStreamClientEndpoint
+    try:
+        endpoint = clientFromString(reactor, options["redis"])
+    except Exception as e:
+        raise SystemExit(f"twistd chat: --redis {options['redis']!r} is not usable: {e}") from None
+    password, db = options["redis-password"], options["redis-db"]
+    described = f"Redis at {options['redis']}"
+    link = RedisLink(endpoint, reactor, password, db, described)
+    store = RedisStore(link, options["history"])
+
+    def wants_waitaof(yes: bool) -> None:
+        store.waitaof = yes
+
+    link.on_connect(lambda: check_durability(link, wants_waitaof))
+    guard = RedisLoginGuard(link, reactor, options["max-attempts"], options["block-time"])
+    subscriber = Subscriber(endpoint, reactor, channels(options["node"]), None, password, db, described)
+    cluster = RedisCluster(
+        options["node"], link, subscriber, reactor, store.load, options["node-timeout"], on_guard=guard.remote
+    )
+    return ChatService(users, store, reactor, registry=cluster, peers=cluster), guard
+
+
+class JoinCluster(Service):
+    """
+    Joins the cluster once the reactor runs.  If Redis cannot be reached
+    (or refuses the password) at startup, that is a mistake in the
+    configuration, not an outage to wait out: one line, and the server
+    exits with status 1.
+    """
+
+    def __init__(self, service: ChatService, description: str, reactor: Any) -> None:
+        self.chat = service
+        self.description = description
+        self.reactor = reactor
+
+    def startService(self) -> None:
+        super().startService()
+        self.chat.join_cluster().addCallbacks(self._joined, self._failed)
+
+    def _joined(self, _: object) -> None:
+        peers = self.chat.peers
+        log.info(
+            "node {node} joined the cluster on Redis at {redis}",
+            node=getattr(peers, "node", "?"),
+            redis=self.description,
+        )
+
+    def _failed(self, f: Failure) -> None:
+        log.critical(
+            "twistd chat: cannot use Redis at {redis}: {why}", redis=self.description, why=f.getErrorMessage()
+        )
+        # twistd has no exit status of its own to set: leave with 1 once the
+        # reactor has stopped, so a supervisor sees the failure.
+        self.reactor.addSystemEventTrigger("after", "shutdown", os._exit, 1)
+        self.reactor.stop()

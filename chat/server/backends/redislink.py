@@ -270,21 +270,24 @@ class Subscriber(RedisLink):
         endpoint: IStreamClientEndpoint,
         clock: IReactorTime,
         channels: Sequence[str],
-        receiver: Callable[[str, str], None],
+        receiver: Callable[[str, str], None] | None = None,
         password: str | None = None,
         db: int = 0,
         description: str = "redis",
     ) -> None:
         super().__init__(endpoint, clock, password, db, description)
         self.channels = tuple(channels)
-        self._receiver = receiver
+        #: Where each message goes: set by whoever listens.
+        self.receiver = receiver
         self.on_connect(self._subscribe)
 
     def _subscribe(self) -> Deferred[Any]:
         return self.execute("SUBSCRIBE", *self.channels)
 
     def message(self, channel: str, message: str) -> None:
+        if self.receiver is None:
+            return
         try:
-            self._receiver(channel, message)
+            self.receiver(channel, message)
         except Exception:
             log.failure("handling a message on {channel}", channel=channel)

@@ -1,0 +1,547 @@
+"""
+A node of a cluster: presence across nodes on one Redis.
+
+Who is logged in where is the hash C{chat:online}, user name to
+"<node> <claim>".  Logging in claims the user in one Lua script, refused
+while a live node holds them; logging out releases only the claim this
+node made, so a node that stalled and came back cannot log out a newer
+session.  Each node refreshes a heartbeat key with a TTL; every node sweeps
+for nodes whose key has expired and releases their users, with the dead
+node's last heartbeat as their last-seen time.  Keyspace notifications are
+not used: a sweep that finds the key gone is all it takes, and it cannot
+be missed.
+
+A node keeps its own copy of who is online elsewhere, kept current by
+presence messages and a full reload every L{RESYNC_INTERVAL} seconds, so
+C{whoelse} and the routing of a message never wait on Redis.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from itertools import chain
+from typing import Any
+
+from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chat.server.backends import rediskeys as keys
+from chat.server.backends.memory import LocalRegistry
+from chat.server.backends.redislink import RedisLink, Subscriber
+from chat.server.events import Delivery
+from chat.server.interfaces import (
+    AlreadyOnline,
+    IFormat,
+    IParticipant,
+    IPeerListener,
+    IPeers,
+    IRegistry,
+    Snapshot,
+    Unavailable,
+)
+
+log = Logger()
+
+#: Seconds between full reloads of who is online, in case a presence
+#: message was lost (pub/sub is at most once).
+RESYNC_INTERVAL = 30.0
+
+_CLAIM = f"""
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+local mine = ARGV[2] .. ' ' .. ARGV[3]
+if cur == mine then return {{1, ''}} end
+if cur and ARGV[4] ~= '1' then
+  local holder = string.match(cur, '^(%S+)')
+  if redis.call('EXISTS', '{keys.NODE}' .. holder) == 1 then return {{0, cur}} end
+end
+redis.call('HSET', KEYS[1], ARGV[1], mine)
+redis.call('SADD', '{keys.NODE_USERS}' .. ARGV[2], ARGV[1])
+if cur then
+  local holder = string.match(cur, '^(%S+)')
+  if holder ~= ARGV[2] then
+    redis.call('SREM', '{keys.NODE_USERS}' .. holder, ARGV[1])
+  end
+  redis.call('PUBLISH', '{keys.NODE_CHANNEL}' .. holder,
+             cjson.encode({{evict = ARGV[1], claim = cur}}))
+end
+redis.call('PUBLISH', '{keys.PRESENCE_CHANNEL}', ARGV[5])
+return {{1, cur or ''}}
+"""
+
+_RELEASE = f"""
+if redis.call('HGET', KEYS[1], ARGV[1]) ~= ARGV[2] .. ' ' .. ARGV[3] then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('SREM', '{keys.NODE_USERS}' .. ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+redis.call('PUBLISH', '{keys.PRESENCE_CHANNEL}', ARGV[5])
+return 1
+"""
+
+_HEARTBEAT = f"""
+local known = redis.call('HEXISTS', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
+return known
+"""
+
+#: Release the users of every node whose heartbeat has expired (or of the
+#: node named in ARGV[2] whatever its heartbeat: a node restarting under
+#: the same name clears what its previous life left).
+_SWEEP = f"""
+local reaped = {{}}
+local nodes = redis.call('HGETALL', KEYS[1])
+for i = 1, #nodes, 2 do
+  local node, last = nodes[i], nodes[i + 1]
+  if node == ARGV[2] or (node ~= ARGV[1] and redis.call('EXISTS', '{keys.NODE}' .. node) == 0) then
+    local users = redis.call('SMEMBERS', '{keys.NODE_USERS}' .. node)
+    for _, name in ipairs(users) do
+      local cur = redis.call('HGET', KEYS[2], name)
+      if cur and string.match(cur, '^(%S+)') == node then
+        redis.call('HDEL', KEYS[2], name)
+        redis.call('HSET', KEYS[3], name, last)
+        redis.call('PUBLISH', '{keys.PRESENCE_CHANNEL}',
+                   cjson.encode({{name = name, online = false, at = tonumber(last), node = node}}))
+      end
+    end
+    redis.call('DEL', '{keys.NODE_USERS}' .. node)
+    redis.call('HDEL', KEYS[1], node)
+    table.insert(reaped, node)
+  end
+end
+return reaped
+"""
+
+
+class _Present(Collection[str]):
+    """Every user online anywhere: this node's and the others', without copying."""
+
+    def __init__(self, local: Mapping[str, object], remote: Mapping[str, str]) -> None:
+        self._local = local
+        self._remote = remote
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._local or name in self._remote
+
+    def __iter__(self) -> Iterator[str]:
+        return chain(self._local, self._remote)
+
+    def __len__(self) -> int:
+        return len(self._local) + len(self._remote)
+
+
+def _number(text: str) -> float:
+    return float(text)
+
+
+@implementer(IRegistry, IPeers)
+class RedisCluster:
+    """
+    This node's side of the cluster: the registry of who is online (here
+    and elsewhere) and the channel to the other nodes.
+
+    C{timeout} bounds how long the users of a node that died stay shown
+    online: its heartbeat key lives half of it, and the nodes sweep every
+    fifth of it.
+    """
+
+    def __init__(
+        self,
+        node: str,
+        link: RedisLink,
+        subscriber: Subscriber,
+        clock: IReactorTime,
+        load: Any,
+        timeout: float = 15.0,
+        on_guard: Any = None,
+    ) -> None:
+        self.node = node
+        self.link = link
+        self.subscriber = subscriber
+        self.clock = clock
+        self._load = load
+        self.timeout = timeout
+        self._on_guard = on_guard
+        self._instance = os.urandom(8).hex()
+        self._local = LocalRegistry()
+        #: Users online on other nodes: name to node.
+        self._remote: dict[str, str] = {}
+        self._present = _Present(self._local.online, self._remote)
+        #: This node's claims: name to claim token.
+        self._claims: dict[str, str] = {}
+        #: Claims to release that could not be released yet (Redis away).
+        self._unreleased: dict[str, str] = {}
+        self._pending: set[Deferred[Any]] = set()
+        self._listener: IPeerListener | None = None
+        self._claim = link.script(_CLAIM)
+        self._release = link.script(_RELEASE)
+        self._heartbeat_script = link.script(_HEARTBEAT)
+        self._sweep_script = link.script(_SWEEP)
+        self._heartbeat = LoopingCall(self.heartbeat)
+        self._sweeper = LoopingCall(self.sweep)
+        self._resync = LoopingCall(self.resync)
+        for call in (self._heartbeat, self._sweeper, self._resync):
+            call.clock = clock
+        self._first = True
+        self._stopping = False
+        link.on_connect(self._connected)
+        subscriber.receiver = self.message
+        subscriber.on_connect(self._subscribed)
+
+    def __repr__(self) -> str:
+        return f"<RedisCluster node {self.node}>"
+
+    # --- IRegistry ---------------------------------------------------------------
+
+    @property
+    def online(self) -> Mapping[str, IParticipant]:
+        return self._local.online
+
+    @property
+    def present(self) -> Collection[str]:
+        return self._present
+
+    def audiences(self) -> tuple[tuple[IFormat, tuple[IParticipant, ...]], ...]:
+        return self._local.audiences()
+
+    def seen_since(self, cutoff: float) -> Iterator[str]:
+        return (n for n in self._local.seen_since(cutoff) if n not in self._remote)
+
+    def last_seen(self, name: str) -> float | None:
+        return self._local.last_seen(name)
+
+    def add(self, name: str, participant: IParticipant, now: float, takeover: bool = False) -> Deferred[None]:
+        if name in self._local.online:
+            return fail(AlreadyOnline(name))
+        claim = os.urandom(8).hex()
+        presence = self._presence_message(name, True, now)
+        d = self._claim([keys.ONLINE], [name, self.node, claim, "1" if takeover else "0", presence])
+
+        def claimed(result: list[Any]) -> None:
+            ok, _ = result
+            if not int(ok):
+                raise AlreadyOnline(name)
+            if name in self._local.online:
+                # Another session here claimed it meanwhile (a takeover).
+                raise AlreadyOnline(name)
+            self._local.add_now(name, participant, now)
+            self._claims[name] = claim
+            self._remote.pop(name, None)
+
+        return d.addCallback(claimed)
+
+    def remove(self, name: str, participant: IParticipant, now: float) -> None:
+        if self._local.online.get(name) is not participant:
+            return
+        self._local.remove(name, participant, now)
+        claim = self._claims.pop(name, None)
+        if claim is not None:
+            self._release_claim(name, claim, now)
+
+    def _release_claim(self, name: str, claim: str, now: float) -> None:
+        presence = self._presence_message(name, False, now)
+        d = self._release([keys.ONLINE, keys.LAST_SEEN], [name, self.node, claim, repr(now), presence])
+
+        def failed(f: Failure) -> None:
+            # Released when Redis is back (see _connected).
+            self._unreleased[name] = claim
+            log.warn("could not release {user} now: {why}", user=name, why=f.getErrorMessage())
+
+        self._track(d.addErrback(failed))
+
+    def _presence_message(self, name: str, online: bool, at: float) -> str:
+        return json.dumps({"name": name, "online": online, "at": at, "node": self.node})
+
+    def _track(self, d: Deferred[Any]) -> None:
+        self._pending.add(d)
+        d.addBoth(lambda r: (self._pending.discard(d), r)[1])
+
+    # --- IPeers --------------------------------------------------------------------
+
+    def start(self, listener: IPeerListener) -> Deferred[None]:
+        self._listener = listener
+        d = self.link.start()
+        d.addCallback(lambda _: self.subscriber.start())
+        return d.addCallback(self._started)
+
+    def _started(self, _: object) -> None:
+        interval = self.timeout / 5
+        self._heartbeat.start(interval, now=False)
+        self._sweeper.start(interval, now=False)
+        self._resync.start(RESYNC_INTERVAL, now=False)
+
+    def publish(self, deliveries: Sequence[Delivery]) -> None:
+        message = json.dumps(
+            {"node": self.node, "d": [keys.delivery_value(d) for d in deliveries]},
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+        self.link.execute("PUBLISH", keys.BROADCAST_CHANNEL, message).addErrback(
+            lambda f: log.warn("broadcasts not passed to the other nodes: {why}", why=f.getErrorMessage())
+        )
+
+    def notify(self, names: Sequence[str]) -> None:
+        by_node: dict[str, list[str]] = {}
+        for name in names:
+            node = self._remote.get(name)
+            if node is not None:
+                by_node.setdefault(node, []).append(name)
+        for node, users in by_node.items():
+            # At most once: a node that misses this delivers at the user's
+            # next login, or when it drains the inboxes after reconnecting.
+            self.link.execute("PUBLISH", keys.node_channel(node), json.dumps({"inbox": users})).addErrback(
+                lambda f: log.warn("could not notify a node: {why}", why=f.getErrorMessage())
+            )
+
+    def intro_changed(self, name: str, text: str) -> None:
+        message = json.dumps({"name": name, "text": text, "node": self.node}, ensure_ascii=False)
+        self.link.execute("PUBLISH", keys.INTRO_CHANNEL, message).addErrback(lambda f: None)
+
+    def stop(self) -> Deferred[None]:
+        """Wait for the releases of the users who left, then leave the cluster cleanly."""
+        self._stopping = True
+        for call in (self._heartbeat, self._sweeper, self._resync):
+            if call.running:
+                call.stop()
+        pending: Deferred[Any] = DeferredList(list(self._pending), consumeErrors=True)
+
+        def leave(_: object) -> Deferred[Any]:
+            if not self.link.connected:
+                return succeed(None)
+            gone = DeferredList(
+                [
+                    self.link.execute("DEL", keys.NODE + self.node),
+                    self.link.execute("HDEL", keys.NODES, self.node),
+                ],
+                consumeErrors=True,
+            )
+            return gone
+
+        pending.addCallback(leave)
+        pending.addBoth(lambda _: DeferredList([self.subscriber.stop(), self.link.stop()]))
+        return pending.addBoth(lambda _: None)
+
+    # --- keeping the cluster's view ---------------------------------------------------
+
+    def _connected(self) -> Deferred[Any]:
+        """
+        After every connect: clear what a previous life of this node left
+        (once), announce the node, claim again this node's users (Redis may
+        have lost them, or swept them while it could not hear this node),
+        release what could not be released, and reload the view.
+        """
+        d: Deferred[Any] = succeed(None)
+        if self._first:
+            self._first = False
+            d.addCallback(lambda _: self._sweep_script([keys.NODES, keys.ONLINE, keys.LAST_SEEN], ["", self.node]))
+        d.addCallback(lambda _: self.heartbeat())
+        d.addCallback(lambda _: self._reclaim())
+        d.addCallback(lambda _: self._release_leftovers())
+        d.addCallback(lambda _: self.resync())
+        return d
+
+    def _reclaim(self) -> Deferred[Any]:
+        now = self.clock.seconds()
+        calls = []
+        for name, claim in list(self._claims.items()):
+            presence = self._presence_message(name, True, now)
+            d = self._claim([keys.ONLINE], [name, self.node, claim, "0", presence])
+            d.addCallback(self._reclaimed, name, claim)
+            calls.append(d)
+        return DeferredList(calls, consumeErrors=True)
+
+    def _reclaimed(self, result: list[Any], name: str, claim: str) -> None:
+        ok, _ = result
+        if int(ok) or self._claims.get(name) != claim:
+            return
+        # Someone logged in as this user elsewhere while this node was cut
+        # off: the newer session wins.
+        participant = self._local.online.get(name)
+        del self._claims[name]
+        if participant is not None and self._listener is not None:
+            self._listener.evicted(name, participant)
+
+    def _release_leftovers(self) -> None:
+        now = self.clock.seconds()
+        leftovers, self._unreleased = self._unreleased, {}
+        for name, claim in leftovers.items():
+            self._release_claim(name, claim, now)
+
+    def heartbeat(self) -> Deferred[Any]:
+        ttl = int(self.timeout * 1000 / 2)
+        d = self._heartbeat_script(
+            [keys.NODE + self.node, keys.NODES], [self.node, self._instance, ttl, repr(self.clock.seconds())]
+        )
+
+        def beat(known: Any) -> Deferred[Any] | None:
+            if not int(known) and self._claims:
+                # Swept by the others while this node could not reach Redis.
+                log.warn("node {node} was taken for dead; announcing its users again", node=self.node)
+                return self._reclaim()
+            return None
+
+        return d.addCallback(beat).addErrback(self._beat_failed)
+
+    def _beat_failed(self, f: Failure) -> None:
+        if not f.check(Unavailable):
+            log.failure("heartbeat failed", f)
+
+    def sweep(self) -> Deferred[Any]:
+        d = self._sweep_script([keys.NODES, keys.ONLINE, keys.LAST_SEEN], [self.node, ""])
+
+        def swept(reaped: list[str]) -> None:
+            for node in reaped or ():
+                log.info("node {dead} stopped answering; its users are offline now", dead=node)
+
+        return d.addCallback(swept).addErrback(self._beat_failed)
+
+    def resync(self) -> Deferred[Any]:
+        """Reload who is online elsewhere, last-seen times and intros; tell the service what changed."""
+        online = self.link.execute("HGETALL", keys.ONLINE)
+        seen = self.link.execute("HGETALL", keys.LAST_SEEN)
+        loaded = self._load()
+        d = DeferredList([online, seen, loaded], fireOnOneErrback=True, consumeErrors=True)
+        d.addCallback(lambda results: self._reload(results[0][1], results[1][1], results[2][1]))
+        return d.addErrback(lambda f: self._beat_failed(f.value.subFailure if hasattr(f.value, "subFailure") else f))
+
+    def _reload(self, online: list[str], seen: list[str], snapshot: Snapshot) -> None:
+        for name, at in zip(seen[::2], seen[1::2], strict=True):
+            self._local.saw(name, _number(at))
+        remote: dict[str, str] = {}
+        for name, holder in zip(online[::2], online[1::2], strict=True):
+            node = holder.split(" ", 1)[0]
+            if node != self.node and name not in self._local.online:
+                remote[name] = node
+        listener = self._listener
+        if listener is not None:
+            listener.restore(snapshot)
+        came = [n for n in remote if n not in self._remote]
+        went = [n for n in self._remote if n not in remote]
+        self._remote.clear()
+        self._remote.update(remote)
+        if listener is not None:
+            now = self.clock.seconds()
+            for name in came:
+                listener.remote_presence(name, True, now)
+            for name in went:
+                listener.remote_presence(name, False, self._local.last_seen(name) or now)
+
+    def _subscribed(self) -> None:
+        """
+        The subscriber (re)connected: notifications sent while it was away
+        are lost, so look in the inbox of every user here.
+        """
+        if self._listener is not None:
+            for name in list(self._local.online):
+                self._listener.inbox_ready(name)
+
+    # --- messages from the other nodes ---------------------------------------------
+
+    def message(self, channel: str, text: str) -> None:
+        """One pub/sub message, from the subscriber."""
+        listener = self._listener
+        if listener is None:
+            return
+        value = json.loads(text)
+        if channel == keys.BROADCAST_CHANNEL:
+            if value["node"] != self.node:
+                listener.remote_broadcasts([keys.delivery_from_value(d) for d in value["d"]])
+        elif channel == keys.PRESENCE_CHANNEL:
+            self._presence(listener, value["name"], value["online"], float(value["at"]), value["node"])
+        elif channel == keys.INTRO_CHANNEL:
+            if value["node"] != self.node:
+                listener.remote_intro(value["name"], value["text"])
+        elif channel == keys.GUARD_CHANNEL:
+            if self._on_guard is not None:
+                self._on_guard(value)
+        elif channel == keys.node_channel(self.node):
+            for name in value.get("inbox", ()):
+                listener.inbox_ready(name)
+            if "evict" in value:
+                self._evict(listener, value["evict"], value["claim"])
+
+    def _presence(self, listener: IPeerListener, name: str, online: bool, at: float, node: str) -> None:
+        if node == self.node:
+            return
+        self._local.saw(name, at)
+        if online:
+            if name in self._local.online or self._remote.get(name) == node:
+                return
+            self._remote[name] = node
+        else:
+            if self._remote.get(name) != node:
+                return
+            del self._remote[name]
+        listener.remote_presence(name, online, at)
+
+    def _evict(self, listener: IPeerListener, name: str, claim: str) -> None:
+        if f"{self.node} {self._claims.get(name)}" != claim:
+            return
+        del self._claims[name]
+        participant = self._local.online.get(name)
+        if participant is not None:
+            listener.evicted(name, participant)
+
+
+
+def channels(node: str) -> tuple[str, ...]:
+    """What the subscriber of node C{node} listens to."""
+    return (
+        keys.PRESENCE_CHANNEL,
+        keys.BROADCAST_CHANNEL,
+        keys.INTRO_CHANNEL,
+        keys.GUARD_CHANNEL,
+        keys.node_channel(node),
+    )
+
+
+def check_durability(link: RedisLink, wants_waitaof: Any) -> Deferred[None]:
+    """
+    Read Redis's own durability settings and say in the log when an
+    acknowledged message could be lost if Redis itself crashed.  With
+    C{appendfsync everysec} on Redis 7.2 or newer, C{wants_waitaof(True)}
+    makes each acknowledged write wait for the fsync (C{WAITAOF}).
+    """
+    settings = DeferredList(
+        [link.execute("CONFIG", "GET", "append*"), link.execute("INFO", "server")],
+        fireOnOneErrback=True,
+        consumeErrors=True,
+    )
+
+    def judge(results: list[tuple[bool, Any]]) -> None:
+        config = dict(zip(results[0][1][::2], results[0][1][1::2], strict=True))
+        version = _version(results[1][1])
+        aof, fsync = config.get("appendonly", "no"), config.get("appendfsync", "everysec")
+        waitaof = aof == "yes" and fsync == "everysec" and version >= (7, 2)
+        wants_waitaof(waitaof)
+        if aof != "yes":
+            log.warn(
+                "Redis has appendonly {aof}: messages acknowledged since its last snapshot would be "
+                "lost if Redis crashed; run it with --appendonly yes --appendfsync always",
+                aof=aof,
+            )
+        elif fsync == "no" or (fsync == "everysec" and not waitaof):
+            log.warn(
+                "Redis has appendfsync {fsync} (version {version}): up to a second of acknowledged "
+                "messages could be lost if Redis crashed; use appendfsync always, or everysec on "
+                "Redis 7.2 or newer (the server then waits with WAITAOF)",
+                fsync=fsync,
+                version=".".join(map(str, version)),
+            )
+
+    def unknown(f: Failure) -> None:
+        log.warn("could not read Redis's durability settings: {why}", why=f.getErrorMessage())
+
+    return settings.addCallbacks(judge, unknown)
+
+
+def _version(info: str) -> tuple[int, ...]:
+    for line in info.splitlines():
+        if line.startswith("redis_version:"):
+            return tuple(int(p) for p in line.split(":", 1)[1].strip().split(".") if p.isdigit())
+    return (0,)

@@ -127,10 +127,16 @@ class ServerProcess:
         """Whether the server was given C{--web}, so it has a web port too."""
         return any(arg == "--web" or arg.startswith("--web=") for arg in self.args)
 
+    @property
+    def clustered(self) -> bool:
+        """Whether the server was given C{--redis}: it is ready once it has joined the cluster."""
+        return any(arg == "--redis" or arg.startswith("--redis=") for arg in self.args)
+
     def start(self, timeout: float = 20) -> defer.Deferred[int]:
         """
         Start the server; fires with its TCP port once it listens.  A server
         given C{--web} must listen on both ports first; C{web_port} is then set.
+        A node of a cluster (C{--redis}) must have joined it too.
         """
         self.log = b""
         self.port = None
@@ -170,6 +176,8 @@ class ServerProcess:
             m = re.search(rb"ChatSite (?:\((?:TLS|PROXY)\) )?starting on (\d+)", self.log)
             if m:
                 self.web_port = int(m.group(1))
+        if self.clustered and b"joined the cluster" not in self.log:
+            return
         if self.port is not None and (self.web_port is not None or not self.serves_web):
             self._listening.callback(self.port)
 

@@ -1,0 +1,339 @@
+"""
+The store of a cluster: everything durable in one Redis, shared by every
+node, so a user finds their offline messages, history and resume tokens
+whichever node they reach.
+
+Redis answers commands on one connection in the order they were sent, and
+every command here goes over the node's one L{RedisLink}: a message saved
+just before the recipient asks for their messages is in the answer.  So
+nothing here waits for one reply before sending a command that must come
+after it, scripts included (L{_Script}).
+
+What must be atomic (a history batch, taking a resume token, a message for
+several recipients) is a Lua script.  Times come from the caller, never
+from Redis, so nodes agree with the tests and with each other about what
+has expired even when Redis's clock does not.
+
+Floats are written as C{repr} text, which reads back as the same float:
+txredisapi would write them with C{"%f"} (six decimals) and lose the rest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any, TypeVar
+
+from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from chat.server.backends import rediskeys
+from chat.server.backends.redislink import RedisLink
+from chat.server.events import Delivery, StoredMessage
+from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError
+
+T = TypeVar("T")
+
+#: How long Redis keeps a resume token past its expiry, in seconds: the
+#: decision is made with the caller's clock, so a Redis clock running ahead
+#: of the nodes' must not drop a token they still take for valid.
+TOKEN_MARGIN = 3600
+
+#: How long C{WAITAOF} may wait for the local fsync, in milliseconds.
+WAITAOF_TIMEOUT = 1000
+
+_SAVE_OFFLINE = """
+-- KEYS: the recipients' inboxes; ARGV[1]: the encoded delivery.
+for _, inbox in ipairs(KEYS) do
+  redis.call('XADD', inbox, '*', 'd', ARGV[1])
+end
+return #KEYS
+"""
+
+_SAVE_HISTORY = """
+-- KEYS[1]: the sequence counter; KEYS[2..]: the owners' lists of every
+-- entry, entry after entry.  ARGV[1]: the limit per owner; then for each
+-- entry its number of owners and its encoded delivery.
+local limit = tonumber(ARGV[1])
+local entries = (#ARGV - 1) / 2
+local seq = redis.call('INCRBY', KEYS[1], entries) - entries
+local k = 2
+local touched, order = {}, {}
+for i = 1, entries do
+  local value = '{"seq":' .. (seq + i) .. ',"d":' .. ARGV[2 * i + 1] .. '}'
+  for _ = 1, tonumber(ARGV[2 * i]) do
+    local key = KEYS[k]
+    redis.call('LPUSH', key, value)
+    if not touched[key] then
+      touched[key] = true
+      order[#order + 1] = key
+    end
+    k = k + 1
+  end
+end
+for _, key in ipairs(order) do
+  redis.call('LTRIM', key, 0, limit - 1)
+end
+return seq + entries
+"""
+
+_READ_HISTORY = """
+-- KEYS[1], KEYS[2]: the user's list and the public one; ARGV[1]: how many
+-- of each, newest first.  One script so both are read at the same instant.
+local last = tonumber(ARGV[1]) - 1
+return {redis.call('LRANGE', KEYS[1], 0, last), redis.call('LRANGE', KEYS[2], 0, last)}
+"""
+
+_SAVE_TOKEN = """
+-- KEYS[1]: the new token's hash; KEYS[2]: the set of the user's digests.
+-- ARGV: the token key prefix, the name, the digest, expires, now, and how
+-- many seconds Redis should keep the keys.
+local now = tonumber(ARGV[5])
+for _, digest in ipairs(redis.call('SMEMBERS', KEYS[2])) do
+  local key = ARGV[1] .. digest
+  local token = redis.call('HMGET', key, 'expires', 'used')
+  -- Revoke the unused ones; keep a used one until it expires, so that
+  -- using it again is told from using an expired one.
+  if not token[1] or tonumber(token[1]) <= now or token[2] ~= '1' then
+    redis.call('DEL', key)
+    redis.call('SREM', KEYS[2], digest)
+  end
+end
+local keep = tonumber(ARGV[6])
+redis.call('HSET', KEYS[1], 'name', ARGV[2], 'expires', ARGV[4], 'used', '0')
+redis.call('EXPIRE', KEYS[1], keep)
+redis.call('SADD', KEYS[2], ARGV[3])
+if redis.call('TTL', KEYS[2]) < keep then
+  redis.call('EXPIRE', KEYS[2], keep)
+end
+return 1
+"""
+
+_USE_TOKEN = """
+-- KEYS[1]: the token's hash; ARGV[1]: now.
+local token = redis.call('HMGET', KEYS[1], 'name', 'expires', 'used')
+if not token[1] or tonumber(token[2]) <= tonumber(ARGV[1]) then
+  return {'expired'}
+end
+if token[3] == '1' then
+  return {'reused', token[1]}
+end
+redis.call('HSET', KEYS[1], 'used', '1')
+return {'ok', token[1]}
+"""
+
+
+class _Script:
+    """
+    A Lua script run by its SHA1, sent in call order.
+
+    L{redislink.Script} waits for the reply to C{SCRIPT LOAD} before it
+    sends the C{EVALSHA}, so a command sent meanwhile overtakes it: a read
+    sent just after a save could miss it.  Here the first call on a
+    connection sends C{SCRIPT LOAD} and C{EVALSHA} back to back, without
+    waiting, and Redis runs them in that order.  (Not C{EVAL}: since Redis
+    7.4 a script known only from C{EVAL} may be evicted from the cache.)
+    """
+
+    def __init__(self, link: RedisLink, source: str) -> None:
+        self._link = link
+        self._source = source
+        self._sha = hashlib.sha1(source.encode()).hexdigest()
+        #: Whether the script was sent on the current connection; a new
+        #: connection may be to a restarted Redis that has forgotten it.
+        self._sent = False
+        link.on_lost(self._forget)
+        link.on_connect(self._forget)
+
+    def _forget(self) -> None:
+        self._sent = False
+
+    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any]:
+        if not self._sent and self._link.connected:
+            # Its own failure is the EVALSHA's too (NOSCRIPT or Unavailable).
+            self._link.execute("SCRIPT", "LOAD", self._source).addErrback(lambda f: None)
+            self._sent = True
+        d = self._link.execute("EVALSHA", self._sha, len(keys), *keys, *args)
+        return d.addErrback(self._again, keys, args)
+
+    def _again(self, f: Failure, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any] | Failure:
+        # Only if someone ran SCRIPT FLUSH on this connection's Redis: rare
+        # enough that this one call may be overtaken.
+        if "NOSCRIPT" in f.getErrorMessage():
+            return self._link.execute("EVAL", self._source, len(keys), *keys, *args)
+        return f
+
+
+def _all(ds: Sequence[Deferred[Any]]) -> Deferred[list[Any]]:
+    """Wait for commands sent together; the first failure is the failure."""
+
+    def first(f: Failure) -> Failure:
+        error = f.value
+        return error.subFailure if isinstance(error, FirstError) else f
+
+    return gatherResults(list(ds), consumeErrors=True).addErrback(first)
+
+
+def _none(_: object) -> None:
+    return None
+
+
+def _pairs(flat: Sequence[str]) -> dict[str, str]:
+    """A hash as C{HGETALL} gives it: keys and values in one flat list."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
+
+
+@implementer(IStore)
+class RedisStore:
+    """
+    The store in Redis, over the cluster's link (L{RedisLink}).
+
+    It owns nothing but its scripts: the link belongs to the cluster, which
+    starts and stops it.  While Redis is away every call fails at once with
+    L{Unavailable} rather than waiting for it to come back.
+    """
+
+    #: Follow each write the caller is told is durable with C{WAITAOF}, so it
+    #: fires only once Redis has it in its append-only file: for Redis
+    #: 7.2 and later with C{appendfsync everysec}.  With C{appendfsync
+    #: always} a reply already means on disk.
+    waitaof: bool = False
+
+    def __init__(self, link: RedisLink, history: int = 200) -> None:
+        self._link = link
+        self._history_limit = history
+        self._snapshot = Snapshot({}, {})
+        self._save_offline = _Script(link, _SAVE_OFFLINE)
+        self._save_history = _Script(link, _SAVE_HISTORY)
+        self._read_history = _Script(link, _READ_HISTORY)
+        self._save_token = _Script(link, _SAVE_TOKEN)
+        self._use_token = _Script(link, _USE_TOKEN)
+
+    def load(self) -> Deferred[Snapshot]:
+        """
+        Read what the service needs in memory at startup, for C{snapshot}:
+        Redis is asked, unlike SQLite whose store opens synchronously.
+        """
+        seen = self._link.execute("HGETALL", rediskeys.LAST_SEEN)
+        intros = self._link.execute("HGETALL", rediskeys.INTROS)
+
+        def loaded(replies: list[list[str]]) -> Snapshot:
+            seen, intros = replies
+            self._snapshot = Snapshot(
+                {name: float(when) for name, when in _pairs(seen).items()}, _pairs(intros)
+            )
+            return self._snapshot
+
+        return _all([seen, intros]).addCallback(loaded)
+
+    def snapshot(self) -> Snapshot:
+        """What C{load} read (empty before it): not kept up to date after."""
+        return self._snapshot
+
+    def _durable(self, d: Deferred[T]) -> Deferred[T]:
+        """
+        C{d}, made to wait for C{WAITAOF} if asked: sent at once behind the
+        write on the same connection, so it waits for that write.
+        """
+        if not self.waitaof:
+            return d
+        wait = self._link.execute("WAITAOF", 1, 0, WAITAOF_TIMEOUT)
+
+        def check(reply: list[int]) -> None:
+            if int(reply[0]) < 1:
+                raise StoreError(f"Redis did not write to its AOF within {WAITAOF_TIMEOUT} ms")
+
+        def written(result: T) -> Deferred[T]:
+            return wait.addCallback(check).addCallback(lambda _: result)
+
+        def failed(f: Failure) -> Failure:
+            wait.addErrback(lambda _: None)
+            return f
+
+        return d.addCallbacks(written, failed)
+
+    # --- offline messages --------------------------------------------------------
+
+    def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
+        if not recipients:
+            return succeed(None)
+        inboxes = [rediskeys.inbox(name) for name in recipients]
+        saved = self._save_offline(inboxes, [rediskeys.encode_delivery(delivery)])
+        return self._durable(saved).addCallback(_none)
+
+    def offline_for(self, name: str) -> Deferred[list[StoredMessage]]:
+        def read(entries: list[list[Any]]) -> list[StoredMessage]:
+            return [
+                StoredMessage(entry_id, name, rediskeys.decode_delivery(_pairs(fields)["d"]))
+                for entry_id, fields in entries
+            ]
+
+        return self._link.execute("XRANGE", rediskeys.inbox(name), "-", "+").addCallback(read)
+
+    def ack(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
+        # An emptied stream stays, empty: other nodes may be reading it.
+        ids: dict[str, list[str]] = {}
+        for m in messages:
+            ids.setdefault(m.recipient, []).append(str(m.id))
+        sent = [self._link.execute("XDEL", rediskeys.inbox(name), *some) for name, some in ids.items()]
+        return _all(sent).addCallback(_none)
+
+    # --- profiles ------------------------------------------------------------------
+
+    def set_intro(self, name: str, text: str) -> Deferred[None]:
+        return self._durable(self._link.execute("HSET", rediskeys.INTROS, name, text)).addCallback(_none)
+
+    def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
+        if not seen:
+            return succeed(None)
+        fields = [value for name, when in seen.items() for value in (name, repr(float(when)))]
+        return self._link.execute("HSET", rediskeys.LAST_SEEN, *fields).addCallback(_none)
+
+    # --- history ---------------------------------------------------------------------
+
+    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+        if not self._history_limit or not entries:
+            return succeed(None)
+        keys = [rediskeys.HISTORY_SEQ]
+        args: list[Any] = [self._history_limit]
+        for delivery, owners in entries:
+            keys.extend(rediskeys.history(owner) for owner in owners)
+            args.append(len(owners))
+            args.append(rediskeys.encode_delivery(delivery))
+        return self._save_history(keys, args).addCallback(_none)
+
+    def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
+        count = min(count, self._history_limit)
+        if count <= 0:
+            return succeed([])
+
+        def merge(lists: list[list[str]]) -> list[Delivery]:
+            values = [json.loads(text) for kept in lists for text in kept]
+            values.sort(key=lambda v: int(v["seq"]))
+            return [rediskeys.delivery_from_value(v["d"]) for v in values[-count:]]
+
+        keys = [rediskeys.history(name), rediskeys.history(PUBLIC)]
+        return self._read_history(keys, [count]).addCallback(merge)
+
+    # --- resume tokens -----------------------------------------------------------------
+
+    def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]:
+        keep = max(0, math.ceil(expires - now)) + TOKEN_MARGIN
+        keys = [rediskeys.TOKEN + digest, rediskeys.TOKENS_OF + name]
+        args = [rediskeys.TOKEN, name, digest, repr(float(expires)), repr(float(now)), keep]
+        return self._durable(self._save_token(keys, args)).addCallback(_none)
+
+    def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]:
+        def answer(reply: list[str]) -> tuple[str | None, str]:
+            if reply[0] == "expired":
+                return None, "expired"
+            return reply[1], reply[0]
+
+        used = self._use_token([rediskeys.TOKEN + digest], [repr(float(now))])
+        return self._durable(used).addCallback(answer)
+
+    def close(self) -> Deferred[None]:
+        return succeed(None)

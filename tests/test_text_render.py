@@ -117,7 +117,9 @@ class LoginTextTests(unittest.TestCase):
             Refusal.REUSED: (
                 "That session was resumed already, perhaps in another tab; please log in again."
             ),
-            Refusal.UNAVAILABLE: "The server cannot reach its database right now; please try again in a moment.",
+            Refusal.UNAVAILABLE: (
+                "The server cannot reach its database right now; please try again in a moment."
+            ),
         }
         self.assertEqual(set(expected), set(Refusal))
         for reason, sentence in expected.items():

@@ -276,4 +276,3 @@ class IPeers(Interface):
 
     def stop() -> Deferred[None]:
         """Leave the cluster: release this node's users, stop its heartbeat."""
-

@@ -47,6 +47,7 @@ from chat.server.interfaces import (
     IRegistry,
     IStore,
     Snapshot,
+    Unavailable,
 )
 
 log = Logger()
@@ -101,10 +102,14 @@ class ChatService(Service):
         # one write per turn, not one per login.  So are the messages of one
         # turn added to the history.
         self._seen: TurnBatch[dict[str, float]] = TurnBatch(
-            clock, dict, lambda seen: self.store.mark_seen(seen), "could not record presence"
+            clock, dict, lambda seen: self.store.mark_seen(seen), "could not record presence", _newer
         )
         self._history: TurnBatch[list[tuple[Delivery, tuple[str, ...]]]] = TurnBatch(
-            clock, list, lambda entries: self.store.save_history(entries), "could not keep history"
+            clock,
+            list,
+            lambda entries: self.store.save_history(entries),
+            "could not keep history",
+            lambda older, newer: older + newer,
         )
         self._broadcasts: list[tuple[IParticipant | None, Delivery]] = []
         #: Online participants whose format shows who comes and goes.
@@ -470,9 +475,10 @@ class ChatService(Service):
 
     def inbox_ready(self, name: str) -> None:
         """Hand what waits in C{name}'s inbox to their session here, then forget it."""
-        participant = self.registry.online.get(name)
-        if participant is None:
+        found = self.registry.online.get(name)
+        if found is None:
             return  # gone: the messages wait for the next login
+        participant: IParticipant = found
 
         def hand_over(messages: list[StoredMessage]) -> Deferred[None] | None:
             if not messages or self.registry.online.get(name) is not participant:
@@ -502,10 +508,16 @@ class TurnBatch(Generic[C]):
     """
 
     def __init__(
-        self, clock: IReactorTime, empty: Callable[[], C], write: Callable[[C], Deferred[None]], what: str
+        self,
+        clock: IReactorTime,
+        empty: Callable[[], C],
+        write: Callable[[C], Deferred[None]],
+        what: str,
+        merge: Callable[[C, C], C],
     ) -> None:
         self._clock = clock
         self._empty = empty
+        self._merge = merge
         self._write = write
         self._what = what
         self._items = empty()
@@ -526,7 +538,23 @@ class TurnBatch(Generic[C]):
         if not self._items:
             return succeed(None)
         items, self._items = self._items, self._empty()
-        return self._write(items).addErrback(lambda f: log.failure(self._what, f))
+        return self._write(items).addErrback(self._failed, items)
+
+    def _failed(self, f: Failure, items: C) -> None:
+        if not f.check(Unavailable):
+            log.failure(self._what, f)
+            return
+        # A cluster's Redis is away for a while: keep what was not written
+        # for the next write, up to a bound, rather than lose it.
+        log.warn("{what} now ({why}); kept for later", what=self._what, why=f.getErrorMessage())
+        if len(items) + len(self._items) <= self.MAX_KEPT:
+            self._items = self._merge(items, self._items)
+
+    MAX_KEPT = 100_000
+
+
+def _newer(older: dict[str, float], newer: dict[str, float]) -> dict[str, float]:
+    return {**older, **newer}
 
 
 def _plural(n: int, word: str) -> str:
@@ -601,7 +629,7 @@ class ChatRealm:
 
     def requestAvatar(
         self, avatarId: bytes | tuple[()], mind: object, *interfaces: Any
-    ) -> Deferred[tuple[Any, ChatUser, Callable[[], None]]]:
+    ) -> Deferred[tuple[Any, Any, Callable[[], None]]]:
         if IChatUser not in interfaces or not isinstance(avatarId, bytes):
             raise NotImplementedError("ChatRealm only provides IChatUser, to named users")
         # The mind is the session asking to log in, an IParticipant; one that

@@ -162,7 +162,12 @@ class Options(usage.Options):
         ],
         ["redis-password", None, None, "The Redis password (AUTH); prefer --redis-password-file."],
         ["redis-password-file", None, None, "A file whose first line is the Redis password."],
-        ["node", None, None, "This node's name in the cluster (letters, digits, '.', '_', '-'); default HOST-PID."],
+        [
+            "node",
+            None,
+            None,
+            "This node's name in the cluster (letters, digits, '.', '_', '-'); default HOST-PID.",
+        ],
         [
             "exempt",
             None,
@@ -207,7 +212,9 @@ class Options(usage.Options):
             return
         node = self["node"] or f"{socket.gethostname()}-{os.getpid()}"
         if not _NODE_NAME.fullmatch(node):
-            raise usage.UsageError(f"--node must be letters, digits, '.', '_' or '-' (at most 64), not {node!r}")
+            raise usage.UsageError(
+                f"--node must be letters, digits, '.', '_' or '-' (at most 64), not {node!r}"
+            )
         self["node"] = node
         if self["redis-password-file"] is not None:
             if self["redis-password"] is not None:

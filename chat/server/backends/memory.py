@@ -112,7 +112,7 @@ class MemoryStore:
         #: order they were saved in when their times are equal.
         self._history: dict[str, deque[tuple[int, Delivery]]] = {}
         self._saved = itertools.count()
-        self._messages: dict[int, StoredMessage] = {}
+        self._messages: dict[int | str, StoredMessage] = {}
         #: Resume tokens by digest: the user, when it expires, whether used.
         self._tokens: dict[str, tuple[str, float, bool]] = {}
         self._next_id = 1

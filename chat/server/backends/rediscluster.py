@@ -24,7 +24,7 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -83,7 +83,7 @@ redis.call('PUBLISH', '{keys.PRESENCE_CHANNEL}', ARGV[5])
 return 1
 """
 
-_HEARTBEAT = f"""
+_HEARTBEAT = """
 local known = redis.call('HEXISTS', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
@@ -258,8 +258,14 @@ class RedisCluster:
         return json.dumps({"name": name, "online": online, "at": at, "node": self.node})
 
     def _track(self, d: Deferred[Any]) -> None:
+        """Keep C{d} until it fires, so that L{stop} can wait for it."""
         self._pending.add(d)
-        d.addBoth(lambda r: (self._pending.discard(d), r)[1])
+
+        def done(result: object) -> object:
+            self._pending.discard(d)
+            return result
+
+        d.addBoth(done)
 
     # --- IPeers --------------------------------------------------------------------
 
@@ -338,7 +344,9 @@ class RedisCluster:
         d: Deferred[Any] = succeed(None)
         if self._first:
             self._first = False
-            d.addCallback(lambda _: self._sweep_script([keys.NODES, keys.ONLINE, keys.LAST_SEEN], ["", self.node]))
+            d.addCallback(
+                lambda _: self._sweep_script([keys.NODES, keys.ONLINE, keys.LAST_SEEN], ["", self.node])
+            )
         d.addCallback(lambda _: self.heartbeat())
         d.addCallback(lambda _: self._reclaim())
         d.addCallback(lambda _: self._release_leftovers())
@@ -407,7 +415,10 @@ class RedisCluster:
         loaded = self._load()
         d = DeferredList([online, seen, loaded], fireOnOneErrback=True, consumeErrors=True)
         d.addCallback(lambda results: self._reload(results[0][1], results[1][1], results[2][1]))
-        return d.addErrback(lambda f: self._beat_failed(f.value.subFailure if hasattr(f.value, "subFailure") else f))
+        return d.addErrback(self._resync_failed)
+
+    def _resync_failed(self, f: Failure) -> None:
+        self._beat_failed(f.value.subFailure if isinstance(f.value, FirstError) else f)
 
     def _reload(self, online: list[str], seen: list[str], snapshot: Snapshot) -> None:
         for name, at in zip(seen[::2], seen[1::2], strict=True):
@@ -486,7 +497,6 @@ class RedisCluster:
         participant = self._local.online.get(name)
         if participant is not None:
             listener.evicted(name, participant)
-
 
 
 def channels(node: str) -> tuple[str, ...]:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 from typing import Any
 
@@ -36,7 +35,8 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if n >= tonumber(ARGV[1]) then
   redis.call('DEL', KEYS[1])
   redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-  redis.call('PUBLISH', '{keys.GUARD_CHANNEL}', cjson.encode({{key = ARGV[4], ["until"] = tonumber(ARGV[3])}}))
+  local block = cjson.encode({{key = ARGV[4], ["until"] = tonumber(ARGV[3])}})
+  redis.call('PUBLISH', '{keys.GUARD_CHANNEL}', block)
   return 1
 end
 return 0

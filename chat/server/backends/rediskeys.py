@@ -49,6 +49,8 @@ NODES = PREFIX + "nodes"
 FAILURES = PREFIX + "failures:"
 #: Blocks: digest to the time they end (a sorted set).
 BLOCKS = PREFIX + "blocks"
+#: The key of the digests above, made by the first node, shared by all.
+GUARD_KEY = PREFIX + "guard-key"
 
 # --- channels ----------------------------------------------------------------------
 
@@ -73,7 +75,14 @@ def node_channel(node: str) -> str:
 
 
 def delivery_value(d: Delivery) -> dict[str, Any]:
-    return {"id": d.id, "from": d.sender, "kind": d.kind.value, "text": d.text, "at": d.sent_at, "to": list(d.to)}
+    return {
+        "id": d.id,
+        "from": d.sender,
+        "kind": d.kind.value,
+        "text": d.text,
+        "at": d.sent_at,
+        "to": list(d.to),
+    }
 
 
 def delivery_from_value(v: dict[str, Any]) -> Delivery:

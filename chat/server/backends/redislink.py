@@ -22,6 +22,7 @@ reconnect (L{Subscriber}).
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -48,9 +49,7 @@ class _Factory(txredisapi.RedisFactory):
     def __init__(self, link: RedisLink, protocol: type[Any]) -> None:
         self.protocol = protocol
         # convertNumbers off: a message "123" must come back as text, not 123.
-        super().__init__(
-            "chat", None, 1, isLazy=True, replyTimeout=REPLY_TIMEOUT, convertNumbers=False
-        )
+        super().__init__("chat", None, 1, isLazy=True, replyTimeout=REPLY_TIMEOUT, convertNumbers=False)
         self._link = link
 
     def addConnection(self, conn: Any) -> None:
@@ -64,33 +63,28 @@ class _Factory(txredisapi.RedisFactory):
 
 
 class Script:
-    """A Lua script, run by its SHA1 once Redis knows it."""
+    """
+    A Lua script, run by its SHA1.  The link loads every script on each new
+    connection before anything else is sent on it, and Redis runs a
+    connection's commands in order, so a script call is never overtaken by
+    a command sent after it (as it would be if the first call waited for
+    a C{SCRIPT LOAD} reply).
+    """
 
     def __init__(self, link: RedisLink, source: str) -> None:
         self._link = link
         self.source = source
-        self._sha: str | None = None
+        self.sha = hashlib.sha1(source.encode("utf-8")).hexdigest()
 
     def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any]:
-        if self._sha is None:
-            d = self._link.execute("SCRIPT", "LOAD", self.source)
-            d.addCallback(self._loaded)
-            return d.addCallback(lambda _: self(keys, args))
-        d = self._link.execute("EVALSHA", self._sha, len(keys), *keys, *args)
+        d = self._link.execute("EVALSHA", self.sha, len(keys), *keys, *args)
         return d.addErrback(self._again, keys, args)
 
-    def _loaded(self, sha: str) -> None:
-        self._sha = sha
-
-    def _again(self, f: Failure, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any]:
-        # A restarted Redis has forgotten its scripts.
+    def _again(self, f: Failure, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any] | Failure:
+        # Only if someone flushed the script cache by hand.
         if f.check(txredisapi.ResponseError) and "NOSCRIPT" in str(f.value):
-            self._sha = None
-            return self(keys, args)
-        return f  # type: ignore[return-value]
-
-    def forget(self) -> None:
-        self._sha = None
+            return self._link.execute("EVAL", self.source, len(keys), *keys, *args)
+        return f
 
 
 class RedisLink:
@@ -140,7 +134,19 @@ class RedisLink:
     def script(self, source: str) -> Script:
         script = Script(self, source)
         self._scripts.append(script)
+        if self._conn is not None:
+            self._load(self._conn, [script])
         return script
+
+    def _load(self, conn: Any, scripts: Sequence[Script]) -> None:
+        for script in scripts:
+            conn.execute_command("SCRIPT", "LOAD", script.source).addErrback(
+                lambda f: log.warn(
+                    "could not load a script into {redis}: {why}",
+                    redis=self.description,
+                    why=f.getErrorMessage(),
+                )
+            )
 
     def start(self) -> Deferred[None]:
         """
@@ -193,20 +199,19 @@ class RedisLink:
     def _refused(self, conn: Any, f: Failure) -> None:
         # The password or the database number was refused: say why (never
         # the password), drop the connection and let the backoff retry.
-        log.error(
-            "{redis} refused the connection: {why}", redis=self.description, why=f.getErrorMessage()
-        )
+        log.error("{redis} refused the connection: {why}", redis=self.description, why=f.getErrorMessage())
         conn.transport.loseConnection()
         first, self._first = self._first, None
         if first is not None:
             for slot in self._factory.slots if self._factory else ():
                 slot.stop()
-            first.errback(Failure(Unavailable(f"{self.description} refused the connection: {f.getErrorMessage()}")))
+            first.errback(
+                Failure(Unavailable(f"{self.description} refused the connection: {f.getErrorMessage()}"))
+            )
 
     def _usable(self, conn: Any) -> Deferred[None]:
+        self._load(conn, self._scripts)
         self._conn = conn
-        for script in self._scripts:
-            script.forget()
         if self._was_connected:
             log.info("{redis} is back", redis=self.description)
         self._was_connected = True
@@ -214,8 +219,10 @@ class RedisLink:
             self._pinger.start(PING_INTERVAL, now=False)
         d: Deferred[Any] = succeed(None)
         for hook in self._hooks:
-            d.addCallback(lambda _, hook=hook: hook())
-        d.addErrback(lambda f: log.failure("recovering after connecting to {redis}", f, redis=self.description))
+            d.addCallback(_run, hook)
+        d.addErrback(
+            lambda f: log.failure("recovering after connecting to {redis}", f, redis=self.description)
+        )
 
         def done(_: object) -> None:
             first, self._first = self._first, None
@@ -242,6 +249,10 @@ class RedisLink:
         # connection (txredisapi's reply timeout), and reconnecting starts.
         if self._conn is not None:
             self.execute("PING").addErrback(lambda f: None)
+
+
+def _run(_: object, hook: Callable[[], Deferred[Any] | None]) -> Deferred[Any] | None:
+    return hook()
 
 
 def _unavailable(f: Failure) -> Failure:

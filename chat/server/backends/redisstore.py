@@ -7,7 +7,7 @@ Redis answers commands on one connection in the order they were sent, and
 every command here goes over the node's one L{RedisLink}: a message saved
 just before the recipient asks for their messages is in the answer.  So
 nothing here waits for one reply before sending a command that must come
-after it, scripts included (L{_Script}).
+after it, scripts included (L{chat.server.backends.redislink.Script}).
 
 What must be atomic (a history batch, taking a resume token, a message for
 several recipients) is a Lua script.  Times come from the caller, never
@@ -20,7 +20,6 @@ txredisapi would write them with C{"%f"} (six decimals) and lose the rest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from collections.abc import Mapping, Sequence
@@ -126,47 +125,6 @@ return {'ok', token[1]}
 """
 
 
-class _Script:
-    """
-    A Lua script run by its SHA1, sent in call order.
-
-    L{redislink.Script} waits for the reply to C{SCRIPT LOAD} before it
-    sends the C{EVALSHA}, so a command sent meanwhile overtakes it: a read
-    sent just after a save could miss it.  Here the first call on a
-    connection sends C{SCRIPT LOAD} and C{EVALSHA} back to back, without
-    waiting, and Redis runs them in that order.  (Not C{EVAL}: since Redis
-    7.4 a script known only from C{EVAL} may be evicted from the cache.)
-    """
-
-    def __init__(self, link: RedisLink, source: str) -> None:
-        self._link = link
-        self._source = source
-        self._sha = hashlib.sha1(source.encode()).hexdigest()
-        #: Whether the script was sent on the current connection; a new
-        #: connection may be to a restarted Redis that has forgotten it.
-        self._sent = False
-        link.on_lost(self._forget)
-        link.on_connect(self._forget)
-
-    def _forget(self) -> None:
-        self._sent = False
-
-    def __call__(self, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any]:
-        if not self._sent and self._link.connected:
-            # Its own failure is the EVALSHA's too (NOSCRIPT or Unavailable).
-            self._link.execute("SCRIPT", "LOAD", self._source).addErrback(lambda f: None)
-            self._sent = True
-        d = self._link.execute("EVALSHA", self._sha, len(keys), *keys, *args)
-        return d.addErrback(self._again, keys, args)
-
-    def _again(self, f: Failure, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any] | Failure:
-        # Only if someone ran SCRIPT FLUSH on this connection's Redis: rare
-        # enough that this one call may be overtaken.
-        if "NOSCRIPT" in f.getErrorMessage():
-            return self._link.execute("EVAL", self._source, len(keys), *keys, *args)
-        return f
-
-
 def _all(ds: Sequence[Deferred[Any]]) -> Deferred[list[Any]]:
     """Wait for commands sent together; the first failure is the failure."""
 
@@ -206,11 +164,11 @@ class RedisStore:
         self._link = link
         self._history_limit = history
         self._snapshot = Snapshot({}, {})
-        self._save_offline = _Script(link, _SAVE_OFFLINE)
-        self._save_history = _Script(link, _SAVE_HISTORY)
-        self._read_history = _Script(link, _READ_HISTORY)
-        self._save_token = _Script(link, _SAVE_TOKEN)
-        self._use_token = _Script(link, _USE_TOKEN)
+        self._save_offline = link.script(_SAVE_OFFLINE)
+        self._save_history = link.script(_SAVE_HISTORY)
+        self._read_history = link.script(_READ_HISTORY)
+        self._save_token = link.script(_SAVE_TOKEN)
+        self._use_token = link.script(_USE_TOKEN)
 
     def load(self) -> Deferred[Snapshot]:
         """

@@ -125,7 +125,9 @@ _REFUSALS: dict[Refusal, Callable[[LoginRefused], str]] = {
     Refusal.REUSED: lambda e: (
         "That session was resumed already, perhaps in another tab; please log in again."
     ),
-    Refusal.UNAVAILABLE: lambda e: "The server cannot reach its database right now; please try again in a moment.",
+    Refusal.UNAVAILABLE: lambda e: (
+        "The server cannot reach its database right now; please try again in a moment."
+    ),
 }
 
 
@@ -346,7 +348,9 @@ _FAULTS: dict[Fault, str] = {
     Fault.HISTORY_UNAVAILABLE: "Your history could not be loaded now; please try again.",
     Fault.SERVER_ERROR: "Sorry, that failed because of a server error; please try again.",
     Fault.BUSY: "Still working on your previous command; that line was ignored.",
-    Fault.UNAVAILABLE: "The server cannot reach its database right now, so that was not done; please try again.",
+    Fault.UNAVAILABLE: (
+        "The server cannot reach its database right now, so that was not done; please try again."
+    ),
 }
 
 

@@ -90,7 +90,7 @@ class RedisLoginGuard(LoginGuard):
 
         def counted(blocked: Any) -> float:
             if int(blocked):
-                self._blocks[digest] = until
+                self._block(digest, until)
                 return max(here, self.block_time)
             return here
 
@@ -107,7 +107,16 @@ class RedisLoginGuard(LoginGuard):
 
     def remote(self, value: dict[str, Any]) -> None:
         """A block published by a node (this one too)."""
-        self._blocks[value["key"]] = float(value["until"])
+        self._block(value["key"], float(value["until"]))
+
+    def _block(self, digest: str, until: float) -> None:
+        self._blocks[digest] = until
+        if len(self._blocks) > self._max_entries:
+            # Bounded like the local table: the ended blocks go first, then the oldest.
+            now = self._clock.seconds()
+            self._blocks = {k: t for k, t in self._blocks.items() if t > now}
+            while len(self._blocks) > self._max_entries:
+                del self._blocks[next(iter(self._blocks))]
 
     def _connected(self) -> Deferred[Any]:
         """Agree on the digest key with the other nodes, and load the blocks in force."""
@@ -120,7 +129,7 @@ class RedisLoginGuard(LoginGuard):
         def loaded(results: list[tuple[bool, Any]]) -> Deferred[Any] | None:
             found, listed = results[0][1], results[1][1]
             for digest, until in zip(listed[::2], listed[1::2], strict=True):
-                self._blocks[digest] = float(until)
+                self._block(digest, float(until))
             if found is None:
                 # SET ... NX GET answers nil when it set the key: read it back.
                 return self._link.execute("GET", keys.GUARD_KEY).addCallback(self._keyed)

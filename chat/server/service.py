@@ -488,9 +488,15 @@ class ChatService(Service):
             _deliver(participant, fmt.join([fmt.delivery(m.delivery) for m in messages]))
             return self.shown(name, messages)
 
-        self.unseen(name).addCallback(hand_over).addErrback(
-            lambda f: log.failure("could not deliver the inbox of {user}", f, user=name)
-        )
+        self.unseen(name).addCallback(hand_over).addErrback(self._inbox_failed, name)
+
+    def _inbox_failed(self, f: Failure, name: str) -> None:
+        # Redis away: the messages stay in the inbox, and the cluster looks
+        # again once it is back.
+        if f.check(Unavailable):
+            log.warn("could not deliver the inbox of {user} now: {why}", user=name, why=f.getErrorMessage())
+        else:
+            log.failure("could not deliver the inbox of {user}", f, user=name)
 
     def evicted(self, name: str, participant: IParticipant) -> None:
         participant.goodbye(Goodbye(Reason.REPLACED, name))

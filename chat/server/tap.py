@@ -216,6 +216,12 @@ class Options(usage.Options):
                 f"--node must be letters, digits, '.', '_' or '-' (at most 64), not {node!r}"
             )
         self["node"] = node
+        if self["redis"].startswith("unix:"):
+            # Longer paths do not fit a socket address; Twisted would fail
+            # inside the reactor instead of refusing the connection.
+            path = self["redis"][len("unix:") :].split(":", 1)[0].replace("path=", "", 1)
+            if len(os.fsencode(path)) > 107:
+                raise usage.UsageError(f"--redis: a unix socket path has at most 107 bytes, not {path!r}")
         if self["redis-password-file"] is not None:
             if self["redis-password"] is not None:
                 raise usage.UsageError("give --redis-password or --redis-password-file, not both")
@@ -371,7 +377,9 @@ def _cluster(options: Options, reactor: Any, users: frozenset[str]) -> tuple[Cha
 
     link.on_connect(lambda: check_durability(link, wants_waitaof))
     guard = RedisLoginGuard(link, reactor, options["max-attempts"], options["block-time"])
-    subscriber = Subscriber(endpoint, reactor, channels(options["node"]), None, password, db, described)
+    subscriber = Subscriber(
+        endpoint, reactor, channels(options["node"]), None, password, db, described + " (pub/sub)"
+    )
     cluster = RedisCluster(
         options["node"], link, subscriber, reactor, store.load, options["node-timeout"], on_guard=guard.remote
     )

@@ -351,6 +351,9 @@ class RedisCluster:
         d.addCallback(lambda _: self._reclaim())
         d.addCallback(lambda _: self._release_leftovers())
         d.addCallback(lambda _: self.resync())
+        # Notifications that came while commands could not be sent were
+        # not acted on: look in every inbox here now.
+        d.addCallback(lambda _: self._subscribed())
         return d
 
     def _reclaim(self) -> Deferred[Any]:
@@ -445,9 +448,11 @@ class RedisCluster:
     def _subscribed(self) -> None:
         """
         The subscriber (re)connected: notifications sent while it was away
-        are lost, so look in the inbox of every user here.
+        are lost, so look in the inbox of every user here.  (Also once
+        commands can be sent again: the two connections come back in either
+        order.)
         """
-        if self._listener is not None:
+        if self._listener is not None and self.link.connected:
             for name in list(self._local.online):
                 self._listener.inbox_ready(name)
 

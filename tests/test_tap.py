@@ -127,6 +127,42 @@ class OptionsTests(unittest.TestCase):
     def test_unknown_option_is_one_line(self) -> None:
         self.assertEqual(self.refuse("--colour"), "twistd chat: option --colour not recognized")
 
+    def test_redis_options_need_redis(self) -> None:
+        for option in ("--node", "--redis-password", "--redis-password-file"):
+            self.assertIn(f"{option} needs --redis", self.refuse(option, "x"))
+
+    def test_node_name_is_checked(self) -> None:
+        message = self.refuse("--redis", "tcp:127.0.0.1:6379", "--node", "a b")
+        self.assertIn("--node must be letters, digits", message)
+        self.assertEqual(
+            self.parse("--redis", "tcp:127.0.0.1:6379", "--node", "chat-1.eu_w")["node"], "chat-1.eu_w"
+        )
+
+    def test_node_name_defaults_to_host_and_pid(self) -> None:
+        node = self.parse("--redis", "tcp:127.0.0.1:6379")["node"]
+        self.assertTrue(node.endswith(f"-{os.getpid()}"), node)
+
+    def test_redis_password_is_read_from_the_first_line_of_its_file(self) -> None:
+        path = self.mktemp()
+        with open(path, "w") as f:
+            f.write("s3cret word\nignored\n")
+        options = self.parse("--redis", "tcp:127.0.0.1:6379", "--redis-password-file", path)
+        self.assertEqual(options["redis-password"], "s3cret word")
+
+    def test_a_missing_password_file_is_one_line(self) -> None:
+        message = self.refuse("--redis", "tcp:127.0.0.1:6379", "--redis-password-file", "/nonexistent/pw")
+        self.assertIn("--redis-password-file: No such file or directory: /nonexistent/pw", message)
+
+    def test_password_and_password_file_together_are_refused(self) -> None:
+        message = self.refuse(
+            "--redis", "tcp:127.0.0.1:6379", "--redis-password", "a", "--redis-password-file", self.users
+        )
+        self.assertIn("not both", message)
+
+    def test_a_unix_socket_path_too_long_for_an_address_is_refused(self) -> None:
+        message = self.refuse("--redis", "unix:/tmp/" + "d" * 100 + "/redis.sock")
+        self.assertIn("at most 107 bytes", message)
+
     def test_usage_error_is_what_twistd_would_see_without_our_handling(self) -> None:
         # The one-line handling wraps usage.Options' own error, not a new check.
         with self.assertRaises(usage.UsageError):
@@ -150,6 +186,22 @@ class MakeServiceTests(unittest.TestCase):
         chat = next(s for s in collection if isinstance(s, ChatService))
         self.assertIsInstance(chat.store, MemoryStore)
         self.assertEqual(set(chat.users), {"columbia"})
+
+    def test_with_redis_the_service_is_a_node_of_a_cluster(self) -> None:
+        from chat.server.backends.rediscluster import RedisCluster
+        from chat.server.backends.redisstore import RedisStore
+        from chat.server.tap import JoinCluster
+
+        options = self.options("--redis", "tcp:127.0.0.1:6379", "--node", "a", "--database", "/nonexistent/x")
+        service = makeService(options, MemoryReactorClock())
+        collection = list(IServiceCollection(service))
+        self.assertEqual([type(s) for s in collection], [ChatService, JoinCluster, Listener])
+        chat = collection[0]
+        assert isinstance(chat, ChatService)
+        # --database is not opened: the store is Redis.
+        self.assertIsInstance(chat.store, RedisStore)
+        self.assertIsInstance(chat.registry, RedisCluster)
+        self.assertIs(chat.peers, chat.registry)
 
     def test_database_file_is_sqlite(self) -> None:
         from twisted.internet import reactor

@@ -47,6 +47,7 @@ from chat.server.backends.sqlite import SQLiteStore
 from chat.server.commands import Limits
 from chat.server.edges.tcp import ChatFactory
 from chat.server.edges.web import make_site
+from chat.server.edges.writethrough import write_through
 from chat.server.interfaces import IStore, StoreError
 from chat.server.limits import ConnectionCount, Exemptions
 from chat.server.service import ChatRealm, ChatService
@@ -306,7 +307,7 @@ def _warn_about_users_file(path: str, users: dict[str, Any]) -> None:
 
 def _endpoint(reactor: Any, option: str, given: str, description: str) -> IStreamServerEndpoint:
     try:
-        return serverFromString(reactor, description)
+        return write_through(serverFromString(reactor, description))
     except (ValueError, KeyError, TypeError, OSError) as e:
         raise SystemExit(f"twistd chat: {option} {given!r} is not usable: {e}") from None
     except Exception as e:  # the TLS endpoint raises OpenSSL's own errors

@@ -1,6 +1,7 @@
 """
     python -m benchmarks load --port P --users FILE --scenario S [...]
     python -m benchmarks run [--quick] [--repeat 3] [--chatload PATH] [--scenarios ...]
+    python -m benchmarks cluster [--quick] [--repeat 3] [--n 1000] [--output FILE] [--json FILE]
     python -m benchmarks users --n N FILE [--hashed]
     python -m benchmarks stacks PROFILE     (py-spy's --format raw)
 
@@ -43,7 +44,7 @@ def _users(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    if not argv or argv[0] not in ("load", "run", "users", "stacks"):
+    if not argv or argv[0] not in ("load", "run", "cluster", "users", "stacks"):
         sys.stderr.write(__doc__ or "")
         return 2
     command, rest = argv[0], list(argv[1:])
@@ -58,9 +59,13 @@ def main(argv: Sequence[str]) -> int:
 
         _log_to_stderr(verbose=False)
         return loadgen.main(rest)
+    _log_to_stderr(verbose=True)
+    if command == "cluster":
+        from benchmarks import cluster
+
+        return cluster.main(rest)
     from benchmarks import runner
 
-    _log_to_stderr(verbose=True)
     return runner.main(rest)
 
 

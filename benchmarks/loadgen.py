@@ -20,6 +20,10 @@ Scenarios:
   storm    --concurrency logins in flight, over and over, against a users
            file of hashed passwords, while a probe user times the answer to
            ``help logout`` every --probe-interval seconds.
+
+With --sender-port, fanout's senders and the first of each private pair
+connect to that port instead: to another node of a cluster, so what is
+measured is delivery from one node to another.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.logger import Logger
@@ -59,6 +63,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     a = parser.add_argument
     a("--host", default="127.0.0.1")
     a("--port", type=int, required=True)
+    a(
+        "--sender-port",
+        type=int,
+        default=None,
+        help="fanout: the senders' port; private: the port of the first of each pair (default: --port)",
+    )
     a("--users", required=True, help="users file: '<user> <password>' lines (hashed: user0001 style names)")
     a("--scenario", choices=SCENARIOS, default="fanout")
     a("--n", type=int, default=100, help="connect: connections; fanout: receivers; private: connections")
@@ -91,6 +101,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="server process for CPU and RSS (default: the listener, if --host is loopback; 0: none)",
     )
+    a(
+        "--sender-server-pid",
+        type=int,
+        default=None,
+        help="with --sender-port: the server process there, for its CPU (default as --server-pid)",
+    )
     a("--probe-interval", type=float, default=0.01, help="storm: seconds between probe commands")
     a("--tick-ms", type=float, default=1.0, help="rate mode: scheduling tick")
     a("--quickack", action="store_true", help="set TCP_QUICKACK on every connection")
@@ -116,6 +132,7 @@ def plan(
     senders: int | None,
     processes: int,
     concurrency: int = 50,
+    sender_port: int | None = None,
 ) -> list[dict[str, Any]]:
     """
     Share the connections of a run out among C{processes} workers.
@@ -125,6 +142,12 @@ def plan(
     in one process so its window needs no other process's counts.  The
     storm's probe is the first user, in worker 0, and each login slot keeps
     one user of its own so no user is logging in twice at once.
+
+    A connection is C{[index, user, password, role, peer, port]}; C{port}
+    is None for the run's port, or C{sender_port} for fanout's senders and
+    the even (first) connection of each private pair: against two nodes of
+    a cluster, every broadcast then crosses from one node to the other, and
+    so does every private message, in both directions.
     """
     processes = max(1, processes)
     shares: list[dict[str, Any]] = [{"conns": [], "storm_users": []} for _ in range(processes)]
@@ -156,8 +179,11 @@ def plan(
             peer = accounts[i ^ 1][0]
             if i < sending:
                 role = "s"
+        port = None
+        if (scenario == "fanout" and role == "s") or (scenario == "private" and i % 2 == 0):
+            port = sender_port
         worker = (i // 2 if scenario == "private" else i) % processes
-        shares[worker]["conns"].append([i, user, password, role, peer])
+        shares[worker]["conns"].append([i, user, password, role, peer, port])
     return shares
 
 
@@ -252,19 +278,41 @@ def _mib(kib: int | None) -> float | None:
     return None if kib is None else round(kib / 1024, 1)
 
 
-def run(options: argparse.Namespace) -> dict[str, Any]:
-    """Run one scenario as C{options} say; the result is the JSON record."""
+def _server_pid(options: argparse.Namespace, given: int | None, port: int) -> int | None:
+    """The server process listening on C{port}: as given (0: none), else looked up if on this machine."""
+    if given is not None:
+        return given or None
+    if is_loopback(options.host):
+        return procfs.find_listener_pid(port)
+    # A listener on this machine with the same port number is not the server.
+    return None
+
+
+def run(options: argparse.Namespace, on_window: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """
+    Run one scenario as C{options} say; the result is the JSON record.
+
+    C{on_window}, if given, is called with C{"start"} and C{"end"} right
+    after the server's CPU is read at each end of the measured seconds: a
+    caller that runs this in its own process can read what else it watches
+    (another process's CPU, Redis's command counts) over the same seconds.
+    """
     accounts = users.read(options.users)
     processes = max(1, options.processes)
-    shares = plan(options.scenario, accounts, options.n, options.senders, processes, options.concurrency)
+    shares = plan(
+        options.scenario,
+        accounts,
+        options.n,
+        options.senders,
+        processes,
+        options.concurrency,
+        options.sender_port,
+    )
     conns = sum(len(s["conns"]) for s in shares)
-    if options.server_pid is not None:
-        pid = options.server_pid or None
-    elif is_loopback(options.host):
-        pid = procfs.find_listener_pid(options.port)
-    else:
-        # A listener on this machine with the same port number is not the server.
-        pid = None
+    pid = _server_pid(options, options.server_pid, options.port)
+    sender_pid = None
+    if options.sender_port is not None:
+        sender_pid = _server_pid(options, options.sender_server_pid, options.sender_port)
     record: dict[str, Any] = {
         "tool": "benchmarks.load",
         "label": options.label,
@@ -278,6 +326,8 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
         "concurrency": options.concurrency,
         "server_pid": pid,
     }
+    if options.sender_port is not None:
+        record.update(sender_port=options.sender_port, sender_server_pid=sender_pid)
     ledger_path = None
     if options.scenario == "fanout" and processes > 1:
         directory = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
@@ -352,11 +402,19 @@ def run(options: argparse.Namespace) -> dict[str, Any]:
                 w.send(go)
             _sleep_until(t_m0)
             cpu0, sys0 = (procfs.cpu_times(pid) if pid else None), procfs.system_ticks()
+            sender_cpu0 = procfs.cpu_times(sender_pid) if sender_pid else None
+            if on_window is not None:
+                on_window("start")
             _sleep_until(t_m1)
             cpu1, sys1 = (procfs.cpu_times(pid) if pid else None), procfs.system_ticks()
+            sender_cpu1 = procfs.cpu_times(sender_pid) if sender_pid else None
+            if on_window is not None:
+                on_window("end")
             record["server_rss_mib_end"] = _mib(procfs.status_kib(pid) if pid else None)
             results = wait_for(workers, "result", time.monotonic() + options.drain + 30)
             _traffic_figures(record, results, options, fanout, (cpu0, cpu1), (sys0, sys1))
+            if options.sender_port is not None:
+                _sender_figures(record, options, (sender_cpu0, sender_cpu1))
         record["server_hwm_mib"] = _mib(procfs.status_kib(pid, "VmHWM") if pid else None)
         record["lost_after_login"] = sum(r["lost_after_login"] for r in results)
         record["rx_bytes"] = sum(r["rx_bytes"] for r in results)
@@ -478,6 +536,30 @@ def _traffic_figures(
         ),
         skipped_sends=sum(r["skipped_sends"] for r in results),
         bad_markers=sum(r["bad_markers"] for r in results),
+    )
+
+
+def _sender_figures(
+    record: dict[str, Any],
+    options: argparse.Namespace,
+    cpu: tuple[tuple[float, float] | None, tuple[float, float] | None],
+) -> None:
+    """
+    The CPU of the senders' server (another node of a cluster), in the
+    same fields as the receivers' server's with C{sender_} in front, per
+    delivery counted at the receivers: the two nodes' figures add up to
+    what the cluster spends on a delivery.
+    """
+    if cpu[0] is None or cpu[1] is None:
+        record.update(sender_server_cpu_pct=None, sender_server_cpu_sys_pct=None)
+        record["sender_server_cpu_s_per_delivery"] = None
+        return
+    used = sum(cpu[1]) - sum(cpu[0])
+    measured = record.get("deliveries_measured") or 0
+    record.update(
+        sender_server_cpu_pct=round(used * 100 / options.duration, 1),
+        sender_server_cpu_sys_pct=round((cpu[1][1] - cpu[0][1]) * 100 / options.duration, 1),
+        sender_server_cpu_s_per_delivery=float(f"{used / measured:.3g}") if measured else None,
     )
 
 

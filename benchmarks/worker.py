@@ -319,8 +319,8 @@ class Worker:
         self._check_login_done()
         reactor.callLater(self.config.get("login_timeout", 60.0), self._login_timeout)
 
-    def _connect(self, protocol: Protocol) -> None:
-        reactor.connectTCP(self.host, self.port, _Once(self, protocol), timeout=30)
+    def _connect(self, protocol: Protocol, port: int | None = None) -> None:
+        reactor.connectTCP(self.host, port or self.port, _Once(self, protocol), timeout=30)
 
     def connect_failed(self, f: Failure, protocol: Protocol) -> None:
         if isinstance(protocol, StormClient):
@@ -335,7 +335,8 @@ class Worker:
 
     def _start_more(self) -> None:
         while self.next_to_start < len(self.plan) and self.in_flight < self.concurrency:
-            index, user, password, role, peer = self.plan[self.next_to_start]
+            # The port is the run's unless the plan says otherwise (--sender-port).
+            index, user, password, role, peer, port = self.plan[self.next_to_start]
             self.next_to_start += 1
             client = Client(self, index, user, password, peer)
             client.started = now = _now()
@@ -351,7 +352,7 @@ class Worker:
                 client.is_sender = True
                 self.senders.append(client)
             self.in_flight += 1
-            self._connect(client)
+            self._connect(client, port)
 
     def logged_in(self, client: Client) -> None:
         now = _now()

@@ -17,7 +17,7 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
-from benchmarks import markers, procfs, report, runner, stacks, users
+from benchmarks import cluster, markers, procfs, report, runner, stacks, users
 from benchmarks.ledger import Ledger
 from benchmarks.loadgen import LoadError, is_loopback, plan
 from benchmarks.servers import find_port
@@ -254,6 +254,24 @@ class PlanTests(unittest.TestCase):
         self.assertTrue(is_loopback("localhost"))
         self.assertFalse(is_loopback("192.0.2.1"))
         self.assertFalse(is_loopback("no such host.invalid"))
+
+    def test_every_connection_goes_to_the_run_port_by_default(self) -> None:
+        for scenario in ("fanout", "private", "connect"):
+            (share,) = plan(scenario, self.accounts, n=10, senders=4, processes=1)
+            self.assertEqual({c[5] for c in share["conns"]}, {None}, scenario)
+
+    def test_fanout_senders_go_to_the_sender_port(self) -> None:
+        (share,) = plan("fanout", self.accounts, n=10, senders=4, processes=1, sender_port=7)
+        ports = {c[0]: c[5] for c in share["conns"]}
+        self.assertEqual({ports[i] for i in range(10)}, {None})
+        self.assertEqual({ports[i] for i in range(10, 14)}, {7})
+
+    def test_private_pairs_are_split_between_the_ports(self) -> None:
+        shares = plan("private", self.accounts, n=10, senders=None, processes=2, sender_port=7)
+        for share in shares:
+            for index, _, _, role, _, port in share["conns"]:
+                self.assertEqual(port, 7 if index % 2 == 0 else None, index)
+                self.assertEqual(role, "s")
 
     def test_too_few_users(self) -> None:
         self.assertRaises(LoadError, plan, "connect", self.accounts, 41, None, 1)
@@ -529,3 +547,142 @@ class SmokeTests(unittest.TestCase):
         ):
             self.assertIn(label, table)
         self.assertNotIn("Runs with problems", table)
+
+
+COMMANDSTATS = """\
+# Commandstats
+cmdstat_evalsha:calls=12,usec=400,usec_per_call=33.33,rejected_calls=0,failed_calls=0
+cmdstat_publish:calls=30,usec=90,usec_per_call=3.00,rejected_calls=0,failed_calls=0
+cmdstat_config|resetstat:calls=1,usec=53,usec_per_call=53.00,rejected_calls=0,failed_calls=0
+cmdstat_info:calls=4,usec=20,usec_per_call=5.00,rejected_calls=0,failed_calls=0
+"""
+
+
+def _cluster_record(kind: str, placement: str, repeat: int, **figures: object) -> dict[str, object]:
+    return {"bench": kind, "placement": placement, "repeat": repeat, "aborted": False, **figures}
+
+
+class ClusterTests(unittest.TestCase):
+    """The cluster benchmark's arithmetic, without a cluster."""
+
+    def test_commandstats(self) -> None:
+        calls = cluster.parse_commandstats(COMMANDSTATS)
+        self.assertEqual(calls, {"evalsha": 12, "publish": 30, "config|resetstat": 1, "info": 4})
+
+    def test_command_counts_leave_out_the_measuring(self) -> None:
+        before = {"evalsha": 2, "publish": 30, "info": 1}
+        after = {"evalsha": 12, "publish": 30, "info": 3, "xrange": 5}
+        self.assertEqual(cluster.command_counts(before, after), {"evalsha": 10, "xrange": 5})
+
+    def test_commands_per_message_tell_scripts_from_round_trips(self) -> None:
+        record: dict[str, object] = {"deliveries_measured": 100, "sent_measured": 10, "server_cpu_pct": 50.0}
+        watched = {
+            "window_s": 2.0,
+            "cpu_s": {"redis": 0.5, "a": 0.1, "b": 1.0},
+            "commands": {"evalsha": 10, "xadd": 10, "publish": 10, "xrange": 5},
+        }
+        cluster.derive(record, watched, cluster.Case("private", across=False))
+        self.assertEqual(
+            record["redis_commands_per_message"],
+            {"EVALSHA": 1.0, "XADD": 1.0, "PUBLISH": 1.0, "XRANGE": 0.5, "total": 3.5, "sent": 2.5},
+        )
+        self.assertEqual(record["redis_cpu_s_per_delivery"], 0.005)
+        self.assertEqual(record["redis_cpu_pct"], 25.0)
+        # Within one node, node a has no clients: its CPU is read by the cluster tool.
+        self.assertEqual(record["node_a_cpu_s_per_delivery"], 0.001)
+        self.assertEqual(record["node_b_cpu_pct"], 50.0)
+
+    def test_table_has_both_placements_and_their_ratio(self) -> None:
+        records = [
+            _cluster_record(
+                "fanout",
+                placement,
+                k,
+                deliveries_per_s=rate,
+                redis_commands_per_message={"total": 1.0, "sent": 0.5, "PUBLISH": 0.5, "HSET": 0.001},
+            )
+            for placement, rates in (("within", (100.0, 90.0, 110.0)), ("across", (50.0, 40.0, 60.0)))
+            for k, rate in enumerate(rates, 1)
+        ]
+        text = cluster.table(records, cluster.Settings(n=1000))
+        lines = {line.split("  ")[0]: line for line in text.splitlines()}
+        self.assertIn("100 ±10%", lines["fan-out to 1,000: deliveries/s"])
+        self.assertTrue(lines["fan-out to 1,000: deliveries/s"].endswith("0.50"))
+        self.assertIn("fan-out: PUBLISH per broadcast", lines)
+        self.assertIn("fan-out: other commands (HSET) per broadcast", lines)
+        self.assertNotIn("private", text)
+
+    def test_quick_settings_are_tiny(self) -> None:
+        options = cluster.parse(["--quick"])
+        self.assertEqual(options.repeat, 1)
+        self.assertLessEqual(options.settings.n, 20)
+        self.assertLess(options.settings.duration, 1)
+        self.assertEqual(cluster.parse(["--n", "100"]).settings.n, 100)
+
+
+class ClusterSmokeTests(unittest.TestCase):
+    """The cluster benchmark end to end: its own Redis, two nodes, tiny numbers, seconds."""
+
+    timeout = 120
+
+    async def test_quick_run(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        table_path = os.path.join(directory, "cluster.rst")
+        json_path = os.path.join(directory, "cluster.jsonl")
+        argv = ["-m", "benchmarks", "cluster", "--quick", "--output", table_path, "--json", json_path]
+        argv += ["--workdir", os.path.join(directory, "work")]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, argv, env=env, path=ROOT, reactor=reactor
+        )
+        diagnostics = err.decode("utf-8", "replace")[-3000:]
+        self.assertEqual(code, 0, diagnostics)
+
+        records = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+        self.assertEqual(
+            sorted((r["bench"], r["placement"]) for r in records),
+            [("fanout", "across"), ("fanout", "within"), ("private", "across"), ("private", "within")],
+        )
+        for r in records:
+            what = f"{r['bench']} {r['placement']}: {r}"
+            self.assertFalse(r["aborted"], what)
+            self.assertEqual(r["login_ok"], r["conns"], what)
+            self.assertGreater(r["deliveries_measured"], 0, what)
+            self.assertLessEqual(r["completeness"], 1, what)
+            self.assertGreater(r["redis_commands_per_message"]["total"], 0, what)
+            self.assertIsInstance(r["node_b_cpu_s_per_delivery"], (int, float), what)
+            self.assertIsInstance(r["node_a_cpu_s_per_delivery"], (int, float), what)
+            self.assertIsInstance(r["redis_cpu_s_per_delivery"], (int, float), what)
+        across = next(r for r in records if r["bench"] == "private" and r["placement"] == "across")
+        # A message to another node goes through its inbox: a script that adds, and a read.
+        self.assertGreater(across["redis_commands_per_message"].get("EVALSHA", 0), 0)
+        self.assertGreater(across["redis_commands_per_message"].get("XRANGE", 0), 0)
+        # Both nodes' CPU, from the load generator: --server-pid and --sender-server-pid.
+        self.assertIsInstance(across["sender_server_pid"], int)
+        self.assertNotEqual(across["sender_server_pid"], across["server_pid"])
+        self.assertIsInstance(across["sender_server_cpu_s_per_delivery"], (int, float))
+
+        with open(json_path) as f:
+            self.assertEqual([json.loads(line) for line in f], records)
+        with open(table_path) as f:
+            table = f.read()
+        self.assertIn(table, out.decode())
+        self.assertTrue(table.startswith("QUICK RUN"))
+        self.assertIn("cores", table)
+        self.assertIn("--rate 1000000 --burst 1000000", table)
+        self.assertNotIn("Runs with problems", table)
+        rows = {line.split("  ")[0]: line.split("  ")[1:] for line in table.splitlines() if "  " in line}
+        for label in (
+            "fan-out to 20: deliveries/s",
+            "fan-out: Redis commands per broadcast",
+            "private, 10 pairs x 4 in flight: messages/s",
+            "private: Redis commands per message",
+        ):
+            cells = [c.strip() for c in rows[label] if c.strip()]
+            within, across_cell = (float(c.split()[0].replace(",", "")) for c in cells[:2])
+            self.assertGreater(within, 0, label)
+            self.assertGreater(across_cell, 0, label)
+        self.assertIn("private: XRANGE per message", rows)
+        self.assertIn("private: EVALSHA per message", rows)

@@ -37,9 +37,19 @@ class WriteThroughServer(tcp.Server):
     """A server-side TCP transport whose writes go to the socket at once when they can."""
 
     def write(self, data: bytes) -> None:
-        if self.dataBuffer or self._tempDataLen or not self.connected or self._writeDisconnected:
-            # Something is queued (it must go first), or the connection is
-            # closing: the usual path decides.
+        if (
+            self.dataBuffer
+            or self._tempDataLen
+            or not self.connected
+            or self._writeDisconnected
+            or self._aborting
+            or self.TLS
+            or (self.producer is not None and not self.streamingProducer)
+        ):
+            # Something is queued (it must go first); the connection is
+            # closing or aborted; TLS was started (it must encrypt); or a
+            # pull producer is asked for more only from doWrite: the usual
+            # path decides.
             super().write(data)
             return
         if not data:

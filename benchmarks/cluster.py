@@ -90,6 +90,9 @@ IN_SCRIPTS = frozenset(
 )
 #: Commands per message below this in every run are shown as one row.
 MINOR = 0.01
+#: What a node logs that a run's figures should be read with: a warning or
+#: worse, or another node found this one dead (logged at info level).
+_NOTEWORTHY = ("#warn]", "#error]", "#critical]", "stopped answering")
 #: Seconds a node may take to join the cluster after it listens.
 JOIN_TIMEOUT = 30.0
 
@@ -278,6 +281,26 @@ class Node(Server):
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
+
+    def log_size(self) -> int:
+        try:
+            return os.path.getsize(self.log_path)
+        except OSError:
+            return 0
+
+    def noteworthy(self, offset: int, most: int = 10) -> list[str]:
+        """
+        What the node logged since C{offset} that a run should be read
+        with: a node taken for dead by the others, its Redis link lost.
+        """
+        try:
+            with open(self.log_path, "rb") as f:
+                f.seek(offset)
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return []
+        lines = [line.strip() for line in text.splitlines() if any(n in line for n in _NOTEWORTHY)]
+        return [line[:300] for line in lines[:most]]
 
 
 # --- the plan ------------------------------------------------------------------------
@@ -469,12 +492,16 @@ class Bench:
         options = parser.parse_args(self.settings.load_argv(case, self.users_file, a, b))
         log.info("{case} run {k}", case=case.name, k=repeat)
         watch = Window(self.redis, self.nodes)
+        offsets = {name: node.log_size() for name, node in self.nodes.items()}
         try:
             record = loadgen.run(options, on_window=watch)
         except (loadgen.LoadError, OSError, ValueError) as e:
             record = {"aborted": True, "first_error": str(e)}
         derive(record, watch.figures(), case)
         record.update(bench=case.kind, placement=case.placement, repeat=repeat, generator="python")
+        record["node_log"] = {
+            name: lines for name, node in self.nodes.items() if (lines := node.noteworthy(offsets[name]))
+        }
         for node in self.nodes.values():
             if not node.running:
                 record["aborted"] = True
@@ -589,7 +616,19 @@ def table(records: Sequence[Mapping[str, Any]], settings: Settings) -> str:
 
 
 def problems(records: Sequence[Mapping[str, Any]]) -> list[str]:
-    return report.problems([{**r, "server": r.get("placement")} for r in records])
+    """
+    Runs whose figures need reading with care: the runner's reasons, and
+    what the nodes logged during the run (a node taken for dead while it
+    was busy makes its users offline to the cluster, though they chat on).
+    """
+    out = report.problems([{**r, "server": r.get("placement")} for r in records])
+    for r in records:
+        what = f"{r.get('bench')} {r.get('placement')} run {r.get('repeat')}"
+        for name, lines in (r.get("node_log") or {}).items():
+            for line in lines[:3]:
+                # The log line without its time stamp and logger.
+                out.append(f"{what}: node {name} logged: {line.split('] ', 1)[-1]}")
+    return out
 
 
 def context(options: argparse.Namespace, settings: Settings, machine: str, redis: str, fs: str) -> list[str]:

@@ -612,6 +612,27 @@ class ClusterTests(unittest.TestCase):
         self.assertIn("fan-out: other commands (HSET) per broadcast", lines)
         self.assertNotIn("private", text)
 
+    def test_what_the_nodes_logged_during_a_run(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        node = cluster.Node("a", [], directory)
+        with open(node.log_path, "w") as f:
+            f.write("2026-11-29T20:28:41+0000 [chat.server.tap#warn] users file in plain text\n")
+        offset = node.log_size()
+        with open(node.log_path, "a") as f:
+            f.write("2026-11-29T20:29:00+0000 [chat.server.service#info] 4 online\n")
+            f.write(
+                "2026-11-29T20:29:14+0000 [chat.server.backends.rediscluster#info] "
+                "node b stopped answering; its users are offline now\n"
+            )
+        lines = node.noteworthy(offset)
+        self.assertEqual(len(lines), 1)
+        record = _cluster_record("private", "within", 2, node_log={"a": lines})
+        self.assertEqual(
+            cluster.problems([record]),
+            ["private within run 2: node a logged: node b stopped answering; its users are offline now"],
+        )
+
     def test_quick_settings_are_tiny(self) -> None:
         options = cluster.parse(["--quick"])
         self.assertEqual(options.repeat, 1)

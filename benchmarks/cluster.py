@@ -423,6 +423,10 @@ def derive(record: dict[str, Any], watched: Mapping[str, Any], case: Case) -> No
     else:
         record["node_a_cpu_s_per_delivery"] = _per(cpu["a"], deliveries)
         record["node_a_cpu_pct"] = None if cpu["a"] is None else round(cpu["a"] * 100 / seconds, 1)
+    parts = [record.get(f"{p}_cpu_s_per_delivery") for p in ("node_a", "node_b", "redis")]
+    record["cluster_cpu_s_per_delivery"] = (
+        None if any(p is None for p in parts) else float(f"{sum(p for p in parts if p):.4g}")
+    )
     commands = watched["commands"]
     record["redis_commands"] = commands
     per: dict[str, float] = {}
@@ -560,6 +564,13 @@ def figures(records: Sequence[Mapping[str, Any]], settings: Settings) -> list[Fi
             Figure(kind, f"{label}: node b CPU µs/{unit}", _field("node_b_cpu_s_per_delivery"), 1e6, 2),
             Figure(kind, f"{label}: node a CPU µs/{unit}", _field("node_a_cpu_s_per_delivery"), 1e6, 2),
             Figure(kind, f"{label}: Redis CPU µs/{unit}", _field("redis_cpu_s_per_delivery"), 1e6, 2),
+            Figure(
+                kind,
+                f"{label}: both nodes and Redis, CPU µs/{unit}",
+                _field("cluster_cpu_s_per_delivery"),
+                1e6,
+                2,
+            ),
             Figure(kind, f"{label}: node b CPU %", _field("node_b_cpu_pct"), digits=1),
             Figure(kind, f"{label}: node a CPU %", _field("node_a_cpu_pct"), digits=1),
             Figure(kind, f"{label}: Redis CPU %", _field("redis_cpu_pct"), digits=1),
@@ -578,7 +589,8 @@ def figures(records: Sequence[Mapping[str, Any]], settings: Settings) -> list[Fi
                 where = " (in scripts)" if name.lower() in IN_SCRIPTS else ""
                 out.append(Figure(kind, f"{label}: {name}{where} per {what}", _command(name), digits=3))
         if minor:
-            others = f"{label}: other commands ({', '.join(minor)}) per {what}"
+            names = ", ".join(minor[:5]) + (", ..." if len(minor) > 5 else "")
+            others = f"{label}: other commands ({names}) per {what}"
             out.append(Figure(kind, others, _command(*minor), digits=3))
     return out
 
@@ -608,7 +620,9 @@ def table(records: Sequence[Mapping[str, Any]], settings: Settings) -> str:
     body = []
     for f in figures(records, settings):
         within, across = values(records, f, "within"), values(records, f, "across")
-        r = ratio(median(across), median(within))
+        # No ratio to a figure that shows as zero: it would only measure noise.
+        shown = median(within)
+        r = ratio(median(across), shown) if shown is not None and round(shown, f.digits) else None
         body.append(
             [f.label, cell(within, f.digits), cell(across, f.digits), "n/a" if r is None else f"{r:.2f}"]
         )

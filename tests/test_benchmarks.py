@@ -576,6 +576,7 @@ class ClusterTests(unittest.TestCase):
 
     def test_commands_per_message_tell_scripts_from_round_trips(self) -> None:
         record: dict[str, object] = {"deliveries_measured": 100, "sent_measured": 10, "server_cpu_pct": 50.0}
+        record["server_cpu_s_per_delivery"] = 0.01
         watched = {
             "window_s": 2.0,
             "cpu_s": {"redis": 0.5, "a": 0.1, "b": 1.0},
@@ -591,6 +592,7 @@ class ClusterTests(unittest.TestCase):
         # Within one node, node a has no clients: its CPU is read by the cluster tool.
         self.assertEqual(record["node_a_cpu_s_per_delivery"], 0.001)
         self.assertEqual(record["node_b_cpu_pct"], 50.0)
+        self.assertEqual(record["cluster_cpu_s_per_delivery"], 0.016)
 
     def test_table_has_both_placements_and_their_ratio(self) -> None:
         records = [
@@ -599,7 +601,13 @@ class ClusterTests(unittest.TestCase):
                 placement,
                 k,
                 deliveries_per_s=rate,
-                redis_commands_per_message={"total": 1.0, "sent": 0.5, "PUBLISH": 0.5, "HSET": 0.001},
+                redis_commands_per_message={
+                    "total": 1.0,
+                    "sent": 0.5,
+                    "PUBLISH": 0.5,
+                    "HSET": 0.001,
+                    "XADD": 0.0001 if placement == "within" else 1.0,
+                },
             )
             for placement, rates in (("within", (100.0, 90.0, 110.0)), ("across", (50.0, 40.0, 60.0)))
             for k, rate in enumerate(rates, 1)
@@ -610,6 +618,8 @@ class ClusterTests(unittest.TestCase):
         self.assertTrue(lines["fan-out to 1,000: deliveries/s"].endswith("0.50"))
         self.assertIn("fan-out: PUBLISH per broadcast", lines)
         self.assertIn("fan-out: other commands (HSET) per broadcast", lines)
+        # No ratio to what shows as zero.
+        self.assertTrue(lines["fan-out: XADD (in scripts) per broadcast"].endswith("n/a"))
         self.assertNotIn("private", text)
 
     def test_what_the_nodes_logged_during_a_run(self) -> None:

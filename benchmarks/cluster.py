@@ -715,7 +715,7 @@ def main(argv: Sequence[str]) -> int:
     machine = procfs.machine()
     directory = options.workdir or tempfile.mkdtemp(prefix="chat-cluster-")
     os.makedirs(directory, exist_ok=True)
-    redis_directory = tempfile.mkdtemp(prefix="chat-redis-")
+    redis_directory = tempfile.mkdtemp(prefix="chat-cluster-redis-")
     started = time.monotonic()
     bench = Bench(settings, options.repeat, directory, redis_directory)
     redis_version = fs = "unknown"

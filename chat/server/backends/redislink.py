@@ -43,6 +43,51 @@ PING_INTERVAL = 5.0
 REPLY_TIMEOUT = 10.0
 
 
+class _Replies:
+    """
+    Reads replies without a reactor turn per value.
+
+    txredisapi's own reader pauses the connection after every bulk string
+    and reads the rest of what arrived on the next turn of the reactor, so
+    a reply of N strings takes N turns and 2N C{epoll_ctl} calls: measured,
+    three quarters of a busy node's reactor went there.  This loop reads
+    every complete value of what arrived at once, with txredisapi's own
+    parsing of each line (C{lineReceived}) and each string
+    (C{bulkDataReceived}), and keeps an incomplete string for later.
+    """
+
+    line_mode: int
+    bulk_length: int
+    _unread = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        buffer = self._unread + data if self._unread else data
+        at = 0
+        end = len(buffer)
+        while at < end:
+            if self.line_mode:
+                eol = buffer.find(b"\r\n", at)
+                if eol < 0:
+                    break
+                line = buffer[at:eol]
+                at = eol + 2
+                self.lineReceived(line.decode())  # type: ignore[attr-defined]
+            else:
+                # lineReceived saw "$N": N bytes and CRLF follow.
+                if end - at < self.bulk_length:
+                    break
+                value = buffer[at : at + self.bulk_length - 2]
+                at += self.bulk_length
+                self.bulk_length = 0
+                self.line_mode = 1
+                self.bulkDataReceived(value)  # type: ignore[attr-defined]
+        self._unread = buffer[at:]
+
+
+class _Protocol(_Replies, txredisapi.RedisProtocol):
+    pass
+
+
 class _Factory(txredisapi.RedisFactory):
     """A factory of one connection that tells its link when one is usable."""
 
@@ -95,7 +140,7 @@ class RedisLink:
     its users after Redis comes back.
     """
 
-    protocol: type[Any] = txredisapi.RedisProtocol
+    protocol: type[Any] = _Protocol
 
     def __init__(
         self,
@@ -261,7 +306,7 @@ def _unavailable(f: Failure) -> Failure:
     return f
 
 
-class _SubscriberProtocol(txredisapi.SubscriberProtocol):
+class _SubscriberProtocol(_Replies, txredisapi.SubscriberProtocol):
     def messageReceived(self, pattern: Any, channel: str, message: str) -> None:
         self.factory._link.message(channel, message)
 

@@ -150,11 +150,10 @@ class ChatService(Service):
         goodbyes = [s.goodbye(Goodbye(Reason.SHUTDOWN)) for s in list(self.sessions)]
         gone: Deferred[Any] = DeferredList(goodbyes, consumeErrors=True)
 
-        def record(_: object) -> Deferred[None]:
+        def record(_: object) -> Deferred[Any]:
             now = self.clock.seconds()
             self._seen.pending().update(dict.fromkeys(online, now))
-            self._history.write()
-            return self._seen.write()
+            return DeferredList([self._history.write(), self._seen.write()])
 
         gone.addCallback(record)
         gone.addBoth(lambda _: self.store.close())
@@ -227,6 +226,7 @@ class ChatService(Service):
     def leave(self, name: str, participant: IParticipant) -> None:
         self.flush()
         now = self.clock.seconds()
+        self._watchers.pop(participant, None)
         if self.registry.online.get(name) is not participant:
             return
         self.registry.remove(name, participant, now)
@@ -427,6 +427,7 @@ class ChatService(Service):
     def history(self, name: str, count: int) -> Deferred[list[Delivery]]:
         """The last C{count} messages of C{name}'s history, after every one sent so far."""
         self.flush()
+        # The store reads after what it was sent before: no need to wait.
         self._history.write()
         return self.store.history_for(name, count)
 
@@ -511,6 +512,12 @@ class TurnBatch(Generic[C]):
     together at its end, or sooner when someone needs them written (a
     reader that must see them, a shutdown).  Nobody waits for them: a
     failure is logged.
+
+    At the end of a turn, a write is started only when the last one is
+    done; what gathers meanwhile goes in the next, as one.  A store that
+    falls behind (a busy node's Redis connection) then gets fewer, larger
+    writes instead of a queue of small ones in front of everything else it
+    is sent (a heartbeat).  A write someone asks for goes at once.
     """
 
     def __init__(
@@ -528,15 +535,21 @@ class TurnBatch(Generic[C]):
         self._what = what
         self._items = empty()
         self._call: IDelayedCall | None = None
+        self._in_flight = 0
 
     def pending(self) -> C:
         """What will be written at the end of this turn; add to it."""
         if self._call is None:
-            self._call = self._clock.callLater(0, self.write)
+            self._call = self._clock.callLater(0, self._turn_ended)
         return self._items
 
+    def _turn_ended(self) -> None:
+        self._call = None
+        if not self._in_flight:
+            self.write()
+
     def write(self) -> Deferred[None]:
-        """Write what has gathered now."""
+        """Write what has gathered, now."""
         if self._call is not None:
             if self._call.active():
                 self._call.cancel()
@@ -544,7 +557,14 @@ class TurnBatch(Generic[C]):
         if not self._items:
             return succeed(None)
         items, self._items = self._items, self._empty()
-        return self._write(items).addErrback(self._failed, items)
+        self._in_flight += 1
+        return self._write(items).addErrback(self._failed, items).addBoth(self._written)
+
+    def _written(self, _: object) -> None:
+        self._in_flight -= 1
+        if not self._in_flight and self._items and self._call is None:
+            # What gathered while the store was busy: next turn, as one.
+            self._call = self._clock.callLater(0, self._turn_ended)
 
     def _failed(self, f: Failure, items: C) -> None:
         if not f.check(Unavailable):

@@ -69,8 +69,28 @@ class LocalRegistry:
 
     def saw(self, name: str, at: float) -> None:
         """C{name} was online until (or since) C{at}, as another node says."""
-        if at >= self._last_seen.get(name, at):
-            self._touch(name, at)
+        self.saw_all({name: at})
+
+    def saw_all(self, seen: Mapping[str, float]) -> None:
+        """
+        Last-seen times from elsewhere (another node, a reload): the newer
+        ones are kept, and the table stays in order of time.
+        """
+        last_seen = self._last_seen
+        newest = last_seen[next(reversed(last_seen))] if last_seen else float("-inf")
+        in_order = True
+        for name, at in seen.items():
+            current = last_seen.get(name)
+            if current is not None and at <= current:
+                continue
+            last_seen.pop(name, None)
+            last_seen[name] = at
+            in_order = in_order and at >= newest
+            newest = max(newest, at)
+        if not in_order:
+            # An older time than the newest (a dead node's users, a reload):
+            # rare, so sorting again is cheaper than keeping a sorted index.
+            self._last_seen = dict(sorted(last_seen.items(), key=lambda kv: kv[1]))
 
     def remove(self, name: str, participant: IParticipant, now: float) -> None:
         if self._online.get(name) is participant:

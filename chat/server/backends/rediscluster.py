@@ -226,9 +226,15 @@ class RedisCluster:
             ok, _ = result
             if not int(ok):
                 raise AlreadyOnline(name)
-            if name in self._local.online:
-                # Another session here claimed it meanwhile (a takeover).
-                raise AlreadyOnline(name)
+            old = self._local.online.get(name)
+            if old is not None:
+                # Only a takeover gets here: a login of the same user settled
+                # on this node while it was being claimed.  The claim is now
+                # this one's, so the other session ends.
+                self._claims.pop(name, None)
+                self._local.remove(name, old, now)
+                if self._listener is not None:
+                    self._listener.evicted(name, old)
             self._local.add_now(name, participant, now)
             self._claims[name] = claim
             self._remote.pop(name, None)
@@ -314,6 +320,12 @@ class RedisCluster:
         for call in (self._heartbeat, self._sweeper, self._resync):
             if call.running:
                 call.stop()
+        # Sessions are ended before this; any left are released here, since
+        # a node that left is never swept.
+        now = self.clock.seconds()
+        for name, claim in list(self._claims.items()):
+            self._release_claim(name, claim, now)
+        self._claims.clear()
         pending: Deferred[Any] = DeferredList(list(self._pending), consumeErrors=True)
 
         def leave(_: object) -> Deferred[Any]:
@@ -424,8 +436,7 @@ class RedisCluster:
         self._beat_failed(f.value.subFailure if isinstance(f.value, FirstError) else f)
 
     def _reload(self, online: list[str], seen: list[str], snapshot: Snapshot) -> None:
-        for name, at in zip(seen[::2], seen[1::2], strict=True):
-            self._local.saw(name, _number(at))
+        self._local.saw_all({name: _number(at) for name, at in zip(seen[::2], seen[1::2], strict=True)})
         remote: dict[str, str] = {}
         for name, holder in zip(online[::2], online[1::2], strict=True):
             node = holder.split(" ", 1)[0]

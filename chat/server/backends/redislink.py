@@ -41,6 +41,8 @@ log = Logger()
 #: connection is given up as dead and made again.
 PING_INTERVAL = 5.0
 REPLY_TIMEOUT = 10.0
+#: Bytes handed to the kernel at once on the connection to Redis.
+SEND_LIMIT = 4 * 1024 * 1024
 
 
 class _Replies:
@@ -255,6 +257,12 @@ class RedisLink:
             )
 
     def _usable(self, conn: Any) -> Deferred[None]:
+        # Twisted hands the kernel at most 128 KiB per connection per turn
+        # of the reactor; a busy node's turn can last a quarter of a second,
+        # and its writes to Redis (history, inboxes) then queue faster than
+        # they leave.  One connection carries all of them: let it send what
+        # the kernel will take.
+        conn.transport.SEND_LIMIT = SEND_LIMIT
         self._load(conn, self._scripts)
         self._conn = conn
         if self._was_connected:
@@ -265,9 +273,7 @@ class RedisLink:
         d: Deferred[Any] = succeed(None)
         for hook in self._hooks:
             d.addCallback(_run, hook)
-        d.addErrback(
-            lambda f: log.failure("recovering after connecting to {redis}", f, redis=self.description)
-        )
+        d.addErrback(self._recovery_failed)
 
         def done(_: object) -> None:
             first, self._first = self._first, None
@@ -275,6 +281,15 @@ class RedisLink:
                 first.callback(None)
 
         return d.addCallback(done)
+
+    def _recovery_failed(self, f: Failure) -> None:
+        if f.check(Unavailable):
+            # Lost again already: the next connection recovers.
+            log.warn(
+                "{redis} went away while recovering: {why}", redis=self.description, why=f.getErrorMessage()
+            )
+        else:
+            log.failure("recovering after connecting to {redis}", f, redis=self.description)
 
     def _departed(self, conn: Any) -> None:
         if conn is not self._conn:

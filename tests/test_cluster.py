@@ -519,7 +519,11 @@ class MessageTests(ClusterTestCase):
             lambda: {"seas", "google", "csee4119"} <= set(self.a.cluster.present),
             "node a sees the others' users",
         )
-        self.a.cluster.notify(["seas", "csee4119", "google", "nobody", "columbia"])
+        self.a.cluster.notify(["seas", "csee4119"])
+        self.a.cluster.notify(["google", "nobody", "columbia", "seas"])
+        # The notifications of one turn go out together at its end: one per node.
+        self.assertEqual(self.b.listener.inboxes, [])
+        self.a.clock.advance(0)
         await until(lambda: len(self.b.listener.inboxes) == 2, "node b is told of two inboxes")
         await until(lambda: c.listener.inboxes, "node c is told of an inbox")
         self.assertEqual(sorted(self.b.listener.inboxes), ["google", "seas"])

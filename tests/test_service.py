@@ -12,7 +12,7 @@ from zope.interface import implementer
 
 from chat.server.backends.memory import MemoryStore
 from chat.server.edges.text import TEXT
-from chat.server.events import Goodbye, Kind
+from chat.server.events import Delivery, Goodbye, Kind, StoredMessage
 from chat.server.interfaces import IChatUser, IParticipant
 from chat.server.service import ChatRealm, ChatService
 
@@ -169,3 +169,44 @@ class BroadcastBatchTests(unittest.TestCase):
         self.service.broadcast("columbia", "last words")
         self.service.leave("google", self.people["google"])
         self.assertEqual(self.people["google"].received, [b"columbia (broadcast): last words\r\n"])
+
+
+class InboxTests(unittest.TestCase):
+    """A cluster's notifications that a user's inbox has something (IPeerListener.inbox_ready)."""
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.store = MemoryStore()
+        self.service = ChatService(frozenset({"columbia", "seas"}), self.store, self.clock)
+        self.seas = Recipient()
+        self.successResultOf(self.service.join("seas", self.seas))
+
+    def test_what_waits_is_delivered_once_and_forgotten(self) -> None:
+        self.store.save_offline(["seas"], Delivery("columbia", "hi", Kind.PRIVATE, 1.0, "m1", ("seas",)))
+        self.service.inbox_ready("seas")
+        self.service.inbox_ready("seas")
+        self.assertEqual(self.seas.received, [b"columbia (private): hi\r\n"])
+        self.assertEqual(self.successResultOf(self.store.offline_for("seas")), [])
+
+    def test_notifications_during_a_read_make_one_more_read(self) -> None:
+        reads: list[Deferred[list[StoredMessage]]] = []
+
+        def offline_for(name: str) -> Deferred[list[StoredMessage]]:
+            reads.append(Deferred())
+            return reads[-1]
+
+        self.store.offline_for = offline_for  # type: ignore[method-assign]
+        for _ in range(3):
+            self.service.inbox_ready("seas")
+        self.assertEqual(len(reads), 1)
+        reads[0].callback([])
+        self.assertEqual(len(reads), 2)
+        reads[1].callback([])
+        self.assertEqual(len(reads), 2)
+
+    def test_a_user_not_online_here_is_left_for_the_next_login(self) -> None:
+        self.store.save_offline(
+            ["columbia"], Delivery("seas", "later", Kind.PRIVATE, 1.0, "m2", ("columbia",))
+        )
+        self.service.inbox_ready("columbia")
+        self.assertEqual(len(self.successResultOf(self.store.offline_for("columbia"))), 1)

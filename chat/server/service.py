@@ -120,6 +120,10 @@ class ChatService(Service):
         #: and not yet removed from the store: the login and a notification
         #: may read the same inbox at once, and nobody sees a message twice.
         self._handed: dict[str, set[str]] = {}
+        #: Users whose inbox is being read now, and whether to read it again
+        #: after: notifications that come meanwhile need one more read, not
+        #: one each.
+        self._reading: dict[str, bool] = {}
         self._flush_broadcasts: IDelayedCall | None = None
         self._logins = self._logouts = 0
         self._checkpoint = LoopingCall(self._checkpoint_presence)
@@ -479,6 +483,10 @@ class ChatService(Service):
         found = self.registry.online.get(name)
         if found is None:
             return  # gone: the messages wait for the next login
+        if name in self._reading:
+            self._reading[name] = True
+            return
+        self._reading[name] = False
         participant: IParticipant = found
 
         def hand_over(messages: list[StoredMessage]) -> Deferred[None] | None:
@@ -489,7 +497,11 @@ class ChatService(Service):
             _deliver(participant, fmt.join([fmt.delivery(m.delivery) for m in messages]))
             return self.shown(name, messages)
 
-        self.unseen(name).addCallback(hand_over).addErrback(self._inbox_failed, name)
+        def again(_: object) -> None:
+            if self._reading.pop(name, False):
+                self.inbox_ready(name)
+
+        self.unseen(name).addCallback(hand_over).addErrback(self._inbox_failed, name).addBoth(again)
 
     def _inbox_failed(self, f: Failure, name: str) -> None:
         # Redis away: the messages stay in the inbox, and the cluster looks

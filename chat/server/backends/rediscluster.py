@@ -177,6 +177,8 @@ class RedisCluster:
         #: Claims to release that could not be released yet (Redis away).
         self._unreleased: dict[str, str] = {}
         self._pending: set[Deferred[Any]] = set()
+        #: Inbox notifications of this turn: node to users.
+        self._to_notify: dict[str, set[str]] = {}
         self._listener: IPeerListener | None = None
         self._claim = link.script(_CLAIM)
         self._release = link.script(_RELEASE)
@@ -298,15 +300,25 @@ class RedisCluster:
         )
 
     def notify(self, names: Sequence[str]) -> None:
-        by_node: dict[str, list[str]] = {}
+        """
+        The notifications of one turn of the reactor go out together, one
+        message per node: a busy pair of nodes sends one, not one per
+        message.
+        """
+        if not self._to_notify:
+            self.clock.callLater(0, self._send_notifications)
         for name in names:
             node = self._remote.get(name)
             if node is not None:
-                by_node.setdefault(node, []).append(name)
-        for node, users in by_node.items():
+                self._to_notify.setdefault(node, set()).add(name)
+
+    def _send_notifications(self) -> None:
+        pending, self._to_notify = self._to_notify, {}
+        for node, users in pending.items():
             # At most once: a node that misses this delivers at the user's
             # next login, or when it drains the inboxes after reconnecting.
-            self.link.execute("PUBLISH", keys.node_channel(node), json.dumps({"inbox": users})).addErrback(
+            message = json.dumps({"inbox": sorted(users)}, ensure_ascii=False)
+            self.link.execute("PUBLISH", keys.node_channel(node), message).addErrback(
                 lambda f: log.warn("could not notify a node: {why}", why=f.getErrorMessage())
             )
 

@@ -45,9 +45,10 @@ REPLY_TIMEOUT = 10.0
 SEND_LIMIT = 4 * 1024 * 1024
 
 
-class _Replies:
+class _Wire:
     """
-    Reads replies without a reactor turn per value.
+    Reads replies without a reactor turn per value, and writes commands
+    in one piece.
 
     txredisapi's own reader pauses the connection after every bulk string
     and reads the rest of what arrived on the next turn of the reactor, so
@@ -85,8 +86,29 @@ class _Replies:
                 self.bulkDataReceived(value)  # type: ignore[attr-defined]
         self._unread = buffer[at:]
 
+    def _build_command(self, *args: Any, **kwargs: Any) -> bytes:
+        """
+        A command in Redis's protocol, made with C{bytes} formatting:
+        txredisapi's own made it a piece at a time, and a turn's history
+        (one script call with thousands of arguments) cost a busy node
+        several times what the store's work did.
+        """
+        parts = [b"*%d\r\n" % len(args)]
+        append = parts.append
+        for arg in args:
+            if isinstance(arg, str):
+                data = arg.encode("utf-8")
+            elif isinstance(arg, bytes):
+                data = arg
+            elif isinstance(arg, float):
+                data = repr(arg).encode("ascii")
+            else:
+                data = str(arg).encode("utf-8")
+            append(b"$%d\r\n%b\r\n" % (len(data), data))
+        return b"".join(parts)
 
-class _Protocol(_Replies, txredisapi.RedisProtocol):
+
+class _Protocol(_Wire, txredisapi.RedisProtocol):
     pass
 
 
@@ -321,7 +343,7 @@ def _unavailable(f: Failure) -> Failure:
     return f
 
 
-class _SubscriberProtocol(_Replies, txredisapi.SubscriberProtocol):
+class _SubscriberProtocol(_Wire, txredisapi.SubscriberProtocol):
     def messageReceived(self, pattern: Any, channel: str, message: str) -> None:
         self.factory._link.message(channel, message)
 

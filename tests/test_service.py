@@ -210,3 +210,24 @@ class InboxTests(unittest.TestCase):
         )
         self.service.inbox_ready("columbia")
         self.assertEqual(len(self.successResultOf(self.store.offline_for("columbia"))), 1)
+
+
+class RelayedBroadcastTests(unittest.TestCase):
+    """Broadcasts from other nodes' users (IPeerListener.remote_broadcasts)."""
+
+    def test_those_of_one_turn_reach_each_user_in_one_write_with_local_ones(self) -> None:
+        clock = Clock()
+        service = ChatService(frozenset({"columbia", "seas", "google"}), MemoryStore(), clock)
+        seas, google = Recipient(), Recipient()
+        self.successResultOf(service.join("seas", seas))
+        self.successResultOf(service.join("google", google))
+        service.remote_broadcasts([Delivery("columbia", "one", Kind.BROADCAST, 1.0, "r1")])
+        service.remote_broadcasts([Delivery("columbia", "two", Kind.BROADCAST, 1.0, "r2")])
+        service.broadcast("google", "three")
+        self.assertEqual(seas.received, [])
+        clock.advance(0)
+        self.assertEqual(
+            seas.received,
+            [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\ngoogle (broadcast): three\r\n"],
+        )
+        self.assertEqual(google.received, [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\n"])

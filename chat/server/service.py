@@ -112,6 +112,8 @@ class ChatService(Service):
             lambda older, newer: older + newer,
         )
         self._broadcasts: list[tuple[IParticipant | None, Delivery]] = []
+        #: Broadcasts from users of other nodes, delivered here with ours.
+        self._relayed: list[Delivery] = []
         #: Online participants whose format shows who comes and goes.
         self._watchers: dict[IParticipant, None] = {}
         self.new_id = MessageIds()
@@ -318,16 +320,20 @@ class ChatService(Service):
         (a private message) or changes who is online flushes first, so
         everyone sees messages in the order they were sent.
         """
-        if not self._broadcasts:
+        if not self._broadcasts and not self._relayed:
             return
         if self._flush_broadcasts is not None:
             if self._flush_broadcasts.active():
                 self._flush_broadcasts.cancel()
             self._flush_broadcasts = None
         waiting, self._broadcasts = self._broadcasts, []
-        self._keep([(delivery, (PUBLIC,)) for _, delivery in waiting])
-        if self.peers is not None:
-            self.peers.publish([delivery for _, delivery in waiting])
+        if waiting:
+            self._keep([(delivery, (PUBLIC,)) for _, delivery in waiting])
+            if self.peers is not None:
+                self.peers.publish([delivery for _, delivery in waiting])
+        if self._relayed:
+            relayed, self._relayed = self._relayed, []
+            waiting = [(None, delivery) for delivery in relayed] + waiting
         self._fan_out(waiting)
 
     def _fan_out(self, waiting: Sequence[tuple[IParticipant | None, Delivery]]) -> None:
@@ -472,8 +478,11 @@ class ChatService(Service):
         self._announce(Presence(name, online, at, self.intros.get(name)))
 
     def remote_broadcasts(self, deliveries: Sequence[Delivery]) -> None:
-        self.flush()
-        self._fan_out([(None, d) for d in deliveries])
+        # Joined with whatever else arrives in this turn (other nodes'
+        # broadcasts come one pub/sub message each), as local ones are.
+        self._relayed.extend(deliveries)
+        if self._flush_broadcasts is None:
+            self._flush_broadcasts = self.clock.callLater(0, self.flush)
 
     def remote_intro(self, name: str, text: str) -> None:
         self.intros[name] = text

@@ -372,17 +372,25 @@ def _cluster(options: Options, reactor: Any, users: frozenset[str]) -> tuple[Cha
     described = f"Redis at {options['redis']}"
     link = RedisLink(endpoint, reactor, password, db, described)
     store = RedisStore(link, options["history"])
+    control = RedisLink(endpoint, reactor, password, db, described + " (cluster)")
 
     def wants_waitaof(yes: bool) -> None:
         store.waitaof = yes
 
     link.on_connect(lambda: check_durability(link, wants_waitaof))
-    guard = RedisLoginGuard(link, reactor, options["max-attempts"], options["block-time"])
+    guard = RedisLoginGuard(control, reactor, options["max-attempts"], options["block-time"])
     subscriber = Subscriber(
         endpoint, reactor, channels(options["node"]), None, password, db, described + " (pub/sub)"
     )
     cluster = RedisCluster(
-        options["node"], link, subscriber, reactor, store.load, options["node-timeout"], on_guard=guard.remote
+        options["node"],
+        control,
+        subscriber,
+        reactor,
+        store.load,
+        options["node-timeout"],
+        on_guard=guard.remote,
+        store_link=link,
     )
     return ChatService(users, store, reactor, registry=cluster, peers=cluster), guard
 

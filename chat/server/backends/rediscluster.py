@@ -148,6 +148,12 @@ class RedisCluster:
     C{timeout} bounds how long the users of a node that died stay shown
     online: its heartbeat key lives half of it, and the nodes sweep every
     fifth of it.
+
+    C{link} is the cluster's own connection (heartbeats, claims, sweeps,
+    broadcasts); C{store_link}, the store's (by default the same), carries
+    the inbox notifications, which must follow the store's writes.  Apart,
+    a node busy writing history cannot delay its own heartbeat behind it
+    and be taken for dead.
     """
 
     def __init__(
@@ -159,9 +165,11 @@ class RedisCluster:
         load: Any,
         timeout: float = 15.0,
         on_guard: Any = None,
+        store_link: RedisLink | None = None,
     ) -> None:
         self.node = node
         self.link = link
+        self.store_link = store_link if store_link is not None else link
         self.subscriber = subscriber
         self.clock = clock
         self._load = load
@@ -192,6 +200,8 @@ class RedisCluster:
         self._first = True
         self._stopping = False
         link.on_connect(self._connected)
+        if self.store_link is not link:
+            self.store_link.on_connect(self._subscribed)
         subscriber.receiver = self.message
         subscriber.on_connect(self._subscribed)
 
@@ -279,7 +289,8 @@ class RedisCluster:
 
     def start(self, listener: IPeerListener) -> Deferred[None]:
         self._listener = listener
-        d = self.link.start()
+        d = self.store_link.start() if self.store_link is not self.link else succeed(None)
+        d.addCallback(lambda _: self.link.start())
         d.addCallback(lambda _: self.subscriber.start())
         return d.addCallback(self._started)
 
@@ -318,7 +329,7 @@ class RedisCluster:
             # At most once: a node that misses this delivers at the user's
             # next login, or when it drains the inboxes after reconnecting.
             message = json.dumps({"inbox": sorted(users)}, ensure_ascii=False)
-            self.link.execute("PUBLISH", keys.node_channel(node), message).addErrback(
+            self.store_link.execute("PUBLISH", keys.node_channel(node), message).addErrback(
                 lambda f: log.warn("could not notify a node: {why}", why=f.getErrorMessage())
             )
 
@@ -353,7 +364,9 @@ class RedisCluster:
             return gone
 
         pending.addCallback(leave)
-        pending.addBoth(lambda _: DeferredList([self.subscriber.stop(), self.link.stop()]))
+        pending.addBoth(
+            lambda _: DeferredList([self.subscriber.stop(), self.link.stop(), self.store_link.stop()])
+        )
         return pending.addBoth(lambda _: None)
 
     # --- keeping the cluster's view ---------------------------------------------------
@@ -475,7 +488,8 @@ class RedisCluster:
         commands can be sent again: the two connections come back in either
         order.)
         """
-        if self._listener is not None and self.link.connected:
+        connected = self.link.connected and self.store_link.connected and self.subscriber.connected
+        if self._listener is not None and connected:
             for name in list(self._local.online):
                 self._listener.inbox_ready(name)
 

@@ -23,6 +23,7 @@ reconnect (L{Subscriber}).
 from __future__ import annotations
 
 import hashlib
+import socket
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -285,6 +286,12 @@ class RedisLink:
         # they leave.  One connection carries all of them: let it send what
         # the kernel will take.
         conn.transport.SEND_LIMIT = SEND_LIMIT
+        try:
+            # And a kernel buffer to match (as far as net.core.wmem_max
+            # allows): Twisted empties it once per turn.
+            conn.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_LIMIT)
+        except (AttributeError, OSError):
+            pass
         self._load(conn, self._scripts)
         self._conn = conn
         if self._was_connected:

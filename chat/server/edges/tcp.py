@@ -60,6 +60,11 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         self._receiving = False
         self._abort_call: IDelayedCall | None = None
         self._routed: IParticipant | None = None
+        #: While the lines of one read are handled, what is written to this
+        #: client gathers here and goes out as one write at the end: a
+        #: client that sends several commands at once gets its answers in
+        #: one send, as it got them before the transport wrote at once.
+        self._out: list[bytes] | None = None
 
     # --- connection -----------------------------------------------------------
 
@@ -106,6 +111,8 @@ class ChatProtocol(BoundedOutput, LineReceiver):
             self._buffer = buffer
             return
         self._receiving = True
+        self._out = []
+        self._reroute()
         try:
             lines = buffer.split(b"\n")
             rest = lines.pop()
@@ -129,6 +136,10 @@ class ChatProtocol(BoundedOutput, LineReceiver):
                 self._buffer = rest
         finally:
             self._receiving = False
+            out, self._out = self._out, None
+            if out:
+                self._send_now(b"".join(out) if len(out) > 1 else out[0])
+            self._reroute()
             self.session.input_done()
 
     def lineReceived(self, line: bytes) -> None:
@@ -171,6 +182,12 @@ class ChatProtocol(BoundedOutput, LineReceiver):
             data = b"\r\n" + data
             self._at_prompt = False
             self._reroute()
+        if self._out is not None:
+            self._out.append(data)
+        else:
+            self._send_now(data)
+
+    def _send_now(self, data: bytes) -> None:
         if self._congested:
             self._write_congested(data)
         else:
@@ -204,7 +221,7 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         """
         participant = self._routed
         if participant is not None:
-            if self._at_prompt or self._congested:
+            if self._at_prompt or self._congested or self._out is not None:
                 participant.receive = self._write
             else:
                 participant.receive = self.transport.write

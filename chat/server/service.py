@@ -450,6 +450,8 @@ class ChatService(Service):
         """
 
         def fresh(messages: list[StoredMessage]) -> list[StoredMessage]:
+            if not messages:
+                return messages  # the usual login: nothing waited
             handed = self._handed.setdefault(name, set())
             new = [m for m in messages if m.delivery.id not in handed or not m.delivery.id]
             handed.update(m.delivery.id for m in new)

@@ -45,7 +45,7 @@ from tests.e2e_helpers import (
 )
 from tests.redis_support import RedisServer, redis_server
 from tests.support import USERS, LineClient, ServerProcess
-from tests.test_e2e_seeds import LISTING, STORED, type_line
+from tests.test_e2e_seeds import LISTING, STORED, seed_000_sample, type_line
 
 #: How long what one node tells the others (presence, intros) may take to arrive.
 PROPAGATION = 3.0
@@ -207,69 +207,11 @@ class SeedsAcrossNodesTests(unittest.TestCase):
 
     async def test_seed_000_samples_with_columbia_on_a_and_seas_on_b(self) -> None:
         cluster = await Cluster.start(self)
-        lab = cluster.lab
 
-        # Terminal 1, on node a: columbia, 109bway (wrong), 116bway.
-        t1 = await lab.connect(cluster.port_a)
-        await t1.expect(USERNAME)
-        t1.send("columbia")
-        await t1.expect(PASSWORD)
-        t1.send("109bway")
-        await t1.expect(INVALID + r"\r\n" + USERNAME)
-        t1.send("columbia")
-        await t1.expect(PASSWORD)
-        t1.send("116bway")
-        await t1.expect(r"Login successful\. Welcome to chat, columbia!\r\n" + COMMAND)
-        await type_line(t1, "whoelse", r"Nobody else is online\.\r\n")
-        await type_line(t1, "message seas mo mo da!", r"seas " + STORED)
+        async def heard_columbia_left(t2: LineClient) -> None:
+            await settles(t2, whoelse, [])
 
-        # Terminal 2, on node b: "columbia", then "seas" taken as its
-        # password (columbia is online on a, but a wrong password says only that).
-        t2 = await lab.connect(cluster.port_b)
-        await t2.expect(USERNAME)
-        t2.send("columbia")
-        await t2.expect(PASSWORD)
-        start = t2.position
-        t2.send("seas")
-        await t2.expect(INVALID + r"\r\n" + USERNAME)
-        self.assertNotIn("logged in", t2.text[start:])
-        t2.send("seas")
-        await t2.expect(PASSWORD)
-        t2.send("summerisover")
-        # The message columbia left on node a is shown at seas's login on node b.
-        await t2.expect(
-            r"Login successful\. Welcome to chat, seas!\r\n"
-            r"You have 1 offline message:\r\n" + offline_line("columbia", "private", "mo mo da!") + COMMAND
-        )
-        self.assertEqual(await drain(t1), "")
-
-        # A broadcast from b reaches columbia on a, and counts them.
-        await type_line(t2, "broadcast message cao cao da!!", r"Broadcast to 1 user\.\r\n")
-        await t1.expect(delivered("seas", "broadcast", "cao cao da!!"))
-
-        reply = await type_line(t2, "broadcast columbia message diao diao da!!!", r"[^\r\n]*\r\n")
-        self.assertIn("Usage: broadcast message TEXT | broadcast user USER", reply)
-        self.assertIn("'columbia'", reply)
-
-        # wholast on b lists columbia, online on a.
-        self.assertEqual(await wholast(t2), ["columbia"])
-        self.assertNotIn("diao", await drain(t1))
-        self.assertNotIn("cao cao", await drain(t2))
-
-        # columbia logs out on a; b sees them go, and remembers them.
-        t1.send("logout")
-        await t1.expect(r"Goodbye, columbia!\r\n")
-        await t1.closed
-        await settles(t2, whoelse, [])
-        self.assertEqual(await wholast(t2), ["columbia (offline)"])
-
-        # The keyboard interrupt on b lets seas go: seas can log in again, on a.
-        await t2.close()
-        again = await lab.connect(cluster.port_a)
-        await again.expect(USERNAME)
-        await login_now(again, "seas")
-        self.assertNotIn("already logged in", again.text)
-        self.assertEqual(await whoelse(again), [])
+        await seed_000_sample(self, cluster.lab, cluster.port_a, cluster.port_b, heard_columbia_left)
 
     async def test_seed_001_ex1_ex2_ex3_with_each_user_on_the_other_node_than_the_last(self) -> None:
         """

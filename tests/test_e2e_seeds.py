@@ -10,6 +10,7 @@ columbia's offline message to seas, seas collecting it).
 from __future__ import annotations
 
 import signal
+from collections.abc import Awaitable, Callable
 
 from twisted.trial import unittest
 
@@ -42,92 +43,108 @@ async def type_line(client: LineClient, line: str, reply: str) -> str:
     return m.group(1)
 
 
-class Seed000SampleTests(unittest.TestCase):
+async def seed_000_sample(
+    case: unittest.TestCase,
+    lab: Lab,
+    port_1: int,
+    port_2: int,
+    settled: Callable[[LineClient], Awaitable[None]],
+) -> None:
     """
-    The SAMPLES section: terminal 1 logs in as columbia after a wrong
-    password, finds nobody online and leaves seas a message; terminal 2 first
-    types "columbia" by mistake, then logs in as seas, and the two exchange
-    broadcasts until columbia logs out.
+    The SAMPLES section: terminal 1 (on C{port_1}) logs in as columbia after
+    a wrong password, finds nobody online and leaves seas a message;
+    terminal 2 (on C{port_2}) first types "columbia" by mistake, then logs
+    in as seas, and the two exchange broadcasts until columbia logs out.
+    seas then logs in again on C{port_1}.  The two ports are one server's,
+    or two nodes' of a cluster, where C{settled} waits until terminal 2's
+    node has heard that columbia left.
     """
+    # Terminal 1: columbia, 109bway (wrong), 116bway.
+    t1 = await lab.connect(port_1)
+    await t1.expect(USERNAME)
+    t1.send("columbia")
+    await t1.expect(PASSWORD)
+    t1.send("109bway")
+    await t1.expect(INVALID + r"\r\n" + USERNAME)
+    t1.send("columbia")
+    await t1.expect(PASSWORD)
+    t1.send("116bway")
+    await t1.expect(r"Login successful\. Welcome to chat, columbia!\r\n" + COMMAND)
 
+    # whoelse: nobody else yet.
+    await type_line(t1, "whoelse", r"Nobody else is online\.\r\n")
+    # message seas mo mo da!: seas is offline, so it is kept.
+    await type_line(t1, "message seas mo mo da!", r"seas " + STORED)
+
+    # Terminal 2 types "columbia" first.  The server asks for a password
+    # (it never says who is online before one is given); the next line
+    # of the sample, "seas", is taken as that password and refused like
+    # any wrong one.  The typist then logs in as seas.
+    t2 = await lab.connect(port_2)
+    await t2.expect(USERNAME)
+    t2.send("columbia")
+    await t2.expect(PASSWORD)
+    start = t2.position
+    t2.send("seas")
+    await t2.expect(INVALID + r"\r\n" + USERNAME)
+    case.assertNotIn("logged in", t2.text[start:])
+    t2.send("seas")
+    await t2.expect(PASSWORD)
+    t2.send("summerisover")
+    # seas gets columbia's message from before, as an offline message.
+    await t2.expect(
+        r"Login successful\. Welcome to chat, seas!\r\n"
+        r"You have 1 offline message:\r\n" + offline_line("columbia", "private", "mo mo da!") + COMMAND
+    )
+    # Terminal 1 was not disturbed by the failed attempt on its name.
+    case.assertEqual(await drain(t1), "")
+
+    # broadcast message cao cao da!!: columbia gets it, seas does not.
+    await type_line(t2, "broadcast message cao cao da!!", r"Broadcast to 1 user\.\r\n")
+    await t1.expect(delivered("seas", "broadcast", "cao cao da!!"))
+
+    # broadcast columbia message diao diao da!!!: not our syntax; a usage
+    # hint, and nothing reaches columbia.
+    reply = await type_line(t2, "broadcast columbia message diao diao da!!!", r"[^\r\n]*\r\n")
+    case.assertIn("Usage: broadcast message TEXT | broadcast user USER", reply)
+    case.assertIn("'columbia'", reply)
+
+    # wholast 10: columbia, online.
+    listing = await type_line(t2, "wholast 10", r"Online in the last 10 minutes \(1\):\r\n" + LISTING)
+    case.assertEqual(entries(listing)[1:], ["columbia"])
+
+    received = await drain(t1)
+    case.assertNotIn("diao", received)
+    case.assertNotIn("cao cao", await drain(t2))
+
+    # logout at the first terminal.
+    t1.send("logout")
+    await t1.expect(r"Goodbye, columbia!\r\n")
+    await t1.closed
+
+    # whoelse at the second: nobody now; wholast still remembers columbia.
+    await settled(t2)
+    await type_line(t2, "whoelse", r"Nobody else is online\.\r\n")
+    listing = await type_line(t2, "wholast 10", r"Online in the last 10 minutes \(1\):\r\n" + LISTING)
+    case.assertEqual(entries(listing)[1:], ["columbia (offline)"])
+
+    # <keyboard interrupt> at the second terminal: the client just drops
+    # the connection.  The server lets seas go: seas can log in again.
+    await t2.close()
+    again = await lab.login(port_1, "seas")
+    case.assertNotIn("already logged in", again.text)
+    await type_line(again, "whoelse", r"Nobody else is online\.\r\n")
+
+
+async def _at_once(client: LineClient) -> None:
+    """One server: what one session does, the others see at once."""
+
+
+class Seed000SampleTests(unittest.TestCase):
     async def test_seed_000_samples_two_terminals(self) -> None:
         lab = Lab(self)
         _, port = await lab.start()
-
-        # Terminal 1: columbia, 109bway (wrong), 116bway.
-        t1 = await lab.connect(port)
-        await t1.expect(USERNAME)
-        t1.send("columbia")
-        await t1.expect(PASSWORD)
-        t1.send("109bway")
-        await t1.expect(INVALID + r"\r\n" + USERNAME)
-        t1.send("columbia")
-        await t1.expect(PASSWORD)
-        t1.send("116bway")
-        await t1.expect(r"Login successful\. Welcome to chat, columbia!\r\n" + COMMAND)
-
-        # whoelse: nobody else yet.
-        await type_line(t1, "whoelse", r"Nobody else is online\.\r\n")
-        # message seas mo mo da!: seas is offline, so it is kept.
-        await type_line(t1, "message seas mo mo da!", r"seas " + STORED)
-
-        # Terminal 2 types "columbia" first.  The server asks for a password
-        # (it never says who is online before one is given); the next line
-        # of the sample, "seas", is taken as that password and refused like
-        # any wrong one.  The typist then logs in as seas.
-        t2 = await lab.connect(port)
-        await t2.expect(USERNAME)
-        t2.send("columbia")
-        await t2.expect(PASSWORD)
-        start = t2.position
-        t2.send("seas")
-        await t2.expect(INVALID + r"\r\n" + USERNAME)
-        self.assertNotIn("logged in", t2.text[start:])
-        t2.send("seas")
-        await t2.expect(PASSWORD)
-        t2.send("summerisover")
-        # seas gets columbia's message from before, as an offline message.
-        await t2.expect(
-            r"Login successful\. Welcome to chat, seas!\r\n"
-            r"You have 1 offline message:\r\n" + offline_line("columbia", "private", "mo mo da!") + COMMAND
-        )
-        # Terminal 1 was not disturbed by the failed attempt on its name.
-        self.assertEqual(await drain(t1), "")
-
-        # broadcast message cao cao da!!: columbia gets it, seas does not.
-        await type_line(t2, "broadcast message cao cao da!!", r"Broadcast to 1 user\.\r\n")
-        await t1.expect(delivered("seas", "broadcast", "cao cao da!!"))
-
-        # broadcast columbia message diao diao da!!!: not our syntax; a usage
-        # hint, and nothing reaches columbia.
-        reply = await type_line(t2, "broadcast columbia message diao diao da!!!", r"[^\r\n]*\r\n")
-        self.assertIn("Usage: broadcast message TEXT | broadcast user USER", reply)
-        self.assertIn("'columbia'", reply)
-
-        # wholast 10: columbia, online.
-        listing = await type_line(t2, "wholast 10", r"Online in the last 10 minutes \(1\):\r\n" + LISTING)
-        self.assertEqual(entries(listing)[1:], ["columbia"])
-
-        received = await drain(t1)
-        self.assertNotIn("diao", received)
-        self.assertNotIn("cao cao", await drain(t2))
-
-        # logout at the first terminal.
-        t1.send("logout")
-        await t1.expect(r"Goodbye, columbia!\r\n")
-        await t1.closed
-
-        # whoelse at the second: nobody now; wholast still remembers columbia.
-        await type_line(t2, "whoelse", r"Nobody else is online\.\r\n")
-        listing = await type_line(t2, "wholast 10", r"Online in the last 10 minutes \(1\):\r\n" + LISTING)
-        self.assertEqual(entries(listing)[1:], ["columbia (offline)"])
-
-        # <keyboard interrupt> at the second terminal: the client just drops
-        # the connection.  The server lets seas go: seas can log in again.
-        await t2.close()
-        again = await lab.login(port, "seas")
-        self.assertNotIn("already logged in", again.text)
-        await type_line(again, "whoelse", r"Nobody else is online\.\r\n")
+        await seed_000_sample(self, lab, port, port, _at_once)
 
 
 class Seed001ExampleTests(unittest.TestCase):

@@ -733,14 +733,6 @@ def main(argv: Sequence[str]) -> int:
         if options.workdir is None:
             shutil.rmtree(directory, ignore_errors=True)
     text = document(bench.records, context(options, settings, machine, redis_version, fs), settings)
-    sys.stdout.write("\n" + text)
-    sys.stdout.flush()
-    if options.output:
-        with open(options.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    if options.json:
-        with open(options.json, "w", encoding="utf-8") as f:
-            for r in bench.records:
-                f.write(json.dumps(r) + "\n")
+    report.publish(text, bench.records, options.output, options.json)
     log.info("done in {s:.0f}s", s=time.monotonic() - started)
     return 1 if any(r.get("aborted") for r in bench.records) else 0

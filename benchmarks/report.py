@@ -10,7 +10,9 @@ The table is reStructuredText, so it can be pasted into the README as is.
 
 from __future__ import annotations
 
+import json
 import math
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -228,3 +230,16 @@ def document(records: Sequence[Mapping[str, Any]], context: Sequence[str]) -> st
     if notes:
         parts += ["", "Runs with problems:", ""] + [f"- {n}" for n in notes]
     return "\n".join(parts) + "\n"
+
+
+def publish(text: str, records: Sequence[Mapping[str, Any]], output: str | None, runs: str | None) -> None:
+    """Print a run's table; write it to C{output} and its runs, a JSON line each, to C{runs}, if given."""
+    sys.stdout.write("\n" + text)
+    sys.stdout.flush()
+    if output:
+        with open(output, "w", encoding="utf-8") as f:
+            f.write(text)
+    if runs:
+        with open(runs, "w", encoding="utf-8") as f:
+            for r in records:
+                f.write(json.dumps(r) + "\n")

@@ -110,6 +110,7 @@ class ChatService(Service):
             lambda entries: self.store.save_history(entries),
             "could not keep history",
             lambda older, newer: older + newer,
+            one_at_a_time=True,
         )
         self._broadcasts: list[tuple[IParticipant | None, Delivery]] = []
         #: Broadcasts from users of other nodes, delivered here with ours.
@@ -536,11 +537,13 @@ class TurnBatch(Generic[C]):
     reader that must see them, a shutdown).  Nobody waits for them: a
     failure is logged.
 
-    At the end of a turn, a write is started only when the last one is
-    done; what gathers meanwhile goes in the next, as one.  A store that
-    falls behind (a busy node's Redis connection) then gets fewer, larger
-    writes instead of a queue of small ones in front of everything else it
-    is sent (a heartbeat).  A write someone asks for goes at once.
+    With C{one_at_a_time} (the history), a turn's write is started only
+    when the last one is done; what gathers meanwhile goes in the next, as
+    one.  A store that falls behind (a busy node's Redis connection) then
+    gets fewer, larger writes instead of a queue of small ones.  Without it
+    (last-seen times), each turn's write goes at its end, in order with the
+    store's other writes: once a later write is durable, so is it.  A write
+    someone asks for goes at once.
     """
 
     def __init__(
@@ -550,6 +553,7 @@ class TurnBatch(Generic[C]):
         write: Callable[[C], Deferred[None]],
         what: str,
         merge: Callable[[C, C], C],
+        one_at_a_time: bool = False,
     ) -> None:
         self._clock = clock
         self._empty = empty
@@ -559,6 +563,7 @@ class TurnBatch(Generic[C]):
         self._items = empty()
         self._call: IDelayedCall | None = None
         self._in_flight = 0
+        self._one_at_a_time = one_at_a_time
 
     def pending(self) -> C:
         """What will be written at the end of this turn; add to it."""
@@ -568,7 +573,7 @@ class TurnBatch(Generic[C]):
 
     def _turn_ended(self) -> None:
         self._call = None
-        if not self._in_flight:
+        if not (self._one_at_a_time and self._in_flight):
             self.write()
 
     def write(self) -> Deferred[None]:

@@ -177,6 +177,12 @@ PUBLIC = ""
 
 
 class IStore(Interface):
+    health = Attribute(
+        "A L{chat.server.health.Health}: whether the store works now.  While it "
+        "is down every call fails at once with L{Unavailable}; whoever has "
+        "something to write later waits for it to come back."
+    )
+
     def snapshot() -> Snapshot:
         """The state loaded when the store was opened."""
 
@@ -261,6 +267,12 @@ class IPeers(Interface):
     is at most once (notifications, broadcasts to whoever is online now);
     anything acknowledged to a user is in the store first.
     """
+
+    health = Attribute(
+        "A L{chat.server.health.Health}: whether the other nodes can be reached "
+        "now.  While they cannot, nothing sent to them arrives, and a receipt "
+        "must not count their users."
+    )
 
     def start(listener: IPeerListener) -> Deferred[None]:
         """Join the cluster; fails if its database cannot be reached at all."""

@@ -13,6 +13,8 @@ never with a fixed sleep.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, cast
@@ -22,6 +24,7 @@ from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import Clock, deferLater
+from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
@@ -29,7 +32,7 @@ from zope.interface.verify import verifyObject
 from chat.server.backends import rediskeys as keys
 from chat.server.backends.rediscluster import RESYNC_INTERVAL, RedisCluster, channels
 from chat.server.backends.redisguard import RedisLoginGuard
-from chat.server.backends.redislink import RedisLink, Subscriber
+from chat.server.backends.redislink import REPLY_TIMEOUT, RedisLink, Subscriber
 from chat.server.backends.redisstore import RedisStore
 from chat.server.events import Delivery, Kind
 from chat.server.interfaces import (
@@ -176,16 +179,27 @@ def make_node(
     name: str,
     clock: Clock | None = None,
     make_guard: Callable[[RedisLink, IReactorTime], RedisLoginGuard] | None = None,
+    reply_timeout: float = REPLY_TIMEOUT,
 ) -> Node:
-    """A node wired as C{tap._cluster} wires one, not started; stopped when C{case} ends."""
+    """
+    A node wired as C{tap._cluster} wires one (its connections to Redis in
+    one group), not started; stopped when C{case} ends.
+    """
     if clock is None:
         clock = Clock()
         clock.advance(START)
     endpoint = clientFromString(reactor, server.endpoint)
-    link = RedisLink(endpoint, reactor, description=f"redis of node {name}")
+    link = RedisLink(endpoint, reactor, description=f"redis of node {name}", reply_timeout=reply_timeout)
     store = RedisStore(link)
     guard = make_guard(link, clock) if make_guard is not None else None
-    subscriber = Subscriber(endpoint, reactor, channels(name), description=f"redis subscriber of node {name}")
+    subscriber = Subscriber(
+        endpoint,
+        reactor,
+        channels(name),
+        description=f"redis subscriber of node {name}",
+        group=link.group,
+        reply_timeout=reply_timeout,
+    )
     cluster = RedisCluster(
         name,
         link,
@@ -206,9 +220,10 @@ async def start_node(
     name: str,
     clock: Clock | None = None,
     make_guard: Callable[[RedisLink, IReactorTime], RedisLoginGuard] | None = None,
+    reply_timeout: float = REPLY_TIMEOUT,
 ) -> Node:
     """A node that has joined the cluster on C{server}."""
-    node = make_node(case, server, name, clock, make_guard)
+    node = make_node(case, server, name, clock, make_guard, reply_timeout)
     await node.cluster.start(node.listener)
     return node
 
@@ -586,6 +601,45 @@ class RedisDownTests(ClusterTestCase):
         self.assertTrue(holder(self.server, "seas").startswith("a "))
         await self.a.recovered(self.server, restored)
 
+    async def test_an_outage_is_a_few_lines_in_the_log_not_one_per_message_or_user(self) -> None:
+        said: list[dict[str, Any]] = []
+
+        @implementer(ILogObserver)
+        def observe(event: dict[str, Any]) -> None:
+            if event.get("log_namespace", "").startswith(("chat.server.backends", "chat.server.health")):
+                said.append(event)
+
+        globalLogPublisher.addObserver(observe)
+        self.addCleanup(globalLogPublisher.removeObserver, observe)
+        users = {f"user{i}": participant() for i in range(20)}
+        for name, who in users.items():
+            await self.a.add(name, who)
+        restored = len(self.a.listener.restored)
+        self.server.stop()
+        await until(lambda: not self.a.link.connected, "node a notices Redis is gone")
+        for i in range(100):
+            self.a.cluster.publish([Delivery("user0", f"hello {i}", Kind.BROADCAST, START, f"m-{i}")])
+            self.a.cluster.intro_changed("user0", f"intro {i}")
+        for name, who in users.items():
+            self.a.remove(name, who)
+        self.a.clock.advance(2 * NODE_TIMEOUT / 5)  # two heartbeats and sweeps
+        lines = [formatEvent(e) for e in said]
+        self.assertEqual(len(lines), 3, lines)
+        self.assertIn("is unavailable", lines[0])
+        self.assertEqual(sorted(e.get("kind") for e in said[1:]), ["publish failed", "release failed"])
+        # A minute on, one line each says how many more there were.
+        self.a.clock.advance(60)
+        self.assertEqual(
+            sorted(formatEvent(e) for e in said[3:]),
+            ["publish failed: 99 more in the last 60 s", "release failed: 19 more in the last 60 s"],
+        )
+        self.server.start()
+        await self.a.recovered(self.server, restored)
+        await until(
+            lambda: all(holder(self.server, name) == "" for name in users), "node a releases them all"
+        )
+        self.assertIn("is back after", formatEvent(said[-1]))
+
     async def test_after_the_subscriber_reconnects_every_local_inbox_is_looked_in(self) -> None:
         """Notifications sent while it was away were lost."""
         await self.a.add("columbia", participant())
@@ -602,3 +656,124 @@ class RedisDownTests(ClusterTestCase):
         self.server.command("CLIENT", "KILL", "TYPE", "normal")
         await self.a.recovered(self.server, restored)
         self.assertEqual(self.a.listener.inboxes, ["columbia"])
+
+
+class StaleClaimTests(ClusterTestCase):
+    """
+    Claims of a node in Redis that the node does not hold: left by a login
+    refused while Redis stalled, which Redis ran once it resumed.
+    """
+
+    def leave_stale_claim(self, name: str, node: str = "a") -> None:
+        """A claim of C{node} that it does not know, announced as a claim is."""
+        self.server.command("HSET", keys.ONLINE, name, f"{node} stale-claim")
+        self.server.command("SADD", keys.NODE_USERS + node, name)
+        presence = {"name": name, "online": True, "at": START, "node": node}
+        self.server.command("PUBLISH", keys.PRESENCE_CHANNEL, json.dumps(presence))
+
+    async def test_a_stale_claim_is_released_by_the_nodes_next_heartbeat_on_both_nodes(self) -> None:
+        await self.online_on_a("columbia")
+        self.leave_stale_claim("windows")
+        await until(lambda: "windows" in self.b.cluster.present, "node b sees windows online on node a")
+        await self.assertFailure(self.b.add("windows", participant()), AlreadyOnline)
+        # One heartbeat interval later.
+        self.a.clock.advance(NODE_TIMEOUT / 5)
+        await until(
+            lambda: holder(self.server, "windows") == "", "node a releases the claim it does not hold"
+        )
+        await until(lambda: "windows" not in self.b.cluster.present, "node b sees windows leave")
+        released_at = START + NODE_TIMEOUT / 5
+        self.assertEqual(self.b.listener.presence[-1], ("windows", False, released_at))
+        self.assertEqual(self.b.cluster.last_seen("windows"), released_at)
+        self.assertEqual(float(self.server.command("HGET", keys.LAST_SEEN, "windows")), released_at)
+        # What node a does hold stays.
+        self.assertTrue(holder(self.server, "columbia").startswith("a "))
+        self.assertEqual(self.server.command("SMEMBERS", keys.NODE_USERS + "a"), "columbia")
+        self.assertIn("columbia", self.b.cluster.present)
+        await self.b.add("windows", participant())
+
+    async def test_a_claim_being_made_is_not_taken_for_stale(self) -> None:
+        login = self.a.add("seas", participant())
+        # Sent after the claim, before its answer: Redis holds a claim the node is still making.
+        released = self.a.cluster.reconcile()
+        await login
+        await released
+        self.assertTrue(holder(self.server, "seas").startswith("a "))
+        self.assertIn("seas", self.a.cluster.online)
+
+    async def test_users_of_the_nodes_set_that_it_does_not_hold_are_left_out_of_it(self) -> None:
+        """A name in node a's set held by another node, or by nobody: dropped from the set only."""
+        await self.b.add("google", participant())
+        self.server.command("SADD", keys.NODE_USERS + "a", "google", "nobody")
+        await self.a.cluster.heartbeat()
+        self.assertEqual(self.server.command("SMEMBERS", keys.NODE_USERS + "a"), "")
+        self.assertTrue(holder(self.server, "google").startswith("b "))
+        self.assertEqual(self.server.command("HGET", keys.LAST_SEEN, "google"), "")
+
+    async def test_a_stale_claim_of_this_node_does_not_refuse_a_login_there(self) -> None:
+        self.leave_stale_claim("windows")
+        who = participant()
+        await self.a.add("windows", who)
+        self.assertIs(self.a.cluster.online["windows"], who)
+        claim = holder(self.server, "windows")
+        self.assertTrue(claim.startswith("a ") and claim != "a stale-claim", claim)
+        self.assertEqual(self.server.command("SMEMBERS", keys.NODE_USERS + "a"), "windows")
+        # Held for real now: refused elsewhere, and a heartbeat keeps it.
+        await self.assertFailure(self.b.add("windows", participant()), AlreadyOnline)
+        self.a.clock.advance(NODE_TIMEOUT / 5)
+        await self.a.barrier()
+        self.assertEqual(holder(self.server, "windows"), claim)
+        # The takeover's eviction, sent to node a itself, ends nothing (messages arrive in order).
+        self.b.cluster.intro_changed("seas", "hi")
+        await until(lambda: self.a.listener.intros, "node a hears node b's intro")
+        self.assertEqual(self.a.listener.evictions, [])
+
+    async def test_a_claim_of_another_live_node_still_refuses_a_login(self) -> None:
+        self.leave_stale_claim("windows", node="b")
+        await self.assertFailure(self.a.add("windows", participant()), AlreadyOnline)
+        self.assertEqual(holder(self.server, "windows"), "b stale-claim")
+
+
+class StalledRedisTests(ClusterTestCase):
+    """Redis stops answering (SIGSTOP) for a while: node a gives up on it after a second."""
+
+    async def start_cluster(self) -> None:
+        self.server = redis_server(self)
+        self.a = await start_node(self, self.server, "a", reply_timeout=1.0)
+        self.b = await start_node(self, self.server, "b")
+
+    def pause(self) -> None:
+        assert self.server.process is not None
+        os.kill(self.server.process.pid, signal.SIGSTOP)
+        self.addCleanup(self.resume)
+
+    def resume(self) -> None:
+        if self.server.process is not None and self.server.process.poll() is None:
+            os.kill(self.server.process.pid, signal.SIGCONT)
+
+    async def test_a_claim_run_late_for_a_refused_login_is_released_within_a_heartbeat(self) -> None:
+        """
+        windows logs in on node a while Redis is stalled: refused (Redis did
+        not answer in time), but Redis runs the claim when it resumes.  It
+        must not lock windows out of every node.
+        """
+        restored = len(self.a.listener.restored)
+        self.pause()
+        await self.assertFailure(self.a.add("windows", participant()), Unavailable)
+        self.assertNotIn("windows", self.a.cluster.online)
+        self.resume()
+        await until(
+            lambda: ("windows", True, START) in self.b.listener.presence,
+            "Redis runs the claim late, and says so to node b",
+        )
+        await until(lambda: self.a.cluster.health.available, "node a is back")
+        await self.a.recovered(self.server, restored)
+        self.a.clock.advance(NODE_TIMEOUT / 5)  # one heartbeat
+        await until(lambda: holder(self.server, "windows") == "", "node a releases the late claim")
+        await until(lambda: "windows" not in self.b.cluster.present, "node b sees windows offline")
+        self.assertEqual(self.server.command("SMEMBERS", keys.NODE_USERS + "a"), "")
+        # windows can log in again, on either node.
+        await self.b.add("windows", participant())
+        self.b.remove("windows", self.b.cluster.online["windows"])
+        await self.b.barrier()
+        await self.a.add("windows", participant())

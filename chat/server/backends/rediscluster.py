@@ -12,8 +12,18 @@ not used: a sweep that finds the key gone is all it takes, and it cannot
 be missed.
 
 A node keeps its own copy of who is online elsewhere, kept current by
-presence messages and a full reload every L{RESYNC_INTERVAL} seconds, so
-C{whoelse} and the routing of a message never wait on Redis.
+presence messages and a full reload every L{RESYNC_INTERVAL} seconds (and
+whenever its connections to Redis are back), so C{whoelse} and the routing
+of a message never wait on Redis.
+
+A claim whose answer never came (Redis stalled, the connection was given
+up) may still be run by Redis later, for a login that was refused: nobody
+would hold it, and the user could log in nowhere until the node died.  So
+such a claim is released once Redis is back; the heartbeat counts this
+node's users in Redis and, when the count is not what the node holds,
+releases the claims of this node that it neither holds nor is making; and
+a login refused because of a claim of this very node that it does not know
+takes that claim over.
 """
 
 from __future__ import annotations
@@ -33,8 +43,9 @@ from zope.interface import implementer
 
 from chat.server.backends import rediskeys as keys
 from chat.server.backends.memory import LocalRegistry
-from chat.server.backends.redislink import RedisLink, Subscriber
+from chat.server.backends.redislink import RedisError, RedisLink, Subscriber
 from chat.server.events import Delivery
+from chat.server.health import Health
 from chat.server.interfaces import (
     AlreadyOnline,
     IFormat,
@@ -45,6 +56,7 @@ from chat.server.interfaces import (
     Snapshot,
     Unavailable,
 )
+from chat.server.quietlog import QuietLog
 
 log = Logger()
 
@@ -56,7 +68,8 @@ _CLAIM = f"""
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
 local mine = ARGV[2] .. ' ' .. ARGV[3]
 if cur == mine then return {{1, ''}} end
-if cur and ARGV[4] ~= '1' then
+-- ARGV[4] '1': a takeover; ARGV[6], if given: the one claim this may replace.
+if cur and ARGV[4] ~= '1' and cur ~= ARGV[6] then
   local holder = string.match(cur, '^(%S+)')
   if redis.call('EXISTS', '{keys.NODE}' .. holder) == 1 then return {{0, cur}} end
 end
@@ -83,11 +96,39 @@ redis.call('PUBLISH', '{keys.PRESENCE_CHANNEL}', ARGV[5])
 return 1
 """
 
+#: Returns whether the node was known (not swept), and how many users
+#: Redis holds for it.
 _HEARTBEAT = """
 local known = redis.call('HEXISTS', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[4])
-return known
+return {known, redis.call('SCARD', KEYS[3])}
+"""
+
+#: Release the claims of this node (ARGV[1]) that it neither holds nor is
+#: making (ARGV[3] on), as a release does, at ARGV[2]; forget users in its
+#: set that another node holds, or nobody.  Returns the names released.
+_RECONCILE = f"""
+local mine = {{}}
+for i = 3, #ARGV do mine[ARGV[i]] = true end
+local released = {{}}
+for _, name in ipairs(redis.call('SMEMBERS', KEYS[3])) do
+  local cur = redis.call('HGET', KEYS[1], name)
+  local node, claim
+  if cur then node, claim = string.match(cur, '^(%S+) (%S+)$') end
+  if node ~= ARGV[1] then
+    redis.call('SREM', KEYS[3], name)
+  elseif not mine[claim] then
+    redis.call('HDEL', KEYS[1], name)
+    redis.call('SREM', KEYS[3], name)
+    redis.call('HSET', KEYS[2], name, ARGV[2])
+    redis.call('PUBLISH', '{keys.PRESENCE_CHANNEL}',
+               '{{"name":' .. cjson.encode(name) .. ',"online":false,"at":' .. ARGV[2] ..
+               ',"node":' .. cjson.encode(ARGV[1]) .. '}}')
+    table.insert(released, name)
+  end
+end
+return released
 """
 
 #: Release the users of every node whose heartbeat has expired (or of the
@@ -153,7 +194,8 @@ class RedisCluster:
     broadcasts); C{store_link}, the store's (by default the same), carries
     the inbox notifications, which must follow the store's writes.  Apart,
     a node busy writing history cannot delay its own heartbeat behind it
-    and be taken for dead.
+    and be taken for dead.  Its L{health} is that of C{link}'s group: the
+    node's connections to Redis, together.
     """
 
     def __init__(
@@ -182,16 +224,23 @@ class RedisCluster:
         self._present = _Present(self._local.online, self._remote)
         #: This node's claims: name to claim token.
         self._claims: dict[str, str] = {}
-        #: Claims to release that could not be released yet (Redis away).
-        self._unreleased: dict[str, str] = {}
+        #: Claims being made: claim token to name.
+        self._claiming: dict[str, str] = {}
+        #: Claims to release once Redis is back, as (name, claim): releases
+        #: that failed, and claims whose answer was lost (Redis may run
+        #: them late, for a login that was refused).
+        self._unreleased: dict[tuple[str, str], None] = {}
         self._pending: set[Deferred[Any]] = set()
         #: Inbox notifications of this turn: node to users.
         self._to_notify: dict[str, set[str]] = {}
         self._listener: IPeerListener | None = None
+        #: What fails once per message or user while Redis is away: a line a minute.
+        self._quiet = QuietLog(log, clock)
         self._claim = link.script(_CLAIM)
         self._release = link.script(_RELEASE)
         self._heartbeat_script = link.script(_HEARTBEAT)
         self._sweep_script = link.script(_SWEEP)
+        self._reconcile_script = link.script(_RECONCILE)
         self._heartbeat = LoopingCall(self.heartbeat)
         self._sweeper = LoopingCall(self.sweep)
         self._resync = LoopingCall(self.resync)
@@ -204,9 +253,18 @@ class RedisCluster:
             self.store_link.on_connect(self._subscribed)
         subscriber.receiver = self.message
         subscriber.on_connect(self._subscribed)
+        # Once all of them are back (and have recovered), the view is
+        # reloaded: presence messages were lost meanwhile.
+        groups = {id(g): g for g in (link.group, self.store_link.group, subscriber.group)}
+        for group in groups.values():
+            group.health.watch(self._health_changed)
 
     def __repr__(self) -> str:
         return f"<RedisCluster node {self.node}>"
+
+    @property
+    def health(self) -> Health:
+        return self.link.group.health
 
     # --- IRegistry ---------------------------------------------------------------
 
@@ -232,11 +290,23 @@ class RedisCluster:
             return fail(AlreadyOnline(name))
         claim = os.urandom(8).hex()
         presence = self._presence_message(name, True, now)
-        d = self._claim([keys.ONLINE], [name, self.node, claim, "1" if takeover else "0", presence])
+        self._claiming[claim] = name
+        d = self._send_claim(name, claim, takeover, presence)
 
-        def claimed(result: list[Any]) -> None:
-            ok, _ = result
+        def claimed(result: list[Any], retry: bool = True) -> Deferred[None] | None:
+            ok, holder = result
             if not int(ok):
+                if retry and self._stale(name, holder):
+                    # A claim of this node that it does not know: one made
+                    # for a login refused when its answer was lost, run by
+                    # Redis late.  Nobody holds it; this login takes it over.
+                    self._quiet.info(
+                        "stale claim taken over",
+                        "a claim of {user} left by a refused login was taken over",
+                        user=name,
+                    )
+                    again = self._send_claim(name, claim, False, presence, replace=holder)
+                    return again.addCallback(claimed, False)
                 raise AlreadyOnline(name)
             old = self._local.online.get(name)
             if old is not None:
@@ -250,8 +320,43 @@ class RedisCluster:
             self._local.add_now(name, participant, now)
             self._claims[name] = claim
             self._remote.pop(name, None)
+            return None
 
-        return d.addCallback(claimed)
+        def settled(result: object) -> object:
+            self._claiming.pop(claim, None)
+            return result
+
+        return d.addCallback(claimed).addBoth(settled)
+
+    def _send_claim(
+        self, name: str, claim: str, takeover: bool, presence: str, replace: str = ""
+    ) -> Deferred[Any]:
+        """
+        Run the claim script.  If it was sent but its answer is lost, Redis
+        may run it still: it is released once Redis is back (only if Redis
+        holds exactly that claim then).
+        """
+        sent = self.link.connected
+        args = [name, self.node, claim, "1" if takeover else "0", presence, replace]
+        d = self._claim([keys.ONLINE], args)
+        if sent:
+            d.addErrback(self._claim_lost, name, claim)
+        return d
+
+    def _claim_lost(self, f: Failure, name: str, claim: str) -> Failure:
+        if f.check(Unavailable):
+            self._unreleased[name, claim] = None
+        return f
+
+    def _stale(self, name: str, holder: str) -> bool:
+        """Whether C{holder} ("<node> <claim>") is this node's, but neither held nor being made."""
+        node, _, claim = holder.partition(" ")
+        return (
+            node == self.node
+            and name not in self._local.online
+            and self._claims.get(name) != claim
+            and claim not in self._claiming
+        )
 
     def remove(self, name: str, participant: IParticipant, now: float) -> None:
         if self._local.online.get(name) is not participant:
@@ -267,8 +372,13 @@ class RedisCluster:
 
         def failed(f: Failure) -> None:
             # Released when Redis is back (see _connected).
-            self._unreleased[name] = claim
-            log.warn("could not release {user} now: {why}", user=name, why=f.getErrorMessage())
+            self._unreleased[name, claim] = None
+            self._quiet.warn(
+                "release failed",
+                "could not release {user} now, will when Redis is back: {why}",
+                user=name,
+                why=f.getErrorMessage(),
+            )
 
         self._track(d.addErrback(failed))
 
@@ -307,7 +417,9 @@ class RedisCluster:
             separators=(",", ":"),
         )
         self.link.execute("PUBLISH", keys.BROADCAST_CHANNEL, message).addErrback(
-            lambda f: log.warn("broadcasts not passed to the other nodes: {why}", why=f.getErrorMessage())
+            lambda f: self._quiet.warn(
+                "publish failed", "broadcasts not passed to the other nodes: {why}", why=f.getErrorMessage()
+            )
         )
 
     def notify(self, names: Sequence[str]) -> None:
@@ -330,7 +442,9 @@ class RedisCluster:
             # next login, or when it drains the inboxes after reconnecting.
             message = json.dumps({"inbox": sorted(users)}, ensure_ascii=False)
             self.store_link.execute("PUBLISH", keys.node_channel(node), message).addErrback(
-                lambda f: log.warn("could not notify a node: {why}", why=f.getErrorMessage())
+                lambda f: self._quiet.warn(
+                    "notify failed", "could not tell a node of new messages: {why}", why=f.getErrorMessage()
+                )
             )
 
     def intro_changed(self, name: str, text: str) -> None:
@@ -349,6 +463,8 @@ class RedisCluster:
         for name, claim in list(self._claims.items()):
             self._release_claim(name, claim, now)
         self._claims.clear()
+        if self.link.connected:
+            self._release_leftovers()
         pending: Deferred[Any] = DeferredList(list(self._pending), consumeErrors=True)
 
         def leave(_: object) -> Deferred[Any]:
@@ -374,24 +490,32 @@ class RedisCluster:
     def _connected(self) -> Deferred[Any]:
         """
         After every connect: clear what a previous life of this node left
-        (once), announce the node, claim again this node's users (Redis may
-        have lost them, or swept them while it could not hear this node),
-        release what could not be released, and reload the view.
+        (once), release what could not be released (before the heartbeat
+        counts this node's users), announce the node, claim again this
+        node's users (Redis may have lost them, or swept them while it could
+        not hear this node), and load the view (at startup; after an
+        outage, once every connection is back: L{_health_changed}).
         """
         d: Deferred[Any] = succeed(None)
-        if self._first:
+        first = self._first
+        if first:
             self._first = False
             d.addCallback(
                 lambda _: self._sweep_script([keys.NODES, keys.ONLINE, keys.LAST_SEEN], ["", self.node])
             )
+        d.addCallback(lambda _: self._release_leftovers())
         d.addCallback(lambda _: self.heartbeat())
         d.addCallback(lambda _: self._reclaim())
-        d.addCallback(lambda _: self._release_leftovers())
-        d.addCallback(lambda _: self.resync())
+        if first:
+            d.addCallback(lambda _: self.resync())
         # Notifications that came while commands could not be sent were
         # not acted on: look in every inbox here now.
         d.addCallback(lambda _: self._subscribed())
         return d
+
+    def _health_changed(self, available: bool) -> None:
+        if available and self._listener is not None and not self._stopping:
+            self.resync()
 
     def _reclaim(self) -> Deferred[Any]:
         now = self.clock.seconds()
@@ -417,26 +541,59 @@ class RedisCluster:
     def _release_leftovers(self) -> None:
         now = self.clock.seconds()
         leftovers, self._unreleased = self._unreleased, {}
-        for name, claim in leftovers.items():
+        for name, claim in leftovers:
             self._release_claim(name, claim, now)
 
     def heartbeat(self) -> Deferred[Any]:
         ttl = int(self.timeout * 1000 / 2)
         d = self._heartbeat_script(
-            [keys.NODE + self.node, keys.NODES], [self.node, self._instance, ttl, repr(self.clock.seconds())]
+            [keys.NODE + self.node, keys.NODES, keys.NODE_USERS + self.node],
+            [self.node, self._instance, ttl, repr(self.clock.seconds())],
         )
 
-        def beat(known: Any) -> Deferred[Any] | None:
-            if not int(known) and self._claims:
+        def beat(reply: list[Any]) -> Deferred[Any] | None:
+            known, count = int(reply[0]), int(reply[1])
+            if not known and self._claims:
                 # Swept by the others while this node could not reach Redis.
                 log.warn("node {node} was taken for dead; announcing its users again", node=self.node)
                 return self._reclaim()
+            if count != len(self._claims) + len(self._claiming):
+                return self.reconcile()
             return None
 
         return d.addCallback(beat).addErrback(self._beat_failed)
 
+    def reconcile(self) -> Deferred[Any]:
+        """
+        Release the claims of this node in Redis that it neither holds nor
+        is making: a claim run late for a login that was refused, a release
+        lost.  Run when the heartbeat finds Redis counting other users for
+        this node than it has, so within one heartbeat of it happening.
+        """
+        now = repr(self.clock.seconds())
+        mine = [*self._claims.values(), *self._claiming]
+        d = self._reconcile_script(
+            [keys.ONLINE, keys.LAST_SEEN, keys.NODE_USERS + self.node], [self.node, now, *mine]
+        )
+
+        def released(names: list[str]) -> None:
+            if names:
+                self._quiet.info(
+                    "stale claims",
+                    "released {count} claims of this node that it did not hold: {users}",
+                    count=len(names),
+                    users=", ".join(sorted(names)),
+                )
+
+        return d.addCallback(released).addErrback(self._beat_failed)
+
     def _beat_failed(self, f: Failure) -> None:
-        if not f.check(Unavailable):
+        if f.check(RedisError):
+            # Redis refused (out of memory, a script killed): once a minute.
+            self._quiet.warn(
+                "heartbeat failed", "Redis refused a heartbeat, sweep or reload: {why}", why=str(f.value)
+            )
+        elif not f.check(Unavailable):
             log.failure("heartbeat failed", f)
 
     def sweep(self) -> Deferred[Any]:

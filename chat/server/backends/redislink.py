@@ -1,135 +1,278 @@
 """
-One connection to Redis, kept alive, for a node of a cluster.
+A node's connections to Redis, kept alive together.
 
-txredisapi speaks the protocol; this module decides what a command does
-while Redis is away.  Its own connection handler queues a command until a
-connection comes back, which would leave a user waiting for as long as
-Redis is down; here a command sent without a connection fails at once with
-L{Unavailable}, so the session can say so in one line.
-
-Everything goes over one connection: Redis answers in order on a
-connection, so a write is always seen by the reads sent after it (an inbox
+Each L{RedisLink} is one connection: Redis answers a connection's commands
+in order, so a write is always seen by the reads sent after it (an inbox
 entry removed is never read again), and a C{WAITAOF} waits for the writes
-before it.  txredisapi's pool would send each command on any connection.
+before it.  A command sent without a connection fails at once with
+L{Unavailable}: a user is told in one line instead of waiting for as long
+as Redis is away.  The protocol itself is in L{chat.server.backends.resp}.
 
-The pitfalls Synapse met with txredisapi are handled here: C{AUTH} and
-C{SELECT} are sent by this module after each connect, so a refused password
-is logged and retried with backoff instead of stopping reconnects for good;
-a C{PING} every few seconds, with a reply timeout, notices a connection
-that died without a FIN; and the subscriber re-subscribes after every
-reconnect (L{Subscriber}).
+A node has three connections (the store's, the cluster's, pub/sub), and
+they are useful only together: a login needs the cluster's, a message the
+store's.  So they belong to one L{LinkGroup}, which owns what they share:
+one L{Health} (the outage is said once, and its end once, when every
+connection is back and has recovered), and one L{Backoff}.  When any
+connection is lost, every connection that is down is tried again at once
+after the backoff's delay, and as soon as one gets through the others
+still down try again too, so they come back together.  Between attempts
+nothing runs but the one timer of the next attempt, and an attempt that
+fails is not logged: an outage of any length costs a few lines and no CPU.
+
+A connection that dies without a FIN, or a Redis that stops answering
+(C{SIGSTOP}, a swapped-out host), is noticed by a C{PING} every
+L{PING_INTERVAL} seconds and a reply timeout: a connection whose oldest
+unanswered command is older than L{REPLY_TIMEOUT} is dropped, which fails
+everything outstanding on it with L{Unavailable}.
 """
 
 from __future__ import annotations
 
 import hashlib
 import socket
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
-import txredisapi
-from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorTime, IStreamClientEndpoint
-from twisted.internet.task import LoopingCall
-from twisted.logger import Logger
+from twisted.internet.defer import Deferred, FirstError, fail, gatherResults, succeed
+from twisted.internet.interfaces import (
+    IAddress,
+    IDelayedCall,
+    IProtocol,
+    IReactorTime,
+    IStreamClientEndpoint,
+    ISystemHandle,
+    ITCPTransport,
+    ITransport,
+)
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from chat.server.backends.resp import Parser, ProtocolError, RedisError, encode
+from chat.server.health import Backoff, Health
 from chat.server.interfaces import Unavailable
+from chat.server.quietlog import QuietLog
+
+__all__ = [
+    "PING_INTERVAL",
+    "REPLY_TIMEOUT",
+    "SEND_LIMIT",
+    "LinkGroup",
+    "RedisError",
+    "RedisLink",
+    "Script",
+    "Subscriber",
+    "Unavailable",
+]
 
 log = Logger()
 
-#: Seconds between pings, and how long a reply may take before the
-#: connection is given up as dead and made again.
+#: Seconds between pings of an idle connection.
 PING_INTERVAL = 5.0
+#: Seconds the oldest unanswered command may wait before the connection is
+#: given up as dead (and made again).
 REPLY_TIMEOUT = 10.0
-#: Bytes handed to the kernel at once on the connection to Redis.
+#: Bytes handed to the kernel at once on a connection to Redis.
 SEND_LIMIT = 4 * 1024 * 1024
 
 
-class _Wire:
+def _widen(transport: ITransport) -> None:
     """
-    Reads replies without a reactor turn per value, and writes commands
-    in one piece.
+    Let a connection to Redis send as much at once as the kernel takes.
 
-    txredisapi's own reader pauses the connection after every bulk string
-    and reads the rest of what arrived on the next turn of the reactor, so
-    a reply of N strings takes N turns and 2N C{epoll_ctl} calls: measured,
-    three quarters of a busy node's reactor went there.  This loop reads
-    every complete value of what arrived at once, with txredisapi's own
-    parsing of each line (C{lineReceived}) and each string
-    (C{bulkDataReceived}), and keeps an incomplete string for later.
+    Twisted hands the kernel at most 128 KiB per connection per turn of the
+    reactor; a busy node's turn can last a quarter of a second, and its
+    writes to Redis (history, inboxes) then queue faster than they leave.
+
+    This is the one place in this module that uses a name Twisted does not
+    publish: C{SEND_LIMIT}, the class attribute of
+    C{twisted.internet.abstract.FileDescriptor} that sets that per-turn
+    limit.  A transport without it (TLS, another reactor) keeps its own
+    limit: slower under load, nothing worse.
+    """
+    if hasattr(transport, "SEND_LIMIT"):
+        cast(Any, transport).SEND_LIMIT = SEND_LIMIT  # Twisted's internals: see above.
+    handle = ISystemHandle(transport, None)
+    if handle is None:
+        return
+    try:
+        # And a kernel buffer to match (as far as net.core.wmem_max allows):
+        # Twisted empties it once per turn.
+        cast(socket.socket, handle.getHandle()).setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_LIMIT)
+    except (AttributeError, OSError):
+        pass
+
+
+class _Connection(Protocol):
+    """
+    One connection to Redis: commands out, replies matched to them in the
+    order they were sent.  Everything that arrived in one read is parsed
+    and answered in one pass, without a turn of the reactor per reply.
     """
 
-    line_mode: int
-    bulk_length: int
-    _unread = b""
+    def __init__(self, link: RedisLink) -> None:
+        self._link = link
+        self._clock = link.clock
+        self._timeout = link.reply_timeout
+        self._parser = Parser()
+        #: Each command sent and not yet answered: its Deferred, and when it was sent.
+        self._waiting: deque[tuple[Deferred[Any], float]] = deque()
+        #: Looks at the oldest unanswered command once it may be late.
+        self._watchdog: IDelayedCall | None = None
+        self._pinger: IDelayedCall | None = None
+        self._closing: IDelayedCall | None = None
+        self._closed: list[Deferred[None]] = []
+        #: The transport, as a TCP or unix connection's (it can abort).
+        self._out: ITCPTransport = cast(ITCPTransport, None)
+        #: Why the connection ended, if this side ended it.
+        self._why: str | None = None
+        self.open = False
+
+    def connectionMade(self) -> None:
+        self.open = True
+        self._out = cast(ITCPTransport, self.transport)
+        _widen(self._out)
+        self._link._opened(self)
+
+    def send(self, *args: Any) -> Deferred[Any]:
+        """Send one command; fires with its reply, fails with L{RedisError} or L{Unavailable}."""
+        if not self.open:
+            return fail(Unavailable(f"{self._link.description}: not connected"))
+        d: Deferred[Any] = Deferred()
+        self._waiting.append((d, self._clock.seconds()))
+        if self._watchdog is None:
+            self._watchdog = self._clock.callLater(self._timeout, self._check)
+        self._out.write(encode(*args))
+        return d
 
     def dataReceived(self, data: bytes) -> None:
-        buffer = self._unread + data if self._unread else data
-        at = 0
-        end = len(buffer)
-        while at < end:
-            if self.line_mode:
-                eol = buffer.find(b"\r\n", at)
-                if eol < 0:
-                    break
-                line = buffer[at:eol]
-                at = eol + 2
-                self.lineReceived(line.decode())  # type: ignore[attr-defined]
+        try:
+            replies = self._parser.feed(data)
+        except ProtocolError as e:
+            self.drop(f"Redis sent what is not its protocol: {e}")
+            return
+        waiting = self._waiting
+        for reply in replies:
+            if not waiting:
+                self.drop("Redis sent a reply to no command")
+                return
+            d = waiting.popleft()[0]
+            if isinstance(reply, RedisError):
+                d.errback(reply)
             else:
-                # lineReceived saw "$N": N bytes and CRLF follow.
-                if end - at < self.bulk_length:
-                    break
-                value = buffer[at : at + self.bulk_length - 2]
-                at += self.bulk_length
-                self.bulk_length = 0
-                self.line_mode = 1
-                self.bulkDataReceived(value)  # type: ignore[attr-defined]
-        self._unread = buffer[at:]
+                d.callback(reply)
 
-    def _build_command(self, *args: Any, **kwargs: Any) -> bytes:
-        """
-        A command in Redis's protocol, made with C{bytes} formatting:
-        txredisapi's own made it a piece at a time, and a turn's history
-        (one script call with thousands of arguments) cost a busy node
-        several times what the store's work did.
-        """
-        parts = [b"*%d\r\n" % len(args)]
-        append = parts.append
-        for arg in args:
-            if isinstance(arg, str):
-                data = arg.encode("utf-8")
-            elif isinstance(arg, bytes):
-                data = arg
-            elif isinstance(arg, float):
-                data = repr(arg).encode("ascii")
+    def _check(self) -> None:
+        self._watchdog = None
+        if not self._waiting or not self.open:
+            return
+        late = self._clock.seconds() - self._waiting[0][1]
+        if late >= self._timeout:
+            self.drop(f"no reply in {self._timeout:g} s")
+        else:
+            self._watchdog = self._clock.callLater(self._timeout - late, self._check)
+
+    def start_pinging(self, interval: float) -> None:
+        """A C{PING} every C{interval} seconds while nothing else waits for a reply."""
+
+        def ping() -> None:
+            self._pinger = self._clock.callLater(interval, ping)
+            if not self._waiting:
+                self.send("PING").addErrback(lambda f: None)
+
+        self._pinger = self._clock.callLater(interval, ping)
+
+    def drop(self, why: str) -> None:
+        """Abort the connection, saying C{why} (the first reason given is kept)."""
+        if self._why is None:
+            self._why = why
+        if self.open:
+            self._out.abortConnection()
+
+    def close(self) -> Deferred[None]:
+        """Close after what was written; fires once closed (aborted if Redis does not read it)."""
+        if not self.open:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._closed.append(d)
+        if self._closing is None:
+            if self._why is None:
+                self._why = "closed by this node"
+            self._out.loseConnection()
+            self._closing = self._clock.callLater(self._timeout, self._out.abortConnection)
+        return d
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.open = False
+        for call in (self._watchdog, self._pinger, self._closing):
+            if call is not None and call.active():
+                call.cancel()
+        self._watchdog = self._pinger = self._closing = None
+        why = self._why or f"the connection was lost ({reason.getErrorMessage()})"
+        # The link first, so that whoever is told of a failed command below
+        # finds it disconnected already.
+        self._link._closed(self, why)
+        waiting, self._waiting = self._waiting, deque()
+        for d, _ in waiting:
+            d.errback(Unavailable(f"{self._link.description}: {why}"))
+        closed, self._closed = self._closed, []
+        for d in closed:
+            d.callback(None)
+
+
+class _Subscription(_Connection):
+    """
+    A connection in pub/sub mode: besides the replies to its commands, it
+    receives messages, which go to the link's receiver.
+    """
+
+    #: Confirmations of the last C{SUBSCRIBE} still to come before its reply
+    #: (Redis confirms each channel on its own).
+    _confirmations = 0
+
+    def subscribe(self, channels: Sequence[str]) -> Deferred[Any]:
+        self._confirmations = len(channels)
+        return self.send("SUBSCRIBE", *channels)
+
+    def dataReceived(self, data: bytes) -> None:
+        try:
+            replies = self._parser.feed(data)
+        except ProtocolError as e:
+            self.drop(f"Redis sent what is not its protocol: {e}")
+            return
+        link = cast(Subscriber, self._link)
+        waiting = self._waiting
+        for reply in replies:
+            if type(reply) is list and reply:
+                kind = reply[0]
+                if kind == "message" and len(reply) == 3:
+                    link.message(reply[1], reply[2])
+                    continue
+                if kind == "subscribe" and self._confirmations > 1:
+                    self._confirmations -= 1
+                    continue
+            if not waiting:
+                self.drop("Redis sent a reply to no command")
+                return
+            self._confirmations = 0
+            d = waiting.popleft()[0]
+            if isinstance(reply, RedisError):
+                d.errback(reply)
             else:
-                data = str(arg).encode("utf-8")
-            append(b"$%d\r\n%b\r\n" % (len(data), data))
-        return b"".join(parts)
+                d.callback(reply)
 
 
-class _Protocol(_Wire, txredisapi.RedisProtocol):
-    pass
+class _Factory(Factory):
+    noisy = False  # no line per connection attempt
 
-
-class _Factory(txredisapi.RedisFactory):
-    """A factory of one connection that tells its link when one is usable."""
-
-    def __init__(self, link: RedisLink, protocol: type[Any]) -> None:
-        self.protocol = protocol
-        # convertNumbers off: a message "123" must come back as text, not 123.
-        super().__init__("chat", None, 1, isLazy=True, replyTimeout=REPLY_TIMEOUT, convertNumbers=False)
+    def __init__(self, link: RedisLink) -> None:
         self._link = link
 
-    def addConnection(self, conn: Any) -> None:
-        super().addConnection(conn)
-        if conn in self.pool:
-            self._link._arrived(conn)
-
-    def delConnection(self, conn: Any) -> None:
-        super().delConnection(conn)
-        self._link._departed(conn)
+    def buildProtocol(self, addr: IAddress | None) -> Protocol:
+        conn = self._link._protocol(self._link)
+        conn.factory = self
+        return conn
 
 
 class Script:
@@ -152,20 +295,28 @@ class Script:
 
     def _again(self, f: Failure, keys: Sequence[str], args: Sequence[Any]) -> Deferred[Any] | Failure:
         # Only if someone flushed the script cache by hand.
-        if f.check(txredisapi.ResponseError) and "NOSCRIPT" in str(f.value):
+        if f.check(RedisError) and str(f.value).startswith("NOSCRIPT"):
             return self._link.execute("EVAL", self.source, len(keys), *keys, *args)
         return f
 
 
+def _first_error(f: Failure) -> Failure:
+    error = f.value
+    return error.subFailure if isinstance(error, FirstError) else f
+
+
 class RedisLink:
     """
-    The node's connection to Redis, made again with backoff whenever it is
-    lost.  C{ready} hooks run on every new connection, before any command
-    of the node's own goes over it: the cluster uses them to re-announce
-    its users after Redis comes back.
+    One connection of the node to Redis, made again whenever it is lost
+    (when, is its L{LinkGroup}'s to decide).
+
+    C{on_connect} hooks run on every new connection, once it is
+    authenticated and before any command of the node's own goes over it:
+    the cluster uses them to announce its users again after Redis comes
+    back.  C{reply_timeout} and C{ping_interval} are there for tests.
     """
 
-    protocol: type[Any] = _Protocol
+    _protocol: type[_Connection] = _Connection
 
     def __init__(
         self,
@@ -174,21 +325,39 @@ class RedisLink:
         password: str | None = None,
         db: int = 0,
         description: str = "redis",
+        group: LinkGroup | None = None,
+        *,
+        reply_timeout: float = REPLY_TIMEOUT,
+        ping_interval: float = PING_INTERVAL,
     ) -> None:
         self._endpoint = endpoint
-        self._clock = clock
+        self.clock = clock
         self._password = password
         self._db = db
         self.description = description
-        self._conn: Any = None
-        self._factory: _Factory | None = None
-        self._first: Deferred[None] | None = None
+        self.reply_timeout = reply_timeout
+        self.ping_interval = ping_interval
+        #: The connections that come and go with this one (just this one if not given).
+        self.group = group if group is not None else LinkGroup(description, clock)
+        self._factory = _Factory(self)
         self._hooks: list[Callable[[], Deferred[Any] | None]] = []
         self._lost_hooks: list[Callable[[], None]] = []
         self._scripts: list[Script] = []
-        self._pinger = LoopingCall(self._ping)
-        self._pinger.clock = clock
-        self._was_connected = False
+        #: The connection commands go over: its handshake is done.
+        self._conn: _Connection | None = None
+        #: The connection being made or used, from when it opens.
+        self._open: _Connection | None = None
+        #: The attempt in flight (connecting, shaking hands), if any.
+        self._attempt: Deferred[_Connection] | None = None
+        #: Whether it should be connected: from its first connection to stop().
+        self._wanted = False
+        #: Whether the hooks have run on the connection.
+        self._ready = False
+        self._first: Deferred[None] | None = None
+        self.group._add(self)
+
+    def __repr__(self) -> str:
+        return f"<RedisLink {self.description}: {'connected' if self.connected else 'not connected'}>"
 
     @property
     def connected(self) -> bool:
@@ -205,154 +374,239 @@ class RedisLink:
         script = Script(self, source)
         self._scripts.append(script)
         if self._conn is not None:
-            self._load(self._conn, [script])
+            self._conn.send("SCRIPT", "LOAD", source).addErrback(self._not_loaded)
         return script
 
-    def _load(self, conn: Any, scripts: Sequence[Script]) -> None:
-        for script in scripts:
-            conn.execute_command("SCRIPT", "LOAD", script.source).addErrback(
-                lambda f: log.warn(
-                    "could not load a script into {redis}: {why}",
-                    redis=self.description,
-                    why=f.getErrorMessage(),
-                )
+    def _not_loaded(self, f: Failure) -> None:
+        if not f.check(Unavailable):
+            log.warn(
+                "could not load a script into {redis}: {why}", redis=self.description, why=f.getErrorMessage()
             )
 
     def start(self) -> Deferred[None]:
         """
-        Connect; fires once the first connection is ready, fails if the
-        first attempt fails (Redis down, wrong password): at startup that
-        is a configuration mistake to report, not something to wait out.
+        Connect; fires once the first connection is ready (its hooks have
+        run), fails if the first attempt fails (Redis down, a wrong
+        password): at startup that is a configuration mistake to report,
+        not something to wait out.
         """
-        self._first = Deferred()
-        self._factory = _Factory(self, self.protocol)
-        self._factory.startConnecting(self._endpoint)
-        for slot in self._factory.slots:
-            slot.service.whenConnected(failAfterFailures=1).addErrback(self._failed_first)
-        return self._first
-
-    def _failed_first(self, f: Failure) -> None:
-        first, self._first = self._first, None
-        if first is not None:
-            first.errback(f)
+        if self._first is not None or self._wanted:
+            raise RuntimeError(f"{self.description} is started already")
+        first: Deferred[None] = Deferred()
+        self._first = first
+        self._try()
+        return first
 
     def stop(self) -> Deferred[None]:
-        if self._pinger.running:
-            self._pinger.stop()
-        factory, self._factory = self._factory, None
-        self._conn = None
-        if factory is None:
+        """Close the connection, and make none again; fires once it is closed."""
+        self._wanted = False
+        first, self._first = self._first, None
+        attempt = self._attempt
+        if attempt is not None and self._open is None:
+            attempt.cancel()  # still connecting
+        conn = self._open
+        self.group._review()
+        if first is not None:
+            first.errback(Unavailable(f"{self.description} was stopped before it connected"))
+        if conn is None:
             return succeed(None)
-        return factory.disconnect().addErrback(lambda f: None)
+        return conn.close()
 
     def execute(self, *args: Any) -> Deferred[Any]:
         """Send one command; fails with L{Unavailable} at once without a connection."""
         conn = self._conn
-        if conn is None or not conn.connected:
+        if conn is None:
             return fail(Unavailable(f"{self.description} is not connected"))
-        try:
-            d: Deferred[Any] = conn.execute_command(*args)
-        except txredisapi.ConnectionError as e:
-            return fail(Unavailable(str(e)))
-        return d.addErrback(_unavailable)
+        return conn.send(*args)
 
-    # --- connection events ------------------------------------------------------
+    # --- connecting: driven by the group -------------------------------------------
 
-    def _arrived(self, conn: Any) -> None:
-        d = succeed(None)
+    def _try(self) -> None:
+        """One attempt: connect, then C{AUTH}, C{SELECT}, the scripts and a C{PING} at once."""
+        connecting = self._endpoint.connect(self._factory)
+        connecting.addTimeout(self.reply_timeout, self.clock)
+        d = connecting.addCallback(self._shake_hands)
+        self._attempt = d
+        d.addCallbacks(self._through, self._failed)
+
+    def _shake_hands(self, protocol: IProtocol) -> Deferred[_Connection]:
+        conn = cast(_Connection, protocol)
+        steps: list[Deferred[Any]] = []
         if self._password is not None:
-            d.addCallback(lambda _: conn.execute_command("AUTH", self._password))
+            steps.append(conn.send("AUTH", self._password))
         if self._db:
-            d.addCallback(lambda _: conn.execute_command("SELECT", self._db))
-        d.addCallbacks(lambda _: self._usable(conn), lambda f: self._refused(conn, f))
+            steps.append(conn.send("SELECT", self._db))
+        steps.extend(conn.send("SCRIPT", "LOAD", script.source) for script in self._scripts)
+        # Always one command that needs an answer: a connection accepted by
+        # the kernel of a Redis that is stopped is not a working one.
+        steps.append(conn.send("PING"))
+        done = gatherResults(steps, consumeErrors=True)
+        return done.addCallbacks(lambda _: conn, _first_error)
 
-    def _refused(self, conn: Any, f: Failure) -> None:
-        # The password or the database number was refused: say why (never
-        # the password), drop the connection and let the backoff retry.
-        log.error("{redis} refused the connection: {why}", redis=self.description, why=f.getErrorMessage())
-        conn.transport.loseConnection()
-        first, self._first = self._first, None
-        if first is not None:
-            for slot in self._factory.slots if self._factory else ():
-                slot.stop()
-            first.errback(
-                Failure(Unavailable(f"{self.description} refused the connection: {f.getErrorMessage()}"))
-            )
+    def _opened(self, conn: _Connection) -> None:
+        if self._open is not None and self._open is not conn:
+            self._open.drop("replaced by a newer connection")
+        self._open = conn
 
-    def _usable(self, conn: Any) -> Deferred[None]:
-        # Twisted hands the kernel at most 128 KiB per connection per turn
-        # of the reactor; a busy node's turn can last a quarter of a second,
-        # and its writes to Redis (history, inboxes) then queue faster than
-        # they leave.  One connection carries all of them: let it send what
-        # the kernel will take.
-        conn.transport.SEND_LIMIT = SEND_LIMIT
-        try:
-            # And a kernel buffer to match (as far as net.core.wmem_max
-            # allows): Twisted empties it once per turn.
-            conn.transport.socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SEND_LIMIT)
-        except (AttributeError, OSError):
-            pass
-        self._load(conn, self._scripts)
+    def _through(self, conn: _Connection) -> None:
+        self._attempt = None
+        if (not self._wanted and self._first is None) or conn is not self._open or not conn.open:
+            conn.drop("not wanted any more")  # stopped meanwhile
+            return
+        self._wanted = True
         self._conn = conn
-        if self._was_connected:
-            log.info("{redis} is back", redis=self.description)
-        self._was_connected = True
-        if not self._pinger.running:
-            self._pinger.start(PING_INTERVAL, now=False)
+        self._ready = False
+        conn.start_pinging(self.ping_interval)
+        self.group._through(self)
         d: Deferred[Any] = succeed(None)
-        for hook in self._hooks:
+        for hook in list(self._hooks):
             d.addCallback(_run, hook)
         d.addErrback(self._recovery_failed)
-
-        def done(_: object) -> None:
-            first, self._first = self._first, None
-            if first is not None:
-                first.callback(None)
-
-        return d.addCallback(done)
+        d.addCallback(self._recovered, conn)
 
     def _recovery_failed(self, f: Failure) -> None:
-        if f.check(Unavailable):
-            # Lost again already: the next connection recovers.
-            log.warn(
-                "{redis} went away while recovering: {why}", redis=self.description, why=f.getErrorMessage()
-            )
-        else:
+        # Unavailable: lost again already, which the group's health said.
+        if not f.check(Unavailable):
             log.failure("recovering after connecting to {redis}", f, redis=self.description)
 
-    def _departed(self, conn: Any) -> None:
+    def _recovered(self, _: object, conn: _Connection) -> None:
+        if self._conn is conn:
+            self._ready = True
+            self.group._review()
+        first, self._first = self._first, None
+        if first is not None:
+            first.callback(None)
+
+    def _failed(self, f: Failure) -> None:
+        self._attempt = None
+        conn = self._open
+        if conn is not None and conn is not self._conn:
+            conn.drop("the handshake failed")
+        refused = f.check(RedisError) is not None
+        first, self._first = self._first, None
+        if first is not None:
+            # At startup: said by whoever started it, and not tried again.
+            if refused:
+                f = Failure(Unavailable(f"{self.description} refused the connection: {f.getErrorMessage()}"))
+            first.errback(f)
+        elif self._wanted and refused:
+            # The password or the database number was refused: said (never
+            # the password), and tried again with the backoff, since whoever
+            # fixes Redis's side should not have to restart the node too.
+            self.group.quiet.emit(
+                LogLevel.error,
+                "refused",
+                "{redis} refused the connection: {why}",
+                redis=self.description,
+                why=f.getErrorMessage(),
+            )
+        self.group._review()
+
+    def _closed(self, conn: _Connection, why: str) -> None:
+        if conn is self._open:
+            self._open = None
         if conn is not self._conn:
             return
         self._conn = None
-        if self._factory is None:
-            return  # stopping
-        log.warn("lost the connection to {redis}; reconnecting", redis=self.description)
+        self._ready = False
         for hook in self._lost_hooks:
             try:
                 hook()
             except Exception:
                 log.failure("handling the loss of {redis}", redis=self.description)
+        if self._wanted:
+            self.group._lost(why)
 
-    def _ping(self) -> None:
-        # A reply that does not come within REPLY_TIMEOUT aborts the
-        # connection (txredisapi's reply timeout), and reconnecting starts.
-        if self._conn is not None:
-            self.execute("PING").addErrback(lambda f: None)
+    @property
+    def _down(self) -> bool:
+        """Wanted, not connected, and not being connected."""
+        return self._wanted and self._conn is None and self._attempt is None
 
 
 def _run(_: object, hook: Callable[[], Deferred[Any] | None]) -> Deferred[Any] | None:
     return hook()
 
 
-def _unavailable(f: Failure) -> Failure:
-    if f.check(txredisapi.ConnectionError):
-        return Failure(Unavailable(f.getErrorMessage()))
-    return f
+class LinkGroup:
+    """
+    All the connections of one node to one Redis: they are down together
+    and come back together.
 
+    One L{Health} says so, once each way: down when any of them is lost, up
+    when every one is connected again and its hooks have run.  One
+    L{Backoff} spaces the attempts: each tries every connection that is
+    down, and one that gets through makes the others still down try again
+    at once.  While down, the only thing scheduled is the next attempt.
+    """
 
-class _SubscriberProtocol(_Wire, txredisapi.SubscriberProtocol):
-    def messageReceived(self, pattern: Any, channel: str, message: str) -> None:
-        self.factory._link.message(channel, message)
+    def __init__(
+        self,
+        description: str,
+        clock: IReactorTime,
+        backoff: Backoff | None = None,
+        random: Callable[[], float] | None = None,
+    ) -> None:
+        #: Whether Redis can be used, as the rest of the node asks.
+        self.health = Health(description, clock)
+        #: Lines that could repeat with every attempt (a refused password).
+        self.quiet = QuietLog(log, clock)
+        self._clock = clock
+        self._backoff = backoff if backoff is not None else Backoff(first=0.25, most=5.0)
+        self._random = random
+        self._links: list[RedisLink] = []
+        self._retry: IDelayedCall | None = None
+        #: Set while attempts are being started, so that one failing at
+        #: once does not schedule the next round before the others are tried.
+        self._trying = False
+
+    def __repr__(self) -> str:
+        return f"<LinkGroup {self.health.what}: {len(self._links)} links>"
+
+    @property
+    def links(self) -> tuple[RedisLink, ...]:
+        return tuple(self._links)
+
+    def _add(self, link: RedisLink) -> None:
+        self._links.append(link)
+
+    def _lost(self, why: str) -> None:
+        self.health.lost(why)
+        self._review()
+
+    def _through(self, link: RedisLink) -> None:
+        """C{link} got through: Redis is there, so the others still down try now."""
+        self._try_all()
+
+    def _again(self) -> None:
+        self._retry = None
+        self._try_all()
+
+    def _try_all(self) -> None:
+        self._trying = True
+        try:
+            for link in self._links:
+                if link._down:
+                    link._try()
+        finally:
+            self._trying = False
+        self._review()
+
+    def _review(self) -> None:
+        """After any change: schedule the next attempt, or say it is all back."""
+        if self._trying:
+            return
+        wanted = [link for link in self._links if link._wanted]
+        if not any(link._down for link in wanted):
+            if self._retry is not None:
+                if self._retry.active():
+                    self._retry.cancel()
+                self._retry = None
+            if wanted and all(link._ready for link in wanted):
+                self._backoff.reset()
+                self.health.restored()
+            return
+        if self._retry is None and not any(link._attempt is not None for link in wanted):
+            self._retry = self._clock.callLater(self._backoff.next(self._random), self._again)
 
 
 class Subscriber(RedisLink):
@@ -363,7 +617,7 @@ class Subscriber(RedisLink):
     never the only copy of something acknowledged.
     """
 
-    protocol = _SubscriberProtocol
+    _protocol = _Subscription
 
     def __init__(
         self,
@@ -374,15 +628,31 @@ class Subscriber(RedisLink):
         password: str | None = None,
         db: int = 0,
         description: str = "redis",
+        group: LinkGroup | None = None,
+        *,
+        reply_timeout: float = REPLY_TIMEOUT,
+        ping_interval: float = PING_INTERVAL,
     ) -> None:
-        super().__init__(endpoint, clock, password, db, description)
+        super().__init__(
+            endpoint,
+            clock,
+            password,
+            db,
+            description,
+            group,
+            reply_timeout=reply_timeout,
+            ping_interval=ping_interval,
+        )
         self.channels = tuple(channels)
         #: Where each message goes: set by whoever listens.
         self.receiver = receiver
         self.on_connect(self._subscribe)
 
     def _subscribe(self) -> Deferred[Any]:
-        return self.execute("SUBSCRIBE", *self.channels)
+        conn = self._conn
+        if not isinstance(conn, _Subscription):
+            return fail(Unavailable(f"{self.description} is not connected"))
+        return conn.subscribe(self.channels)
 
     def message(self, channel: str, message: str) -> None:
         if self.receiver is None:

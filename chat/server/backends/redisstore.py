@@ -14,8 +14,8 @@ several recipients) is a Lua script.  Times come from the caller, never
 from Redis, so nodes agree with the tests and with each other about what
 has expired even when Redis's clock does not.
 
-Floats are written as C{repr} text, which reads back as the same float:
-txredisapi would write them with C{"%f"} (six decimals) and lose the rest.
+Floats are written as C{repr} text, which reads back as the same float
+(C{"%f"} would keep six decimals and lose the rest).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ from zope.interface import implementer
 from chat.server.backends import rediskeys
 from chat.server.backends.redislink import RedisLink
 from chat.server.events import Delivery, StoredMessage
+from chat.server.health import Health
 from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError
 
 T = TypeVar("T")
@@ -124,6 +125,15 @@ redis.call('HSET', KEYS[1], 'used', '1')
 return {'ok', token[1]}
 """
 
+_REVOKE_TOKENS = """
+-- KEYS[1]: the set of the user's digests; ARGV[1]: the token key prefix.
+for _, digest in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  redis.call('DEL', ARGV[1] .. digest)
+end
+redis.call('DEL', KEYS[1])
+return 1
+"""
+
 
 def _all(ds: Sequence[Deferred[Any]]) -> Deferred[list[Any]]:
     """Wait for commands sent together; the first failure is the failure."""
@@ -151,7 +161,9 @@ class RedisStore:
 
     It owns nothing but its scripts: the link belongs to the cluster, which
     starts and stops it.  While Redis is away every call fails at once with
-    L{Unavailable} rather than waiting for it to come back.
+    L{Unavailable} rather than waiting for it to come back, and L{health}
+    (the health of the node's connections to Redis together) says when it
+    is.
     """
 
     #: Follow each write the caller is told is durable with C{WAITAOF}, so it
@@ -169,6 +181,11 @@ class RedisStore:
         self._read_history = link.script(_READ_HISTORY)
         self._save_token = link.script(_SAVE_TOKEN)
         self._use_token = link.script(_USE_TOKEN)
+        self._revoke_tokens = link.script(_REVOKE_TOKENS)
+
+    @property
+    def health(self) -> Health:
+        return self._link.group.health
 
     def load(self) -> Deferred[Snapshot]:
         """
@@ -283,6 +300,10 @@ class RedisStore:
         keys = [rediskeys.TOKEN + digest, rediskeys.TOKENS_OF + name]
         args = [rediskeys.TOKEN, name, digest, repr(float(expires)), repr(float(now)), keep]
         return self._durable(self._save_token(keys, args)).addCallback(_none)
+
+    def revoke_tokens(self, name: str) -> Deferred[None]:
+        revoked = self._revoke_tokens([rediskeys.TOKENS_OF + name], [rediskeys.TOKEN])
+        return self._durable(revoked).addCallback(_none)
 
     def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]:
         def answer(reply: list[str]) -> tuple[str | None, str]:

@@ -120,6 +120,7 @@ class ServerProcess:
         self.exit: Failure | None = None
         self._listening: defer.Deferred[int] | None = None
         self._exit_waiters: list[defer.Deferred[None]] = []
+        self._log_waiters: list[tuple[re.Pattern[bytes], int, defer.Deferred[re.Match[bytes]]]] = []
         self._transport: Any = None
 
     @property
@@ -166,6 +167,15 @@ class ServerProcess:
 
     def _output(self, data: bytes) -> None:
         self.log += data
+        if self._log_waiters:
+            still = []
+            for pattern, start, d in self._log_waiters:
+                m = pattern.search(self.log, start)
+                if m is not None:
+                    d.callback(m)
+                else:
+                    still.append((pattern, start, d))
+            self._log_waiters = still
         if self._listening is None or self._listening.called:
             return
         if self.port is None:
@@ -222,6 +232,28 @@ class ServerProcess:
             return failure
 
         return timeout_deferred(d, timeout, "the server to exit").addErrback(forget)
+
+    def expect_log(
+        self, pattern: str, timeout: float = 10, since: int = 0
+    ) -> defer.Deferred[re.Match[bytes]]:
+        """Wait until the server's output, from byte C{since} on, matches C{pattern}."""
+        compiled = re.compile(pattern.encode("utf-8"))
+        d: defer.Deferred[re.Match[bytes]] = defer.Deferred()
+        m = compiled.search(self.log, since)
+        if m is not None:
+            d.callback(m)
+            return d
+        self._log_waiters.append((compiled, since, d))
+
+        def forget(failure: Failure) -> Failure:
+            self._log_waiters = [w for w in self._log_waiters if w[2] is not d]
+            return failure
+
+        return timeout_deferred(d, timeout, lambda: f"{pattern!r} in the server's log").addErrback(forget)
+
+    def send_signal(self, sig: int) -> None:
+        """Send C{sig} and return at once (L{signal} waits for the process to end)."""
+        self._transport.signalProcess(sig)
 
     def signal(self, sig: int, timeout: float = 20) -> defer.Deferred[None]:
         """Send C{sig}; fires once the process has ended."""

@@ -1,7 +1,8 @@
 """
 What survives the server: restarts after SIGKILL and SIGTERM keep offline
 messages, last-seen times and intros; SIGTERM and SIGINT say goodbye to every
-connection and exit cleanly.
+connection and exit cleanly; SIGHUP reloads the users file, and no signal an
+operator sends by habit ends the server without a goodbye.
 """
 
 from __future__ import annotations
@@ -145,3 +146,56 @@ class ShutdownTests(unittest.TestCase):
 
     async def test_sigint_says_goodbye_to_every_connection_and_exits_cleanly(self) -> None:
         await self._goodbye_to_everyone(signal.SIGINT)
+
+
+class HabitualSignalTests(unittest.TestCase):
+    """kill -HUP, -USR1, -USR2: the server goes on, and says what it did."""
+
+    async def test_sighup_reloads_the_users_file_with_everyone_still_connected(self) -> None:
+        lab = Lab(self)
+        server, port = await lab.start()
+        columbia = await lab.login(port, "columbia")
+        seas = await lab.login(port, "seas")
+        with open(server.users_path, "a") as f:
+            f.write("newcomer firstday1\n")
+        with open(server.users_path) as f:
+            kept = [line for line in f if not line.startswith("seas ")]
+        with open(server.users_path, "w") as f:
+            f.writelines(kept)
+        mark = len(server.log)
+        server.send_signal(signal.SIGHUP)
+        await server.expect_log(r"reloaded .*added newcomer, removed seas", since=mark)
+        await seas.expect(r"The user seas no longer exists on this server; this session is closed\.\r\n")
+        await seas.closed
+        newcomer = await lab.login(port, "newcomer", "firstday1")
+        newcomer.send("whoelse")
+        await newcomer.expect(r"Online now \(1\):\r\n  columbia\r\n" + COMMAND)
+        columbia.send("message newcomer welcome")
+        await columbia.expect(r"Sent to newcomer\.\r\n")
+        self.assertTrue(server.running)
+
+    async def test_a_users_file_with_a_mistake_keeps_the_old_users(self) -> None:
+        lab = Lab(self)
+        server, port = await lab.start()
+        with open(server.users_path, "a") as f:
+            f.write("broken-line-without-a-password\n")
+        mark = len(server.log)
+        server.send_signal(signal.SIGHUP)
+        await server.expect_log(r"was not reloaded: .*line \d+: expected '<username> <password>'", since=mark)
+        await lab.login(port, "seas")
+
+    async def test_sigusr1_and_sigusr2_do_not_end_the_server(self) -> None:
+        lab = Lab(self)
+        server, port = await lab.start()
+        columbia = await lab.login(port, "columbia")
+        for sig, said in (
+            (signal.SIGUSR1, r"no log file to rotate"),
+            (signal.SIGUSR2, r"1 logged in here"),
+            (signal.SIGHUP, r"reloaded"),
+        ):
+            mark = len(server.log)
+            server.send_signal(sig)
+            await server.expect_log(said, since=mark)
+        columbia.send("whoelse")
+        await columbia.expect("Nobody else is online")
+        self.assertTrue(server.running)

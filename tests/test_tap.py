@@ -15,6 +15,7 @@ from twisted.trial import unittest
 from chat.server.backends.memory import MemoryStore
 from chat.server.backends.sqlite import SQLiteStore
 from chat.server.service import ChatService
+from chat.server.signals import Signals
 from chat.server.tap import Listener, Options, endpoint_description, makeService
 
 
@@ -182,7 +183,7 @@ class MakeServiceTests(unittest.TestCase):
         service = makeService(self.options("--database", ":memory:"), MemoryReactorClock())
         collection = IServiceCollection(service)
         kinds = [type(s) for s in collection]
-        self.assertEqual(kinds, [ChatService, Listener])
+        self.assertEqual(kinds, [ChatService, Signals, Listener])
         chat = next(s for s in collection if isinstance(s, ChatService))
         self.assertIsInstance(chat.store, MemoryStore)
         self.assertEqual(set(chat.users), {"columbia"})
@@ -195,7 +196,7 @@ class MakeServiceTests(unittest.TestCase):
         options = self.options("--redis", "tcp:127.0.0.1:6379", "--node", "a", "--database", "/nonexistent/x")
         service = makeService(options, MemoryReactorClock())
         collection = list(IServiceCollection(service))
-        self.assertEqual([type(s) for s in collection], [ChatService, JoinCluster, Listener])
+        self.assertEqual([type(s) for s in collection], [ChatService, Signals, JoinCluster, Listener])
         chat = collection[0]
         assert isinstance(chat, ChatService)
         # --database is not opened: the store is Redis.

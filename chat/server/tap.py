@@ -50,8 +50,10 @@ from chat.server.edges.web import make_site
 from chat.server.edges.writethrough import write_through
 from chat.server.interfaces import IStore, StoreError
 from chat.server.limits import ConnectionCount, Exemptions
+from chat.server.reload import UsersFile
 from chat.server.service import ChatRealm, ChatService
 from chat.server.session import ServerContext, Settings
+from chat.server.signals import Signals
 
 log = Logger()
 
@@ -336,7 +338,9 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         service, guard = _cluster(options, reactor, frozenset(users))
         store = service.store
     tokens = ResumeTokens(store, reactor)
-    portal = Portal(ChatRealm(service), [UsersChecker(users, reactor), TokenChecker(tokens)])
+    checker = UsersChecker(users, reactor)
+    portal = Portal(ChatRealm(service), [checker, TokenChecker(tokens)])
+    users_file = UsersFile(options["users"], checker, service, tokens, reactor)
     settings = Settings(
         limits=Limits(last_hour=options["last-hour"], max_message=options["max-message"]),
         login_timeout=options["login-timeout"],
@@ -351,6 +355,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     top = MultiService()
     service.setServiceParent(top)
+    Signals(reactor, users_file.reload, service.log_status).setServiceParent(top)
     if service.peers is not None:
         JoinCluster(service, options["redis"], reactor).setServiceParent(top)
     # Added last so that they stop first: no new connections during goodbyes.
@@ -371,8 +376,11 @@ def _cluster(options: Options, reactor: Any, users: frozenset[str]) -> tuple[Cha
     password, db = options["redis-password"], options["redis-db"]
     described = f"Redis at {options['redis']}"
     link = RedisLink(endpoint, reactor, password, db, described)
+    # The node's three connections to Redis are down and back together: the
+    # others join the group the store's link made (its health is "Redis at ...").
+    group = link.group
     store = RedisStore(link, options["history"])
-    control = RedisLink(endpoint, reactor, password, db, described + " (cluster)")
+    control = RedisLink(endpoint, reactor, password, db, described + " (cluster)", group)
 
     def wants_waitaof(yes: bool) -> None:
         store.waitaof = yes
@@ -380,7 +388,7 @@ def _cluster(options: Options, reactor: Any, users: frozenset[str]) -> tuple[Cha
     link.on_connect(lambda: check_durability(link, wants_waitaof))
     guard = RedisLoginGuard(control, reactor, options["max-attempts"], options["block-time"])
     subscriber = Subscriber(
-        endpoint, reactor, channels(options["node"]), None, password, db, described + " (pub/sub)"
+        endpoint, reactor, channels(options["node"]), None, password, db, described + " (pub/sub)", group
     )
     cluster = RedisCluster(
         options["node"],

@@ -88,6 +88,8 @@ class Record:
         self.dialogs: list[str] = []
         #: Parsed JSON frames, as ("sent" | "received", message).
         self.frames: list[tuple[str, dict[str, Any]]] = []
+        #: When each of C{frames} was seen (C{time.monotonic()}), in the same order.
+        self.times: list[float] = []
         self.start = time.monotonic()
 
     def note(self, line: str) -> None:
@@ -101,12 +103,18 @@ class Record:
             return
         if isinstance(message, dict):
             self.frames.append((direction, message))
+            self.times.append(time.monotonic())
 
     def sent(self, kind: str) -> list[dict[str, Any]]:
         return [m for d, m in self.frames if d == "sent" and m.get("type") == kind]
 
     def received(self, kind: str) -> list[dict[str, Any]]:
         return [m for d, m in self.frames if d == "received" and m.get("type") == kind]
+
+    def sent_at(self, kind: str) -> list[float]:
+        """When each frame of C{kind} that the page sent was seen (C{time.monotonic()})."""
+        pairs = zip(self.times, self.frames, strict=True)
+        return [t for t, (d, m) in pairs if d == "sent" and m.get("type") == kind]
 
 
 class Browsers:

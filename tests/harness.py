@@ -13,21 +13,37 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
 from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionDone
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
+from twisted.trial import unittest
 from zope.interface import implementer
 
 from chat.server.auth import LoginGuard, PlainSecret, ResumeTokens, Secret, TokenChecker, UsersChecker
 from chat.server.backends.memory import MemoryStore
 from chat.server.edges.tcp import ChatFactory, ChatProtocol
 from chat.server.events import Delivery, StoredMessage
-from chat.server.interfaces import IStore, Snapshot
+from chat.server.interfaces import IStore, Snapshot, Unavailable
 from chat.server.limits import ConnectionCount
 from chat.server.service import ChatRealm, ChatService
 from chat.server.session import ServerContext, Settings
+
+
+def capture_log(case: unittest.TestCase, namespace: str | None = None) -> list[dict[str, Any]]:
+    """Every event logged (in C{namespace}, if given) from now until the end of the test."""
+    events: list[dict[str, Any]] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if namespace is None or event.get("log_namespace") == namespace:
+            events.append(event)
+
+    globalLogPublisher.addObserver(observe)  # type: ignore[arg-type]
+    case.addCleanup(globalLogPublisher.removeObserver, observe)  # type: ignore[arg-type]
+    return events
+
 
 PASSWORDS = {
     "columbia": "116bway",
@@ -72,6 +88,7 @@ class HeldStore:
 
     def __init__(self) -> None:
         self.inner = MemoryStore()
+        self.health = self.inner.health
         self.waiting: list[tuple[Callable[[], Deferred[Any]], Deferred[Any]]] = []
         self.broken = False
 
@@ -116,11 +133,63 @@ class HeldStore:
     def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]:
         return self.inner.save_token(name, digest, expires, now)
 
+    def revoke_tokens(self, name: str) -> Deferred[None]:
+        return self.inner.revoke_tokens(name)
+
     def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]:
         return self.inner.use_token(digest, now)
 
     def close(self) -> Deferred[None]:
         return self.inner.close()
+
+
+class OutageStore(MemoryStore):
+    """
+    A MemoryStore that can be taken down, as a cluster's Redis or a full
+    disk is: while down its health says so and every call fails at once
+    with Unavailable.  C{refused} names the calls made while it was down.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.refused: list[str] = []
+
+    @property
+    def calls_while_down(self) -> int:
+        return len(self.refused)
+
+    def down(self, why: str = "connection refused") -> None:
+        self.health.lost(why)
+
+    def up(self) -> None:
+        self.health.restored()
+
+    def _refused(self, call: str) -> Deferred[Any] | None:
+        if self.health.available:
+            return None
+        self.refused.append(call)
+        return fail(Unavailable(f"{self.health.what} is unavailable"))
+
+    def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
+        return self._refused("save_offline") or super().save_offline(recipients, delivery)
+
+    def offline_for(self, name: str) -> Deferred[list[StoredMessage]]:
+        return self._refused("offline_for") or super().offline_for(name)
+
+    def ack(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
+        return self._refused("ack") or super().ack(messages)
+
+    def set_intro(self, name: str, text: str) -> Deferred[None]:
+        return self._refused("set_intro") or super().set_intro(name, text)
+
+    def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
+        return self._refused("mark_seen") or super().mark_seen(seen)
+
+    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+        return self._refused("save_history") or super().save_history(entries)
+
+    def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
+        return self._refused("history_for") or super().history_for(name, count)
 
 
 class Connection:

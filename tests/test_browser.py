@@ -1,16 +1,20 @@
 """
 The web page in a real browser (Chromium, driven by Playwright) against a
 real ``twistd -n chat --web``, with terminal users on the TCP port beside
-it: chatting, the roster, messages kept while away, blocks, text that looks
-like markup, other origins, a restart of the server, the unread count, a
-phone's screen; and the screenshots in the README.
+it: chatting, the roster, messages kept while away and their
+acknowledgement, presence that follows the reader and the one-click resume
+after an idle logout, receipts of messages that did not reach everyone,
+blocks, text that looks like markup, other origins, a restart of the server,
+the unread count, a phone's screen; and the screenshots in the README.
 
 Each step in the browser runs in the browser's own thread
 (L{tests.browser_support.Browsers}); the test, the servers and the TCP
 users stay in the reactor.  Nothing waits a fixed time: the browser's
 steps wait for the page (Playwright's auto-waiting expectations), the
-reactor's for the server's answers.  Only the countdown of a block is
-measured against the clock.
+reactor's for the server's answers.  Only what is about the clock is
+measured against it: the countdown of a block, a reader who moves the
+pointer for longer than the idle timeout, and the short wait that shows an
+acknowledgement was not sent.
 
 Set C{CHAT_SCREENSHOTS=1} to write docs/screenshot-desktop.png and
 docs/screenshot-phone.png.
@@ -18,6 +22,7 @@ docs/screenshot-phone.png.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -28,7 +33,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, cast
 from urllib.parse import urlsplit
 
-from twisted.internet import reactor
+from twisted.internet import defer, reactor
 from twisted.internet.address import IPv4Address
 from twisted.internet.endpoints import TCP4ServerEndpoint
 from twisted.trial import unittest
@@ -36,13 +41,17 @@ from twisted.web import server as web_server
 from twisted.web import static
 
 from tests.browser_support import Browsers, evidence, expect, first_number, require_browser
-from tests.e2e_helpers import COMMAND, Lab, delivered, pause
+from tests.e2e_helpers import COMMAND, WEB, Lab, delivered, pause
+from tests.redis_support import redis_server
 from tests.support import ROOT, USERS, LineClient, ServerProcess, make_certificate
 
 if TYPE_CHECKING:  # Playwright may be missing when the tests skip
     from playwright.sync_api import Locator, Page
 
 STORED = r"is offline; the message will be delivered when they next log in\."
+
+#: How long the page gathers acknowledgements of live stored messages (chat.js's ACK_DELAY).
+ACK_DELAY_MS = 250
 
 
 # --- steps in the browser's thread ----------------------------------------------
@@ -319,13 +328,376 @@ class AwayTests(BrowserTestCase):
         await google.expect("columbia " + STORED)
         b = await self.browser()
         columbia = await b.run(b.page, "columbia")
+        record = b.record(columbia)
         await b.run(log_in, columbia, url, "columbia")
         await b.run(shows, columbia, "while you were out", "google", "private", True)
         await b.run(shows, columbia, "and one more", "google", "private", True)
+        # Shown, so acknowledged: one ack, with exactly the ids of the offline message.
+        await b.run(b.wait_until, columbia, lambda: bool(record.sent("ack")), "the acknowledgement")
+        [offline] = record.received("offline")
+        ids = [m["id"] for m in offline["messages"]]
+        self.assertEqual(len(ids), 2)
+        self.assertEqual(record.sent("ack"), [{"type": "ack", "ids": ids}])
         # What arrives now is not.
         google.send("message columbia welcome back")
         await google.expect(r"Sent to columbia\.")
         await b.run(shows, columbia, "welcome back", "google", "private", False)
+        # Nor is it acknowledged (it never was in the store): longer than the
+        # page gathers acknowledgements for, and still only the first one.
+        await b.run(columbia.wait_for_timeout, 3 * ACK_DELAY_MS)
+        self.assertEqual(record.sent("ack"), [{"type": "ack", "ids": ids}])
+
+
+def offer(page: Page, seconds: int) -> None:
+    """The page shows the resume offer after an idle logout of C{seconds}, not the chat nor the form."""
+    expect(page.locator("#resume")).to_be_visible()
+    expect(page.locator("#resume-button")).to_have_text("Resume")
+    expect(page.locator("#resume-button")).to_be_enabled()
+    sentence = f"Logged out after {seconds} seconds without a command."
+    expect(page.locator("#resume-text")).to_have_text(sentence)
+    expect(page.locator("#chat")).to_be_hidden()
+    expect(page.locator("#login")).to_be_hidden()
+    expect(page.locator("#password")).to_have_value("")
+
+
+def saved_token(page: Page) -> dict[str, Any] | None:
+    """What the page keeps in sessionStorage to resume with."""
+    raw = page.evaluate("() => sessionStorage.getItem('chat.session')")
+    return None if raw is None else cast("dict[str, Any]", json.loads(raw))
+
+
+class PresenceTests(BrowserTestCase):
+    @evidence
+    async def test_a_reader_who_moves_the_pointer_stays_logged_in_past_the_idle_timeout(self) -> None:
+        """
+        With C{--idle-timeout 3}, a reader who only moves the pointer over
+        the conversation for 9 seconds stays logged in: the page tells the
+        server it is used ("active"), at most once a second (a third of the
+        timeout).  Once the pointer stops, the server logs the page out
+        after the timeout, and the page offers to resume.
+        """
+        _, url = await self.serve("--idle-timeout", "3")
+        b = await self.browser()
+        columbia = await b.run(b.page, "columbia")
+        record = b.record(columbia)
+        await b.run(log_in, columbia, url, "columbia")
+        [hello] = record.received("hello")
+        self.assertEqual(hello["idle_timeout"], 3)
+
+        def read(seconds: float) -> tuple[float, float]:
+            box = columbia.locator("#timeline").bounding_box()
+            assert box is not None
+            start = time.monotonic()
+            moved = start
+            step = 0
+            while time.monotonic() - start < seconds:
+                step += 1
+                x = box["x"] + box["width"] * (0.3 + 0.4 * (step % 2))
+                columbia.mouse.move(x, box["y"] + box["height"] / 2)
+                moved = time.monotonic()
+                columbia.wait_for_timeout(500)
+            return start, moved
+
+        start, last_move = await b.run(read, 9)
+        self.assertEqual(record.received("goodbye"), [])
+        await b.run(lambda: expect(columbia.locator("#chat")).to_be_visible())
+        # Told, but not at every move: at most one a second, each soon after
+        # the last (so well within the timeout).
+        told = [t for t in record.sent_at("active") if t >= start]
+        self.assertGreaterEqual(len(told), 6, told)
+        self.assertLessEqual(len(told), 11, told)
+        gaps = [later - earlier for earlier, later in itertools.pairwise(told)]
+        self.assertTrue(all(0.8 <= gap <= 2.0 for gap in gaps), gaps)
+        self.assertTrue(all(m == {"type": "active"} for m in record.sent("active")))
+
+        # Now left alone: logged out after the timeout, with the offer to resume.
+        def left_alone() -> float:
+            expect(columbia.locator("#resume")).to_be_visible(timeout=10_000)
+            return time.monotonic()
+
+        out = await b.run(left_alone)
+        await b.run(offer, columbia, 3)
+        self.assertEqual([g["reason"] for g in record.received("goodbye")], ["idle"])
+        # The last "active" was sent within a second of the last move; the
+        # server waited 3 s after it.
+        self.assertGreaterEqual(out - last_move, 2.5)
+        self.assertLessEqual(out - last_move, 5.5)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        await b.run(columbia.screenshot, path=os.path.join(directory, "idle-offer-desktop.png"))
+
+    @evidence
+    async def test_an_idle_page_resumes_with_one_click_and_shows_what_came_meanwhile(self) -> None:
+        """
+        With C{--idle-timeout 2}: the page left alone is logged out; it
+        keeps the token that came just before the goodbye.  A message sent
+        to its user meanwhile is stored; one click on Resume brings the
+        chat back without the password, shows the message marked away and
+        acknowledges it, so that a later login does not get it again.
+        """
+        port, url = await self.serve("--idle-timeout", "2")
+        b = await self.browser()
+        columbia = await b.run(b.page, "columbia")
+        record = b.record(columbia)
+        await b.run(log_in, columbia, url, "columbia")
+        await b.run(offer, columbia, 2)
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        await b.run(columbia.screenshot, path=os.path.join(directory, "idle-offer.png"))
+
+        # The token came just before the goodbye, and the page kept it.
+        received = [m for d, m in record.frames if d == "received"]
+        self.assertEqual([m["type"] for m in received[-2:]], ["session", "goodbye"])
+        self.assertEqual(received[-1]["reason"], "idle")
+        token = received[-2]["token"]
+        kept = await b.run(saved_token, columbia)
+        assert kept is not None
+        self.assertEqual((kept["token"], kept["name"], kept["idle"]), (token, "columbia", True))
+
+        google = await self.login(port, "google")
+        google.send("message columbia did you see the news?")
+        await google.expect("columbia " + STORED)
+
+        def resume() -> str:
+            columbia.click("#resume-button")
+            expect(columbia.locator("#chat")).to_be_visible()
+            columbia.screenshot(path=os.path.join(directory, "resumed.png"))
+            expect(columbia.locator("#me")).to_have_text("columbia")
+            shows(columbia, "did you see the news?", "google", "private", away=True)
+            message_id = entry(columbia, "did you see the news?").get_attribute("data-id")
+            assert message_id is not None
+            return message_id
+
+        message_id = await b.run(resume)
+        self.assertEqual(len(record.sent("login")), 1, "the page sent the password again")
+        self.assertEqual([r["token"] for r in record.sent("resume")], [token])
+        self.assertEqual([m["id"] for o in record.received("offline") for m in o["messages"]], [message_id])
+        await b.run(b.wait_until, columbia, lambda: bool(record.sent("ack")), "the acknowledgement")
+        self.assertEqual(record.sent("ack"), [{"type": "ack", "ids": [message_id]}])
+
+        # Left alone again, logged out again (which acknowledges nothing) ...
+        await b.run(offer, columbia, 2)
+        self.assertEqual([g["reason"] for g in record.received("goodbye")], ["idle", "idle"])
+        # ... and a login elsewhere finds the message in the history, no
+        # longer waiting.
+        later = await b.run(b.page, "later")
+        await b.run(log_in, later, url, "columbia")
+        await b.run(shows, later, "did you see the news?", "google", "private", False)
+        again = [m["id"] for o in b.record(later).received("offline") for m in o["messages"]]
+        self.assertNotIn(message_id, again)
+
+    @evidence
+    async def test_a_reload_while_logged_out_for_idleness_offers_the_resume_again(self) -> None:
+        """
+        A reload in the idle state shows the offer again rather than resume
+        by itself.  A token used meanwhile elsewhere is refused on the click:
+        the login form comes back with the server's sentence and the name
+        filled in.  "Log in with a password instead" forgets the token.
+        """
+        _, url = await self.serve("--idle-timeout", "2")
+        b = await self.browser()
+        columbia = await b.run(b.page, "columbia")
+        record = b.record(columbia)
+        await b.run(log_in, columbia, url, "columbia")
+        await b.run(offer, columbia, 2)
+        stored = await b.run(columbia.evaluate, "() => sessionStorage.getItem('chat.session')")
+
+        def reload_offers() -> None:
+            columbia.reload()
+            offer(columbia, 2)
+            expect(columbia.locator("#resume-name")).to_have_text("columbia")
+            expect(columbia.locator("#resume-button")).to_be_focused()
+
+        await b.run(reload_offers)
+        self.assertEqual(record.sent("resume"), [], "the reload resumed by itself")
+
+        # The same token, given to another tab (a phone's, for its picture),
+        # is used there first.
+        def elsewhere() -> Page:
+            other = b.page(
+                "other",
+                viewport={"width": 390, "height": 844},
+                device_scale_factor=2,
+                is_mobile=True,
+                has_touch=True,
+            )
+            other.context.add_init_script(f"sessionStorage.setItem('chat.session', {stored!r});")
+            other.goto(url)
+            offer(other, 2)
+            other.click("#resume-button")
+            expect(other.locator("#chat")).to_be_visible()
+            expect(other.locator("#me")).to_have_text("columbia")
+            return other
+
+        other = await b.run(elsewhere)
+
+        def refused() -> None:
+            columbia.click("#resume-button")
+            expect(columbia.locator("#login")).to_be_visible()
+            expect(columbia.locator("#resume")).to_be_hidden()
+            expect(columbia.locator("#chat")).to_be_hidden()
+            expect(columbia.locator("#login-error")).to_contain_text("That session was resumed already")
+            expect(columbia.locator("#username")).to_have_value("columbia")
+            expect(columbia.locator("#password")).to_have_value("")
+            assert saved_token(columbia) is None
+
+        await b.run(refused)
+
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+
+        # The other tab, idle in turn, takes the password route instead.
+        def decline() -> None:
+            offer(other, 2)
+            expect(other.locator("#resume-when")).to_have_text(re.compile(r"^That was at \d\d:\d\d\.$"))
+            other.screenshot(path=os.path.join(directory, "idle-offer-phone.png"))
+            other.click("#resume-other")
+            expect(other.locator("#login")).to_be_visible()
+            expect(other.locator("#resume")).to_be_hidden()
+            expect(other.locator("#username")).to_have_value("columbia")
+            expect(other.locator("#password")).to_be_focused()
+            assert saved_token(other) is None
+            other.fill("#password", USERS["columbia"])
+            other.click("#login-button")
+            expect(other.locator("#chat")).to_be_visible()
+
+        await b.run(decline)
+
+
+class StoredAckTests(BrowserTestCase):
+    @evidence
+    async def test_messages_from_another_node_are_acknowledged_once_shown(self) -> None:
+        """
+        In a cluster, a message from a user on node b reaches the page on
+        node a through the store, marked C{stored}: the page shows it as it
+        comes (not as away) and acknowledges it, and it leaves the user's
+        inbox in Redis.
+        """
+        redis = redis_server(self)
+        node_a = self.lab.server("--redis", redis.endpoint, "--node", "a", *WEB)
+        node_b = self.lab.server("--redis", redis.endpoint, "--node", "b")
+        self.servers += [node_a, node_b]
+        await defer.gatherResults([node_a.start(), node_b.start()], consumeErrors=True)
+        assert node_b.port is not None
+        url = f"http://127.0.0.1:{node_a.web_port}/"
+        b = await self.browser()
+        columbia = await b.run(b.page, "columbia")
+        record = b.record(columbia)
+        await b.run(log_in, columbia, url, "columbia")
+        google = await self.login(node_b.port, "google")
+
+        # b learns that columbia is online by pub/sub: a moment.
+        deadline = reactor.seconds() + 5
+        while True:
+            start = google.position
+            google.send("whoelse")
+            m = await google.expect(COMMAND)
+            if "columbia" in google.text[start : m.start()]:
+                break
+            self.assertLess(reactor.seconds(), deadline, "node b never saw columbia online")
+            await pause(0.1)
+
+        texts = ["one from node b", "two from node b", "three from node b"]
+        for text in texts:
+            google.send(f"message columbia {text}")
+            await google.expect(r"Sent to columbia\.")
+        for text in texts:
+            await b.run(shows, columbia, text, "google", "private", False)
+        stored = [m for m in record.received("message") if m.get("stored") is True]
+        ids = [m["id"] for m in stored]
+        self.assertEqual([m["text"] for m in stored], texts)
+
+        def acked() -> list[str]:
+            return [i for a in record.sent("ack") for i in a["ids"]]
+
+        await b.run(b.wait_until, columbia, lambda: len(acked()) >= len(ids), "the acknowledgements")
+        self.assertEqual(acked(), ids)
+        # Gathered: fewer acks than messages if any came within the page's delay of another.
+        self.assertLessEqual(len(record.sent("ack")), len(ids))
+
+        deadline = reactor.seconds() + 5
+        while redis.command("XLEN", "chat:inbox:columbia") != "0":
+            self.assertLess(reactor.seconds(), deadline, "the messages stayed in columbia's inbox")
+            await pause(0.1)
+
+
+class ReceiptTests(BrowserTestCase):
+    @evidence
+    async def test_a_message_that_did_not_reach_everyone_says_so(self) -> None:
+        """
+        A receipt with C{failed} (the store failed while the message was on
+        its way) or C{unreachable} (nodes of a cluster out of reach) needs
+        a store failing at that very moment: here the real server's
+        receipts are rewritten on their way to the page, into what such a
+        server sends.  The page shows the sentence under the message, does
+        not show it as delivered, and offers to send it again to those who
+        did not get it.
+        """
+        port, url = await self.serve()
+        seas = await self.login(port, "seas")
+        google = await self.login(port, "google")
+        b = await self.browser()
+        columbia = await b.run(b.page, "columbia")
+        not_sent = (
+            "Sent to seas. Not sent to google: the server cannot reach its database right now; "
+            "please send it to them again."
+        )
+        unreachable = (
+            "Broadcast to 2 users; 3 users on other servers of this chat could not be reached right now "
+            "and did not get it."
+        )
+
+        def rewrite(route: Any) -> None:
+            server = route.connect_to_server()
+
+            def from_server(message: str | bytes) -> None:
+                obj = json.loads(message)
+                if obj.get("type") == "receipt" and sorted(obj.get("delivered", [])) == ["google", "seas"]:
+                    obj.update(delivered=["seas"], failed=["google"], text=not_sent)
+                elif obj.get("type") == "receipt" and obj.get("broadcast") == 2:
+                    obj.update(unreachable=3, text=unreachable)
+                route.send(json.dumps(obj))
+
+            server.on_message(from_server)
+
+        await b.run(columbia.route_web_socket, re.compile(r"/ws$"), rewrite)
+        await b.run(log_in, columbia, url, "columbia")
+
+        def sent_and_told() -> None:
+            send(columbia, "seas", "all good")
+            mine = entry(columbia, "all good", ".mine")
+            expect(mine).to_have_attribute("data-delivery", "delivered")
+            expect(mine.locator(".status")).to_have_count(0)
+
+            # To two people: a "broadcast user ..." (send() expects a private message).
+            columbia.fill("#to", "seas, google")
+            columbia.fill("#message", "agenda for monday")
+            columbia.click("#send")
+            mine = entry(columbia, "agenda for monday", ".mine")
+            expect(mine).to_have_count(1)
+            expect(mine).to_have_attribute("data-delivery", "partial")
+            expect(mine.locator(".status")).to_contain_text(not_sent)
+            expect(mine.locator(".status")).to_have_class(re.compile(r"(^|\s)partial(\s|$)"))
+            again = mine.locator("button.again")
+            expect(again).to_have_text("Send again to google")
+            again.click()
+            expect(columbia.locator("#to")).to_have_value("google")
+            expect(columbia.locator("#message")).to_have_value("agenda for monday")
+            expect(columbia.locator("#message")).to_be_focused()
+            columbia.fill("#message", "")
+
+            send(columbia, "", "fire drill at 3")
+            mine = entry(columbia, "fire drill at 3", ".mine")
+            expect(mine).to_have_attribute("data-delivery", "partial")
+            expect(mine.locator(".status")).to_have_text(unreachable)
+            directory = os.path.abspath(self.mktemp())
+            os.makedirs(directory)
+            columbia.screenshot(path=os.path.join(directory, "partial-receipts.png"))
+
+        await b.run(sent_and_told)
+        # (The server did reach both: only the page was told otherwise.)
+        await seas.expect(delivered("columbia", "broadcast", "agenda for monday"))
+        await google.expect(delivered("columbia", "broadcast", "agenda for monday"))
 
 
 class BlockTests(BrowserTestCase):

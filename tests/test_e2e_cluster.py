@@ -461,6 +461,10 @@ class NodeDeathTests(unittest.TestCase):
 
         await type_line(google, "message columbia one", r"Sent to columbia\.\r\n")
         await columbia.expect(delivered("google", "private", "one"))
+        # It stays in columbia's inbox until columbia has shown they got it:
+        # a terminal shows it with its next line.
+        self.assertEqual(cluster.redis.command("XLEN", "chat:inbox:columbia"), "1")
+        await drain(columbia)
 
         # Shown, and taken out of columbia's inbox, before a dies (so that
         # a repeat of it later would be a repeat, not a retry).

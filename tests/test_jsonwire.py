@@ -29,6 +29,8 @@ from chat.server.edges.jsonwire import (
     JSON,
     PROTOCOL_VERSION,
     REQUEST_TYPES,
+    Ack,
+    Active,
     BadRequest,
     Line,
     Login,
@@ -400,6 +402,9 @@ class HelloAndPromptTests(unittest.TestCase):
             {"type": "hello", "protocol": 1, "server": f"chat {__version__}"},
         )
 
+    def test_hello_says_after_how_long_an_idle_user_is_logged_out(self) -> None:
+        self.assertEqual(json.loads(jsonwire.hello("chat", 1800.0))["idle_timeout"], 1800.0)
+
     def test_the_username_prompt_asks_for_a_login(self) -> None:
         self.assertEqual(
             json.loads(jsonwire.prompt(Ask.USERNAME) or "null"), {"type": "prompt", "for": "login"}
@@ -542,6 +547,20 @@ class RequestTests(unittest.TestCase):
     def test_logout(self) -> None:
         self.assertEqual(request(type="logout"), commands.Logout())
 
+    def test_active_says_the_user_is_there(self) -> None:
+        self.assertEqual(request(type="active"), Active())
+
+    def test_ack_names_the_messages_received(self) -> None:
+        self.assertEqual(request(type="ack", ids=["abc-1", "abc-2"]), Ack(("abc-1", "abc-2")))
+        self.assertEqual(request(type="ack", ids=[]), Ack(()))
+        self.assertEqual(request(type="ack"), BadRequest("missing_field", "ids"))
+        self.assertEqual(
+            request(type="ack", ids="abc-1"), BadRequest("wrong_type", "ids", "a list of message ids")
+        )
+        self.assertEqual(
+            request(type="ack", ids=["abc-1", 2]), BadRequest("wrong_type", "ids", "a list of message ids")
+        )
+
     def test_fields_a_request_does_not_use_are_ignored(self) -> None:
         """A newer client may send more; an older server goes on."""
         self.assertEqual(request(type="whoelse", extra=[1, 2]), commands.WhoElse())
@@ -561,6 +580,8 @@ class RequestTests(unittest.TestCase):
                 "history",
                 "help",
                 "logout",
+                "active",
+                "ack",
             },
         )
 
@@ -729,13 +750,16 @@ field_values = (
 request_objects = st.fixed_dictionaries(
     {"type": st.sampled_from(REQUEST_TYPES)},
     optional={
-        name: field_values for name in ("username", "password", "text", "to", "minutes", "count", "command")
+        name: field_values
+        for name in ("username", "password", "text", "to", "minutes", "count", "command", "ids")
     },
 ) | st.dictionaries(st.text(), json_values, max_size=6)
 
 OUTCOMES = (
     Login,
     Line,
+    Active,
+    Ack,
     *commands.COMMAND_TYPES,
     BadRequest,
     BadUsage,
@@ -751,7 +775,7 @@ class ParseRequestPropertyTests(unittest.TestCase):
         self.assertIsInstance(result, OUTCOMES)
         if isinstance(result, BadRequest):
             jsonwire.render_bad(result)
-        elif not isinstance(result, (Login, Line, *commands.COMMAND_TYPES)):
+        elif not isinstance(result, (Login, Line, Active, Ack, *commands.COMMAND_TYPES)):
             jsonwire.render(result)  # type: ignore[arg-type]
 
     @given(st.text())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
@@ -15,6 +15,7 @@ from chat.server.edges.text import TEXT
 from chat.server.events import Delivery, Goodbye, Kind, StoredMessage
 from chat.server.interfaces import IChatUser, IParticipant
 from chat.server.service import ChatRealm, ChatService
+from tests.harness import capture_log
 
 
 @implementer(IParticipant)
@@ -25,9 +26,14 @@ class Recipient:
 
     def __init__(self) -> None:
         self.received: list[object] = []
+        self.kept: list[StoredMessage] = []
 
     def receive(self, payload: object) -> None:
         self.received.append(payload)
+
+    def handed(self, messages: Sequence[StoredMessage]) -> None:
+        """Stored messages shown: kept for the test to acknowledge."""
+        self.kept.extend(messages)
 
     def goodbye(self, reason: Goodbye) -> Deferred[None]:
         return succeed(None)
@@ -74,13 +80,8 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(writes, [{"columbia": now, "seas": now, "google": now}])
 
     def test_checkpoint_logs_a_summary_instead_of_a_line_per_login(self) -> None:
-        events: list[dict[str, object]] = []
         service = self.service()
-        from twisted.logger import globalLogPublisher
-
-        observer = events.append
-        globalLogPublisher.addObserver(observer)  # type: ignore[arg-type]
-        self.addCleanup(globalLogPublisher.removeObserver, observer)  # type: ignore[arg-type]
+        events = capture_log(self)
         service.startService()
         self.addCleanup(service.stopService)
         self.successResultOf(service.join("columbia", Recipient())).logout()
@@ -181,11 +182,16 @@ class InboxTests(unittest.TestCase):
         self.seas = Recipient()
         self.successResultOf(self.service.join("seas", self.seas))
 
-    def test_what_waits_is_delivered_once_and_forgotten(self) -> None:
-        self.store.save_offline(["seas"], Delivery("columbia", "hi", Kind.PRIVATE, 1.0, "m1", ("seas",)))
+    def test_what_waits_is_handed_over_once_and_forgotten_once_the_user_has_it(self) -> None:
+        hi = Delivery("columbia", "hi", Kind.PRIVATE, 1.0, "m1", ("seas",))
+        self.store.save_offline(["seas"], hi)
         self.service.inbox_ready("seas")
         self.service.inbox_ready("seas")
-        self.assertEqual(self.seas.received, [b"columbia (private): hi\r\n"])
+        self.assertEqual([m.delivery for m in self.seas.kept], [hi])
+        # Still in the inbox until the session says the user has it: a
+        # connection that dropped meanwhile would get it at the next login.
+        self.assertEqual(len(self.successResultOf(self.store.offline_for("seas"))), 1)
+        self.successResultOf(self.service.shown("seas", self.seas.kept))
         self.assertEqual(self.successResultOf(self.store.offline_for("seas")), [])
 
     def test_notifications_during_a_read_make_one_more_read(self) -> None:

@@ -8,23 +8,13 @@ from __future__ import annotations
 import re
 from datetime import datetime, timezone
 
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import formatEvent
 from twisted.trial import unittest
 
 from chat.server.commands import Limits
 from chat.server.edges.text import describe_duration
 from chat.server.session import Settings
-from tests.harness import Connection, Harness, HeldStore
-
-
-def capture_log(case: unittest.TestCase) -> list[dict[str, object]]:
-    """Every event logged from now until the end of the test."""
-    events: list[dict[str, object]] = []
-    observer = events.append
-    globalLogPublisher.addObserver(observer)  # type: ignore[arg-type]
-    case.addCleanup(globalLogPublisher.removeObserver, observer)  # type: ignore[arg-type]
-    return events
-
+from tests.harness import Connection, Harness, HeldStore, capture_log
 
 BIDI_REFUSED = (
     "Characters that change the direction of text (such as U+202E) are not allowed; that line was ignored."
@@ -973,6 +963,7 @@ class HistoryTests(unittest.TestCase):
 
     def test_a_history_asked_in_the_same_read_as_a_broadcast_includes_it(self) -> None:
         """The broadcast is still waiting for the end of the read when history is asked."""
+        self.server.login("seas")
         columbia = self.server.login("columbia")
         columbia.read()
         columbia.send("broadcast message early", "history")

@@ -14,20 +14,21 @@ import time
 from contextlib import closing
 from typing import Any
 
-import txredisapi
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred, gatherResults
-from twisted.internet.task import deferLater
+from twisted.internet.task import Clock, deferLater
+from twisted.logger import formatEvent
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from chat.server.backends import rediskeys
 from chat.server.backends.memory import MemoryStore
-from chat.server.backends.redislink import RedisLink, Unavailable
+from chat.server.backends.redislink import RedisError, RedisLink, Unavailable
 from chat.server.backends.redisstore import TOKEN_MARGIN, RedisStore
 from chat.server.backends.sqlite import SCHEMA_VERSION, SQLiteStore
 from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError
+from tests.harness import capture_log
 from tests.redis_support import RedisServer, connect, redis_server
 
 # The global reactor, typed loosely: it provides every interface used here.
@@ -258,6 +259,15 @@ class StoreContract:
         expected = [(None, "expired"), ("columbia", "reused"), ("columbia", "ok"), ("seas", "ok")]
         self.assertEqual(used, expected)  # type: ignore[attr-defined]
 
+    async def test_revoking_a_users_tokens_forgets_them_all_used_or_not(self) -> None:
+        await self.store.save_token("columbia", "d1", 2000.0, 1000.0)
+        await self.store.use_token("d1", 1100.0)
+        await self.store.save_token("columbia", "d2", 2100.0, 1100.0)
+        await self.store.save_token("seas", "s1", 2200.0, 1200.0)
+        await self.store.revoke_tokens("columbia")
+        used = await self.uses(("d1", 1300.0), ("d2", 1300.0), ("s1", 1300.0))
+        self.assertEqual(used, [(None, "expired"), (None, "expired"), ("seas", "ok")])  # type: ignore[attr-defined]
+
 
 class MemoryStoreTests(StoreContract, unittest.TestCase):
     def make_store(self, history: int = 200) -> Any:
@@ -267,6 +277,15 @@ class MemoryStoreTests(StoreContract, unittest.TestCase):
         snapshot = self.store.snapshot()
         self.assertEqual(snapshot.last_seen, seen)
         self.assertEqual(snapshot.intros, intros)
+
+
+async def until_idle(store: SQLiteStore) -> None:
+    """Wait until the writer thread has nothing queued or running (a probe included)."""
+    for _ in range(500):
+        if store._running is None and not store._queue:
+            return
+        await deferLater(reactor, 0.01, lambda: None)
+    raise AssertionError("the store's writer did not go idle")
 
 
 class SQLiteStoreTests(StoreContract, unittest.TestCase):
@@ -335,6 +354,47 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         await after
         texts = [m.delivery.text for m in await self.store.offline_for("seas")]
         self.assertEqual(texts, ["before", "after"])
+
+    async def test_a_full_disk_takes_the_store_down_and_it_comes_back_by_itself(self) -> None:
+        """
+        SQLite's own "disk is full" (a page limit stands in for the disk):
+        the write fails with Unavailable, said once; while the disk stays
+        full a probe tries again with a backoff; freed, the store is back
+        with nobody else asking.
+        """
+        clock = Clock()
+        store = SQLiteStore(self.path + "-full", reactor, clock=clock)
+        self.addCleanup(store.close)
+        log = capture_log(self, "chat.server.health")
+        await store.save_offline(["seas"], hello(text="fits"))
+        pages = store._conn.execute("PRAGMA page_count").fetchone()[0]
+        store._conn.execute(f"PRAGMA max_page_count = {pages}")
+        big = hello(text="x" * 100_000)
+        refused: Deferred[Any] = store.save_offline(["seas"], big)
+        failure: Any = await self.assertFailure(refused, Unavailable)
+        self.assertIn("full", str(failure))
+        self.assertFalse(store.health.available)
+        await self.assertFailure(store.save_history([(big, ("seas",))]), Unavailable)
+        self.assertEqual(len(log), 1)
+        # The probe (a write the size of a few messages) finds it still full...
+        clock.advance(1.2)
+        await until_idle(store)
+        self.assertFalse(store.health.available)
+        # ...and, once there is room, working.
+        store._conn.execute("PRAGMA max_page_count = 1073741823")
+        clock.advance(2.4)
+        await until_idle(store)
+        self.assertTrue(store.health.available)
+        self.assertIn("is back after", formatEvent(log[-1]))
+        await store.save_offline(["seas"], big)
+        self.assertEqual(len(await store.offline_for("seas")), 2)
+
+    async def test_a_mistake_in_a_statement_is_no_outage(self) -> None:
+        def broken(conn: sqlite3.Connection) -> None:
+            conn.execute("INSERT INTO no_such_table VALUES (1)")
+
+        await self.assertFailure(self.store._submit(broken), sqlite3.OperationalError)
+        self.assertTrue(self.store.health.available)
 
     async def test_close_finishes_queued_work(self) -> None:
         saved = self.store.save_offline(["seas"], hello(text="last words"))
@@ -615,7 +675,7 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
         self.assertEqual(await self.store.offline_for("google"), [])
 
     async def test_text_that_looks_like_a_number_comes_back_as_the_same_text(self) -> None:
-        """The link has convertNumbers off: "123" is not the number 123, nor "1e5" 100000.0."""
+        """A bulk string is text: "123" is not the number 123, nor "1e5" 100000.0."""
         other = await self.other_store()
         await self.store.save_offline(["007"], Delivery("123", "1e5", Kind.PRIVATE, 1.0, "42", ("007",)))
         [m] = await other.offline_for("007")
@@ -697,7 +757,7 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
             if version >= (7, 2):
                 await saved
             else:
-                failure = await self.assertFailure(saved, txredisapi.ResponseError)
+                failure = await self.assertFailure(saved, RedisError)
                 self.assertIn("waitaof", str(failure).lower())
 
     async def test_a_stopped_redis_fails_each_call_with_unavailable(self) -> None:

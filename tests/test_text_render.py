@@ -20,6 +20,7 @@ from chat.server.commands import Limits
 from chat.server.edges import text
 from chat.server.edges.text import TEXT, encode, render
 from chat.server.events import (
+    Arrived,
     Ask,
     BadUsage,
     Broadcasted,
@@ -380,6 +381,10 @@ class GoodbyeTextTests(unittest.TestCase):
                 Goodbye(Reason.REPLACED, "columbia"),
                 "You were logged in again from somewhere else; this session is closed.",
             ),
+            Reason.REMOVED: (
+                Goodbye(Reason.REMOVED, "columbia"),
+                "The user columbia no longer exists on this server; this session is closed.",
+            ),
         }
         self.assertEqual(set(expected), set(Reason))
         for reason, (event, sentence) in expected.items():
@@ -583,6 +588,7 @@ class EncodeTests(unittest.TestCase):
             Welcome: Welcome("columbia"),
             LoginRefused: LoginRefused(Refusal.INVALID, "columbia"),
             Offline: Offline((stored(private("columbia", "hi")),)),
+            Arrived: Arrived((stored(private("columbia", "hi")),)),
             History: History("columbia", ()),
             Roster: Roster(()),
             Receipt: Receipt(("seas",), ()),

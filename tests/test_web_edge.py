@@ -136,7 +136,10 @@ class LoginTests(unittest.TestCase):
         browser = Browser(self.server)
         self.assertEqual(
             browser.read(),
-            [{"type": "hello", "protocol": 1, "server": f"chat {__version__}"}, LOGIN_PROMPT],
+            [
+                {"type": "hello", "protocol": 1, "server": f"chat {__version__}", "idle_timeout": 1800.0},
+                LOGIN_PROMPT,
+            ],
         )
 
     def test_the_edge_is_the_producer_of_its_transport(self) -> None:

@@ -238,10 +238,17 @@ class UsersChecker:
         concurrency: int = 2,
         max_waiting: int = 256,
     ) -> None:
-        self.users = users
         self._reactor = reactor
         self._slots = DeferredSemaphore(concurrency)
         self._max_waiting = max_waiting
+        self.replace(users)
+
+    def replace(self, users: Mapping[str, Secret]) -> None:
+        """
+        The users file was read again: every check from now on is against
+        C{users} (a check already running finishes with the old secret).
+        """
+        self.users = users
         hashed = [s for s in users.values() if isinstance(s, ScryptSecret)]
         self._decoy: Secret = (
             ScryptSecret(hashed[0].log_n, hashed[0].r, hashed[0].p, os.urandom(16), os.urandom(32))
@@ -422,26 +429,40 @@ class ResumeTokens:
     seconds, and issuing a new one for a user revokes the older ones.
     """
 
-    def __init__(self, store: TokenStore, clock: IReactorTime, lifetime: float = 900.0) -> None:
+    def __init__(
+        self, store: TokenStore, clock: IReactorTime, lifetime: float = 900.0, idle_lifetime: float = 86400.0
+    ) -> None:
         self.store = store
         self.clock = clock
         self.lifetime = lifetime
+        #: The lifetime of the token given to a page whose session ended for
+        #: being idle: its reader may be back after lunch, or the next day.
+        self.idle_lifetime = idle_lifetime
 
-    def issue(self, name: str) -> Deferred[tuple[str, float]]:
+    def issue(self, name: str, lifetime: float | None = None) -> Deferred[tuple[str, float]]:
         """A new token for C{name}, with when it expires, once it is stored."""
         token = secrets.token_urlsafe(32)
-        expires = self.clock.seconds() + self.lifetime
+        expires = self.clock.seconds() + (self.lifetime if lifetime is None else lifetime)
         saved = self.store.save_token(name, token_digest(token), expires, self.clock.seconds())
         return saved.addCallback(lambda _: (token, expires))
 
     def use(self, token: str) -> Deferred[tuple[str | None, str]]:
         return self.store.use_token(token_digest(token), self.clock.seconds())
 
+    def revoke(self, name: str) -> Deferred[None]:
+        """
+        Every token of C{name} stops working: the session they resume has
+        ended for real (a logout, a new password, a user removed).
+        """
+        return self.store.revoke_tokens(name)
+
 
 class TokenStore(Protocol):
     """The part of L{chat.server.interfaces.IStore} that keeps tokens."""
 
     def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]: ...
+
+    def revoke_tokens(self, name: str) -> Deferred[None]: ...
 
     def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]: ...
 

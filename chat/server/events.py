@@ -88,6 +88,17 @@ class Offline:
 
 
 @attrs.frozen
+class Arrived:
+    """
+    Messages that reached a logged-in user through the store (sent from
+    another node): shown as they come, like any message, but kept in the
+    store until the user has shown they got them.
+    """
+
+    messages: tuple[StoredMessage, ...]
+
+
+@attrs.frozen
 class History:
     """The last messages a user sent and received, oldest first."""
 
@@ -161,15 +172,22 @@ class Receipt:
     stored: tuple[str, ...]
     id: str = ""
     time: float = 0.0
+    #: Recipients it could not be delivered or stored for (the store went
+    #: down while the message was on its way): they do not have it.
+    failed: tuple[str, ...] = ()
 
 
 @attrs.frozen
 class Broadcasted:
-    """A broadcast to everyone online reached C{count} users."""
+    """
+    A broadcast to everyone online reached C{count} users; C{unreachable}
+    more are online on nodes that cannot be reached now, and did not get it.
+    """
 
     count: int
     id: str = ""
     time: float = 0.0
+    unreachable: int = 0
 
 
 @attrs.frozen
@@ -224,6 +242,8 @@ class Reason(enum.Enum):
     SERVER_ERROR = "server_error"
     #: The same user resumed the session from somewhere else.
     REPLACED = "replaced"
+    #: The user is no longer in the users file (reloaded).
+    REMOVED = "removed"
 
 
 @attrs.frozen
@@ -351,6 +371,7 @@ Event = (
     Welcome
     | LoginRefused
     | Offline
+    | Arrived
     | History
     | Roster
     | Receipt

@@ -51,6 +51,10 @@ class IEdge(Interface):
 
     peer_host = Attribute("The address the user connects from, as text.")
     format = Attribute("The L{IFormat} of the payloads this edge's participant receives.")
+    acknowledges = Attribute(
+        "Whether the client says which stored messages it got (the JSON protocol's "
+        "C{ack}); if not (a terminal), the next line it sends is taken as the sign."
+    )
 
     def send(event: Event, prompt: Ask | None = None) -> None:
         """Show C{event}, then the prompt for C{prompt} if given, in one write."""
@@ -96,6 +100,14 @@ class IParticipant(Interface):
         own C{write} when nothing else needs doing.
         """
     )
+
+    def handed(messages: Sequence[StoredMessage]) -> None:
+        """
+        Show C{messages}, which came through the store (from another node),
+        and acknowledge them (L{IStore.ack}) once the user has shown they
+        got them: until then they stay in the store, so a connection that
+        drops first gets them again at the next login.
+        """
 
     def goodbye(reason: Goodbye) -> Deferred[None]:
         """Say C{reason}, end the session; fires once it is closed."""
@@ -166,8 +178,9 @@ class StoreError(Exception):
 
 class Unavailable(StoreError):
     """
-    The shared database of a cluster cannot be reached now; nothing was
-    done.  Sessions stay connected and say so; the node reconnects.
+    The store cannot be used now (the cluster's Redis is away, the disk is
+    full or failing); nothing was done.  Sessions stay connected and say
+    so; the store's L{health} says when it is back.
     """
 
 
@@ -179,8 +192,9 @@ PUBLIC = ""
 class IStore(Interface):
     health = Attribute(
         "A L{chat.server.health.Health}: whether the store works now.  While it "
-        "is down every call fails at once with L{Unavailable}; whoever has "
-        "something to write later waits for it to come back."
+        "is down, calls fail with L{Unavailable} (at once where the store can "
+        "tell), and the store finds out by itself when it is back; whoever "
+        "has something to write later waits for that."
     )
 
     def snapshot() -> Snapshot:
@@ -221,6 +235,9 @@ class IStore(Interface):
         until they expire, to tell a reused token from an expired one);
         fires when durable.
         """
+
+    def revoke_tokens(name: str) -> Deferred[None]:
+        """Forget every resume token of C{name}, used or not; fires when durable."""
 
     def use_token(digest: str, now: float) -> Deferred[tuple[str | None, str]]:
         """

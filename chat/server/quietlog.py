@@ -17,6 +17,7 @@ from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger, LogLevel
+from twisted.python.failure import Failure
 
 #: Seconds over which repeats of one kind are counted before one line says how many.
 INTERVAL = 60.0
@@ -65,22 +66,34 @@ class QuietLog:
     def info(self, kind: str, format: str, host: str | None = None, **fields: Any) -> None:
         self.emit(LogLevel.info, kind, format, host, **fields)
 
+    def failure(self, kind: str, format: str, failure: Failure, **fields: Any) -> None:
+        """A failure with its traceback, the first of its kind in an interval; the rest counted."""
+        if self._count(kind, LogLevel.critical, None):
+            return
+        self._log.failure(format, failure, kind=kind, **fields)
+
     def emit(self, level: LogLevel, kind: str, format: str, host: str | None = None, **fields: Any) -> None:
         """
         Write C{format} with C{fields} if no line of C{kind} was written in
         this interval; otherwise count it (and C{host}, the address it
         concerns) for the summary.
         """
-        tally = self._tallies.get(kind)
-        if tally is not None:
-            tally.add(host)
+        if self._count(kind, level, host):
             return
-        self._tallies[kind] = _Tally(level)
         if host is not None:
             fields.setdefault("host", host)
         self._log.emit(level, format, kind=kind, **fields)
+
+    def _count(self, kind: str, level: LogLevel, host: str | None) -> bool:
+        """Count a repeat of C{kind} and say so, or start its interval and say it is the first."""
+        tally = self._tallies.get(kind)
+        if tally is not None:
+            tally.add(host)
+            return True
+        self._tallies[kind] = _Tally(level)
         if self._timer is None:
             self._timer = self._clock.callLater(self._interval, self._summarise)
+        return False
 
     def _summarise(self) -> None:
         self._timer = None

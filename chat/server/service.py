@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar, cast
 import attrs
 from twisted.application.service import Service
 from twisted.cred.portal import IRealm
-from twisted.internet.defer import Deferred, DeferredList, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredList, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -36,6 +36,7 @@ from chat.server.events import (
     RosterEntry,
     StoredMessage,
 )
+from chat.server.health import Backoff, Health
 from chat.server.interfaces import (
     PUBLIC,
     AlreadyOnline,
@@ -49,6 +50,7 @@ from chat.server.interfaces import (
     Snapshot,
     Unavailable,
 )
+from chat.server.quietlog import QuietLog
 
 log = Logger()
 
@@ -97,19 +99,28 @@ class ChatService(Service):
         self.registry = registry if registry is not None else LocalRegistry(snapshot.last_seen)
         self.intros: dict[str, str] = dict(snapshot.intros)
         self.sessions: set[IParticipant] = set()
+        self.quiet = QuietLog(log, clock)
         # Logins and logouts change last-seen times; those of one turn of the
         # reactor are written together, so a storm of logins costs the store
         # one write per turn, not one per login.  So are the messages of one
         # turn added to the history.
         self._seen: TurnBatch[dict[str, float]] = TurnBatch(
-            clock, dict, lambda seen: self.store.mark_seen(seen), "could not record presence", _newer
+            clock,
+            dict,
+            lambda seen: self.store.mark_seen(seen),
+            "recording last-seen times",
+            _newer,
+            store.health,
+            self.quiet,
         )
         self._history: TurnBatch[list[tuple[Delivery, tuple[str, ...]]]] = TurnBatch(
             clock,
             list,
             lambda entries: self.store.save_history(entries),
-            "could not keep history",
+            "keeping history",
             lambda older, newer: older + newer,
+            store.health,
+            self.quiet,
             one_at_a_time=True,
         )
         self._broadcasts: list[tuple[IParticipant | None, Delivery]] = []
@@ -169,6 +180,19 @@ class ChatService(Service):
             gone.addBoth(lambda _: peers.stop())
         return gone
 
+    def log_status(self) -> None:
+        """One line about the state of the server, for an operator who asks (SIGUSR2)."""
+        peers = self.peers
+        log.info(
+            "{connections} connections, {online} logged in here, {present} in all; "
+            "store {store}; other nodes {peers}",
+            connections=len(self.sessions),
+            online=len(self.registry.online),
+            present=len(self.registry.present),
+            store="up" if self.store.health.available else f"down ({self.store.health.reason})",
+            peers="none" if peers is None else "up" if peers.health.available else "unreachable",
+        )
+
     def _saw(self, name: str, now: float) -> None:
         self._seen.pending()[name] = now
 
@@ -191,6 +215,21 @@ class ChatService(Service):
             self._logins = self._logouts = 0
         self._seen.pending().update(dict.fromkeys(online, self.clock.seconds()))
         return self._seen.write()
+
+    def replace_users(self, users: Collection[str]) -> list[str]:
+        """
+        The users file was read again: C{users} are the users from now on.
+        The sessions here of those no longer in it end, saying why; give
+        their names.  (Each node of a cluster reads its own file.)
+        """
+        self.users = users
+        self._sorted_users = None
+        removed = [name for name in self.registry.online if name not in users]
+        for name in removed:
+            participant = self.registry.online.get(name)
+            if participant is not None:
+                participant.goodbye(Goodbye(Reason.REMOVED, name))
+        return removed
 
     # --- connections -----------------------------------------------------------
 
@@ -289,7 +328,9 @@ class ChatService(Service):
 
     def broadcast(self, sender: str, text: str) -> Broadcasted:
         """
-        Send C{text} to every other online user; say how many get it.
+        Send C{text} to every other online user; say how many get it, and
+        how many are online on nodes that cannot be reached now (a cluster
+        whose Redis is away).  A broadcast that reaches nobody is not kept.
 
         The broadcast waits, with others, for L{flush}: sessions call it when
         they have handled all the input of one read, and the end of the
@@ -297,12 +338,20 @@ class ChatService(Service):
         socket.
         """
         delivery = Delivery(sender, text, Kind.BROADCAST, self.clock.seconds(), self.new_id())
-        me = self.registry.online.get(sender)
-        self._broadcasts.append((me, delivery))
-        if self._flush_broadcasts is None:
-            self._flush_broadcasts = self.clock.callLater(0, self.flush)
-        present = self.registry.present
-        return Broadcasted(len(present) - (sender in present), delivery.id, delivery.sent_at)
+        online = self.registry.online
+        me = online.get(sender)
+        here = len(online) - (me is not None)
+        elsewhere = len(self.registry.present) - len(online)
+        unreachable = 0
+        if elsewhere and self.peers is not None and not self.peers.health.available:
+            self.peers.health.refused()
+            unreachable, elsewhere = elsewhere, 0
+        reached = here + elsewhere
+        if reached:
+            self._broadcasts.append((me, delivery))
+            if self._flush_broadcasts is None:
+                self._flush_broadcasts = self.clock.callLater(0, self.flush)
+        return Broadcasted(reached, delivery.id, delivery.sent_at, unreachable)
 
     def flush(self) -> None:
         """
@@ -330,7 +379,7 @@ class ChatService(Service):
         waiting, self._broadcasts = self._broadcasts, []
         if waiting:
             self._keep([(delivery, (PUBLIC,)) for _, delivery in waiting])
-            if self.peers is not None:
+            if self.peers is not None and self.peers.health.available:
                 self.peers.publish([delivery for _, delivery in waiting])
         if self._relayed:
             relayed, self._relayed = self._relayed, []
@@ -383,47 +432,80 @@ class ChatService(Service):
         self, sender: str, recipients: Sequence[str], text: str, kind: Kind
     ) -> Receipt | Deferred[Receipt]:
         """
-        Send C{text} to C{recipients}: at once to those online, through the
-        store to those offline.  When someone was offline, the answer is a
-        Deferred that fires once the stored copies are durable; when all
-        were online (the usual case, and a hot one) it is the receipt itself.
+        Send C{text} to C{recipients}: at once to those online here, through
+        the store to the others (kept for those offline, handed to the node
+        of those online elsewhere).  When nobody needed the store (the
+        usual case, and a hot one) the answer is the receipt itself;
+        otherwise a Deferred that fires once the stored copies are durable.
+
+        What the sender is told is what happened.  A failure means nothing
+        was sent to anyone: while the store is down, a message that needs it
+        is refused before anything is done, so a retry cannot duplicate it.
+        If the store fails only once the message was on its way (it went
+        down meanwhile), those online here have it and the receipt names the
+        others as not reached.  History keeps only what reached someone.
 
         @raise UnknownUser: before anything is sent, if any name is unknown.
         """
         self.check_recipients(sender, recipients)
         self.flush()
         delivery = Delivery(sender, text, kind, self.clock.seconds(), self.new_id(), tuple(recipients))
+        if not recipients:
+            return Receipt((), (), delivery.id, delivery.sent_at)
         online = self.registry.online
+        present = self.registry.present
+        here: list[tuple[str, IParticipant]] = []
         delivered: list[str] = []
         offline: list[str] = []
         elsewhere: list[str] = []
-        rendered: dict[IFormat, object] = {}
         for name in recipients:
             participant = online.get(name)
-            if participant is None:
-                if name in self.registry.present:
-                    # Online on another node: delivered through its inbox.
-                    elsewhere.append(name)
-                    delivered.append(name)
-                else:
-                    offline.append(name)
-            else:
-                fmt = participant.format
-                payload = rendered.get(fmt)
-                if payload is None:
-                    payload = rendered[fmt] = fmt.delivery(delivery)
-                _deliver(participant, payload)
+            if participant is not None:
+                here.append((name, participant))
                 delivered.append(name)
-        self._keep([(delivery, (sender, *recipients))])
+            elif name in present:
+                # Online on another node: delivered through its inbox.
+                elsewhere.append(name)
+                delivered.append(name)
+            else:
+                offline.append(name)
+        health = self.store.health
+        if (offline or elsewhere) and not health.available:
+            health.refused()
+            return fail(Unavailable(f"{health.what} is unavailable"))
+        rendered: dict[IFormat, object] = {}
+        for _, participant in here:
+            fmt = participant.format
+            payload = rendered.get(fmt)
+            if payload is None:
+                payload = rendered[fmt] = fmt.delivery(delivery)
+            _deliver(participant, payload)
         receipt = Receipt(tuple(delivered), tuple(offline), delivery.id, delivery.sent_at)
         if not offline and not elsewhere:
+            self._keep([(delivery, (sender, *recipients))])
             return receipt
         saved = self.store.save_offline(offline + elsewhere, delivery)
-        if elsewhere:
-            peers = self.peers
-            assert peers is not None, "users online elsewhere without peers"
-            saved.addCallback(lambda _: peers.notify(elsewhere))
-        return saved.addCallback(lambda _: receipt)
+
+        def stored(_: None) -> Receipt:
+            if elsewhere:
+                peers = self.peers
+                assert peers is not None, "users online elsewhere without peers"
+                peers.notify(elsewhere)
+            self._keep([(delivery, (sender, *recipients))])
+            return receipt
+
+        def not_stored(f: Failure) -> Receipt | Failure:
+            if not here:
+                return f  # nothing happened: the sender is told so
+            if not f.check(Unavailable):
+                self.quiet.failure(
+                    "storing messages", "could not store a message from {user}", f, user=sender
+                )
+            reached = tuple(name for name, _ in here)
+            self._keep([(attrs.evolve(delivery, to=reached), (sender, *reached))])
+            return Receipt(reached, (), delivery.id, delivery.sent_at, failed=tuple(offline + elsewhere))
+
+        return saved.addCallbacks(stored, not_stored)
 
     def _keep(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> None:
         """
@@ -501,13 +583,17 @@ class ChatService(Service):
         self._reading[name] = False
         participant: IParticipant = found
 
-        def hand_over(messages: list[StoredMessage]) -> Deferred[None] | None:
+        def hand_over(messages: list[StoredMessage]) -> None:
             if not messages or self.registry.online.get(name) is not participant:
-                return None
+                return
             self.flush()
-            fmt = participant.format
-            _deliver(participant, fmt.join([fmt.delivery(m.delivery) for m in messages]))
-            return self.shown(name, messages)
+            # They leave the inbox once the user has shown they got them
+            # (the session acknowledges them): a connection that drops
+            # before that gets them again at the next login.
+            try:
+                participant.handed(messages)
+            except Exception:
+                log.failure("handing stored messages to {participant!r}", participant=participant)
 
         def again(_: object) -> None:
             if self._reading.pop(name, False):
@@ -517,11 +603,9 @@ class ChatService(Service):
 
     def _inbox_failed(self, f: Failure, name: str) -> None:
         # Redis away: the messages stay in the inbox, and the cluster looks
-        # again once it is back.
-        if f.check(Unavailable):
-            log.warn("could not deliver the inbox of {user} now: {why}", user=name, why=f.getErrorMessage())
-        else:
-            log.failure("could not deliver the inbox of {user}", f, user=name)
+        # again once it is back.  Its health said so once already.
+        if not f.check(Unavailable):
+            self.quiet.failure("reading inboxes", "could not deliver the inbox of {user}", f, user=name)
 
     def evicted(self, name: str, participant: IParticipant) -> None:
         participant.goodbye(Goodbye(Reason.REPLACED, name))
@@ -544,7 +628,14 @@ class TurnBatch(Generic[C]):
     (last-seen times), each turn's write goes at its end, in order with the
     store's other writes: once a later write is durable, so is it.  A write
     someone asks for goes at once.
+
+    While the store is down (L{Unavailable}), what could not be written is
+    kept, up to L{MAX_KEPT}, and written again when the store says it is
+    back, or at the latest after a backoff: never once per turn, which is
+    what made a node spin through a Redis outage.
     """
+
+    MAX_KEPT = 100_000
 
     def __init__(
         self,
@@ -553,6 +644,8 @@ class TurnBatch(Generic[C]):
         write: Callable[[C], Deferred[None]],
         what: str,
         merge: Callable[[C, C], C],
+        health: Health,
+        quiet: QuietLog,
         one_at_a_time: bool = False,
     ) -> None:
         self._clock = clock
@@ -560,14 +653,20 @@ class TurnBatch(Generic[C]):
         self._merge = merge
         self._write = write
         self._what = what
+        self._health = health
+        self._quiet = quiet
         self._items = empty()
         self._call: IDelayedCall | None = None
         self._in_flight = 0
         self._one_at_a_time = one_at_a_time
+        self._backoff = Backoff(first=1.0, most=30.0)
+        #: While the store is down: the timer and the wait for it to come
+        #: back, whichever comes first starts the next write.
+        self._retry: tuple[IDelayedCall, Deferred[None]] | None = None
 
     def pending(self) -> C:
         """What will be written at the end of this turn; add to it."""
-        if self._call is None:
+        if self._call is None and self._retry is None:
             self._call = self._clock.callLater(0, self._turn_ended)
         return self._items
 
@@ -582,29 +681,70 @@ class TurnBatch(Generic[C]):
             if self._call.active():
                 self._call.cancel()
             self._call = None
+        self._stop_waiting()
         if not self._items:
             return succeed(None)
         items, self._items = self._items, self._empty()
         self._in_flight += 1
-        return self._write(items).addErrback(self._failed, items).addBoth(self._written)
+        return self._write(items).addCallbacks(self._written, self._failed, errbackArgs=(items,))
 
     def _written(self, _: object) -> None:
         self._in_flight -= 1
-        if not self._in_flight and self._items and self._call is None:
+        self._backoff.reset()
+        self._next()
+
+    def _next(self) -> None:
+        if not self._in_flight and self._items and self._call is None and self._retry is None:
             # What gathered while the store was busy: next turn, as one.
             self._call = self._clock.callLater(0, self._turn_ended)
 
     def _failed(self, f: Failure, items: C) -> None:
+        self._in_flight -= 1
         if not f.check(Unavailable):
-            log.failure(self._what, f)
+            self._quiet.failure(self._what, "{what} failed", f, what=self._what)
+            self._next()
             return
-        # A cluster's Redis is away for a while: keep what was not written
-        # for the next write, up to a bound, rather than lose it.
-        log.warn("{what} now ({why}); kept for later", what=self._what, why=f.getErrorMessage())
+        # The store said it is down (once, in its own words): keep what was
+        # not written for later, up to a bound, rather than lose it.
         if len(items) + len(self._items) <= self.MAX_KEPT:
             self._items = self._merge(items, self._items)
+        else:
+            self._quiet.warn(
+                self._what + " dropped",
+                "{what}: {count} entries dropped, more than {limit} waited for the store",
+                what=self._what,
+                count=len(items),
+                limit=self.MAX_KEPT,
+            )
+        self._wait_for_store()
 
-    MAX_KEPT = 100_000
+    def _wait_for_store(self) -> None:
+        if self._retry is not None or not self._items:
+            return
+        if self._call is not None:
+            if self._call.active():
+                self._call.cancel()
+            self._call = None
+        timer = self._clock.callLater(self._backoff.next(), self._retry_now)
+        back = self._health.when_available()
+        self._retry = (timer, back)
+        back.addCallbacks(lambda _: self._retry_now(), lambda f: f.trap(CancelledError))
+
+    def _stop_waiting(self) -> None:
+        retry, self._retry = self._retry, None
+        if retry is not None:
+            timer, back = retry
+            if timer.active():
+                timer.cancel()
+            if not back.called:
+                back.cancel()
+
+    def _retry_now(self) -> None:
+        self._stop_waiting()
+        if not self._in_flight:
+            self.write()
+        # Otherwise the write in flight decides: done, what waits goes next
+        # turn; failed, the wait starts again.
 
 
 def _newer(older: dict[str, float], newer: dict[str, float]) -> dict[str, float]:

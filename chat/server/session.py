@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import attrs
@@ -45,6 +45,7 @@ from chat.server.auth import (
 )
 from chat.server.commands import Limits
 from chat.server.events import (
+    Arrived,
     Ask,
     Delivery,
     Error,
@@ -71,6 +72,7 @@ from chat.server.events import (
 )
 from chat.server.interfaces import AlreadyOnline, IChatUser, IEdge, IParticipant, Unavailable
 from chat.server.limits import ConnectionCount, Exemptions, TokenBucket
+from chat.server.quietlog import QuietLog
 from chat.server.service import ChatService, ChatUser, SelfMessage, UnknownUser
 
 T = TypeVar("T")
@@ -140,6 +142,11 @@ ASKS: dict[str, Ask] = {
 
 SERVER_ERROR = Failed(Fault.SERVER_ERROR)
 
+#: Stored messages a session keeps unacknowledged at most: a client that
+#: never acknowledges cannot make the server (or Redis) keep them forever;
+#: beyond this the oldest count as seen.
+MAX_UNACKED = 1000
+
 
 @implementer(IParticipant)
 class Session(TimeoutMixin):
@@ -168,9 +175,17 @@ class Session(TimeoutMixin):
         self._closed: list[Deferred[None]] = []
         #: Logging in with a resume token: the realm lets it take over.
         self.resuming = False
+        #: Stored messages shown to the user and still in the store: they
+        #: leave it once the user has shown they got them (L{_acknowledge}).
+        self._unacked: list[StoredMessage] = []
 
     def __repr__(self) -> str:
         return f"<Session {self.log_name} from {self.edge.peer_host} in {self.state}>"
+
+    @property
+    def quiet(self) -> QuietLog:
+        """The server's log of things that repeat (refusals, failures): a line a minute of each."""
+        return self.context.service.quiet
 
     @property
     def log_name(self) -> str:
@@ -190,6 +205,10 @@ class Session(TimeoutMixin):
         """One decoded line from the user, without its line ending."""
         if self.state == "CLOSED":
             return
+        if self._unacked and not self.edge.acknowledges and self.state in ("COMMAND", "INTRO"):
+            # An edge whose client cannot acknowledge (a terminal): a line
+            # typed after the messages were shown is the sign they arrived.
+            self._acknowledge(self._unacked)
         refused = _refused_text(text)
         if refused is not None:
             self.input_error(refused)
@@ -264,6 +283,51 @@ class Session(TimeoutMixin):
         except Exception:
             log.failure("error handling a command in {session!r}", session=self)
             self._server_error()
+
+    def active(self) -> None:
+        """
+        The user is there, though they sent no command (a page that sees
+        its reader scroll or type): the idle timer starts again.  Counted
+        against the flood limit like a command.
+        """
+        if self.state in ("COMMAND", "INTRO", "BUSY"):
+            # No answer, even when refused: the client expects none, and
+            # would take it for the answer to its next request.
+            self._admit(answer=False)
+
+    def acknowledge(self, ids: Sequence[str]) -> None:
+        """
+        The client has the stored messages with these ids (an edge whose
+        client says so, the web page): they may leave the store.
+        """
+        wanted = set(ids)
+        done = [m for m in self._unacked if m.delivery.id in wanted or not m.delivery.id]
+        if done:
+            self._acknowledge(done)
+
+    def _acknowledge(self, messages: Sequence[StoredMessage]) -> None:
+        if self.avatar is None:
+            return
+        gone = {id(m) for m in messages}
+        self._unacked = [m for m in self._unacked if id(m) not in gone]
+        self.avatar.shown(messages).addErrback(self._ack_failed)
+
+    def _ack_failed(self, f: Failure) -> None:
+        # They stay in the store and come again at the next login.
+        if not f.check(Unavailable):
+            self.quiet.failure(
+                "acknowledging stored messages",
+                "could not remove messages {user} has seen",
+                f,
+                user=self.name,
+            )
+
+    def _shown_stored(self, messages: Sequence[StoredMessage]) -> None:
+        """Keep C{messages} until acknowledged; beyond a bound, the oldest count as seen."""
+        self._unacked.extend(messages)
+        excess = len(self._unacked) - MAX_UNACKED
+        if excess > 0:
+            self._acknowledge(self._unacked[:excess])
 
     def input_done(self) -> None:
         """
@@ -441,7 +505,13 @@ class Session(TimeoutMixin):
             return
         try:
             if isinstance(offline, Failure):
-                log.failure("could not load offline messages for {user}", offline, user=self.name)
+                if not offline.check(Unavailable):
+                    self.quiet.failure(
+                        "loading offline messages",
+                        "could not load offline messages for {user}",
+                        offline,
+                        user=self.name,
+                    )
                 self.say(Notice(Note.OFFLINE_NOT_LOADED))
             elif offline:
                 self._show_offline(offline)
@@ -451,15 +521,15 @@ class Session(TimeoutMixin):
 
     def _show_offline(self, messages: list[StoredMessage]) -> None:
         self.say(Offline(tuple(messages)))
-        assert self.avatar is not None
-        self.avatar.shown(messages).addErrback(
-            lambda f: log.failure("could not mark offline messages shown", f)
-        )
+        self._shown_stored(messages)
 
     def _welcomed(self) -> None:
         held, self._held = self._held, []
         for payload in held:
-            self.edge.send_rendered(payload)
+            if isinstance(payload, Arrived):
+                self.say(payload)
+            else:
+                self.edge.send_rendered(payload)
         self.edge.route_deliveries(self)
         self.state = "COMMAND"
         self.prompt()
@@ -493,7 +563,13 @@ class Session(TimeoutMixin):
             if f.check(LoginBusy):
                 reason = Refusal.BUSY
             elif f.check(Unavailable):
-                log.warn("login of {user} refused: {why}", user=self.log_name, why=f.getErrorMessage())
+                self.quiet.warn(
+                    "logins refused: store unavailable",
+                    "login of {user} refused: {why}",
+                    host,
+                    user=self.log_name,
+                    why=f.getErrorMessage(),
+                )
                 reason = Refusal.UNAVAILABLE
             else:
                 log.failure("login of {user} failed", f, user=self.log_name)
@@ -523,11 +599,11 @@ class Session(TimeoutMixin):
 
     # --- commands ---------------------------------------------------------------
 
-    def _admit(self) -> bool:
+    def _admit(self, answer: bool = True) -> bool:
         """
         Count one command against the flood limit.  A refused one is
-        answered here (or, after too many refusals in a row, the session is
-        ended) and False returned.
+        answered here, if C{answer} (or, after too many refusals in a row,
+        the session is ended) and False returned.
         """
         self.resetTimeout()
         bucket = self._bucket
@@ -536,7 +612,7 @@ class Session(TimeoutMixin):
             if self._refused >= self.context.settings.flood_disconnect:
                 log.warn("{user} disconnected for flooding", user=self.name)
                 self.end(Goodbye(Reason.FLOOD))
-            else:
+            elif answer:
                 self.reply(RateLimited(self.context.settings.rate))
             return False
         self._refused = 0
@@ -592,11 +668,18 @@ class Session(TimeoutMixin):
     def _store_failed(self, f: Failure, what: str, fault: Fault) -> None:
         """Say why a command that needed the store was not done."""
         if f.check(Unavailable):
-            # Expected while a cluster's Redis is away: one line, no traceback.
-            log.warn(what + ": {why}", user=self.name, why=f.getErrorMessage())
+            # Expected while the store is away, which its health said once:
+            # a line a minute at most, no traceback.
+            self.quiet.warn(
+                "commands refused: store unavailable",
+                what + ": {why}",
+                self.edge.peer_host,
+                user=self.name,
+                why=f.getErrorMessage(),
+            )
             fault = Fault.UNAVAILABLE
         else:
-            log.failure(what, f, user=self.name)
+            self.quiet.failure(what, what, f, user=self.name)
         self.say(Failed(fault))
 
     def cmd_BroadcastTo(self, cmd: commands.BroadcastTo) -> None:
@@ -662,6 +745,18 @@ class Session(TimeoutMixin):
             self.reply(Help((HelpTopic(cmd.topic, commands.usage(cmd.topic, limits)),), single=True))
 
     def cmd_Logout(self, _: commands.Logout) -> None:
+        # A clean logout: whatever was shown has been seen, and no token
+        # brings this session back.
+        if self._unacked:
+            self._acknowledge(self._unacked)
+        tokens = self.context.tokens
+        if tokens is not None and self.name is not None:
+            name = self.name
+            tokens.revoke(name).addErrback(
+                lambda f: self.quiet.failure(
+                    "revoking tokens", "could not revoke the tokens of {user}", f, user=name
+                )
+            )
         self.end(Goodbye(Reason.LOGOUT, self.name))
 
     def line_BUSY(self, text: str) -> None:
@@ -674,6 +769,17 @@ class Session(TimeoutMixin):
     line_WELCOMING = line_BUSY
 
     # --- IParticipant -----------------------------------------------------------
+
+    def handed(self, messages: Sequence[StoredMessage]) -> None:
+        if self.state == "CLOSED":
+            return
+        arrived = Arrived(tuple(messages))
+        if self.state in ("AUTHENTICATING", "WELCOMING"):
+            # With the live messages that wait for the welcome, in order.
+            self._held.append(arrived)
+        else:
+            self.say(arrived)
+        self._shown_stored(messages)
 
     def goodbye(self, reason: Goodbye) -> Deferred[None]:
         d: Deferred[None] = Deferred()

@@ -15,9 +15,11 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 
 from twisted.internet.defer import Deferred, fail, succeed
+from twisted.internet.task import Clock
 from zope.interface import implementer
 
 from chat.server.events import Delivery, StoredMessage
+from chat.server.health import Health
 from chat.server.interfaces import PUBLIC, AlreadyOnline, IFormat, IParticipant, IRegistry, IStore, Snapshot
 
 
@@ -127,6 +129,8 @@ class MemoryStore:
     """Keeps everything in memory, so nothing survives a restart."""
 
     def __init__(self, history: int = 200) -> None:
+        #: Memory does not go away; a test may take it down by hand.
+        self.health = Health("the memory store", Clock())
         self._history_limit = history
         #: Each owner's last messages, with a sequence number that keeps the
         #: order they were saved in when their times are equal.
@@ -187,6 +191,10 @@ class MemoryStore:
     def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]:
         self._tokens = {d: t for d, t in self._tokens.items() if t[1] > now and (t[0] != name or t[2])}
         self._tokens[digest] = (name, expires, False)
+        return succeed(None)
+
+    def revoke_tokens(self, name: str) -> Deferred[None]:
+        self._tokens = {d: t for d, t in self._tokens.items() if t[0] != name}
         return succeed(None)
 
     def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
-from twisted.internet.interfaces import IReactorFromThreads
+from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads, IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -23,7 +23,8 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from chat.server.events import Delivery, Kind, StoredMessage
-from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError
+from chat.server.health import Backoff, Health
+from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError, Unavailable
 
 T = TypeVar("T")
 
@@ -108,6 +109,9 @@ _MIGRATIONS: tuple[str, ...] = (
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
+#: How much the probe of a store that is down writes (and takes back).
+PROBE_BYTES = 65536
+
 #: The page cache of the writer's connection, and how many WAL pages
 #: gather before they are copied back into the database.
 CACHE_KIB = 65536
@@ -145,6 +149,38 @@ def _row_delivery(message_id: str, sender: str, kind: str, text: str, sent_at: f
 
 _Op = Callable[[sqlite3.Connection], Any]
 
+#: SQLite's errors that say the database cannot be used now (its disk, its
+#: file, a lock held elsewhere), as opposed to a mistake in a statement.
+_UNAVAILABLE_CODES = (
+    "SQLITE_FULL",
+    "SQLITE_IOERR",
+    "SQLITE_READONLY",
+    "SQLITE_CANTOPEN",
+    "SQLITE_BUSY",
+    "SQLITE_LOCKED",
+    "SQLITE_PERM",
+    "SQLITE_NOMEM",
+)
+#: The same, by their messages, for Pythons before 3.11 (no error names).
+_UNAVAILABLE_MESSAGES = (
+    "database or disk is full",
+    "disk I/O error",
+    "readonly database",
+    "unable to open database",
+    "database is locked",
+    "database table is locked",
+    "access permission denied",
+    "out of memory",
+)
+
+
+def _cannot_write(error: sqlite3.Error) -> bool:
+    """Whether C{error} means the database cannot be used now (not a bug)."""
+    name = getattr(error, "sqlite_errorname", None)
+    if isinstance(name, str):
+        return name.startswith(_UNAVAILABLE_CODES)
+    return any(text in str(error) for text in _UNAVAILABLE_MESSAGES)
+
 
 @implementer(IStore)
 class SQLiteStore:
@@ -163,8 +199,22 @@ class SQLiteStore:
 
     log = Logger()
 
-    def __init__(self, path: str, reactor: IReactorFromThreads, history: int = 200) -> None:
+    def __init__(
+        self,
+        path: str,
+        reactor: IReactorFromThreads,
+        history: int = 200,
+        clock: IReactorTime | None = None,
+    ) -> None:
         self._path = path
+        #: Down while the database cannot be written (a full disk, an I/O
+        #: error, a file made read-only): found by the operations that fail,
+        #: and back once one succeeds; while down, a probe every few seconds
+        #: finds out, so an idle server comes back too.
+        self._clock: IReactorTime = clock if clock is not None else reactor  # type: ignore[assignment]
+        self.health = Health(f"the database {path}", self._clock)
+        self._probe_backoff = Backoff(first=1.0, most=30.0)
+        self._probe_call: IDelayedCall | None = None
         self._history_limit = history
         #: Rows in each owner's history, to prune an owner once it has some
         #: to spare rather than on every insert.
@@ -257,6 +307,11 @@ class SQLiteStore:
                 try:
                     result = op(conn)
                 except Exception:
+                    if not conn.in_transaction:
+                        # SQLite rolled the whole transaction back itself
+                        # (a full disk, an I/O error): nothing of this batch
+                        # is kept, so none of it may be acknowledged.
+                        raise
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((False, Failure()))
@@ -276,11 +331,16 @@ class SQLiteStore:
         # Callbacks may queue more work or close the store; while they run,
         # this batch still counts as running, so both just wait their turn.
         if isinstance(outcome, Failure):
-            self.log.failure("store batch of {count} failed", outcome, count=len(batch))
+            outcome = self._judge(outcome)
+            if not outcome.check(Unavailable):
+                self.log.failure("store batch of {count} failed", outcome, count=len(batch))
             for _, d in batch:
                 d.errback(outcome)
         else:
-            for (ok, result), (_, d) in zip(outcome, batch, strict=True):
+            results = [(ok, result if ok else self._judge(result)) for ok, result in outcome]
+            if all(ok or not result.check(Unavailable) for ok, result in results):
+                self._working()
+            for (ok, result), (_, d) in zip(results, batch, strict=True):
                 if ok:
                     d.callback(result)
                 else:
@@ -290,6 +350,47 @@ class SQLiteStore:
             self._run_next()
         elif self._closed is not None:
             self._finish_close()
+
+    def _judge(self, f: Failure) -> Failure:
+        """
+        An operation's failure, as the service should see it: SQLite's
+        operational errors (the disk is full, an I/O error, the file cannot
+        be written) mean the database cannot be used now, not a bug, so
+        they become L{Unavailable} and the store is down until it works.
+        """
+        if not (isinstance(f.value, sqlite3.Error) and _cannot_write(f.value)):
+            return f
+        why = f"cannot write the database {self._path}: {f.getErrorMessage()}"
+        if self.health.available:
+            self.health.lost(f.getErrorMessage())
+            self._probe_later()
+        return Failure(Unavailable(why))
+
+    def _working(self) -> None:
+        self._probe_backoff.reset()
+        self.health.restored()
+
+    def _probe_later(self) -> None:
+        if self._probe_call is None and self._closed is None:
+            self._probe_call = self._clock.callLater(self._probe_backoff.next(), self._probe)
+
+    def _probe(self) -> None:
+        """While down: try a small write, whose outcome says whether the database works again."""
+        self._probe_call = None
+        if self.health.available or self._closed is not None:
+            return
+
+        def touch(conn: sqlite3.Connection) -> None:
+            # A write the size of a few messages, undone before the commit:
+            # it needs the disk as real writes do, and changes nothing.  No
+            # user's name starts with a space.
+            conn.execute("INSERT INTO profile (name, intro) VALUES (' probe', ?)", ("x" * PROBE_BYTES,))
+            conn.execute("DELETE FROM profile WHERE name = ' probe'")
+
+        def still_down(f: Failure) -> None:
+            self._probe_later()
+
+        self._submit(touch).addErrback(still_down)
 
     # --- IStore --------------------------------------------------------------
 
@@ -441,6 +542,12 @@ class SQLiteStore:
 
         return self._submit(replace)
 
+    def revoke_tokens(self, name: str) -> Deferred[None]:
+        def delete(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM resume_token WHERE name = ?", (name,))
+
+        return self._submit(delete)
+
     def use_token(self, digest: str, now: float) -> Deferred[tuple[str | None, str]]:
         def use(conn: sqlite3.Connection) -> tuple[str | None, str]:
             row = conn.execute(
@@ -464,6 +571,9 @@ class SQLiteStore:
         """
         if self._closed is None:
             self._closed = Deferred()
+            if self._probe_call is not None and self._probe_call.active():
+                self._probe_call.cancel()
+            self._probe_call = None
             if self._running is None:
                 self._finish_close()
         return self._closed

@@ -28,6 +28,7 @@ from zope.interface import implementer
 from chat.server import commands
 from chat.server.edges import text
 from chat.server.events import (
+    Arrived,
     Ask,
     BadUsage,
     Broadcasted,
@@ -79,8 +80,11 @@ def message(d: Delivery, with_recipients: bool = False) -> dict[str, Any]:
 
 
 @singledispatch
-def as_json(event: Any) -> dict[str, Any]:
-    """C{event} as one JSON object (a dict, before encoding)."""
+def as_json(event: Any) -> Any:
+    """
+    C{event} as one JSON object (a dict, before encoding), or as several
+    (a list of them) for an event that is sent as several messages.
+    """
     raise TypeError(f"no JSON for {event!r}")
 
 
@@ -100,6 +104,12 @@ def _refused(event: LoginRefused) -> dict[str, Any]:
 @as_json.register
 def _delivery(event: Delivery) -> dict[str, Any]:
     return {"type": "message", **message(event)}
+
+
+@as_json.register
+def _arrived(event: Arrived) -> list[dict[str, Any]]:
+    # Each a message as any other, marked for the client to acknowledge.
+    return [{"type": "message", **message(m.delivery), "stored": True} for m in event.messages]
 
 
 @as_json.register
@@ -132,7 +142,7 @@ def _roster(event: Roster) -> dict[str, Any]:
 
 @as_json.register
 def _receipt(event: Receipt) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "type": "receipt",
         "delivered": list(event.delivered),
         "stored": list(event.stored),
@@ -140,17 +150,23 @@ def _receipt(event: Receipt) -> dict[str, Any]:
         "time": event.time,
         "text": text.render(event),
     }
+    if event.failed:
+        out["failed"] = list(event.failed)
+    return out
 
 
 @as_json.register
 def _broadcasted(event: Broadcasted) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "type": "receipt",
         "broadcast": event.count,
         "id": event.id,
         "time": event.time,
         "text": text.render(event),
     }
+    if event.unreachable:
+        out["unreachable"] = event.unreachable
+    return out
 
 
 @as_json.register
@@ -211,8 +227,16 @@ for _kind in (
     as_json.register(_kind, _error)
 
 
-def hello(server: str) -> str:
-    return dumps({"type": "hello", "protocol": PROTOCOL_VERSION, "server": server})
+def hello(server: str, idle_timeout: float | None = None) -> str:
+    """
+    The first message: the protocol's version, and the seconds without a
+    request after which the server logs a user out (a client that wants
+    to stay sends C{active} more often than that).
+    """
+    out: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "server": server}
+    if idle_timeout is not None:
+        out["idle_timeout"] = idle_timeout
+    return dumps(out)
 
 
 def session_token(token: str, expires: float) -> str:
@@ -232,6 +256,14 @@ def prompt(ask: Ask) -> str | None:
 
 def render(event: Event) -> str:
     return dumps(as_json(event))
+
+
+def frames(event: Event) -> bytes:
+    """C{event} as the bytes of the frames that carry it: one per JSON object."""
+    obj = as_json(event)
+    if isinstance(obj, list):
+        return b"".join(frame(dumps(o)) for o in obj)
+    return frame(dumps(obj))
 
 
 # --- frames -------------------------------------------------------------------
@@ -292,7 +324,19 @@ class Line:
     text: str
 
 
-Request = Login | Resume | Line | commands.Command
+@attrs.frozen
+class Active:
+    """The user is there (reading, typing): the idle timer starts again.  No answer."""
+
+
+@attrs.frozen
+class Ack:
+    """The client has these stored messages (by message id): they may leave the store.  No answer."""
+
+    ids: tuple[str, ...]
+
+
+Request = Login | Resume | Line | Active | Ack | commands.Command
 
 
 @attrs.frozen
@@ -355,6 +399,15 @@ def _names(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(value))
 
 
+def _ids(obj: Mapping[str, Any]) -> tuple[str, ...]:
+    value = obj.get("ids")
+    if value is None:
+        raise _Invalid(BadRequest("missing_field", "ids"))
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Invalid(BadRequest("wrong_type", "ids", "a list of message ids"))
+    return tuple(value)
+
+
 def _text(obj: Mapping[str, Any], command: str, limits: commands.Limits) -> str | TooLong | BadUsage:
     value = _field(obj, "text", str, "a string").strip()
     if not value:
@@ -415,6 +468,8 @@ _PARSERS: dict[str, Callable[[Mapping[str, Any], commands.Limits], Any]] = {
     ),
     "resume": lambda o, _: Resume(_field(o, "token", str, "a string")),
     "line": lambda o, _: Line(_field(o, "text", str, "a string")),
+    "active": lambda o, _: Active(),
+    "ack": lambda o, _: Ack(_ids(o)),
     "message": _message,
     "broadcast": _broadcast,
     "whoelse": lambda o, _: commands.WhoElse(),

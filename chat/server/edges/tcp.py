@@ -50,6 +50,7 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     factory: ChatFactory
     session: Session
     format = TEXT
+    acknowledges = False
     peer_host: str
     #: Whether this connection counts against its address's limit.
     counted = False

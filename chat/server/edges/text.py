@@ -21,6 +21,7 @@ from typing import Any
 from zope.interface import implementer
 
 from chat.server.events import (
+    Arrived,
     Ask,
     BadUsage,
     Broadcasted,
@@ -152,6 +153,12 @@ def _offline(event: Offline) -> str:
 
 
 @render.register
+def _arrived(event: Arrived) -> str:
+    # As they would have been shown had they been sent from this node.
+    return "\n".join(message_line(m.delivery) for m in event.messages)
+
+
+@render.register
 def _history(event: History) -> str:
     if not event.messages:
         return "No messages yet."
@@ -173,6 +180,11 @@ def _receipt(event: Receipt) -> str:
         names = ", ".join(event.stored)
         verb = "is" if len(event.stored) == 1 else "are"
         parts.append(f"{names} {verb} offline; the message will be delivered when they next log in.")
+    if event.failed:
+        parts.append(
+            f"Not sent to {', '.join(event.failed)}: the server cannot reach its database right now; "
+            "please send it to them again."
+        )
     if not parts:
         return "Nobody to send to."
     return " ".join(parts)
@@ -180,6 +192,12 @@ def _receipt(event: Receipt) -> str:
 
 @render.register
 def _broadcasted(event: Broadcasted) -> str:
+    if event.unreachable:
+        others = plural(event.unreachable, "user")
+        missed = f"{others} on other servers of this chat could not be reached right now"
+        if event.count:
+            return f"Broadcast to {plural(event.count, 'user')}; {missed} and did not get it."
+        return f"The broadcast reached no one: {missed}."
     if event.count:
         return f"Broadcast to {plural(event.count, 'user')}."
     return "Nobody else is online; the broadcast reached no one."
@@ -250,6 +268,7 @@ _GOODBYES: dict[Reason, Callable[[Goodbye], str]] = {
     Reason.FLOOD: lambda e: "Disconnected for sending too many commands too fast.",
     Reason.SERVER_ERROR: lambda e: "Login failed because of a server error. Disconnecting.",
     Reason.REPLACED: lambda e: "You were logged in again from somewhere else; this session is closed.",
+    Reason.REMOVED: lambda e: f"The user {e.name} no longer exists on this server; this session is closed.",
 }
 
 

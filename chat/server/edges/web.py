@@ -27,6 +27,7 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -46,7 +47,7 @@ from chat.server.edges import jsonwire
 from chat.server.edges.bounded import BoundedOutput
 from chat.server.edges.tcp import host_of
 from chat.server.edges.text import render as sentence
-from chat.server.events import Ask, Event, TooManyConnections, Welcome
+from chat.server.events import Ask, Event, Goodbye, Reason, TooManyConnections, Welcome
 from chat.server.interfaces import IEdge, IParticipant
 from chat.server.session import ServerContext, Session
 
@@ -96,6 +97,7 @@ class ChatWebSocket(BoundedOutput):
     """
 
     format = jsonwire.JSON
+    acknowledges = True
     #: Seconds that C{close} waits for queued output before aborting.
     close_timeout = 10.0
 
@@ -123,6 +125,12 @@ class ChatWebSocket(BoundedOutput):
         self._pinger: LoopingCall | None = None
         self._refresher: LoopingCall | None = None
         self._abort_call: IDelayedCall | None = None
+        #: The user, once logged in.
+        self._name: str | None = None
+        #: What must be sent before the connection closes (the token that
+        #: resumes a session ended for being idle), while it is on its way.
+        self._parting: Deferred[None] | None = None
+        self._lost = False
 
     # --- the WebSocket protocol -------------------------------------------------
 
@@ -132,7 +140,8 @@ class ChatWebSocket(BoundedOutput):
 
     def negotiationFinished(self) -> None:
         self.transport.registerProducer(self, True)
-        self._write(jsonwire.frame(jsonwire.hello(f"chat {__version__}")))
+        hello = jsonwire.hello(f"chat {__version__}", self.context.settings.idle_timeout)
+        self._write(jsonwire.frame(hello))
         self.session = Session(self, self.context)
         self.session.start()
         pinger = self._pinger = LoopingCall(self._ping)
@@ -170,6 +179,7 @@ class ChatWebSocket(BoundedOutput):
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         self._closing = True
+        self._lost = True
         self._release()
         if self.session is not None:
             self.session.connection_lost()
@@ -191,6 +201,13 @@ class ChatWebSocket(BoundedOutput):
                 session.login(request.username, request.password)
         elif isinstance(request, jsonwire.Line):
             session.line_received(request.text)
+        elif isinstance(request, jsonwire.Active | jsonwire.Ack):
+            if session.state in ("USERNAME", "PASSWORD"):
+                self._refuse(jsonwire.BadRequest("login_first", "type"))
+            elif isinstance(request, jsonwire.Active):
+                session.active()
+            else:
+                session.acknowledge(request.ids)
         elif not isinstance(request, commands.COMMAND_TYPES):
             # An error of the command language: the same event a typed line gets.
             session.input_error(request)
@@ -205,13 +222,16 @@ class ChatWebSocket(BoundedOutput):
     # --- IEdge ------------------------------------------------------------------
 
     def send(self, event: Event, prompt: Ask | None = None) -> None:
-        data = jsonwire.frame(jsonwire.render(event))
+        if isinstance(event, Goodbye) and event.reason is Reason.IDLE and self._idle_token(event):
+            return
+        data = jsonwire.frames(event)
         if prompt is not None:
             asked = jsonwire.prompt(prompt)
             if asked is not None:
                 data += jsonwire.frame(asked)
         self._write(data)
         if isinstance(event, Welcome):
+            self._name = event.name
             self._start_tokens(event.name)
 
     # --- resume tokens ----------------------------------------------------------
@@ -234,6 +254,26 @@ class ChatWebSocket(BoundedOutput):
         refresher = self._refresher = LoopingCall(issue)
         refresher.clock = self.context.clock
         refresher.start(tokens.lifetime / 3, now=True)
+
+    def _idle_token(self, goodbye: Goodbye) -> bool:
+        """
+        A session ended for being idle is not a logout: the page keeps a
+        token, good for longer than the usual ones, so that its reader comes
+        back with one click and no password.  The goodbye follows the token;
+        the connection closes once both are sent (L{close} waits for them).
+        """
+        tokens, name = self.context.tokens, self._name
+        if tokens is None or name is None:
+            return False
+
+        def issued(token: tuple[str, float]) -> None:
+            self._write(jsonwire.frame(jsonwire.session_token(*token)))
+
+        parting = tokens.issue(name, tokens.idle_lifetime).addCallbacks(issued, self._token_failed)
+        parting.addBoth(lambda _: self._write(jsonwire.frames(goodbye)))
+        if not parting.called:
+            self._parting = parting
+        return True
 
     def _send_token(self, issued: tuple[str, float]) -> None:
         if not self._closing:
@@ -286,11 +326,24 @@ class ChatWebSocket(BoundedOutput):
         if self._closing:
             return
         self._closing = True
+        parting, self._parting = self._parting, None
+        if parting is not None and not parting.called:
+            parting.addBoth(lambda _: self._close_now(code))
+            self._abort_later()
+            return
+        self._close_now(code)
+
+    def _close_now(self, code: int) -> None:
+        if self._lost:
+            return
         try:
             self.wire.loseConnection(code)
         except LocalProtocolError:
             # The peer closed first; its close was answered already.
             self.transport.loseConnection()
+        self._abort_later()
+
+    def _abort_later(self) -> None:
         if self._abort_call is None:
             self._abort_call = self.context.clock.callLater(
                 self.close_timeout, self.transport.abortConnection

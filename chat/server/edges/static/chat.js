@@ -5,6 +5,13 @@
  * of the page's own origin.  User text only ever goes into the page through
  * textContent (and links are built as <a> elements for http: and https: URLs
  * only).  The session token is kept in sessionStorage, the latest only.
+ *
+ * Presence follows the person: while someone uses the page (keys, the
+ * pointer, the wheel, touch, the window's focus, the tab coming back) it
+ * tells the server now and then ("active"), so a reader is never logged out;
+ * a page left alone is, after the server's idle timeout, and then offers to
+ * resume with one click.  Stored messages (those of "offline", and live ones
+ * marked "stored") are acknowledged ("ack") once shown.
  */
 "use strict";
 
@@ -15,6 +22,13 @@
   const RECENT_MINUTES = 60;
   const MAX_FRAME = 4000; // bytes; the server closes on anything over 4096
   const SENT_KEEP = 50;
+  // "active" at most this often (seconds): a third of the server's idle
+  // timeout, between these bounds.
+  const ACTIVE_MAX = 60;
+  const ACTIVE_MIN = 1;
+  // Acknowledgements of live stored messages are sent together, this long
+  // (milliseconds) after the first of them.
+  const ACK_DELAY = 250;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -28,6 +42,13 @@
     loginButton: $("login-button"),
     loginError: $("login-error"),
     loginStatus: $("login-status"),
+    resume: $("resume"),
+    resumeText: $("resume-text"),
+    resumeWhen: $("resume-when"),
+    resumeName: $("resume-name"),
+    resumeStatus: $("resume-status"),
+    resumeButton: $("resume-button"),
+    resumeOther: $("resume-other"),
     chat: $("chat"),
     me: $("me"),
     toggleRoster: $("toggle-roster"),
@@ -97,6 +118,22 @@
     localIds: 0,
     noteTimer: 0,
     protocolWarning: null,
+    // The server's idle timeout (seconds, from hello), or null if it did not say.
+    idleTimeout: null,
+    // performance.now() of the last request the server counts as activity,
+    // and of the last activity of the person at the page.
+    lastRequestAt: 0,
+    lastActivityAt: 0,
+    activeTimer: 0,
+    pointerX: null,
+    pointerY: null,
+    // Ids of live stored messages shown and not acknowledged yet.
+    ackIds: [],
+    ackTimer: 0,
+    // The resume offer is showing (after a session ended for being idle).
+    offering: false,
+    // The server does not know "active" and "ack".
+    legacy: false,
   };
 
   // --- small helpers ----------------------------------------------------------
@@ -224,9 +261,11 @@
     }
   }
 
-  function saveToken(token, expires) {
+  // extra: {idle: true, name, text} for the token that resumes a session
+  // ended for being idle; a reload then offers to resume rather than doing it.
+  function saveToken(token, expires, extra) {
     try {
-      sessionStorage.setItem(TOKEN_KEY, JSON.stringify({ token: token, expires: expires }));
+      sessionStorage.setItem(TOKEN_KEY, JSON.stringify(Object.assign({ token: token, expires: expires }, extra || {})));
     } catch (e) {
       /* storage full or disabled: a reconnection will ask for the password */
     }
@@ -274,7 +313,94 @@
     const ws = state.ws;
     if (!ws || ws.readyState !== WebSocket.OPEN) return false;
     ws.send(JSON.stringify(obj));
+    // Every request but "ack" restarts the server's idle timer.
+    if (obj.type !== "ack") state.lastRequestAt = performance.now();
     return true;
+  }
+
+  // --- presence: activity and "active" ------------------------------------------
+
+  // Seconds between two "active" at most: a third of the idle timeout, so
+  // that two may be lost (or late) before the server gives up.
+  function activeInterval() {
+    const idle = state.idleTimeout;
+    const every = idle ? Math.min(ACTIVE_MAX, idle / 3) : ACTIVE_MAX;
+    return Math.max(ACTIVE_MIN, every);
+  }
+
+  function noteActivity() {
+    state.lastActivityAt = performance.now();
+    scheduleActive();
+  }
+
+  // Moves of the pointer only: the browser may report one when the page
+  // moves under a pointer that stays where it is.
+  function onPointerMove(event) {
+    if (event.clientX === state.pointerX && event.clientY === state.pointerY) return;
+    state.pointerX = event.clientX;
+    state.pointerY = event.clientY;
+    noteActivity();
+  }
+
+  // "active" once the interval since the last request has passed, if there
+  // was activity since that request (any request tells the server as much).
+  function scheduleActive() {
+    if (state.activeTimer || state.legacy || !connected() || state.lastActivityAt <= state.lastRequestAt) return;
+    const wait = Math.max(0, state.lastRequestAt + activeInterval() * 1000 - performance.now());
+    state.activeTimer = setTimeout(sendActive, wait);
+  }
+
+  function sendActive() {
+    state.activeTimer = 0;
+    if (!connected() || state.lastActivityAt <= state.lastRequestAt) return;
+    // No answer comes: it is not a pending request.
+    rawSend({ type: "active" });
+  }
+
+  // --- acknowledging stored messages --------------------------------------------
+
+  // "ack" frames for these ids, as few as fit in a frame each.
+  function sendAcks(ids) {
+    if (state.legacy) return;
+    let batch = [];
+    let size = 0;
+    for (const id of ids) {
+      const cost = utf8Length(JSON.stringify(id)) + 1;
+      if (batch.length && size + cost > MAX_FRAME - 64) {
+        rawSend({ type: "ack", ids: batch });
+        batch = [];
+        size = 0;
+      }
+      batch.push(id);
+      size += cost;
+    }
+    if (batch.length) rawSend({ type: "ack", ids: batch });
+  }
+
+  function storedIds(messages) {
+    return messages.filter((m) => m && typeof m.id === "string" && m.id).map((m) => m.id);
+  }
+
+  // A live stored message was shown: acknowledged with the others of the next ACK_DELAY.
+  function queueAck(id) {
+    state.ackIds.push(id);
+    if (!state.ackTimer) state.ackTimer = setTimeout(flushAcks, ACK_DELAY);
+  }
+
+  function flushAcks() {
+    clearTimeout(state.ackTimer);
+    state.ackTimer = 0;
+    const ids = state.ackIds;
+    state.ackIds = [];
+    // Not connected: this session is over, and the server gives them again
+    // at the next login (or resume), where they are acknowledged.
+    if (ids.length && connected()) sendAcks(ids);
+  }
+
+  function dropAcks() {
+    clearTimeout(state.ackTimer);
+    state.ackTimer = 0;
+    state.ackIds = [];
   }
 
   // A request of a logged-in user; its answer is matched to it by order.
@@ -308,7 +434,9 @@
     state.ws = null;
     state.phase = "idle";
     state.pending = [];
+    dropAcks();
     setLoginBusy(false);
+    setResumeBusy(false);
     const auth = state.auth;
     state.auth = null;
     if (auth && auth.kind === "resume" && !state.inChat) setLoginStatus("");
@@ -416,6 +544,9 @@
 
   const HANDLERS = {
     hello(msg) {
+      state.legacy = false;
+      const idle = msg.idle_timeout;
+      state.idleTimeout = typeof idle === "number" && isFinite(idle) && idle > 0 ? idle : null;
       state.protocolWarning =
         msg.protocol === PROTOCOL
           ? null
@@ -435,8 +566,10 @@
       state.attempt = 0;
       state.autoReconnect = true;
       state.pending = [];
+      dropAcks();
       cancelReconnect();
       hideBanner();
+      hideResumeOffer();
       stopBlockCountdown();
       setLoginBusy(false);
       showLoginError("");
@@ -479,15 +612,23 @@
     },
 
     session(msg) {
-      if (typeof msg.token === "string" && msg.token) saveToken(msg.token, msg.expires);
+      if (typeof msg.token === "string" && msg.token) saveToken(msg.token, msg.expires, { name: state.me });
     },
 
     offline(msg) {
-      addMessages(Array.isArray(msg.messages) ? msg.messages : [], { away: true, fresh: true });
+      const messages = Array.isArray(msg.messages) ? msg.messages : [];
+      addMessages(messages, { away: true, fresh: true });
+      // Shown: they may leave the server's store (until then they would come
+      // again at the next login).
+      const ids = storedIds(messages);
+      if (ids.length) sendAcks(ids);
     },
 
     message(msg) {
       addMessages([msg], { fresh: true });
+      // It came through the store (from another server of a cluster): it
+      // stays there until acknowledged.
+      if (msg.stored === true) for (const id of storedIds([msg])) queueAck(id);
     },
 
     history(msg) {
@@ -500,7 +641,8 @@
       hideComposerError();
       const display = req && req.display;
       if (!display) {
-        if (msg.text) showNote(msg.text);
+        // Kept until dismissed when it did not reach everyone.
+        if (msg.text) showNote(msg.text, deliveryOf(msg) === "partial" || deliveryOf(msg) === "failed" ? 0 : undefined);
         return;
       }
       const id = typeof msg.id === "string" && msg.id ? msg.id : "local-" + ++state.localIds;
@@ -610,12 +752,32 @@
           }, true);
           break;
         case "idle":
+          // Not a logout: the token that came just before is kept, and the
+          // reader comes back with one click.
+          sessionEnded();
+          if (!offerResume(text)) {
+            forgetToken();
+            leaveChat();
+            setLoginStatus(text);
+          }
+          break;
+        case "removed":
+          // The user no longer exists on this server: nothing to resume.
+          sessionEnded();
+          forgetToken();
+          hideBanner();
+          resetChatData();
+          state.me = null;
+          leaveChat();
+          setLoginStatus("");
+          showLoginError(text);
+          ui.password.value = "";
+          break;
         case "flood":
           state.autoReconnect = false;
           forgetToken();
           leaveChat();
-          if (msg.reason === "flood") showLoginError(text);
-          else setLoginStatus(text);
+          showLoginError(text);
           break;
         default:
           // shutdown, server_error: the connection closes, and the page comes
@@ -625,6 +787,12 @@
     },
 
     error(msg) {
+      if (msg.code === "unknown_type") {
+        // Only "active" or "ack" can be unknown (to a server older than this
+        // page); they are not pending requests, and are not sent again.
+        state.legacy = true;
+        return;
+      }
       const req = state.pending.shift() || null;
       if (state.phase !== "chat") {
         if (state.auth && state.auth.kind === "resume" && state.phase === "authenticating") {
@@ -669,14 +837,117 @@
     },
   };
 
+  // The server ended the session and closes the connection: nothing more is
+  // sent on it, and nothing reconnects by itself.
+  function sessionEnded() {
+    state.autoReconnect = false;
+    cancelReconnect();
+    dropAcks();
+    clearTimeout(state.activeTimer);
+    state.activeTimer = 0;
+    const ws = state.ws;
+    state.ws = null;
+    state.phase = "idle";
+    state.pending = [];
+    state.auth = null;
+    if (ws) ws.close();
+  }
+
   function resumeRefused(text) {
+    const saved = loadToken();
+    if (!ui.username.value) ui.username.value = (saved && saved.name) || state.me || "";
     forgetToken();
+    hideResumeOffer();
     setLoginStatus("");
     state.autoReconnect = false;
     cancelReconnect();
     hideBanner();
     leaveChat();
     showLoginError(text);
+  }
+
+  // --- the resume offer, after a session ended for being idle -------------------
+
+  // Keeps the token (just received) for a resume, and offers it in the login
+  // view.  False if there is no token to offer.
+  function offerResume(text) {
+    const saved = loadToken();
+    const name = state.me || (saved && saved.name) || "";
+    if (!saved || !name) return false;
+    const at = Date.now() / 1000;
+    saveToken(saved.token, saved.expires, { idle: true, name: name, text: text, at: at });
+    leaveChat();
+    showResumeOffer(name, text, at);
+    return true;
+  }
+
+  function showResumeOffer(name, text, at) {
+    state.offering = true;
+    stopBlockCountdown();
+    showLoginError("");
+    setLoginStatus("");
+    ui.password.value = "";
+    ui.resumeName.textContent = name;
+    ui.resumeText.textContent = text || "You were logged out after a while without activity.";
+    let when = "";
+    if (typeof at === "number" && isFinite(at)) {
+      const date = asDate(at);
+      when = (dayKey(date) === dayKey(new Date()) ? "That was at " : "That was " + dayLabel(date) + ", at ") + hhmm(date) + ".";
+      ui.resumeWhen.title = fullTime(date);
+    }
+    ui.resumeWhen.textContent = when;
+    ui.resumeStatus.textContent = "";
+    setResumeBusy(false);
+    ui.login.hidden = true;
+    ui.resume.hidden = false;
+    ui.resumeButton.focus();
+  }
+
+  function hideResumeOffer() {
+    if (!state.offering) return;
+    state.offering = false;
+    ui.resume.hidden = true;
+    ui.login.hidden = false;
+    ui.resumeStatus.textContent = "";
+    setResumeBusy(false);
+  }
+
+  function setResumeBusy(busy) {
+    ui.resumeButton.disabled = busy;
+    ui.resume.setAttribute("aria-busy", busy ? "true" : "false");
+    if (!busy && state.offering) ui.resumeStatus.textContent = "";
+  }
+
+  function resumeFromOffer() {
+    if (state.phase === "authenticating") return;
+    const saved = loadToken();
+    if (!saved) {
+      resumeRefused("Your session has ended. Please log in again.");
+      return;
+    }
+    cancelReconnect();
+    hideBanner();
+    setResumeBusy(true);
+    ui.resumeStatus.textContent = "Resuming…";
+    // If the server cannot be reached, try again as after a lost connection.
+    state.autoReconnect = true;
+    state.auth = { kind: "resume", token: saved.token };
+    if (!state.ws) connect();
+    else if (state.phase === "prompt") sendAuth();
+  }
+
+  // The login form instead: the token is not needed any more.
+  function declineResume() {
+    const saved = loadToken();
+    forgetToken();
+    cancelReconnect();
+    hideBanner();
+    state.autoReconnect = false;
+    state.auth = null;
+    hideResumeOffer();
+    if (saved && saved.name && !ui.username.value) ui.username.value = saved.name;
+    setLoginBusy(false);
+    (ui.username.value ? ui.password : ui.username).focus();
   }
 
   // --- login ------------------------------------------------------------------
@@ -945,19 +1216,61 @@
     return added;
   }
 
+  const nameList = (value) => (Array.isArray(value) ? value.filter((n) => typeof n === "string") : []);
+
+  // What became of a message, from its receipt: "delivered" (everyone has
+  // it), "stored" (kept for some who are offline), "nobody" (a broadcast with
+  // nobody else online), "partial" (some did not get it: "failed" names them,
+  // or "unreachable" counts them) or "failed" (nobody got it).
+  function deliveryOf(receipt) {
+    const failed = nameList(receipt.failed);
+    const unreachable = Number(receipt.unreachable) > 0 ? Number(receipt.unreachable) : 0;
+    const reached =
+      nameList(receipt.delivered).length + nameList(receipt.stored).length + (Number(receipt.broadcast) > 0 ? 1 : 0);
+    if (failed.length || unreachable) return reached ? "partial" : "failed";
+    if (nameList(receipt.stored).length) return "stored";
+    if (receipt.broadcast === 0) return "nobody";
+    return "delivered";
+  }
+
   function describeReceipt(node, receipt) {
-    const stored = Array.isArray(receipt.stored) ? receipt.stored : [];
+    const stored = nameList(receipt.stored);
+    const failed = nameList(receipt.failed);
+    const delivery = deliveryOf(receipt);
+    node.dataset.delivery = delivery;
     const tag = node.querySelector(".tag");
     if (receipt.text && tag) tag.title = receipt.text;
-    if (stored.length || receipt.broadcast === 0) {
-      const status = make("div", "status" + (stored.length ? " stored" : ""), receipt.text || "");
-      if (!receipt.text) {
-        status.textContent = stored.length
-          ? stored.join(", ") + (stored.length === 1 ? " is" : " are") + " offline; it will be delivered at their next login."
-          : "Nobody else is online to receive it.";
+    if (delivery === "delivered") return;
+    const status = make("div", "status " + delivery, receipt.text || "");
+    if (!receipt.text) {
+      if (delivery === "partial" || delivery === "failed") {
+        status.textContent = failed.length
+          ? "Not sent to " + failed.join(", ") + "; send it to them again."
+          : "Some users on other servers of this chat could not be reached and did not get it.";
+      } else if (stored.length) {
+        status.textContent =
+          stored.join(", ") + (stored.length === 1 ? " is" : " are") + " offline; it will be delivered at their next login.";
+      } else {
+        status.textContent = "Nobody else is online to receive it.";
       }
-      node.querySelector(".message-body").append(status);
     }
+    if (failed.length) {
+      // The text back in the composer, to those who did not get it; sent
+      // only when the person says so.
+      const again = make("button", "again", "Send again to " + failed.join(", "));
+      again.type = "button";
+      again.addEventListener("click", () => {
+        ui.to.value = failed.join(", ");
+        ui.message.value = node.querySelector(".text").textContent;
+        recipientsChanged();
+        updateCounter();
+        hideComposerError();
+        ui.message.focus();
+      });
+      status.append(" ", again);
+    }
+    if (delivery === "partial" || delivery === "failed") status.setAttribute("role", "alert");
+    node.querySelector(".message-body").append(status);
   }
 
   // --- unread count and notifications --------------------------------------------
@@ -1478,6 +1791,8 @@
     if (bannerHandler) bannerHandler();
   });
   ui.logout.addEventListener("click", logout);
+  ui.resumeButton.addEventListener("click", resumeFromOffer);
+  ui.resumeOther.addEventListener("click", declineResume);
   ui.notify.addEventListener("click", toggleNotify);
   ui.help.addEventListener("click", () => (ui.helpPanel.hidden ? openHelp() : closeHelp(true)));
   ui.helpClose.addEventListener("click", () => closeHelp(true));
@@ -1525,8 +1840,18 @@
     }
   });
 
+  // What a person at the page does.  Not "scroll": the page scrolls by
+  // itself when messages arrive; a person scrolls with the wheel, a touch,
+  // the keys or the scroll bar (a pointer press), which are here.
+  for (const type of ["keydown", "pointerdown", "wheel", "touchstart", "touchmove", "input"]) {
+    window.addEventListener(type, noteActivity, { capture: true, passive: true });
+  }
+  window.addEventListener("pointermove", onPointerMove, { capture: true, passive: true });
+  window.addEventListener("focus", noteActivity);
+
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) {
+      noteActivity();
       clearUnread();
       // Back to the tab while waiting to reconnect: try now.
       if (state.reconnectTimer && state.reconnectAt - Date.now() > 1500) reconnectNow();
@@ -1545,7 +1870,11 @@
   renderRoster();
   updateEmpty();
   const saved = loadToken();
-  if (saved) {
+  if (saved && saved.idle) {
+    // A reload after the session ended for being idle: the offer again (the
+    // reload may be the browser's, with nobody there).
+    showResumeOffer(String(saved.name || ""), typeof saved.text === "string" ? saved.text : "", saved.at);
+  } else if (saved) {
     // A reload, or a tab that lost its connection: carry on without the password.
     state.autoReconnect = true;
     state.auth = { kind: "resume", token: saved.token };

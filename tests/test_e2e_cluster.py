@@ -62,7 +62,8 @@ LONG_BLOCK = "45"
 NODE_TIMEOUT = 3.0
 NODE_TIMEOUT_MARGIN = 1.0
 
-#: How soon the nodes must be back to normal once Redis is (backoff: 1 s first, at most 10 s).
+#: How soon the nodes must be back to normal once Redis is (one backoff for all of a node's
+#: connections: 0.25 s first, at most 5 s).
 RECOVERY = 15.0
 
 #: The patterns of the two listings, whatever their length.
@@ -551,9 +552,9 @@ class RedisOutageTests(unittest.TestCase):
     async def _logs_in(self, lab: Lab, port: int, name: str) -> bool:
         """
         Whether a login on the node at C{port} goes through: a node's
-        connections to Redis come back each on its own backoff, and the one
-        that claims users may be the last.  Any answer but the welcome or
-        the one line of Redis away fails the test.
+        connections to Redis come back together, but not before its next
+        attempt.  Any answer but the welcome or the one line of Redis away
+        fails the test.
         """
         client = await lab.connect(port)
         await client.expect(USERNAME)

@@ -159,9 +159,9 @@ class GuardTests(unittest.TestCase):
         self.guard = LoginGuard(self.clock, max_attempts=3, block_time=60)
 
     def test_blocks_after_max_attempts(self) -> None:
-        self.assertEqual(self.guard.failed("columbia", "1.2.3.4"), 0)
-        self.assertEqual(self.guard.failed("columbia", "1.2.3.4"), 0)
-        self.assertEqual(self.guard.failed("columbia", "1.2.3.4"), 60)
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "1.2.3.4")), 0)
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "1.2.3.4")), 0)
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "1.2.3.4")), 60)
         self.clock.advance(20)
         self.assertEqual(self.guard.blocked_for("columbia", "1.2.3.4"), 40)
         self.assertEqual(self.guard.blocked_for("columbia", "5.6.7.8"), 0)
@@ -171,52 +171,52 @@ class GuardTests(unittest.TestCase):
 
     def test_after_a_block_the_count_starts_again(self) -> None:
         for _ in range(3):
-            self.guard.failed("columbia", "h")
+            self.successResultOf(self.guard.failed("columbia", "h"))
         self.clock.advance(60)
-        self.assertEqual(self.guard.failed("columbia", "h"), 0)
-        self.assertEqual(self.guard.failed("columbia", "h"), 0)
-        self.assertEqual(self.guard.failed("columbia", "h"), 60)
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "h")), 0)
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "h")), 0)
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "h")), 60)
 
     def test_old_failures_are_forgotten(self) -> None:
-        self.guard.failed("columbia", "h")
-        self.guard.failed("columbia", "h")
+        self.successResultOf(self.guard.failed("columbia", "h"))
+        self.successResultOf(self.guard.failed("columbia", "h"))
         self.clock.advance(61)
-        self.assertEqual(self.guard.failed("columbia", "h"), 0)
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "h")), 0)
 
     def test_success_clears_the_count(self) -> None:
-        self.guard.failed("columbia", "h")
-        self.guard.failed("columbia", "h")
+        self.successResultOf(self.guard.failed("columbia", "h"))
+        self.successResultOf(self.guard.failed("columbia", "h"))
         self.guard.succeeded("columbia", "h")
-        self.assertEqual(self.guard.failed("columbia", "h"), 0)
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "h")), 0)
         self.assertEqual(len(self.guard), 1)
 
     def test_table_is_bounded(self) -> None:
         guard = LoginGuard(self.clock, max_attempts=3, block_time=60, max_entries=100)
         for i in range(1000):
-            guard.failed(f"user{i}", "h")
+            self.successResultOf(guard.failed(f"user{i}", "h"))
         self.assertEqual(len(guard), 100)
         # The newest entries are the ones kept.
-        guard.failed("user999", "h")
-        self.assertEqual(guard.failed("user999", "h"), 60)
+        self.successResultOf(guard.failed("user999", "h"))
+        self.assertEqual(self.successResultOf(guard.failed("user999", "h")), 60)
 
     def test_checks_in_progress_count_against_the_limit(self) -> None:
-        self.assertTrue(self.guard.begin("columbia", "h"))
-        self.assertTrue(self.guard.begin("columbia", "h"))
-        self.assertTrue(self.guard.begin("columbia", "h"))
-        self.assertFalse(self.guard.begin("columbia", "h"))
-        self.assertTrue(self.guard.begin("columbia", "other-host"))
+        self.assertTrue(self.successResultOf(self.guard.begin("columbia", "h")))
+        self.assertTrue(self.successResultOf(self.guard.begin("columbia", "h")))
+        self.assertTrue(self.successResultOf(self.guard.begin("columbia", "h")))
+        self.assertFalse(self.successResultOf(self.guard.begin("columbia", "h")))
+        self.assertTrue(self.successResultOf(self.guard.begin("columbia", "other-host")))
         self.guard.abandoned("columbia", "h")
-        self.assertTrue(self.guard.begin("columbia", "h"))
+        self.assertTrue(self.successResultOf(self.guard.begin("columbia", "h")))
 
     def test_failures_and_checks_together_stay_within_the_limit(self) -> None:
-        self.assertTrue(self.guard.begin("columbia", "h"))
-        self.assertEqual(self.guard.failed("columbia", "h"), 0)
-        self.assertTrue(self.guard.begin("columbia", "h"))
-        self.assertTrue(self.guard.begin("columbia", "h"))
-        self.assertFalse(self.guard.begin("columbia", "h"))
-        self.assertEqual(self.guard.failed("columbia", "h"), 0)
-        self.assertEqual(self.guard.failed("columbia", "h"), 60)
+        self.assertTrue(self.successResultOf(self.guard.begin("columbia", "h")))
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "h")), 0)
+        self.assertTrue(self.successResultOf(self.guard.begin("columbia", "h")))
+        self.assertTrue(self.successResultOf(self.guard.begin("columbia", "h")))
+        self.assertFalse(self.successResultOf(self.guard.begin("columbia", "h")))
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "h")), 0)
+        self.assertEqual(self.successResultOf(self.guard.failed("columbia", "h")), 60)
 
     def test_max_attempts_of_one_blocks_at_the_first_failure(self) -> None:
         guard = LoginGuard(self.clock, max_attempts=1, block_time=5)
-        self.assertEqual(guard.failed("a", "h"), 5)
+        self.assertEqual(self.successResultOf(guard.failed("a", "h")), 5)

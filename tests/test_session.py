@@ -11,8 +11,10 @@ from datetime import datetime, timezone
 from twisted.logger import formatEvent
 from twisted.trial import unittest
 
+from chat.server.auth import loggable_name
 from chat.server.commands import Limits
 from chat.server.edges.text import describe_duration
+from chat.server.limits import Exemptions
 from chat.server.session import Settings
 from tests.harness import Connection, Harness, HeldStore, capture_log
 
@@ -62,10 +64,15 @@ class LoginTests(unittest.TestCase):
         logged = "\n".join(formatEvent(e) for e in events)
         self.assertNotIn("116bway", logged)
         self.assertNotIn("anything", logged)
-        unknown = re.findall(r"failed login for (unknown#[0-9a-f]{10}) from 10.0.0.1", logged)
-        self.assertEqual(len(unknown), 2, logged)
-        self.assertEqual(unknown[0], unknown[1], "the same name gets the same hash, for correlation")
-        self.assertIn("failed login for columbia from 10.0.0.1", logged)
+        # The first failure of the minute is written; the others are counted.
+        [unknown] = re.findall(r"failed login for (unknown#[0-9a-f]{10}) from 10.0.0.1", logged)
+        self.assertEqual(
+            unknown, loggable_name("116bway", self.server.service.users), "the same name, the same hash"
+        )
+        self.server.clock.advance(60)
+        logged = "\n".join(formatEvent(e) for e in events)
+        self.assertIn("failed logins: 2 more in the last 60 s, most from 10.0.0.1 (2)", logged)
+        self.assertNotIn("116bway", logged)
 
     def test_a_blocked_unknown_name_is_not_logged_either(self) -> None:
         events = capture_log(self)
@@ -719,6 +726,52 @@ class FloodTests(unittest.TestCase):
         self.assertTrue(conn.closing)
         self.assertEqual(seas.read().count("spam"), 20)
         self.assertNotIn("columbia", server.service.registry.online)
+
+
+class PreLoginTests(unittest.TestCase):
+    """Before login a connection is the cheapest thing to serve: a few lines, then it is closed."""
+
+    def test_a_burst_of_lines_at_the_username_prompt_gets_a_few_answers_then_the_door(self) -> None:
+        server = Harness()
+        conn = server.connect()
+        conn.read()
+        conn.send_bytes(b"a b\n" * 32768)
+        text = conn.read()
+        self.assertEqual(text.count("A username is a single word"), 10)
+        self.assertTrue(
+            text.endswith("Disconnected for sending too many commands too fast.\r\n"), text[-100:]
+        )
+        self.assertLess(len(text), 1024)
+        self.assertTrue(conn.closing)
+
+    def test_the_budget_refills_for_someone_who_types(self) -> None:
+        server = Harness()
+        conn = server.connect()
+        for _ in range(30):
+            conn.send("a b")
+            server.clock.advance(0.5)
+        self.assertFalse(conn.closing)
+        conn.send("columbia", "116bway")
+        self.assertIn("Welcome", conn.read())
+
+    def test_a_pasted_login_and_commands_are_not_counted_as_pre_login(self) -> None:
+        server = Harness()
+        conn = server.connect()
+        conn.send("columbia", "116bway", *(["whoelse"] * 15))
+        self.assertEqual(conn.read().count("Nobody else is online."), 15)
+
+    def test_the_answers_to_one_read_are_bounded_before_they_are_queued(self) -> None:
+        """A logged-in client free of the rate limit sends 64 KiB of 'help': cut off at the bound."""
+        server = Harness(max_backlog=8192, settings=Settings(exempt=Exemptions.parse("10.0.0.0/8")))
+        conn = server.login("columbia")
+        seas = server.login("seas")
+        conn.send_bytes(b"help\n" * 13000)
+        self.assertTrue(conn.transport.disconnected)
+        self.assertLessEqual(len(conn.transport.value()), 8192)
+        # Nobody else noticed.
+        conn.lose()
+        seas.send("whoelse")
+        self.assertEqual(seas.read(), "Nobody else is online.\r\nCommand: ")
 
 
 class ShutdownTests(unittest.TestCase):

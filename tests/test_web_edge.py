@@ -900,6 +900,19 @@ class OriginTests(unittest.TestCase):
         self.assertFalse(self.allowed("chat.local", "https://chat.local"))
 
 
+class PreLoginWebSocketTests(unittest.TestCase):
+    def test_messages_before_login_are_budgeted_like_lines(self) -> None:
+        server = Harness()
+        browser = Browser(server)
+        browser.read()
+        for _ in range(30):
+            browser.send_text("{}")
+        messages = browser.read()
+        self.assertEqual([m.get("code") for m in messages[:-1]], ["missing_field"] * 10)
+        self.assertEqual(messages[-1]["type"], "goodbye")
+        self.assertEqual(browser.wire.closed, [1000])
+
+
 class ResumeTests(unittest.TestCase):
     """
     A browser that lost its connection comes back with the token it was

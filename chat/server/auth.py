@@ -32,6 +32,8 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorThreads, IR
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import Attribute, implementer
 
+from chat.server.interfaces import ILoginGuard
+
 # --- secrets ------------------------------------------------------------------
 
 
@@ -301,6 +303,7 @@ class _Attempts:
     blocked_until: float = 0.0
 
 
+@implementer(ILoginGuard)
 class LoginGuard:
     """
     Blocks a username from an address after too many failed logins.
@@ -352,21 +355,29 @@ class LoginGuard:
             del self._attempts[next(iter(self._attempts))]
         return record
 
-    def begin(self, name: str, host: str) -> bool:
+    def begin(self, name: str, host: str) -> Deferred[bool]:
         """
         A password for C{name} from C{host} is about to be checked.  Say
         whether that may happen now, and if so count it as in progress;
-        every C{begin} that returns True is ended by exactly one of
+        every C{begin} that gives True is ended by exactly one of
         C{failed}, C{succeeded} or C{abandoned}.
         """
+        return succeed(self.begin_here(name, host))
+
+    def begin_here(self, name: str, host: str) -> bool:
+        """L{begin}, answered from this process's own count."""
         record = self._record(name, host)
         if record.failures + record.checking >= self.max_attempts:
             return False
         record.checking += 1
         return True
 
-    def failed(self, name: str, host: str) -> float:
-        """A check failed; return the seconds of the block it starts, or 0."""
+    def failed(self, name: str, host: str) -> Deferred[float]:
+        """A check failed; fires with the seconds of the block it starts, or 0."""
+        return succeed(self.failed_here(name, host))
+
+    def failed_here(self, name: str, host: str) -> float:
+        """L{failed}, counted in this process alone."""
         now = self._clock.seconds()
         record = self._record(name, host)
         record.checking = max(0, record.checking - 1)

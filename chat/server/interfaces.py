@@ -119,6 +119,34 @@ class IChatUser(Interface):
     name = Attribute("The user's name.")
 
 
+class ILoginGuard(Interface):
+    """
+    What stops password guessing: failed logins counted per user and
+    address, and blocks after too many.  A check is reserved before the
+    password is hashed, so parallel guesses get no more checks than serial
+    ones, on one node or across a cluster.
+    """
+
+    def blocked_for(name: str, host: str) -> float:
+        """Seconds left in a block of C{name} from C{host}, or 0; never waits."""
+
+    def begin(name: str, host: str) -> Deferred[bool]:
+        """
+        Reserve one password check of C{name} from C{host}: fires with
+        whether it may happen now.  Every True is ended by exactly one of
+        C{failed}, C{succeeded} or C{abandoned}.
+        """
+
+    def failed(name: str, host: str) -> Deferred[float]:
+        """The check failed: fires with the seconds of the block it started, or 0."""
+
+    def succeeded(name: str, host: str) -> None:
+        """The password was right: earlier failures are forgotten."""
+
+    def abandoned(name: str, host: str) -> None:
+        """The check ended without an answer (the server busy, or broken)."""
+
+
 class AlreadyOnline(Exception):
     """The user is logged in already; a second session is refused."""
 

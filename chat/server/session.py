@@ -26,7 +26,7 @@ import attrs
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
 from twisted.cred.portal import Portal
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -37,7 +37,6 @@ from chat.server import commands
 from chat.server.auth import (
     BIDI_CONTROLS,
     LoginBusy,
-    LoginGuard,
     ResumeToken,
     ResumeTokens,
     TokenRefused,
@@ -70,7 +69,7 @@ from chat.server.events import (
     UnknownUsers,
     Welcome,
 )
-from chat.server.interfaces import AlreadyOnline, IChatUser, IEdge, IParticipant, Unavailable
+from chat.server.interfaces import AlreadyOnline, IChatUser, IEdge, ILoginGuard, IParticipant, Unavailable
 from chat.server.limits import ConnectionCount, Exemptions, TokenBucket
 from chat.server.quietlog import QuietLog
 from chat.server.service import ChatService, ChatUser, SelfMessage, UnknownUser
@@ -92,6 +91,12 @@ class Settings:
     burst: float = 20.0
     #: Refused commands in a row after which a flooding user is disconnected.
     flood_disconnect: int = 50
+    #: Lines (or messages) a connection may send before it has logged in,
+    #: per second and at once: a name and a password, and a few retries.
+    #: Past that it is closed: nobody is served less than a client that has
+    #: not said who it is.
+    prelogin_rate: float = 2.0
+    prelogin_burst: float = 10.0
     #: Addresses free of the connection and flood limits.
     exempt: Exemptions = attrs.field(factory=Exemptions)
 
@@ -102,7 +107,7 @@ class ServerContext:
 
     service: ChatService
     portal: Portal
-    guard: LoginGuard
+    guard: ILoginGuard
     clock: IReactorTime
     settings: Settings = attrs.field(factory=Settings)
     connections: ConnectionCount = attrs.field(factory=ConnectionCount)
@@ -171,6 +176,10 @@ class Session(TimeoutMixin):
         #: path of every broadcast), dropped once closed.
         self.receive: Callable[[object], None] = self._held.append
         self._bucket: TokenBucket | None = None
+        settings = context.settings
+        self._prelogin = TokenBucket.full(
+            settings.prelogin_rate, settings.prelogin_burst, context.clock.seconds()
+        )
         self._refused = 0
         self._closed: list[Deferred[None]] = []
         #: Logging in with a resume token: the realm lets it take over.
@@ -200,6 +209,34 @@ class Session(TimeoutMixin):
         self.context.service.attach(self)
         self.setTimeout(self.context.settings.login_timeout)
         self.prompt()
+
+    @property
+    def logged_in(self) -> bool:
+        """Whether the user has logged in (and the session has not ended)."""
+        return self.avatar is not None and self.state != "CLOSED"
+
+    def admit_input(self) -> bool:
+        """
+        Count one unit of input (a line, a message), before the edge does
+        anything with it.  Before login each is counted against a small
+        budget, and past it the connection ends: the cheapest state to be in
+        must not let a flood of lines cost replies, memory or log.  After
+        login the command rate applies instead (L{_admit}).  False when the
+        input must be dropped.
+        """
+        if self.state == "CLOSED":
+            return False
+        if self.avatar is not None:
+            return True
+        if self._prelogin.take(self.context.clock.seconds()):
+            return True
+        self.quiet.warn(
+            "connections closed: too much input before login",
+            "closed the connection from {host}: too much input before login",
+            self.edge.peer_host,
+        )
+        self.end(Goodbye(Reason.FLOOD))
+        return False
 
     def line_received(self, text: str) -> None:
         """One decoded line from the user, without its line ending."""
@@ -255,7 +292,12 @@ class Session(TimeoutMixin):
             return
         if isinstance(f.value, TokenRefused):
             reason = Refusal.REUSED if f.value.reason == "reused" else Refusal.EXPIRED
-            log.info("refused a resume from {host}: {reason}", host=self.edge.peer_host, reason=reason.value)
+            self.quiet.info(
+                "resumes refused",
+                "refused a resume from {host}: {reason}",
+                self.edge.peer_host,
+                reason=reason.value,
+            )
         else:
             log.failure("resume failed", f)
             reason = Refusal.SERVER_ERROR
@@ -450,25 +492,36 @@ class Session(TimeoutMixin):
             # Blocked by other connections while this one typed the password.
             self._refuse_blocked(name, blocked)
             return
-        if not guard.begin(name, host):
+        self.state = "AUTHENTICATING"
+        credentials = UsernamePassword(name.encode("utf-8"), text.encode("utf-8"))
+        guard.begin(name, host).addCallback(self._check_password, name, credentials).addErrback(
+            self._login_crashed
+        )
+        if self.state in ("AUTHENTICATING", "WELCOMING"):
+            # The guard (across nodes), a password hash or the store is
+            # still working: hold the lines the client sent ahead until the
+            # login is complete.
+            self.edge.pause_input()
+
+    def _check_password(self, allowed: bool, name: str, credentials: UsernamePassword) -> None:
+        if not allowed:
+            # As many checks as --max-attempts are running or failed already.
+            if self.state == "CLOSED":
+                return
             self.say(LoginRefused(Refusal.CHECKING, name))
             self.state = "USERNAME"
             self.prompt()
+            self.edge.resume_input()
             return
-        self.state = "AUTHENTICATING"
-        credentials = UsernamePassword(name.encode("utf-8"), text.encode("utf-8"))
         d = self.context.portal.login(credentials, self, IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed)
-        if self.state in ("AUTHENTICATING", "WELCOMING"):
-            # A password hash or the store is still working: hold the lines
-            # the client sent ahead until the login is complete.
-            self.edge.pause_input()
 
     def _refuse_blocked(self, name: str, seconds: float) -> None:
-        log.info(
+        self.quiet.info(
+            "blocked logins refused",
             "refused {user} from {host}: blocked",
+            self.edge.peer_host,
             user=loggable_name(name, self.context.service.users),
-            host=self.edge.peer_host,
         )
         self.end(LoginRefused(Refusal.BLOCKED, name, math.ceil(seconds)))
 
@@ -547,19 +600,19 @@ class Session(TimeoutMixin):
         guard, host = self.context.guard, self.edge.peer_host
         # Count the outcome even if the connection is gone: hanging up right
         # after sending a guess must not make the guess free.
-        blocked: float | Deferred[float]
+        blocked: Deferred[float]
         if f.check(UnauthorizedLogin):
-            log.info("failed login for {user} from {host}", user=self.log_name, host=host)
+            self.quiet.info("failed logins", "failed login for {user} from {host}", host, user=self.log_name)
             blocked = guard.failed(name, host)
             reason = Refusal.INVALID
         elif f.check(AlreadyOnline):
             # The password was right; refusing a second session is no failure.
             guard.succeeded(name, host)
-            blocked = 0.0
+            blocked = succeed(0.0)
             reason = Refusal.ALREADY_ONLINE
         else:
             guard.abandoned(name, host)
-            blocked = 0.0
+            blocked = succeed(0.0)
             if f.check(LoginBusy):
                 reason = Refusal.BUSY
             elif f.check(Unavailable):
@@ -574,12 +627,9 @@ class Session(TimeoutMixin):
             else:
                 log.failure("login of {user} failed", f, user=self.log_name)
                 reason = Refusal.SERVER_ERROR
-        if isinstance(blocked, Deferred):
-            # A cluster's guard counts the failure across nodes first.
-            blocked.addCallback(lambda seconds: self._after_refusal(name, reason, seconds))
-            blocked.addErrback(self._login_crashed)
-            return
-        self._after_refusal(name, reason, blocked)
+        # A cluster's guard counts the failure across nodes first.
+        blocked.addCallback(lambda seconds: self._after_refusal(name, reason, seconds))
+        blocked.addErrback(self._login_crashed)
 
     def _after_refusal(self, name: str, reason: Refusal, blocked: float) -> None:
         if self.state == "CLOSED":
@@ -610,7 +660,12 @@ class Session(TimeoutMixin):
         if bucket is not None and not bucket.take(self.context.clock.seconds()):
             self._refused += 1
             if self._refused >= self.context.settings.flood_disconnect:
-                log.warn("{user} disconnected for flooding", user=self.name)
+                self.quiet.warn(
+                    "disconnected for flooding",
+                    "{user} disconnected for flooding",
+                    self.edge.peer_host,
+                    user=self.name,
+                )
                 self.end(Goodbye(Reason.FLOOD))
             elif answer:
                 self.reply(RateLimited(self.context.settings.rate))
@@ -796,7 +851,7 @@ class Session(TimeoutMixin):
     def timeoutConnection(self) -> None:
         settings = self.context.settings
         if self.avatar is None:
-            log.info("login timeout for {host}", host=self.edge.peer_host)
+            self.quiet.info("login timeouts", "login timeout for {host}", self.edge.peer_host)
             self.end(Goodbye(Reason.LOGIN_TIMEOUT, seconds=settings.login_timeout))
         else:
             log.info("{user} timed out", user=self.name)

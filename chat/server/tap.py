@@ -48,7 +48,7 @@ from chat.server.commands import Limits
 from chat.server.edges.tcp import ChatFactory
 from chat.server.edges.web import make_site
 from chat.server.edges.writethrough import write_through
-from chat.server.interfaces import IStore, StoreError
+from chat.server.interfaces import ILoginGuard, IStore, StoreError
 from chat.server.limits import ConnectionCount, Exemptions
 from chat.server.reload import UsersFile
 from chat.server.service import ChatRealm, ChatService
@@ -331,6 +331,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             raise SystemExit(f"twistd chat: {e}") from None
     _warn_about_users_file(options["users"], users)
 
+    guard: ILoginGuard
     if options["redis"] is None:
         service = ChatService(frozenset(users), store, reactor)
         guard = LoginGuard(reactor, options["max-attempts"], options["block-time"])
@@ -366,7 +367,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     return top
 
 
-def _cluster(options: Options, reactor: Any, users: frozenset[str]) -> tuple[ChatService, LoginGuard]:
+def _cluster(options: Options, reactor: Any, users: frozenset[str]) -> tuple[ChatService, ILoginGuard]:
     """The service of one node of a cluster on Redis, and its login guard."""
     endpoint: IStreamClientEndpoint
     try:

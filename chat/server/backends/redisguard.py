@@ -78,8 +78,8 @@ class RedisLoginGuard(LoginGuard):
             return here
         return max(here, left)
 
-    def failed(self, name: str, host: str) -> Deferred[float]:  # type: ignore[override]
-        here = super().failed(name, host)
+    def failed(self, name: str, host: str) -> Deferred[float]:
+        here = self.failed_here(name, host)
         now = self._clock.seconds()
         until = now + self.block_time
         digest = self._digest(name, host)

@@ -14,10 +14,9 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet.interfaces import IPushProducer
-from twisted.logger import Logger
 from zope.interface import implementer
 
-log = Logger()
+from chat.server.quietlog import QuietLog
 
 
 @implementer(IPushProducer)
@@ -42,6 +41,10 @@ class BoundedOutput:
     def log_name(self) -> str:
         raise NotImplementedError
 
+    @property
+    def quiet(self) -> QuietLog:
+        raise NotImplementedError
+
     def _reroute(self) -> None:
         raise NotImplementedError
 
@@ -59,16 +62,22 @@ class BoundedOutput:
             return
         self._backlog += len(data)
         if self._backlog > self.max_backlog:
-            log.warn(
-                "{user} at {host} is not reading; disconnected with {bytes} bytes queued",
-                user=self.log_name,
-                host=self.peer_host,
-                bytes=self._backlog,
-            )
-            self._backlog = -1
-            self.transport.abortConnection()
+            self._cut_off(self._backlog)
         else:
             self.transport.write(data)
+
+    def _cut_off(self, queued: int) -> None:
+        """Disconnect a client that would have more than the bound queued for it."""
+        self.quiet.warn(
+            "clients not reading",
+            "{user} at {host} is not reading; disconnected with {bytes} bytes queued",
+            self.peer_host,
+            user=self.log_name,
+            bytes=queued,
+        )
+        self._backlog = -1
+        self.transport.abortConnection()
+        self._reroute()
 
     # --- IPushProducer, for the transport's send buffer ---------------------
 

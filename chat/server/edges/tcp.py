@@ -14,7 +14,6 @@ from typing import Any
 
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
-from twisted.logger import Logger
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -23,9 +22,8 @@ from chat.server.edges.bounded import BoundedOutput
 from chat.server.edges.text import PROMPTS, TEXT, encode
 from chat.server.events import Ask, Error, Event, Failed, Fault, LineTooLong, TooManyConnections
 from chat.server.interfaces import IEdge, IParticipant
+from chat.server.quietlog import QuietLog
 from chat.server.session import ServerContext, Session
-
-log = Logger()
 
 
 def host_of(address: IAddress | None) -> str:
@@ -66,6 +64,7 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         #: client that sends several commands at once gets its answers in
         #: one send, as it got them before the transport wrote at once.
         self._out: list[bytes] | None = None
+        self._out_bytes = 0
 
     # --- connection -----------------------------------------------------------
 
@@ -91,14 +90,17 @@ class ChatProtocol(BoundedOutput, LineReceiver):
 
     def dataReceived(self, data: bytes) -> None:
         """
-        Split C{data} into lines in one pass (LineReceiver's own loop copies
-        the buffer for every line, which is quadratic in a large write).
+        Take C{data} a line at a time, in one pass (LineReceiver's own loop
+        copies the buffer for every line, which is quadratic in a large
+        write), and only as far as it is wanted: a 64 KiB burst of lines
+        from a client about to be closed for it costs the lines read before
+        the close, not a list of all of them.
 
         Once the connection is closing nothing more is read, so what still
         arrives (a flood, say, while the goodbye is being written) is dropped
         rather than kept.
         """
-        if self.transport.disconnecting:
+        if self.transport.disconnecting or self.cut_off:
             self._buffer = b""
             return
         if self._discarding:
@@ -115,20 +117,24 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         self._out = []
         self._reroute()
         try:
-            lines = buffer.split(b"\n")
-            rest = lines.pop()
-            for i, line in enumerate(lines):
-                if self.transport.disconnecting:
+            at = 0
+            while True:
+                if self.transport.disconnecting or self.cut_off:
                     self._buffer = b""
                     return
                 if self.paused:
-                    lines.append(rest)
-                    self._buffer = b"\n".join(lines[i:])
+                    self._buffer = buffer[at:]
                     return
+                end = buffer.find(b"\n", at)
+                if end < 0:
+                    break
+                line = buffer[at:end]
+                at = end + 1
                 if len(line) > self.MAX_LENGTH:
                     self.lineLengthExceeded(line)
                 else:
                     self.lineReceived(line)
+            rest = buffer[at:] if at else buffer
             if len(rest) > self.MAX_LENGTH:
                 self._buffer = b""
                 self._discarding = True
@@ -138,12 +144,15 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         finally:
             self._receiving = False
             out, self._out = self._out, None
-            if out:
+            self._out_bytes = 0
+            if out and not self.cut_off:
                 self._send_now(b"".join(out) if len(out) > 1 else out[0])
             self._reroute()
             self.session.input_done()
 
     def lineReceived(self, line: bytes) -> None:
+        if not self.session.admit_input():
+            return
         if self._at_prompt:
             self._at_prompt = False
             self._reroute()
@@ -157,6 +166,8 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         self.session.line_received(text)
 
     def lineLengthExceeded(self, line: bytes) -> None:
+        if not self.session.admit_input():
+            return
         if self._at_prompt:
             self._at_prompt = False
             self._reroute()
@@ -177,6 +188,8 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     # --- output ---------------------------------------------------------------
 
     def _write(self, data: bytes) -> None:
+        if self.cut_off:
+            return
         if self._at_prompt:
             # Asynchronous output while the user sits at a prompt: start on a
             # fresh line rather than after "Command: ".
@@ -184,6 +197,13 @@ class ChatProtocol(BoundedOutput, LineReceiver):
             self._at_prompt = False
             self._reroute()
         if self._out is not None:
+            # Answers to one read, gathered for one write: bounded here, as
+            # they are made, so a burst of lines that each cost an answer
+            # cannot queue more than a client that stops reading may.
+            self._out_bytes += len(data)
+            if self._out_bytes > self.max_backlog:
+                self._cut_off(self._out_bytes)
+                return
             self._out.append(data)
         else:
             self._send_now(data)
@@ -222,7 +242,7 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         """
         participant = self._routed
         if participant is not None:
-            if self._at_prompt or self._congested or self._out is not None:
+            if self._at_prompt or self._congested or self._out is not None or self.cut_off:
                 participant.receive = self._write
             else:
                 participant.receive = self.transport.write
@@ -244,6 +264,10 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     @property
     def log_name(self) -> str:
         return self.session.log_name
+
+    @property
+    def quiet(self) -> QuietLog:
+        return self.session.quiet
 
 
 class _Refuse(Protocol):
@@ -273,7 +297,12 @@ class ChatFactory(ServerFactory):
         counted = self.context.connections.open(host)
         if counted is False:
             limit = self.context.connections.max_per_host
-            log.warn("refused a connection from {host}: {count} open", host=host, count=limit)
+            self.context.service.quiet.warn(
+                "connections refused: too many from one address",
+                "refused a connection from {host}: {count} open",
+                host,
+                count=limit,
+            )
             return _Refuse(TooManyConnections(limit))
         protocol = ChatProtocol()
         protocol.factory = self

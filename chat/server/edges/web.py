@@ -49,6 +49,7 @@ from chat.server.edges.tcp import host_of
 from chat.server.edges.text import render as sentence
 from chat.server.events import Ask, Event, Goodbye, Reason, TooManyConnections, Welcome
 from chat.server.interfaces import IEdge, IParticipant
+from chat.server.quietlog import QuietLog
 from chat.server.session import ServerContext, Session
 
 log = Logger()
@@ -159,6 +160,8 @@ class ChatWebSocket(BoundedOutput):
         self.session.input_done()
 
     def bytesMessageReceived(self, data: bytes | bytearray) -> None:
+        if self._closing or self.session is None or not self.session.admit_input():
+            return
         self._refuse(jsonwire.BadRequest("binary"))
 
     def pongReceived(self, payload: bytes) -> None:
@@ -189,6 +192,8 @@ class ChatWebSocket(BoundedOutput):
     def _handle(self, message: str) -> None:
         session = self.session
         assert session is not None
+        if not session.admit_input():
+            return
         request = jsonwire.parse_request(message, self.context.settings.limits)
         if isinstance(request, jsonwire.BadRequest):
             self._refuse(request)
@@ -364,6 +369,10 @@ class ChatWebSocket(BoundedOutput):
     @property
     def max_backlog(self) -> int:
         return self._max_backlog
+
+    @property
+    def quiet(self) -> QuietLog:
+        return self.context.service.quiet
 
     def _ping(self) -> None:
         if self._closing:

@@ -23,7 +23,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 
-from chat.server.auth import NAME_RE, ScryptSecret, UsersFileError, format_user_line, parse_users
+from chat.server.auth import ScryptSecret, UsersFileError, format_user_line, parse_users, valid_name
 
 MIN_LENGTH = 8
 MAX_TRIES = 3
@@ -127,7 +127,7 @@ def main(
     parser.add_argument("user", help="the username")
     args = parser.parse_args(argv)
 
-    if not NAME_RE.fullmatch(args.user):
+    if not valid_name(args.user):
         print("chat.passwd: a username is 1-64 printable characters without spaces", file=sys.stderr)
         return 2
     try:

@@ -539,6 +539,14 @@ class ErrorTextTests(unittest.TestCase):
             Fault.CONTROL_CHARACTERS: "Control characters are not allowed; that line was ignored.",
             Fault.DIRECTION_CONTROLS: BIDI_REFUSED,
             Fault.NOT_UTF8: "That line is not valid UTF-8 text; it was ignored.",
+            Fault.LINE_SEPARATORS: (
+                "Line and paragraph separators (U+2028, U+2029) are not allowed; that line was ignored."
+            ),
+            Fault.INVISIBLE_CHARACTERS: (
+                "Invisible characters (such as zero-width spaces) are not allowed; that line was ignored."
+            ),
+            Fault.STACKED_MARKS: "More than 4 accents on one letter are not allowed; that line was ignored.",
+            Fault.SPACE_RUN: "More than 16 spaces in a row are not allowed; that line was ignored.",
             Fault.BAD_USERNAME: "A username is a single word; please try again.",
             Fault.SELF_MESSAGE: "That is you; send a message to someone else.",
             Fault.NOT_STORED: (

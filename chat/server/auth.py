@@ -32,6 +32,7 @@ from twisted.internet.interfaces import IReactorFromThreads, IReactorThreads, IR
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import Attribute, implementer
 
+from chat.server import textrules
 from chat.server.interfaces import ILoginGuard
 
 # --- secrets ------------------------------------------------------------------
@@ -122,13 +123,16 @@ class UsersFileError(Exception):
     """The users file cannot be used; the message names the file and line."""
 
 
-#: Characters that reorder the text around them (the Unicode bidirectional
-#: embeddings, overrides and isolates, and the implicit direction marks): in a
-#: username or a message they let one user make another's words read
-#: backwards, or pass one name off as another.
-BIDI_CONTROLS = "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"
+NAME_RE = re.compile(rf"[^\s{textrules.CONTROL}{textrules.BIDI_CONTROLS}]{{1,64}}")
 
-NAME_RE = re.compile(rf"[^\s\x00-\x1f\x7f-\x9f{BIDI_CONTROLS}]{{1,64}}")
+
+def valid_name(name: str) -> bool:
+    """
+    Whether C{name} may be a username: 1-64 printable characters without
+    spaces, and nothing that could pass one name off as another (direction
+    controls, invisible characters: L{textrules}).
+    """
+    return NAME_RE.fullmatch(name) is not None and textrules.refused(name) is None
 
 
 #: Keys the hashes of unknown usernames in the log; new each run, so the log
@@ -168,9 +172,10 @@ def parse_users(text: str, source: str = "users file") -> dict[str, Secret]:
         if len(parts) != 2:
             raise UsersFileError(f"{where}: expected '<username> <password>'")
         name, password = parts
-        if not NAME_RE.fullmatch(name):
+        if not valid_name(name):
             raise UsersFileError(
-                f"{where}: username must be 1-64 printable characters, without direction controls"
+                f"{where}: username must be 1-64 printable characters, "
+                "without direction controls or invisible characters"
             )
         if name in users:
             raise UsersFileError(f"{where}: user {name!r} appears twice")

@@ -334,6 +334,10 @@ class Fault(enum.Enum):
 
     CONTROL_CHARACTERS = "control_characters"
     DIRECTION_CONTROLS = "direction_controls"
+    LINE_SEPARATORS = "line_separators"
+    INVISIBLE_CHARACTERS = "invisible_characters"
+    STACKED_MARKS = "stacked_marks"
+    SPACE_RUN = "space_run"
     NOT_UTF8 = "not_utf8"
     BAD_USERNAME = "bad_username"
     SELF_MESSAGE = "self_message"

@@ -18,7 +18,6 @@ sends ahead (a pasted session, a script) are answered in order.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -33,9 +32,8 @@ from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.server import commands
+from chat.server import commands, textrules
 from chat.server.auth import (
-    BIDI_CONTROLS,
     LoginBusy,
     ResumeToken,
     ResumeTokens,
@@ -115,26 +113,14 @@ class ServerContext:
     tokens: ResumeTokens | None = None
 
 
-# C0 controls except tab, DEL, and C1 controls.
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f]")
-# Refused, not stripped: a line that tries to reorder other users' screens is
-# refused whole, as one with control characters is.
-_BIDI = re.compile(f"[{BIDI_CONTROLS}]")
-
-
-def _refused_text(text: str) -> Failed | None:
-    """Why C{text} may not be used at all, if it may not."""
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError:
-            # A lone surrogate, from a JSON escape: it could never be shown.
-            return Failed(Fault.NOT_UTF8)
-    if _CONTROL.search(text):
-        return Failed(Fault.CONTROL_CHARACTERS)
-    if _BIDI.search(text):
-        return Failed(Fault.DIRECTION_CONTROLS)
-    return None
+def _refused_text(text: str, shown: bool = True) -> Failed | None:
+    """
+    Why C{text} may not be used, if it may not: any line must be text
+    without controls; one that others may see (not a password) must also
+    follow L{textrules}.
+    """
+    fault = textrules.refused(text) if shown else textrules.refused_line(text)
+    return None if fault is None else Failed(fault)
 
 
 #: What each state waits for, as the prompt an edge may show.
@@ -246,7 +232,7 @@ class Session(TimeoutMixin):
             # An edge whose client cannot acknowledge (a terminal): a line
             # typed after the messages were shown is the sign they arrived.
             self._acknowledge(self._unacked)
-        refused = _refused_text(text)
+        refused = _refused_text(text, shown=self.state != "PASSWORD")
         if refused is not None:
             self.input_error(refused)
             return

@@ -509,6 +509,16 @@ class PresenceTests(unittest.TestCase):
         self.assertEqual(presence["intro"], "summer is over")
         del other
 
+    def test_a_new_intro_is_shown_to_the_browsers_at_once(self) -> None:
+        browser = logged_in(self.server, "columbia")
+        seas = self.server.login("seas")
+        browser.read()
+        seas.send("personalintro autumn now")
+        [presence] = browser.read()
+        self.assertEqual(
+            presence, {"type": "presence", "name": "seas", "online": True, "time": T0, "intro": "autumn now"}
+        )
+
     def test_a_browser_that_drops_is_announced_to_the_other_browsers(self) -> None:
         watcher = logged_in(self.server, "columbia")
         leaver = logged_in(self.server, "google")

@@ -321,8 +321,18 @@ class ChatService(Service):
             self.intros[name] = text
             if self.peers is not None:
                 self.peers.intro_changed(name, text)
+            self._intro_changed(name, text)
 
         return self.store.set_intro(name, text).addCallback(saved)
+
+    def _intro_changed(self, name: str, text: str) -> None:
+        """
+        A roster shows intros: those who watch one (the page) are told at
+        once, as the same presence they know, with the new intro.
+        """
+        if name in self.registry.present:
+            self.flush()
+            self._announce(Presence(name, True, self.clock.seconds(), text))
 
     # --- delivery --------------------------------------------------------------
 
@@ -571,6 +581,7 @@ class ChatService(Service):
 
     def remote_intro(self, name: str, text: str) -> None:
         self.intros[name] = text
+        self._intro_changed(name, text)
 
     def inbox_ready(self, name: str) -> None:
         """Hand what waits in C{name}'s inbox to their session here, then forget it."""

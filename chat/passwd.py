@@ -12,6 +12,12 @@ A password that breaks a rule is refused as soon as it is typed, before the
 second entry, and asked for again; so is a second entry that differs from
 the first.  After L{MAX_TRIES} bad tries the command gives up, changing
 nothing.  No message ever quotes what was typed.
+
+On a terminal the password is asked for without echo.  From a pipe the two
+entries are read as lines, quietly (no prompts, no warning about echo); with
+C{--password-stdin} a provisioning script gives it once, on the first line
+of standard input.  Whatever goes wrong is said in one line, never a
+traceback.
 """
 
 from __future__ import annotations
@@ -70,6 +76,19 @@ def read_password(user: str, ask: Callable[[str], str]) -> str | None:
     return None
 
 
+def _password_from_stdin() -> str | None:
+    """The first line of standard input, if it is a usable password."""
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    password = line.rstrip("\r\n")
+    problem = password_problem(password)
+    if problem is not None:
+        print(f"chat.passwd: {problem}; nothing changed", file=sys.stderr)
+        return None
+    return password
+
+
 def set_password(path: str, name: str, password: str) -> bool:
     """
     Write C{name}'s hashed password into the users file at C{path}.
@@ -115,23 +134,57 @@ def set_password(path: str, name: str, password: str) -> bool:
     return added
 
 
+def ask_terminal_or_pipe(prompt: str) -> str:
+    """
+    One entry of the password: without echo on a terminal; from a pipe, the
+    next line, without a prompt (nobody reads it) or getpass's warning.
+    """
+    if sys.stdin.isatty():
+        return getpass.getpass(prompt)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
+
+
 def main(
     argv: Sequence[str] | None = None,
-    ask: Callable[[str], str] = getpass.getpass,
+    ask: Callable[[str], str] = ask_terminal_or_pipe,
 ) -> int:
+    try:
+        return _main(argv, ask)
+    except Exception as e:  # one line, never a traceback
+        print(f"chat.passwd: {type(e).__name__}: {e}; nothing changed", file=sys.stderr)
+        return 1
+
+
+def _main(argv: Sequence[str] | None, ask: Callable[[str], str]) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m chat.passwd",
         description="Add a chat user, or change a password, storing a scrypt hash.",
+        epilog=f"A password has at least {MIN_LENGTH} characters, none of them control characters, "
+        "and no space at either end.",
     )
     parser.add_argument("file", help="the users file (created if missing)")
     parser.add_argument("user", help="the username")
+    parser.add_argument(
+        "--password-stdin",
+        action="store_true",
+        help="read the password once, from the first line of standard input (for scripts)",
+    )
     args = parser.parse_args(argv)
 
     if not valid_name(args.user):
-        print("chat.passwd: a username is 1-64 printable characters without spaces", file=sys.stderr)
+        print(
+            "chat.passwd: a username is 1-64 printable characters without spaces or invisible characters",
+            file=sys.stderr,
+        )
         return 2
     try:
-        password = read_password(args.user, ask)
+        if args.password_stdin:
+            password = _password_from_stdin()
+        else:
+            password = read_password(args.user, ask)
     except (EOFError, KeyboardInterrupt):
         print("\nchat.passwd: nothing changed", file=sys.stderr)
         return 1

@@ -389,6 +389,17 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         await store.save_offline(["seas"], big)
         self.assertEqual(len(await store.offline_for("seas")), 2)
 
+    async def test_a_new_database_and_its_journal_are_the_owners_alone(self) -> None:
+        await self.store.save_offline(["seas"], hello(text="private"))
+        for suffix in ("", "-wal", "-shm"):
+            mode = os.stat(self.path + suffix).st_mode & 0o777
+            self.assertEqual(mode, 0o600, f"{suffix or 'the database'}: {oct(mode)}")
+
+    def test_a_database_that_cannot_be_created_says_why_in_one_line(self) -> None:
+        with self.assertRaises(StoreError) as caught:
+            SQLiteStore(os.path.join(self.mktemp(), "missing-directory", "chat.sqlite"), reactor)
+        self.assertIn("No such file or directory", str(caught.exception))
+
     async def test_a_mistake_in_a_statement_is_no_outage(self) -> None:
         def broken(conn: sqlite3.Connection) -> None:
             conn.execute("INSERT INTO no_such_table VALUES (1)")

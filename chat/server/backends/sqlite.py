@@ -10,6 +10,7 @@ true.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
@@ -174,6 +175,20 @@ _UNAVAILABLE_MESSAGES = (
 )
 
 
+def _why_not(path: str, error: sqlite3.Error) -> str:
+    """
+    SQLite's reason, made useful: "unable to open database file" is said
+    for a file that is missing, unreadable, or in a directory where its
+    -wal file cannot be made.
+    """
+    directory = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        return f"permission denied (the server's user must read and write {path})"
+    if os.path.isdir(directory) and not os.access(directory, os.W_OK):
+        return f"permission denied (the server's user must write in {directory}, for the -wal file)"
+    return str(error)
+
+
 def _cannot_write(error: sqlite3.Error) -> bool:
     """Whether C{error} means the database cannot be used now (not a bug)."""
     name = getattr(error, "sqlite_errorname", None)
@@ -228,12 +243,21 @@ class SQLiteStore:
             self._conn = self._connect()
             self._snapshot = self._load()
         except sqlite3.Error as e:
-            raise StoreError(f"cannot use database {path!r}: {e}") from None
+            raise StoreError(f"cannot use database {path!r}: {_why_not(path, e)}") from None
         # Started with the first operation, so that a server which fails to
         # start (a port in use) has no thread left to keep the process alive.
         self._pool = ThreadPool(minthreads=1, maxthreads=1, name="chat-store")
 
     def _connect(self) -> sqlite3.Connection:
+        # Every private message is in here: a new file is its owner's alone
+        # (SQLite gives its -wal and -shm files the same mode).
+        if self._path != ":memory:" and not self._path.startswith("file:"):
+            try:
+                os.close(os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600))
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise sqlite3.OperationalError(f"{e.strerror}: {self._path}") from None
         # isolation_level=None: we issue BEGIN/COMMIT ourselves.
         # check_same_thread=False: opened here, then used only by the writer thread.
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)

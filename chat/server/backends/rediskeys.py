@@ -45,8 +45,10 @@ NODES = PREFIX + "nodes"
 
 # --- login guard -----------------------------------------------------------------
 
-#: Failed logins per (user, address) digest, expiring with the block time.
-FAILURES = PREFIX + "failures:"
+#: Login attempts per (user, address) digest, counted before the password
+#: is checked: a hash of "n", the failures and the checks in progress
+#: together, and "f", the failures alone; expiring with the block time.
+ATTEMPTS = PREFIX + "attempts:"
 #: Blocks: digest to the time they end (a sorted set).
 BLOCKS = PREFIX + "blocks"
 #: The key of the digests above, made by the first node, shared by all.

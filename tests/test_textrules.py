@@ -56,6 +56,9 @@ class RefusedTests(unittest.TestCase):
             "\u2764\ufe0f \U0001f44d\U0001f3fd 1\ufe0f\u20e3",  # heart, skin tone, keycap
             FLAG_ENGLAND,
             "sixteen spaces" + " " * 16 + "are fine",
+            " " * 3000,  # a blank line, however long
+            "trailing" + " " * 40,
+            " " * 40 + "leading",
         ):
             self.assertIsNone(textrules.refused(text), ascii(text))
 

@@ -55,10 +55,14 @@ TAGS = "\U000e0000-\U000e007f"
 BLACK_FLAG = "\U0001f3f4"
 CANCEL_TAG = "\U000e007f"
 
-_ASCII_REFUSED = re.compile(f"[{CONTROL}]|[ \\t]{{{MAX_SPACES + 1},}}")
+#: A run of spaces between two pieces of text: one at either end is
+#: trimmed (and a line of spaces alone is a blank line), but one in the
+#: middle can push what follows to a line of its own.
+_SPACE_RUN = f"(?<=\\S)[ \\t]{{{MAX_SPACES + 1},}}(?=\\S)"
+_ASCII_REFUSED = re.compile(f"[{CONTROL}]|{_SPACE_RUN}")
 _REFUSED = re.compile(
     f"(?P<control>[{CONTROL}])|(?P<bidi>[{BIDI_CONTROLS}])|(?P<lines>[{LINE_SEPARATORS}])"
-    f"|(?P<invisible>[{INVISIBLE}])|(?P<spaces>[ \\t]{{{MAX_SPACES + 1},}})"
+    f"|(?P<invisible>[{INVISIBLE}])|(?P<spaces>{_SPACE_RUN})"
 )
 _CONTEXTUAL = re.compile(f"[{JOINERS}{TAGS}]")
 

@@ -27,6 +27,7 @@ from chat.server.commands import Limits
 from chat.server.edges import jsonwire, text
 from chat.server.edges.jsonwire import (
     JSON,
+    MAX_DEPTH,
     PROTOCOL_VERSION,
     REQUEST_TYPES,
     Ack,
@@ -38,6 +39,7 @@ from chat.server.edges.jsonwire import (
     as_json,
     frame,
     parse_request,
+    too_deep,
 )
 from chat.server.events import (
     Ask,
@@ -594,6 +596,40 @@ class BadRequestTests(unittest.TestCase):
     def test_json_nested_too_deep_for_the_parser_is_not_json(self) -> None:
         self.assertEqual(parse_request("[" * 100_000), BadRequest("bad_json"))
 
+    def test_json_nested_deeper_than_any_request_is_refused_before_it_is_parsed(self) -> None:
+        """
+        Before: JSON 969 deep parsed, then raised RecursionError when the
+        request was encoded again to look for lone surrogates, at the
+        stack depth of a logged-in session's request.  Here at every depth
+        from 850 to 1,050, called from as deep a stack as a session's.
+        """
+        for depth in range(850, 1051):
+            payload = '{"type":"nosuch","x":' + "[" * depth + "]" * depth + "}"
+            for stack in (0, 40, 80):
+                self.assertEqual(at_stack_depth(stack, parse_request, payload), BadRequest("bad_json"))
+
+    def test_the_depth_allowed_is_far_more_than_a_request_needs(self) -> None:
+        deep = '{"type":"whoelse","x":' + "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1) + "}"
+        self.assertEqual(parse_request(deep), commands.WhoElse())
+        deeper = '{"type":"whoelse","x":' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}"
+        self.assertEqual(parse_request(deeper), BadRequest("bad_json"))
+
+    def test_brackets_in_strings_do_not_count(self) -> None:
+        text = "[{" * 100 + '\\" [[[ \\\\'
+        self.assertEqual(
+            parse_request(json.dumps({"type": "message", "to": "seas", "text": text})),
+            commands.Message("seas", text.strip()),
+        )
+
+    def test_a_lone_surrogate_anywhere_is_refused_as_not_utf8(self) -> None:
+        for data in (
+            '{"type": "whoelse", "\\udc00": 1}',
+            '{"type": "ack", "ids": ["a", ["\\ud800"]]}',
+            '{"type": "whoelse", "x": {"y": [[["\\udfff"]]]}}',
+        ):
+            self.assertEqual(parse_request(data), Failed(Fault.NOT_UTF8), data)
+        self.assertEqual(parse_request('{"type": "line", "text": "\\ud83d\\ude00"}'), Line("\U0001f600"))
+
     def test_not_an_object(self) -> None:
         for data in ("[]", '"whoelse"', "3", "null", "true", "NaN", '[{"type": "whoelse"}]'):
             self.assertEqual(parse_request(data), BadRequest("not_an_object"), data)
@@ -769,6 +805,33 @@ OUTCOMES = (
 )
 
 
+def at_stack_depth(frames: int, call: Any, *args: Any) -> Any:
+    """C{call(*args)} from C{frames} frames deeper than here."""
+    if frames == 0:
+        return call(*args)
+    return at_stack_depth(frames - 1, call, *args)
+
+
+def depth_of(value: Any) -> int:
+    """How deep arrays and objects nest in C{value}."""
+    if isinstance(value, list):
+        return 1 + max((depth_of(v) for v in value), default=0)
+    if isinstance(value, dict):
+        return 1 + max((depth_of(v) for v in value.values()), default=0)
+    return 0
+
+
+#: Strings with what the depth scan must see past: brackets, quotes, backslashes.
+tricky_text = st.text(alphabet='[]{}"\\:, ab\u00e9', max_size=12)
+
+#: JSON values nested up to 30 deep, their strings full of brackets.
+deep_values = st.recursive(
+    st.none() | st.integers() | tricky_text,
+    lambda children: st.lists(children, max_size=2) | st.dictionaries(tricky_text, children, max_size=2),
+    max_leaves=40,
+)
+
+
 class ParseRequestPropertyTests(unittest.TestCase):
     def assertOutcome(self, result: object) -> None:
         """A request, a bad request or an error event, that can be answered."""
@@ -789,3 +852,21 @@ class ParseRequestPropertyTests(unittest.TestCase):
     @given(request_objects)
     def test_any_json_object_is_answered_without_raising(self, value: dict[str, Any]) -> None:
         self.assertOutcome(parse_request(json.dumps(value)))
+
+    @given(deep_values, st.booleans())
+    def test_the_depth_scan_measures_what_the_parser_would_build(self, value: Any, ascii: bool) -> None:
+        data = json.dumps(value, ensure_ascii=ascii)
+        self.assertEqual(too_deep(data), depth_of(value) > MAX_DEPTH, data)
+
+    @given(
+        st.lists(st.sampled_from(["[", "]", "{", "}", '"', "\\", ":", ",", "1", '"a":', " "]), max_size=400),
+        st.integers(min_value=0, max_value=3000),
+    )
+    def test_any_brackets_at_any_depth_are_answered_without_raising(
+        self, parts: list[str], depth: int
+    ) -> None:
+        data = "[" * depth + "".join(parts) + "]" * depth
+        result = at_stack_depth(60, parse_request, data)
+        self.assertOutcome(result)
+        if depth > MAX_DEPTH:
+            self.assertEqual(result, BadRequest("bad_json"))

@@ -20,7 +20,8 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web._websocket_impl import serverBootstrap
 from twisted.web.test.requesthelper import DummyRequest
-from wsproto.events import CloseConnection, TextMessage
+from wsproto.events import CloseConnection, Ping, Pong, TextMessage
+from wsproto.utilities import RemoteProtocolError
 
 from chat import __version__
 from chat.server.edges import jsonwire
@@ -863,6 +864,105 @@ class WireToEdgeTests(unittest.TestCase):
         self.assertTrue(transport.disconnecting)
 
 
+def raw_frame(opcode: int, payload: bytes, key: bytes = b"\x37\xfa\x21\x3d") -> bytes:
+    """One masked client frame built by hand, as wsproto would not build an invalid one."""
+    assert len(payload) < 126
+    return (
+        bytes([0x80 | opcode, 0x80 | len(payload)])
+        + key
+        + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+    )
+
+
+#: A text frame whose payload is not UTF-8.
+NOT_UTF8 = raw_frame(0x1, b"\xff\xfe not utf-8")
+
+
+class WireCloseTests(unittest.TestCase):
+    """
+    The edge over the real wire protocol, once either side has closed:
+    what the peer sends after the server's close frame is not answered,
+    and nothing wsproto refuses escapes as an exception.
+    """
+
+    def setUp(self) -> None:
+        self.server = Harness()
+        self.transport = StringTransport()
+        self.edge = ChatWebSocket(self.server.context, "10.0.0.9", 256 * 1024, lambda: None)
+        self.wire = _ChatWire(wsproto.Connection(wsproto.ConnectionType.SERVER), serverBootstrap, self.edge)
+        self.wire.makeConnection(self.transport)
+        self.edge.negotiationFinished()
+        self.client = wsproto.Connection(wsproto.ConnectionType.CLIENT)
+
+    def text(self, message: dict[str, Any]) -> bytes:
+        return self.client.send(TextMessage(json.dumps(message)))
+
+    def login(self, password: str, name: str = "columbia") -> bytes:
+        return self.text({"type": "login", "username": name, "password": password})
+
+    def received(self) -> list[Any]:
+        reader = wsproto.Connection(wsproto.ConnectionType.CLIENT)
+        reader.receive_data(self.transport.value())
+        return list(reader.events())
+
+    def assertClosedWithoutAnAnswerAfterTheClose(self) -> None:
+        events = self.received()
+        closes = [i for i, e in enumerate(events) if isinstance(e, CloseConnection)]
+        self.assertEqual(len(closes), 1, events)
+        self.assertEqual(events[closes[0] + 1 :], [])
+        self.assertNotIn(Pong, [type(e) for e in events])
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_a_ping_and_a_bad_frame_in_the_read_of_the_third_wrong_login(self) -> None:
+        """Before: wsproto raised LocalProtocolError, answering the ping after the close."""
+        self.wire.dataReceived(
+            b"".join(self.login(p) for p in ("a", "b", "c")) + self.client.send(Ping(b"race")) + NOT_UTF8
+        )
+        self.assertClosedWithoutAnAnswerAfterTheClose()
+
+    def test_a_bad_frame_alone_after_the_third_wrong_login(self) -> None:
+        """Before: LocalProtocolError, answering wsproto's close for the bad frame after the server's."""
+        self.wire.dataReceived(b"".join(self.login(p) for p in ("a", "b", "c")) + NOT_UTF8)
+        self.assertClosedWithoutAnAnswerAfterTheClose()
+
+    def test_a_ping_after_a_logout(self) -> None:
+        self.wire.dataReceived(self.login(PASSWORDS["columbia"]) + self.text({"type": "logout"}))
+        self.wire.dataReceived(self.client.send(Ping(b"late")) + NOT_UTF8)
+        self.assertClosedWithoutAnAnswerAfterTheClose()
+
+    def test_bytes_after_the_closing_handshake_are_ignored(self) -> None:
+        """Before: wsproto raised LocalProtocolError, asked to read on a closed connection."""
+        self.wire.dataReceived(self.text({"type": "logout"}))
+        self.wire.dataReceived(self.client.send(CloseConnection(1000)))
+        self.wire.dataReceived(raw_frame(0x9, b"after") + b"garbage")
+        self.assertClosedWithoutAnAnswerAfterTheClose()
+
+    def test_no_ping_is_sent_once_the_peer_has_closed(self) -> None:
+        """Before: the edge's ping raised in its LoopingCall, and the error was logged."""
+        self.wire.dataReceived(self.client.send(CloseConnection(1000)))
+        self.server.clock.advance(PING_INTERVAL)
+        events = self.received()
+        self.assertEqual([type(e) for e in events[2:]], [CloseConnection])
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_while_open_a_ping_is_answered_and_a_bad_frame_closes_with_1007(self) -> None:
+        self.wire.dataReceived(self.client.send(Ping(b"hello")))
+        self.assertEqual([type(e) for e in self.received()[2:]], [Pong])
+        self.transport.clear()
+        self.wire.dataReceived(NOT_UTF8)
+        [close] = self.received()
+        assert isinstance(close, CloseConnection)
+        self.assertEqual(close.code, 1007)  # RFC 6455: invalid frame payload data
+        self.assertTrue(self.transport.disconnecting)
+
+    def test_a_frame_wsproto_refuses_aborts_without_raising(self) -> None:
+        self.patch(
+            self.wire._wsconn, "receive_data", lambda data: (_ for _ in ()).throw(RemoteProtocolError("no"))
+        )
+        self.wire.dataReceived(b"anything")
+        self.assertTrue(self.transport.disconnected)
+
+
 class Request(DummyRequest):
     """A request for C{/ws} from a page, over HTTP or HTTPS."""
 
@@ -879,7 +979,10 @@ class Request(DummyRequest):
 
 class OriginTests(unittest.TestCase):
     def setUp(self) -> None:
-        self.resource = ChatWebSocketResource(Harness().context, ["https://Chat.Example.org"], 256 * 1024)
+        # The site is chat.local, as --web-host says.
+        self.resource = ChatWebSocketResource(
+            Harness().context, ["https://Chat.Example.org"], 256 * 1024, hosts=["chat.local"]
+        )
 
     def allowed(self, host: str, origin: str | None = None, secure: bool = False) -> bool:
         request: Any = Request(host, origin, secure)
@@ -908,6 +1011,58 @@ class OriginTests(unittest.TestCase):
 
     def test_an_https_page_may_not_use_the_http_sites_socket(self) -> None:
         self.assertFalse(self.allowed("chat.local", "https://chat.local"))
+
+
+class HostTests(unittest.TestCase):
+    """
+    DNS rebinding: a page whose name was rebound to this server's address
+    has the site's own origin for the name it uses, so the C{Host} is
+    checked too, against what this server is known by.
+    """
+
+    def setUp(self) -> None:
+        self.resource = ChatWebSocketResource(
+            Harness().context, ["https://chat.example.org"], 256 * 1024, hosts=["chat.local"]
+        )
+
+    def refusal(self, host: str, origin: str | None = None) -> str | None:
+        request: Any = Request(host, origin if origin is not None else f"http://{host}")
+        return self.resource.refusal(request)
+
+    def test_a_page_under_a_name_nobody_listed_is_refused(self) -> None:
+        """Before: let in, as its origin and its host agree."""
+        self.assertEqual(self.refusal("evil.example"), "host")
+        self.assertEqual(self.refusal("evil.example:8080"), "host")
+        self.assertEqual(self.refusal("chat.local.evil.example"), "host")
+
+    def test_addresses_and_localhost_cannot_be_rebound_and_are_allowed(self) -> None:
+        for host in (
+            "127.0.0.1:8080",
+            "10.1.2.3",
+            "[::1]:8080",
+            "[2001:db8::1]",
+            "localhost",
+            "LocalHost:8080",
+        ):
+            self.assertIsNone(self.refusal(host), host)
+
+    def test_what_is_not_an_address_is_a_name(self) -> None:
+        for host in ("127.1", "0x7f.1", "[::1", "[not:an:address]", "a b"):
+            self.assertEqual(self.refusal(host), "host", host)
+
+    def test_listed_names_and_the_hosts_of_allowed_origins_are_allowed(self) -> None:
+        self.assertIsNone(self.refusal("chat.local:8080"))
+        self.assertIsNone(self.refusal("Chat.Example.org"))
+
+    def test_an_allowed_origin_needs_no_host_check(self) -> None:
+        self.assertIsNone(self.refusal("backend.internal:8080", "https://chat.example.org"))
+
+    def test_another_origin_is_refused_for_its_origin(self) -> None:
+        self.assertEqual(self.refusal("127.0.0.1:8080", "http://evil.example"), "origin")
+
+    def test_a_program_without_an_origin_may_name_any_host(self) -> None:
+        request: Any = Request("evil.example")
+        self.assertIsNone(self.resource.refusal(request))
 
 
 class PreLoginWebSocketTests(unittest.TestCase):

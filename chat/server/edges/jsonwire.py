@@ -17,6 +17,7 @@ bytes go to every browser.
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Callable, Mapping, Sequence
 from functools import singledispatch
@@ -484,22 +485,90 @@ REQUEST_TYPES = tuple(_PARSERS)
 DEFAULT_LIMITS = commands.Limits()
 
 
+#: The deepest nesting of arrays and objects a request may have.  Requests
+#: are two deep at most (a list of names in an object); deeper is refused
+#: before it is parsed, as the parser (and anything that walks what it
+#: made) recurses once per level, up to Python's recursion limit.
+MAX_DEPTH = 16
+
+#: What can open or close a level of nesting, or a string (in which
+#: brackets do not count), or escape a quote in a string.
+_STRUCTURE = re.compile(r'[\[\]{}"\\]')
+
+
+def too_deep(data: str, limit: int = MAX_DEPTH) -> bool:
+    """
+    Whether the JSON text C{data} nests arrays and objects deeper than
+    C{limit}: counted over the brackets outside strings, in one pass that
+    never recurses.  A message with no more opening brackets than
+    C{limit} (every request) is answered without a scan.  For text that is
+    not JSON the answer may be either; the parser then refuses it anyway.
+    """
+    if data.count("[") + data.count("{") <= limit:
+        return False
+    depth = 0
+    in_string = False
+    escaped = -1
+    for m in _STRUCTURE.finditer(data):
+        at = m.start()
+        if at == escaped:
+            continue
+        c = data[at]
+        if in_string:
+            if c == '"':
+                in_string = False
+            elif c == "\\":
+                escaped = at + 1
+        elif c == '"':
+            in_string = True
+        elif c in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif c in "]}":
+            depth -= 1
+    return False
+
+
+def _has_lone_surrogate(value: object) -> bool:
+    """
+    Whether a string anywhere in C{value} (a parsed request, so at most
+    L{MAX_DEPTH} deep) holds half of a UTF-16 pair: JSON can escape one
+    (C{"\\ud800"}), and it is no text, so nothing can show it.  Walked
+    with a stack, not re-encoded whole.
+    """
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_request(data: str, limits: commands.Limits = DEFAULT_LIMITS) -> Any:
     """
     One message from a browser, as a L{Request}, an error event of the
     command language (the same as the text protocol's), or a L{BadRequest}.
     Never raises.
     """
+    if too_deep(data):
+        return BadRequest("bad_json")
     try:
         obj = json.loads(data)
     except (ValueError, RecursionError):
         return BadRequest("bad_json")
     if not isinstance(obj, dict):
         return BadRequest("not_an_object")
-    try:
-        dumps(obj).encode("utf-8")
-    except UnicodeEncodeError:
-        # "\ud800" is valid JSON, but no text: a lone surrogate.
+    if _has_lone_surrogate(obj):
         return Failed(Fault.NOT_UTF8)
     kind = obj.get("type")
     if not isinstance(kind, str):

@@ -22,6 +22,7 @@ from chat.server.edges.bounded import BoundedOutput
 from chat.server.edges.text import PROMPTS, TEXT, encode
 from chat.server.events import Ask, Error, Event, Failed, Fault, LineTooLong, TooManyConnections
 from chat.server.interfaces import IEdge, IParticipant
+from chat.server.limits import Slot
 from chat.server.quietlog import QuietLog
 from chat.server.session import ServerContext, Session
 
@@ -48,10 +49,11 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     factory: ChatFactory
     session: Session
     format = TEXT
+    kind = "tcp"
     acknowledges = False
     peer_host: str
-    #: Whether this connection counts against its address's limit.
-    counted = False
+    #: Its place in the count of open connections, released when it is lost.
+    slot: Slot | None = None
 
     def __init__(self) -> None:
         self._at_prompt = False
@@ -82,8 +84,8 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
-        if self.counted:
-            self.factory.connection_closed(self.peer_host)
+        if self.slot is not None:
+            self.slot.release()
         self.session.connection_lost()
 
     # --- input ----------------------------------------------------------------
@@ -270,22 +272,36 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         return self.session.quiet
 
 
-class _Refuse(Protocol):
-    """Says why a connection is not accepted, then closes it."""
+class Refuse(Protocol):
+    """
+    Says why a connection is not accepted, then closes it; or, with no
+    reason, closes it at once (there is no room for it, see
+    L{chat.server.limits.ConnectionCount}).  Either way its slot is
+    released when it is gone.
+    """
 
-    def __init__(self, reason: Error) -> None:
+    def __init__(self, reason: Error | None, slot: Slot) -> None:
         self.reason = reason
+        self.slot = slot
 
     def connectionMade(self) -> None:
-        self.transport.write(encode(self.reason))  # type: ignore[union-attr]
-        self.transport.loseConnection()  # type: ignore[union-attr]
+        transport: Any = self.transport
+        if self.reason is None:
+            # No room: not even for a sentence.
+            transport.abortConnection()
+            return
+        transport.write(encode(self.reason))
+        transport.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.slot.release()
 
 
 class ChatFactory(ServerFactory):
     """
     Builds a L{ChatProtocol} per connection, all sharing one L{ServerContext}
     (the service with its registry, the portal, the login guard, and the
-    count of connections per address, shared with every other edge).
+    count of open connections, shared with every other edge).
     """
 
     def __init__(self, context: ServerContext, max_backlog: int = 256 * 1024) -> None:
@@ -293,21 +309,17 @@ class ChatFactory(ServerFactory):
         self.max_backlog = max_backlog
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
-        host = host_of(addr)
-        counted = self.context.connections.open(host)
-        if counted is False:
-            limit = self.context.connections.max_per_host
-            self.context.service.quiet.warn(
-                "connections refused: too many from one address",
-                "refused a connection from {host}: {count} open",
-                host,
-                count=limit,
-            )
-            return _Refuse(TooManyConnections(limit))
+        connections = self.context.connections
+        slot = connections.admit(host_of(addr), self.context.service.quiet)
+        if slot.dropped:
+            return Refuse(None, slot)
+        if slot.refused:
+            refusal = Refuse(TooManyConnections(connections.max_per_host), slot)
+            slot.owner = refusal
+            return refusal
         protocol = ChatProtocol()
         protocol.factory = self
-        protocol.counted = bool(counted)
+        protocol.slot = slot
+        slot.owner = protocol
+        slot.logged_in = lambda: protocol.session.logged_in
         return protocol
-
-    def connection_closed(self, host: str) -> None:
-        self.context.connections.close(host)

@@ -2,6 +2,7 @@
     python -m benchmarks load --port P --users FILE --scenario S [...]
     python -m benchmarks run [--quick] [--repeat 3] [--chatload PATH] [--scenarios ...]
     python -m benchmarks cluster [--quick] [--repeat 3] [--n 1000] [--output FILE] [--json FILE]
+    python -m benchmarks fuzz [--quick] [--tcp 100000] [--ws 20000] [--seed 1] [--replay tcp:N,ws:M]
     python -m benchmarks users --n N FILE [--hashed]
     python -m benchmarks stacks PROFILE     (py-spy's --format raw)
 
@@ -44,7 +45,7 @@ def _users(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    if not argv or argv[0] not in ("load", "run", "cluster", "users", "stacks"):
+    if not argv or argv[0] not in ("load", "run", "cluster", "fuzz", "users", "stacks"):
         sys.stderr.write(__doc__ or "")
         return 2
     command, rest = argv[0], list(argv[1:])
@@ -64,6 +65,10 @@ def main(argv: Sequence[str]) -> int:
         from benchmarks import cluster
 
         return cluster.main(rest)
+    if command == "fuzz":
+        from benchmarks import fuzz
+
+        return fuzz.main(rest)
     from benchmarks import runner
 
     return runner.main(rest)

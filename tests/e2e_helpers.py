@@ -15,7 +15,8 @@ import os
 import re
 import signal
 import socket
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from twisted.internet import defer, protocol, reactor, task
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
@@ -32,6 +33,8 @@ from tests.support import (
     connect_websocket,
     timeout_deferred,
 )
+
+T = TypeVar("T")
 
 #: The prompts, exactly: no newline after them.
 USERNAME = "Username: "
@@ -94,6 +97,13 @@ def closing(client: LineClient | JsonEvents, timeout: float = 10) -> defer.Defer
 
     client.closed.addBoth(gone)
     return timeout_deferred(d, timeout, "the server to close the connection")
+
+
+async def timed(work: Awaitable[T]) -> tuple[T, float]:
+    """Await C{work}; give its result and the seconds it took, on the reactor's clock."""
+    started = reactor.seconds()
+    result = await work
+    return result, reactor.seconds() - started
 
 
 def pause(seconds: float) -> defer.Deferred[None]:
@@ -220,16 +230,22 @@ class Lab:
         return client
 
     async def upgrade(
-        self, web_port: int, origin: str | None = None, timeout: float = 10, proxy_from: str | None = None
+        self,
+        web_port: int,
+        origin: str | None = None,
+        timeout: float = 10,
+        proxy_from: str | None = None,
+        host: str | None = None,
     ) -> RawWebSocket:
         """
         Ask for C{/ws} on C{web_port} by hand, with C{origin} if given (and
-        as if through a proxy for C{proxy_from}), over a plain TCP
-        connection; give the client once the response is in (its C{status}
-        and C{body} say how the server answered).
+        as if through a proxy for C{proxy_from}, and with C{host} as the
+        C{Host} header instead of the address it connects to), over a plain
+        TCP connection; give the client once the response is in (its
+        C{status} and C{body} say how the server answered).
         """
         endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", web_port, timeout=30)
-        client = RawWebSocket(f"127.0.0.1:{web_port}", origin, proxy_from)
+        client = RawWebSocket(host or f"127.0.0.1:{web_port}", origin, proxy_from)
         await connectProtocol(endpoint, client)
         self.case.addCleanup(abort, client)
         await timeout_deferred(client.response, timeout, "the answer to a WebSocket upgrade")

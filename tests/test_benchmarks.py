@@ -8,6 +8,7 @@ machine mean nothing, only their shape does.
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import socket
@@ -17,7 +18,7 @@ from twisted.internet import reactor
 from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial import unittest
 
-from benchmarks import cluster, markers, procfs, report, runner, stacks, users
+from benchmarks import cluster, fuzz, markers, procfs, report, runner, stacks, users
 from benchmarks.ledger import Ledger
 from benchmarks.loadgen import LoadError, is_loopback, plan
 from benchmarks.servers import find_port
@@ -717,3 +718,126 @@ class ClusterSmokeTests(unittest.TestCase):
             self.assertGreater(across_cell, 0, label)
         self.assertIn("private: XRANGE per message", rows)
         self.assertIn("private: EVALSHA per message", rows)
+
+
+class FuzzTests(unittest.TestCase):
+    """The fuzzer's plans and its reading of the server's log, without a server."""
+
+    accounts = [(users.name(i), users.password(i)) for i in range(1, 11)]
+
+    def test_a_session_is_planned_the_same_from_the_same_seed(self) -> None:
+        for index in range(50):
+            self.assertEqual(fuzz.tcp_plan(7, index, self.accounts), fuzz.tcp_plan(7, index, self.accounts))
+            self.assertEqual(
+                fuzz.ws_plan(7, index, self.accounts, "127.0.0.1:1"),
+                fuzz.ws_plan(7, index, self.accounts, "127.0.0.1:1"),
+            )
+        self.assertNotEqual(
+            [fuzz.tcp_plan(7, i, self.accounts) for i in range(5)],
+            [fuzz.tcp_plan(8, i, self.accounts) for i in range(5)],
+        )
+
+    def test_saved_sessions_carry_their_bytes(self) -> None:
+        plan = fuzz.ws_plan(3, 1, self.accounts, "127.0.0.1:1")
+        saved = json.loads(json.dumps(plan.to_json(3)))
+        self.assertEqual(saved["replay"], "python -m benchmarks fuzz --seed 3 --replay ws:1")
+        sent = [s for s in saved["steps"] if s["op"] == "send"]
+        self.assertEqual(
+            [base64.b64decode(s["data_b64"]) for s in sent], [s.data for s in plan.steps if s.op == "send"]
+        )
+
+    def test_frames_are_described_unmasked(self) -> None:
+        import random
+
+        rng = random.Random(0)
+        data = fuzz.frame(rng, b'{"type":"whoelse"}') + fuzz.frame(rng, b"x", opcode=0x9, fin=False)
+        data += fuzz.frame(rng, b"abc", length=10)
+        self.assertEqual(
+            fuzz.describe_frames(data),
+            ['text: {"type":"whoelse"}', "ping (not final): x", "text (says 10 bytes, has 3): abc"],
+        )
+
+    def test_the_edges_are_interleaved(self) -> None:
+        order = list(fuzz.schedule(10, 5))
+        everything = [("tcp", i) for i in range(10)] + [("ws", i) for i in range(5)]
+        self.assertEqual(sorted(order), sorted(everything))
+        self.assertEqual([edge for edge, _ in order[:6]].count("ws"), 2)
+
+    def test_escaped_exceptions_are_found_in_the_log(self) -> None:
+        log = (
+            b"2026-12-05T23:52:51+0000 [-] ChatSite starting on 1\n"
+            b"2026-12-05T23:52:59+0000 [_GenericHTTPChannelProtocol,1,127.0.0.1] Unhandled Error\n"
+            b"\tTraceback (most recent call last):\n"
+            b'\t  File "x.py", line 1, in f\n'
+            b"\twsproto.utilities.LocalProtocolError: Event Pong(payload=b'x') cannot be sent\n"
+            b"\t\n"
+            b"2026-12-05T23:53:00+0000 [chat.server.service#info] 3 online\n"
+            b"2026-12-05T23:53:01+0000 [chat.server.edges.web._SecureRequest#critical] \n"
+            b"\tTraceback (most recent call last):\n"
+            b"\tbuiltins.ValueError: embedded null byte at 0x7f4c73217a10\n"
+        )
+        records = fuzz.escaped_records(log)
+        self.assertEqual(
+            [fuzz.exception_kind(r) for r in records],
+            [
+                "wsproto.utilities.LocalProtocolError: Event Pong(payload=b'x') cannot be sent",
+                "builtins.ValueError: embedded null byte at 0x...",
+            ],
+        )
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        path = os.path.join(directory, "server.log")
+        with open(path, "wb") as f:
+            f.write(log[:100])
+        watch = fuzz.LogWatch(path)
+        with open(path, "ab") as f:
+            f.write(log[100:])
+        self.assertEqual(len(watch.poll()), 2)
+        self.assertEqual(watch.poll(), [])
+
+    def test_quick_settings_are_small(self) -> None:
+        options = fuzz.parse(["--quick", "--seed", "5"])
+        self.assertEqual((options.settings.tcp, options.settings.ws, options.settings.seed), (300, 100, 5))
+        self.assertEqual(fuzz.parse(["--tcp", "10"]).settings.tcp, 10)
+
+
+class FuzzSmokeTests(unittest.TestCase):
+    """The fuzzer end to end: its own server, a few hundred sessions."""
+
+    timeout = 300
+
+    async def test_quick_run(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        os.makedirs(directory)
+        table_path = os.path.join(directory, "fuzz.rst")
+        json_path = os.path.join(directory, "fuzz.jsonl")
+        argv = ["-m", "benchmarks", "fuzz", "--quick", "--output", table_path, "--json", json_path]
+        argv += ["--workdir", os.path.join(directory, "work")]
+        env = dict(os.environ)
+        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+        out, err, code = await getProcessOutputAndValue(
+            sys.executable, argv, env=env, path=ROOT, reactor=reactor
+        )
+        diagnostics = err.decode("utf-8", "replace")[-3000:]
+        records = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+        self.assertEqual(len(records), 1, diagnostics)
+        r = records[0]
+        # What the server does is the fuzzer's finding, not this test's: the
+        # exit status says whether it found anything, and the tool must work.
+        self.assertEqual(code, 0 if r["exceptions"] == 0 and r["login_after"] else 1, diagnostics)
+        self.assertEqual((r["tcp_sessions"], r["ws_sessions"]), (300, 100))
+        self.assertEqual(r["fuzzer_errors"], [])
+        self.assertLess(sum(r["tcp_outcomes"].get(k, 0) for k in ("could not connect", "timed out")), 30, r)
+        self.assertGreater(r["tcp_outcomes"].get("closed by the server", 0), 0, r)
+        self.assertGreater(r["peak_rss_kib"], 0)
+        self.assertTrue(r["login_after_tcp"], r)
+        for saved in os.listdir(os.path.join(directory, "work", "failing")) if r["failing_sessions"] else []:
+            with open(os.path.join(directory, "work", "failing", saved)) as f:
+                self.assertIn("steps", json.load(f)["sessions"][0])
+        with open(json_path) as f:
+            self.assertEqual([json.loads(line) for line in f], records)
+        with open(table_path) as f:
+            table = f.read()
+        self.assertIn(table, out.decode())
+        self.assertTrue(table.startswith("QUICK RUN"))
+        self.assertIn("exceptions escaped (server log)", table)

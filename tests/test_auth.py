@@ -190,6 +190,17 @@ class GuardTests(unittest.TestCase):
         self.assertEqual(self.successResultOf(self.guard.failed("columbia", "h")), 0)
         self.assertEqual(len(self.guard), 1)
 
+    def test_records_of_an_attack_that_ended_are_forgotten(self) -> None:
+        guard = LoginGuard(self.clock, max_attempts=3, block_time=60)
+        for i in range(5000):
+            self.successResultOf(guard.failed(f"fresh{i}", "h"))
+        self.assertEqual(len(guard), 5000)
+        self.clock.advance(61)
+        for i in range(2500):
+            self.successResultOf(guard.failed(f"later{i}", "h"))
+        # Each use dropped two stale ones: the old attack is gone.
+        self.assertEqual(len(guard), 2500)
+
     def test_table_is_bounded(self) -> None:
         guard = LoginGuard(self.clock, max_attempts=3, block_time=60, max_entries=100)
         for i in range(1000):

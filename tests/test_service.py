@@ -14,7 +14,7 @@ from chat.server.backends.memory import MemoryStore
 from chat.server.edges.text import TEXT
 from chat.server.events import Delivery, Goodbye, Kind, StoredMessage
 from chat.server.interfaces import IChatUser, IParticipant
-from chat.server.service import ChatRealm, ChatService
+from chat.server.service import ChatRealm, ChatService, newest_per_owner
 from tests.harness import capture_log
 
 
@@ -237,3 +237,42 @@ class RelayedBroadcastTests(unittest.TestCase):
             [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\ngoogle (broadcast): three\r\n"],
         )
         self.assertEqual(google.received, [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\n"])
+
+
+class HistoryBacklogTests(unittest.TestCase):
+    """A store that falls behind cannot make the history waiting for it grow without bound."""
+
+    def test_newest_per_owner_keeps_what_the_store_would(self) -> None:
+        def d(text: str) -> Delivery:
+            return Delivery("columbia", text, Kind.PRIVATE, 1.0, text)
+
+        entries = [(d("a1"), ("a",)), (d("a2"), ("a",)), (d("ab"), ("a", "b")), (d("a3"), ("a",))]
+        kept = newest_per_owner(entries, 2)
+        self.assertEqual([e[0].text for e in kept], ["ab", "a3"])
+        self.assertEqual([e[0].text for e in newest_per_owner(entries, 10)], ["a1", "a2", "ab", "a3"])
+
+    def test_a_flood_of_broadcasts_behind_a_stalled_store_keeps_a_bounded_backlog(self) -> None:
+        clock = Clock()
+        store = MemoryStore()
+        stalled: list[Deferred[None]] = []
+
+        def save_history(entries: object) -> Deferred[None]:
+            stalled.append(Deferred())
+            return stalled[-1]
+
+        store.save_history = save_history  # type: ignore[method-assign,assignment]
+        service = ChatService(frozenset({"columbia", "seas"}), store, clock, history=200)
+        service.join("columbia", Recipient())
+        service.join("seas", Recipient())
+        for i in range(50_000):
+            service.broadcast("columbia", f"spam {i}")
+            if i % 100 == 0:
+                clock.advance(0)
+        clock.advance(0)
+        waiting = service._history._items
+        self.assertLess(len(waiting), 4 * 2000)
+        self.assertEqual(waiting[-1][0].text, "spam 49999")
+        # The write in flight ends: what waits goes next, the newest kept.
+        stalled[0].callback(None)
+        clock.advance(0)
+        self.assertEqual(len(stalled), 2)

@@ -306,6 +306,8 @@ class _Attempts:
     checking: int = 0
     last_failure: float = 0.0
     blocked_until: float = 0.0
+    #: When it was last used: the table is in this order.
+    touched: float = 0.0
 
 
 @implementer(ILoginGuard)
@@ -350,15 +352,33 @@ class LoginGuard:
     def _record(self, name: str, host: str) -> _Attempts:
         """The record for (name, host), moved to the newest end of the table."""
         key = (name, host)
+        now = self._clock.seconds()
         record = self._attempts.pop(key, None)
         if record is None:
             record = _Attempts()
-        elif record.failures and self._clock.seconds() - record.last_failure >= self.block_time:
+        elif record.failures and now - record.last_failure >= self.block_time:
             record.failures = 0
+        record.touched = now
         self._attempts[key] = record
+        self._forget_stale(now)
         while len(self._attempts) > self._max_entries:
             del self._attempts[next(iter(self._attempts))]
         return record
+
+    def _forget_stale(self, now: float) -> None:
+        """
+        Drop the oldest records that no longer matter (no check running, no
+        block in force, failures forgotten), two per use of the table: an
+        attack that has ended leaves nothing behind, at no cost per login.
+        """
+        for _ in range(2):
+            if not self._attempts:
+                return
+            key = next(iter(self._attempts))
+            oldest = self._attempts[key]
+            if oldest.checking or oldest.blocked_until > now or now - oldest.touched < self.block_time:
+                return
+            del self._attempts[key]
 
     def begin(self, name: str, host: str) -> Deferred[bool]:
         """

@@ -90,6 +90,7 @@ class ChatService(Service):
         registry: IRegistry | None = None,
         checkpoint_interval: float = 60.0,
         peers: IPeers | None = None,
+        history: int = 200,
     ) -> None:
         snapshot = store.snapshot()
         self.users = users
@@ -143,6 +144,10 @@ class ChatService(Service):
         self._checkpoint = LoopingCall(self._checkpoint_presence)
         self._checkpoint.clock = clock
         self._checkpoint_interval = checkpoint_interval
+        #: Messages kept per owner (the store's limit too): a backlog of
+        #: history waiting for the store is trimmed to what it would keep.
+        self._history_limit = history
+        self._history_trim_at = TRIM_AT_LEAST
 
     # --- lifecycle -------------------------------------------------------------
 
@@ -179,6 +184,11 @@ class ChatService(Service):
             peers = self.peers
             gone.addBoth(lambda _: peers.stop())
         return gone
+
+    @property
+    def node(self) -> str | None:
+        """This node's name in its cluster, or None when it is alone."""
+        return None if self.peers is None else self.peers.node
 
     def log_status(self) -> None:
         """One line about the state of the server, for an operator who asks (SIGUSR2)."""
@@ -525,7 +535,14 @@ class ChatService(Service):
         its next group commit: one store operation per message cost the
         private-message path two thirds of its speed.
         """
-        self._history.pending().extend(entries)
+        pending = self._history.pending()
+        pending.extend(entries)
+        if len(pending) > self._history_trim_at:
+            # The store falls behind (a flood of broadcasts, a slow disk):
+            # what waits is cut to what the store would keep of it, so the
+            # backlog is bounded by owners, not by messages.
+            kept = self._history.compact(lambda items: newest_per_owner(items, self._history_limit))
+            self._history_trim_at = max(TRIM_AT_LEAST, 2 * kept)
 
     def history(self, name: str, count: int) -> Deferred[list[Delivery]]:
         """The last C{count} messages of C{name}'s history, after every one sent so far."""
@@ -681,6 +698,11 @@ class TurnBatch(Generic[C]):
             self._call = self._clock.callLater(0, self._turn_ended)
         return self._items
 
+    def compact(self, cut: Callable[[C], C]) -> int:
+        """Replace what waits by C{cut} of it; give how much waits then."""
+        self._items = cut(self._items)
+        return len(self._items)
+
     def _turn_ended(self) -> None:
         self._call = None
         if not (self._one_at_a_time and self._in_flight):
@@ -756,6 +778,28 @@ class TurnBatch(Generic[C]):
             self.write()
         # Otherwise the write in flight decides: done, what waits goes next
         # turn; failed, the wait starts again.
+
+
+#: Entries of history waiting for the store before the first trim.
+TRIM_AT_LEAST = 2000
+
+
+def newest_per_owner(
+    entries: list[tuple[Delivery, tuple[str, ...]]], limit: int
+) -> list[tuple[Delivery, tuple[str, ...]]]:
+    """The entries the store would keep of C{entries}: the newest C{limit} of each owner."""
+    counts: dict[str, int] = {}
+    kept = []
+    for delivery, owners in reversed(entries):
+        wanted = False
+        for owner in owners:
+            count = counts.get(owner, 0)
+            wanted = wanted or count < limit
+            counts[owner] = count + 1
+        if wanted:
+            kept.append((delivery, owners))
+    kept.reverse()
+    return kept
 
 
 def _newer(older: dict[str, float], newer: dict[str, float]) -> dict[str, float]:

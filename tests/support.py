@@ -97,6 +97,7 @@ class ServerProcess:
         users: dict[str, str] | None = None,
         args: tuple[str, ...] = (),
         twistd: tuple[str, ...] | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         """
         @param twistd: the command that runs twistd, such as an installed
@@ -104,6 +105,8 @@ class ServerProcess:
             Python, with the checkout put on C{PYTHONPATH}.
         """
         self.twistd = twistd
+        #: Variables added to the server's environment.
+        self.environ = dict(environ or {})
         self.directory = directory = os.path.abspath(directory)
         os.makedirs(directory, exist_ok=True)
         self.users_path = os.path.join(directory, "users.txt")
@@ -157,7 +160,7 @@ class ServerProcess:
             self.database,
             *self.args,
         ]
-        env = dict(os.environ)
+        env = {**os.environ, **self.environ}
         if self.twistd is None:
             env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
         self._transport = reactor.spawnProcess(

@@ -728,6 +728,45 @@ class FloodTests(unittest.TestCase):
         self.assertNotIn("columbia", server.service.registry.online)
 
 
+class SessionLogTests(unittest.TestCase):
+    """One line per login and per logout, for the operator: who, from where, over what, how long, why."""
+
+    def test_a_login_and_its_logout_are_a_line_each(self) -> None:
+        server = Harness()
+        events = capture_log(self, "chat.server.session")
+        conn = server.login("columbia")
+        server.clock.advance(125)
+        conn.send("logout")
+        conn.lose()
+        self.assertEqual(
+            [formatEvent(e) for e in events],
+            [
+                "columbia logged in from 10.0.0.1 over tcp",
+                "columbia logged out from 10.0.0.1 over tcp after 125 s: logout",
+            ],
+        )
+        self.assertEqual(
+            (events[1]["user"], events[1]["edge"], events[1]["reason"]), ("columbia", "tcp", "logout")
+        )
+
+    def test_a_dropped_connection_and_a_timeout_say_so(self) -> None:
+        server = Harness()
+        events = capture_log(self, "chat.server.session")
+        server.login("columbia").lose()
+        server.login("seas")
+        server.clock.advance(1800)
+        reasons = [e["reason"] for e in events if "reason" in e]
+        self.assertEqual(reasons, ["connection lost", "idle"])
+
+    def test_a_failed_login_is_not_a_session(self) -> None:
+        server = Harness()
+        events = capture_log(self, "chat.server.session")
+        conn = server.connect()
+        conn.send("columbia", "wrong")
+        conn.lose()
+        self.assertEqual([e for e in events if "logged" in e["log_format"]], [])
+
+
 class PreLoginTests(unittest.TestCase):
     """Before login a connection is the cheapest thing to serve: a few lines, then it is closed."""
 

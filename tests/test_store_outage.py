@@ -144,6 +144,8 @@ class NothingRecordedThatWasNotSentTests(unittest.TestCase):
 class TwoNodes(LocalRegistry):
     """This node's registry and its peers, with C{remote} online on another node."""
 
+    node = "a"
+
     def __init__(self, clock: Clock, remote: Collection[str]) -> None:
         super().__init__()
         self.remote = set(remote)

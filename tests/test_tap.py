@@ -16,6 +16,7 @@ from chat.server.backends.memory import MemoryStore
 from chat.server.backends.sqlite import SQLiteStore
 from chat.server.service import ChatService
 from chat.server.signals import Signals
+from chat.server.systemd import Notifier
 from chat.server.tap import Listener, Options, endpoint_description, makeService
 
 
@@ -183,7 +184,7 @@ class MakeServiceTests(unittest.TestCase):
         service = makeService(self.options("--database", ":memory:"), MemoryReactorClock())
         collection = IServiceCollection(service)
         kinds = [type(s) for s in collection]
-        self.assertEqual(kinds, [ChatService, Signals, Listener])
+        self.assertEqual(kinds, [ChatService, Signals, Listener, Notifier])
         chat = next(s for s in collection if isinstance(s, ChatService))
         self.assertIsInstance(chat.store, MemoryStore)
         self.assertEqual(set(chat.users), {"columbia"})
@@ -196,7 +197,9 @@ class MakeServiceTests(unittest.TestCase):
         options = self.options("--redis", "tcp:127.0.0.1:6379", "--node", "a", "--database", "/nonexistent/x")
         service = makeService(options, MemoryReactorClock())
         collection = list(IServiceCollection(service))
-        self.assertEqual([type(s) for s in collection], [ChatService, Signals, JoinCluster, Listener])
+        self.assertEqual(
+            [type(s) for s in collection], [ChatService, Signals, JoinCluster, Listener, Notifier]
+        )
         chat = collection[0]
         assert isinstance(chat, ChatService)
         # --database is not opened: the store is Redis.

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import os
 import random
 import socket
 from typing import TYPE_CHECKING, Any, cast
 
 from twisted.internet import defer, error, reactor, ssl, tcp
 from twisted.internet.endpoints import (
+    AdoptedStreamServerEndpoint,
     SSL4ServerEndpoint,
+    TCP4ClientEndpoint,
     TCP4ServerEndpoint,
     TCP6ClientEndpoint,
     TCP6ServerEndpoint,
@@ -40,6 +43,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from chat.server.edges.writethrough import (
+    WriteThroughAdoptedEndpoint,
     WriteThroughEndpoint,
     WriteThroughPort,
     WriteThroughServer,
@@ -875,3 +879,37 @@ class WriteThroughEndpointTests(unittest.TestCase):
         number = taken.getsockname()[1]
         endpoint = write_through(serverFromString(reactor, f"tcp:{number}:interface=127.0.0.1"))
         self.failureResultOf(endpoint.listen(Factory.forProtocol(Protocol)), error.CannotListenError)
+
+    @defer.inlineCallbacks
+    def test_a_socket_handed_over_by_systemd_makes_write_through_transports(self) -> Any:
+        """Socket activation (C{systemd:domain=INET:index=0}) keeps the write-through transport."""
+        listening = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listening.bind(("127.0.0.1", 0))
+        listening.listen(8)
+        number = listening.getsockname()[1]
+        inner = AdoptedStreamServerEndpoint(reactor, os.dup(listening.fileno()), socket.AF_INET)
+        listening.close()
+        endpoint = write_through(inner)
+        self.assertIsInstance(endpoint, WriteThroughAdoptedEndpoint)
+        served: list[Any] = []
+
+        class Hello(Protocol):
+            def connectionMade(self) -> None:
+                served.append(self.transport)
+                self.transport.write(b"hello\r\n")  # type: ignore[union-attr]
+                self.transport.loseConnection()  # type: ignore[union-attr]
+
+        port = yield endpoint.listen(Factory.forProtocol(Hello))
+        self.addCleanup(port.stopListening)
+        self.assertIsInstance(port, WriteThroughPort)
+        self.assertEqual(port.getHost().port, number)
+        sink = Sink()
+        sink.connectionMade = lambda: None  # type: ignore[method-assign]
+        yield connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", number), sink)
+        yield sink.done
+        self.assertEqual(sink.digest.digest(), hashlib.sha256(b"hello\r\n").digest())
+        self.assertIsInstance(served[0], WriteThroughServer)
+
+    def test_a_unix_socket_handed_over_is_left_alone(self) -> None:
+        inner = AdoptedStreamServerEndpoint(reactor, 99, socket.AF_UNIX)
+        self.assertIs(write_through(inner), inner)

@@ -51,6 +51,7 @@ class IEdge(Interface):
 
     peer_host = Attribute("The address the user connects from, as text.")
     format = Attribute("The L{IFormat} of the payloads this edge's participant receives.")
+    kind = Attribute("What the edge is, for the log and the admins: 'tcp', 'web'.")
     acknowledges = Attribute(
         "Whether the client says which stored messages it got (the JSON protocol's "
         "C{ack}); if not (a terminal), the next line it sends is taken as the sign."
@@ -313,6 +314,7 @@ class IPeers(Interface):
     anything acknowledged to a user is in the store first.
     """
 
+    node = Attribute("This node's name in the cluster.")
     health = Attribute(
         "A L{chat.server.health.Health}: whether the other nodes can be reached "
         "now.  While they cannot, nothing sent to them arrives, and a receipt "

@@ -170,6 +170,10 @@ class Session(TimeoutMixin):
         self._closed: list[Deferred[None]] = []
         #: Logging in with a resume token: the realm lets it take over.
         self.resuming = False
+        #: Why the session ended, once it has (a goodbye's reason), for the log.
+        self._why: str | None = None
+        #: When the user logged in.
+        self._since = 0.0
         #: Stored messages shown to the user and still in the store: they
         #: leave it once the user has shown they got them (L{_acknowledge}).
         self._unacked: list[StoredMessage] = []
@@ -396,6 +400,8 @@ class Session(TimeoutMixin):
 
     def end(self, event: Event) -> None:
         """Say C{event} and close; nothing more is read."""
+        if self._why is None:
+            self._why = event.reason.value if isinstance(event, Goodbye) else "refused"
         self.say(event)
         self.state = "CLOSED"
         self._stop_deliveries()
@@ -411,6 +417,16 @@ class Session(TimeoutMixin):
         logout, self._logout = self._logout, None
         if logout is not None:
             logout()
+            log.info(
+                "{user} logged out from {host} over {edge}{on_node} after {seconds:.0f} s: {reason}",
+                user=self.name,
+                host=self.edge.peer_host,
+                edge=self.edge.kind,
+                node=self.context.service.node,
+                on_node=_on_node(self.context.service.node),
+                seconds=self.context.clock.seconds() - self._since,
+                reason=self._why or "connection lost",
+            )
 
     def _server_error(self) -> None:
         if self.state != "CLOSED":
@@ -491,8 +507,13 @@ class Session(TimeoutMixin):
 
     def _check_password(self, allowed: bool, name: str, credentials: UsernamePassword) -> None:
         if not allowed:
-            # As many checks as --max-attempts are running or failed already.
+            # As many checks as --max-attempts are running or failed already,
+            # or the guard learnt of a block (set on another node).
             if self.state == "CLOSED":
+                return
+            blocked = self.context.guard.blocked_for(name, self.edge.peer_host)
+            if blocked:
+                self._refuse_blocked(name, blocked)
                 return
             self.say(LoginRefused(Refusal.CHECKING, name))
             self.state = "USERNAME"
@@ -530,6 +551,17 @@ class Session(TimeoutMixin):
         self.name = avatar.name  # a resumed session was never asked for it
         self._logout = logout
         self.state = "WELCOMING"
+        self._since = self.context.clock.seconds()
+        log.info(
+            "{user} logged in from {host} over {edge}{on_node}{how}",
+            user=avatar.name,
+            host=self.edge.peer_host,
+            edge=self.edge.kind,
+            node=self.context.service.node,
+            on_node=_on_node(self.context.service.node),
+            resumed=self.resuming,
+            how=" (resumed)" if self.resuming else "",
+        )
         self.setTimeout(self.context.settings.idle_timeout)
         now = self.context.clock.seconds()
         settings = self.context.settings
@@ -859,6 +891,10 @@ _COMMAND_HANDLERS: dict[type, Callable[[Session, Any], None]] = {
         commands.Logout,
     )
 }
+
+
+def _on_node(node: str | None) -> str:
+    return f" on node {node}" if node is not None else ""
 
 
 def _drop(payload: object) -> None:

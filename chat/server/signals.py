@@ -8,7 +8,8 @@ process on the spot (their default action), so:
 
 - SIGHUP reloads the users file (L{chat.server.reload});
 - SIGUSR1 rotates the log where twistd logs to a file (its own handler,
-  left in place); otherwise it is logged and ignored;
+  left in place) or where L{chat.server.logs} does; otherwise it is logged
+  and ignored;
 - SIGUSR2 logs one line about the server's state.
 
 A handler only asks the reactor to do the work (C{callFromThread}), as
@@ -26,6 +27,8 @@ from typing import Any
 from twisted.application.service import Service
 from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import Logger
+
+from chat.server import logs
 
 log = Logger()
 
@@ -45,7 +48,7 @@ class Signals(Service):
         self._actions: dict[int, Callable[[], object]] = {
             signal.SIGHUP: reload,
             signal.SIGUSR2: status,
-            signal.SIGUSR1: self._nothing_to_rotate,
+            signal.SIGUSR1: self._rotate,
         }
         self._previous: dict[int, _Handler] = {}
 
@@ -79,5 +82,8 @@ class Signals(Service):
         except Exception:
             log.failure("handling {signal}", signal=name)
 
-    def _nothing_to_rotate(self) -> None:
-        log.info("the log goes to standard output, so there is no log file to rotate")
+    def _rotate(self) -> None:
+        if logs.rotate():
+            log.info("rotated the log file")
+        else:
+            log.info("the log goes to standard output, so there is no log file to rotate")

@@ -46,7 +46,7 @@ from chat.server.backends.redisstore import RedisStore
 from chat.server.backends.sqlite import SQLiteStore
 from chat.server.commands import Limits
 from chat.server.edges.tcp import ChatFactory
-from chat.server.edges.web import make_site
+from chat.server.edges.web import make_site, parse_hosts
 from chat.server.edges.writethrough import write_through
 from chat.server.interfaces import ILoginGuard, IStore, StoreError
 from chat.server.limits import ConnectionCount, Exemptions
@@ -54,6 +54,7 @@ from chat.server.reload import UsersFile
 from chat.server.service import ChatRealm, ChatService
 from chat.server.session import ServerContext, Settings
 from chat.server.signals import Signals
+from chat.server.systemd import Notifier
 
 log = Logger()
 
@@ -157,6 +158,14 @@ class Options(usage.Options):
             "besides the page's own.",
         ],
         [
+            "web-host",
+            None,
+            "",
+            "Host names (comma-separated) the web page is served under, besides IP addresses, "
+            "localhost and the hosts of --web-origin; its WebSocket refuses a page under any other "
+            "name (DNS rebinding).",
+        ],
+        [
             "redis",
             None,
             None,
@@ -197,6 +206,10 @@ class Options(usage.Options):
             raise usage.UsageError("--last-hour must be at most 1440 minutes (a day)")
         self["endpoint"] = endpoint_description(self["port"])
         self["web-origins"] = tuple(o.strip().rstrip("/") for o in self["web-origin"].split(",") if o.strip())
+        try:
+            self["web-hosts"] = parse_hosts(self["web-host"])
+        except ValueError as e:
+            raise usage.UsageError(f"--web-host: {e}") from None
         try:
             self["exemptions"] = Exemptions.parse(self["exempt"])
         except ValueError as e:
@@ -333,7 +346,7 @@ def makeService(options: Options, reactor: Any = None) -> IService:
 
     guard: ILoginGuard
     if options["redis"] is None:
-        service = ChatService(frozenset(users), store, reactor)
+        service = ChatService(frozenset(users), store, reactor, history=options["history"])
         guard = LoginGuard(reactor, options["max-attempts"], options["block-time"])
     else:
         service, guard = _cluster(options, reactor, frozenset(users))
@@ -357,13 +370,23 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     top = MultiService()
     service.setServiceParent(top)
     Signals(reactor, users_file.reload, service.log_status).setServiceParent(top)
+    ready: Deferred[None] = succeed(None)
     if service.peers is not None:
-        JoinCluster(service, options["redis"], reactor).setServiceParent(top)
+        joining = JoinCluster(service, options["redis"], reactor)
+        joining.setServiceParent(top)
+        ready = joining.joined
     # Added last so that they stop first: no new connections during goodbyes.
     Listener(endpoint, factory, options["port"]).setServiceParent(top)
     if web_endpoint is not None:
-        site = make_site(context, options["web-origins"], max_backlog=options["max-output-buffer"])
+        site = make_site(
+            context,
+            options["web-origins"],
+            max_backlog=options["max-output-buffer"],
+            hosts=options["web-hosts"],
+        )
         Listener(web_endpoint, site, options["web"], "--web").setServiceParent(top)
+    # Last of all, so it says STOPPING=1 first.
+    Notifier(reactor, ready).setServiceParent(top)
     return top
 
 
@@ -401,7 +424,8 @@ def _cluster(options: Options, reactor: Any, users: frozenset[str]) -> tuple[Cha
         on_guard=guard.remote,
         store_link=link,
     )
-    return ChatService(users, store, reactor, registry=cluster, peers=cluster), guard
+    service = ChatService(users, store, reactor, registry=cluster, peers=cluster, history=options["history"])
+    return service, guard
 
 
 class JoinCluster(Service):
@@ -416,6 +440,8 @@ class JoinCluster(Service):
         self.chat = service
         self.description = description
         self.reactor = reactor
+        #: Fires once the node has joined (it serves then).
+        self.joined: Deferred[None] = Deferred()
 
     def startService(self) -> None:
         super().startService()
@@ -428,6 +454,7 @@ class JoinCluster(Service):
             node=getattr(peers, "node", "?"),
             redis=self.description,
         )
+        self.joined.callback(None)
 
     def _failed(self, f: Failure) -> None:
         log.critical(

@@ -21,10 +21,12 @@ path, since the data is then queued and C{doWrite} meets the error.
 from __future__ import annotations
 
 import errno
+import os
+import socket
 from typing import Any
 
-from twisted.internet import defer, tcp
-from twisted.internet.endpoints import TCP4ServerEndpoint, TCP6ServerEndpoint
+from twisted.internet import defer, fdesc, tcp
+from twisted.internet.endpoints import AdoptedStreamServerEndpoint, TCP4ServerEndpoint, TCP6ServerEndpoint
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.posixbase import PosixReactorBase
 from zope.interface import implementer
@@ -100,8 +102,47 @@ class WriteThroughEndpoint:
         return defer.execute(listen)
 
 
+@implementer(IStreamServerEndpoint)
+class WriteThroughAdoptedEndpoint:
+    """
+    A TCP socket handed over already listening (systemd's socket
+    activation, C{systemd:domain=INET:index=0}), whose connections write at
+    once like those of L{WriteThroughEndpoint}.
+    """
+
+    def __init__(self, inner: AdoptedStreamServerEndpoint) -> None:
+        self.inner = inner
+
+    def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
+        inner = self.inner
+        reactor = inner.reactor
+        if not isinstance(reactor, PosixReactorBase):
+            return inner.listen(protocolFactory)
+
+        def listen() -> IListeningPort:
+            # What AdoptedStreamServerEndpoint.listen does, with our port
+            # class in the place of tcp.Port.
+            fdesc.setNonBlocking(inner.fileno)
+            port = WriteThroughPort._fromListeningDescriptor(
+                reactor, inner.fileno, inner.addressFamily, protocolFactory
+            )
+            port.startListening()
+            os.close(inner.fileno)
+            return port
+
+        return defer.execute(listen)
+
+
 def write_through(endpoint: IStreamServerEndpoint) -> IStreamServerEndpoint:
-    """C{endpoint} made to write at once, if it is plain TCP; otherwise as it is."""
+    """
+    C{endpoint} made to write at once, if it is TCP (parsed, or a socket
+    systemd handed over); otherwise (TLS, a UNIX socket) as it is.
+    """
     if type(endpoint) in (TCP4ServerEndpoint, TCP6ServerEndpoint):
         return WriteThroughEndpoint(endpoint)  # type: ignore[arg-type]
+    if type(endpoint) is AdoptedStreamServerEndpoint and endpoint.addressFamily in (
+        socket.AF_INET,
+        socket.AF_INET6,
+    ):
+        return WriteThroughAdoptedEndpoint(endpoint)
     return endpoint

@@ -1,0 +1,131 @@
+"""
+The log observers for twistd's --logger: JSON lines, bounded rotation,
+and a real server using them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from collections.abc import Callable
+
+from twisted.logger import Logger
+from twisted.trial import unittest
+
+from chat.server import logs
+from tests.e2e_helpers import Lab, pause
+from tests.support import TWISTD, ServerProcess
+
+
+class OutputTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.directory = os.path.abspath(self.mktemp())
+        os.makedirs(self.directory)
+        self.path = os.path.join(self.directory, "chat.log")
+        self.addCleanup(setattr, logs, "current", None)
+
+    def test_standard_output_by_default(self) -> None:
+        import sys
+
+        self.assertIs(logs._output({}), sys.stdout)
+        self.assertIs(logs._output({"CHAT_LOG_FILE": "-"}), sys.stdout)
+
+    def test_a_file_is_rotated_at_its_size_and_only_so_many_are_kept(self) -> None:
+        out = logs._output({"CHAT_LOG_FILE": self.path, "CHAT_LOG_SIZE": "1000", "CHAT_LOG_KEEP": "3"})
+        self.addCleanup(out.close)
+        for i in range(100):
+            out.write(f"line {i:04d} " + "x" * 90 + "\n")
+            out.flush()
+        names = sorted(os.listdir(self.directory))
+        self.assertEqual(names, ["chat.log", "chat.log.1", "chat.log.2", "chat.log.3"])
+        for name in names:
+            self.assertLessEqual(os.path.getsize(os.path.join(self.directory, name)), 1000 + 100)
+        self.assertTrue(logs.rotate())
+        self.assertEqual(os.path.getsize(self.path), 0)
+
+    def test_json_lines_carry_every_field(self) -> None:
+        os.environ["CHAT_LOG_FILE"] = self.path
+        self.addCleanup(os.environ.pop, "CHAT_LOG_FILE")
+        observer = logs.json()
+        logger = Logger(namespace="chat.test", observer=observer)
+        logger.info("{user} logged in from {host}", user="columbia", host="10.0.0.1")
+        logger.warn("second line")
+        assert logs.current is not None
+        logs.current.close()
+        with open(self.path) as f:
+            [first, second] = [json.loads(line) for line in f]
+        self.assertEqual(
+            (first["user"], first["host"], first["log_namespace"]), ("columbia", "10.0.0.1", "chat.test")
+        )
+        self.assertEqual(second["log_level"]["name"], "warn")
+
+    def test_a_bad_setting_stops_the_server_in_one_line(self) -> None:
+        with self.assertRaises(SystemExit) as caught:
+            logs._output({"CHAT_LOG_FILE": self.path, "CHAT_LOG_KEEP": "lots"})
+        self.assertEqual(
+            str(caught.exception),
+            "twistd chat: CHAT_LOG_KEEP must be a whole number of at least 1, not 'lots'",
+        )
+        with self.assertRaises(SystemExit) as caught:
+            logs._output({"CHAT_LOG_FILE": "/nonexistent/dir/chat.log"})
+        self.assertIn("cannot open the log file /nonexistent/dir/chat.log", str(caught.exception))
+
+
+class JsonServerTests(unittest.TestCase):
+    async def test_a_server_logging_json_lines_to_a_file_that_sigusr1_rotates(self) -> None:
+        lab = Lab(self)
+        directory = os.path.abspath(self.mktemp())
+        path = os.path.join(directory, "chat.log")
+        server = ServerProcess(
+            directory,
+            twistd=(*TWISTD, "--logger", "chat.server.logs.json"),
+            environ={"CHAT_LOG_FILE": path},
+        )
+        self.addCleanup(lambda: server.stop() if server.running else None)
+        # The port is in the log file, not on standard output: find it there.
+        server.start().addErrback(lambda f: None)
+        port = await _port_from(path)
+        columbia = await lab.login(port, "columbia")
+        columbia.send("logout")
+        await columbia.closed
+        server.send_signal(signal.SIGUSR1)
+        await _until(lambda: os.path.exists(path + ".1"))
+        await server.signal(signal.SIGTERM)
+        events = []
+        for name in (path + ".1", path):
+            with open(name) as f:
+                events += [json.loads(line) for line in f if line.strip()]
+        logins = [e for e in events if e.get("log_namespace") == "chat.server.session"]
+        self.assertEqual([e["reason"] for e in logins if "reason" in e], ["logout"])
+        self.assertEqual(logins[0]["user"], "columbia")
+        self.assertEqual(logins[0]["edge"], "tcp")
+        said = [e.get("log_text") or e.get("log_format") for e in events]
+        self.assertIn("Server Shut Down.", said)
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
+    for _ in range(int(timeout / 0.05)):
+        if condition():
+            return
+        await pause(0.05)
+    raise AssertionError(f"{condition} was not true within {timeout} s")
+
+
+async def _port_from(path: str) -> int:
+    """The TCP port of a server that logs JSON lines to C{path}."""
+    found: list[int] = []
+
+    def listening() -> bool:
+        if not os.path.exists(path):
+            return False
+        with open(path) as f:
+            for line in f:
+                text = json.loads(line).get("log_text", "")
+                if text.startswith("ChatFactory starting on "):
+                    found.append(int(text.rsplit(" ", 1)[1]))
+                    return True
+        return False
+
+    await _until(listening, 20)
+    return found[0]

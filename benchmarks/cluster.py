@@ -49,7 +49,7 @@ from benchmarks import loadgen, procfs, report, users
 from benchmarks.runner import _revision
 from benchmarks.servers import TWISTD, Server, ServerError
 from benchmarks.stats import median, ratio
-from chat.server.backends import rediskeys
+from chat.server.backends.redis import keys as rediskeys
 
 log = Logger()
 

@@ -20,7 +20,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.trial import unittest
 
-from chat.server.backends.redislink import RedisLink
+from chat.server.backends.redis.link import RedisLink
 
 reactor: Any = _reactor
 

@@ -633,7 +633,7 @@ class ClusterTests(unittest.TestCase):
         with open(node.log_path, "a") as f:
             f.write("2026-11-29T20:29:00+0000 [chat.server.service#info] 4 online\n")
             f.write(
-                "2026-11-29T20:29:14+0000 [chat.server.backends.rediscluster#info] "
+                "2026-11-29T20:29:14+0000 [chat.server.backends.redis.cluster#info] "
                 "node b stopped answering; its users are offline now\n"
             )
         lines = node.noteworthy(offset)

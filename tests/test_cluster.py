@@ -29,11 +29,11 @@ from twisted.trial import unittest
 from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
-from chat.server.backends import rediskeys as keys
-from chat.server.backends.rediscluster import RESYNC_INTERVAL, RedisCluster, channels
-from chat.server.backends.redisguard import RedisLoginGuard
-from chat.server.backends.redislink import REPLY_TIMEOUT, RedisLink, Subscriber
-from chat.server.backends.redisstore import RedisStore
+from chat.server.backends.redis import keys
+from chat.server.backends.redis.cluster import RESYNC_INTERVAL, RedisCluster, channels
+from chat.server.backends.redis.guard import RedisLoginGuard
+from chat.server.backends.redis.link import REPLY_TIMEOUT, RedisLink, Subscriber
+from chat.server.backends.redis.store import RedisStore
 from chat.server.events import Delivery, Kind
 from chat.server.interfaces import (
     AlreadyOnline,

@@ -15,7 +15,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from chat.server.auth import ScryptSecret, format_user_line
-from chat.server.backends import rediskeys as keys
+from chat.server.backends.redis import keys
 from tests.e2e_helpers import INVALID, PASSWORD, USERNAME
 from tests.support import USERS, ServerProcess
 from tests.test_e2e_cluster import LONG_BLOCK, Cluster

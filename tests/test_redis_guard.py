@@ -23,9 +23,9 @@ from twisted.logger import ILogObserver, formatEvent, globalLogPublisher
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from chat.server.backends import rediskeys as keys
-from chat.server.backends.redisguard import BEGIN_TIMEOUT, RedisLoginGuard
-from chat.server.backends.redislink import RedisLink
+from chat.server.backends.redis import keys
+from chat.server.backends.redis.guard import BEGIN_TIMEOUT, RedisLoginGuard
+from chat.server.backends.redis.link import RedisLink
 from tests.redis_support import RedisServer, redis_server
 from tests.test_cluster import START, Node, start_node, until
 
@@ -249,7 +249,7 @@ class OutageTests(TwoNodes):
 
         @implementer(ILogObserver)
         def observe(event: dict[str, Any]) -> None:
-            if event.get("log_namespace") == "chat.server.backends.redisguard":
+            if event.get("log_namespace") == "chat.server.backends.redis.guard":
                 self.said.append(event)
 
         globalLogPublisher.addObserver(observe)

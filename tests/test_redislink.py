@@ -1,5 +1,5 @@
 """
-The node's connections to Redis (L{chat.server.backends.redislink}).
+The node's connections to Redis (L{chat.server.backends.redis.link}).
 
 First the protocol over a L{StringTransport}, on a L{Clock}: replies
 matched to commands in order, errors, the reply timeout, pings, pub/sub,
@@ -31,7 +31,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from chat.server.backends.redislink import (
+from chat.server.backends.redis.link import (
     PING_INTERVAL,
     REPLY_TIMEOUT,
     SEND_LIMIT,
@@ -41,7 +41,7 @@ from chat.server.backends.redislink import (
     Subscriber,
     Unavailable,
 )
-from chat.server.backends.resp import encode
+from chat.server.backends.redis.resp import encode
 from tests.redis_support import RedisServer, redis_server
 
 # The global reactor, typed loosely: it provides every interface used here.
@@ -141,7 +141,7 @@ class Lines:
 HEALTH = "chat.server.health"
 #: Redis's answer to a handshake with a wrong password: to AUTH, and to the PING after it.
 REFUSED = b"-WRONGPASS invalid username-password pair\r\n-NOAUTH Authentication required.\r\n"
-LINK = "chat.server.backends.redislink"
+LINK = "chat.server.backends.redis.link"
 
 
 class LinkTestCase(unittest.TestCase):

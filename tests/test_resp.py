@@ -1,5 +1,5 @@
 """
-RESP2 without a network (L{chat.server.backends.resp}): any reply, cut
+RESP2 without a network (L{chat.server.backends.redis.resp}): any reply, cut
 anywhere, parses to what was sent; malformed input is refused; and a huge
 reply arriving in small pieces costs no more work per byte than arriving at
 once.
@@ -17,8 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from twisted.trial import unittest
 
-from chat.server.backends import resp
-from chat.server.backends.resp import Parser, ProtocolError, RedisError, encode
+from chat.server.backends.redis import resp
+from chat.server.backends.redis.resp import Parser, ProtocolError, RedisError, encode
 
 # --- replies as Redis writes them, with the value each should parse to ---------------
 

@@ -260,7 +260,7 @@ class HistoryBacklogTests(unittest.TestCase):
             stalled.append(Deferred())
             return stalled[-1]
 
-        store.save_history = save_history  # type: ignore[method-assign,assignment]
+        store.save_history = save_history  # type: ignore[method-assign]
         service = ChatService(frozenset({"columbia", "seas"}), store, clock, history=200)
         service.join("columbia", Recipient())
         service.join("seas", Recipient())

@@ -21,10 +21,10 @@ from twisted.logger import formatEvent
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from chat.server.backends import rediskeys
 from chat.server.backends.memory import MemoryStore
-from chat.server.backends.redislink import RedisError, RedisLink, Unavailable
-from chat.server.backends.redisstore import TOKEN_MARGIN, RedisStore
+from chat.server.backends.redis import keys as rediskeys
+from chat.server.backends.redis.link import RedisError, RedisLink, Unavailable
+from chat.server.backends.redis.store import TOKEN_MARGIN, RedisStore
 from chat.server.backends.sqlite import SCHEMA_VERSION, SQLiteStore
 from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError

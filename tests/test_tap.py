@@ -190,8 +190,8 @@ class MakeServiceTests(unittest.TestCase):
         self.assertEqual(set(chat.users), {"columbia"})
 
     def test_with_redis_the_service_is_a_node_of_a_cluster(self) -> None:
-        from chat.server.backends.rediscluster import RedisCluster
-        from chat.server.backends.redisstore import RedisStore
+        from chat.server.backends.redis.cluster import RedisCluster
+        from chat.server.backends.redis.store import RedisStore
         from chat.server.tap import JoinCluster
 
         options = self.options("--redis", "tcp:127.0.0.1:6379", "--node", "a", "--database", "/nonexistent/x")

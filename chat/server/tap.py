@@ -39,10 +39,10 @@ from chat.server.auth import (
     load_users,
 )
 from chat.server.backends.memory import MemoryStore
-from chat.server.backends.rediscluster import RedisCluster, channels, check_durability
-from chat.server.backends.redisguard import RedisLoginGuard
-from chat.server.backends.redislink import RedisLink, Subscriber
-from chat.server.backends.redisstore import RedisStore
+from chat.server.backends.redis.cluster import RedisCluster, channels, check_durability
+from chat.server.backends.redis.guard import RedisLoginGuard
+from chat.server.backends.redis.link import RedisLink, Subscriber
+from chat.server.backends.redis.store import RedisStore
 from chat.server.backends.sqlite import SQLiteStore
 from chat.server.commands import Limits
 from chat.server.edges.tcp import ChatFactory

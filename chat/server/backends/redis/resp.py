@@ -3,7 +3,7 @@ Redis's protocol, RESP2, with nothing of the network in it: a command made
 into bytes, and replies read out of whatever pieces the connection hands
 over.
 
-Kept apart from the connection (L{chat.server.backends.redislink}) so that
+Kept apart from the connection (L{chat.server.backends.redis.link}) so that
 it can be tested for what matters most on a busy node, without a reactor:
 that a read of many replies is parsed in one pass, and that a reply of
 megabytes arriving a few kilobytes at a time costs no more than arriving at

@@ -7,7 +7,7 @@ Redis answers commands on one connection in the order they were sent, and
 every command here goes over the node's one L{RedisLink}: a message saved
 just before the recipient asks for their messages is in the answer.  So
 nothing here waits for one reply before sending a command that must come
-after it, scripts included (L{chat.server.backends.redislink.Script}).
+after it, scripts included (L{chat.server.backends.redis.link.Script}).
 
 What must be atomic (a history batch, taking a resume token, a message for
 several recipients) is a Lua script.  Times come from the caller, never
@@ -29,8 +29,8 @@ from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.server.backends import rediskeys
-from chat.server.backends.redislink import RedisLink
+from chat.server.backends.redis import keys as rediskeys
+from chat.server.backends.redis.link import RedisLink
 from chat.server.events import Delivery, StoredMessage
 from chat.server.health import Health
 from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError

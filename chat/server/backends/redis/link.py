@@ -6,7 +6,7 @@ in order, so a write is always seen by the reads sent after it (an inbox
 entry removed is never read again), and a C{WAITAOF} waits for the writes
 before it.  A command sent without a connection fails at once with
 L{Unavailable}: a user is told in one line instead of waiting for as long
-as Redis is away.  The protocol itself is in L{chat.server.backends.resp}.
+as Redis is away.  The protocol itself is in L{chat.server.backends.redis.resp}.
 
 A node has three connections (the store's, the cluster's, pub/sub), and
 they are useful only together: a login needs the cluster's, a message the
@@ -49,7 +49,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
-from chat.server.backends.resp import Parser, ProtocolError, RedisError, encode
+from chat.server.backends.redis.resp import Parser, ProtocolError, RedisError, encode
 from chat.server.health import Backoff, Health
 from chat.server.interfaces import Unavailable
 from chat.server.quietlog import QuietLog

@@ -34,8 +34,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from chat.server.auth import LoginGuard
-from chat.server.backends import rediskeys as keys
-from chat.server.backends.redislink import RedisLink
+from chat.server.backends.redis import keys
+from chat.server.backends.redis.link import RedisLink
 from chat.server.quietlog import QuietLog
 
 log = Logger()

@@ -41,9 +41,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.server.backends import rediskeys as keys
 from chat.server.backends.memory import LocalRegistry
-from chat.server.backends.redislink import RedisError, RedisLink, Subscriber
+from chat.server.backends.redis import keys
+from chat.server.backends.redis.link import RedisError, RedisLink, Subscriber
 from chat.server.events import Delivery
 from chat.server.health import Health
 from chat.server.interfaces import (

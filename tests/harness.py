@@ -11,7 +11,6 @@ from typing import Any
 
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernamePassword
-from twisted.cred.portal import Portal
 from twisted.internet.address import IPv4Address
 from twisted.internet.defer import Deferred, fail
 from twisted.internet.error import ConnectionDone
@@ -22,14 +21,13 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from chat.server.auth import LoginGuard, PlainSecret, ResumeTokens, Secret, TokenChecker, UsersChecker
+from chat.server.auth import PlainSecret, Secret, UsersChecker
 from chat.server.backends.memory import MemoryStore
-from chat.server.edges.tcp import ChatFactory, ChatProtocol
+from chat.server.build import ServerConfig, build_server
+from chat.server.context import Settings
+from chat.server.edges.tcp import ChatProtocol
 from chat.server.events import Delivery, StoredMessage
 from chat.server.interfaces import IStore, Snapshot, Unavailable
-from chat.server.limits import ConnectionCount
-from chat.server.service import ChatRealm, ChatService
-from chat.server.session import ServerContext, Settings
 
 
 def capture_log(case: unittest.TestCase, namespace: str | None = None) -> list[dict[str, Any]]:
@@ -235,7 +233,7 @@ class Connection:
 
 
 class Harness:
-    """A whole server in memory."""
+    """A whole server in memory, wired by L{build_server} as twistd's is."""
 
     def __init__(
         self,
@@ -257,19 +255,28 @@ class Harness:
         self.clock.advance(1_700_000_000)
         self.store = store if store is not None else MemoryStore()
         self.users = users or {n: PlainSecret(p.encode()) for n, p in PASSWORDS.items()}
-        self.service = ChatService(frozenset(self.users), self.store, self.clock)
-        checker: Any = UsersChecker(self.users, self.clock)  # type: ignore[arg-type]
-        self.checker = HeldChecker(checker) if hold_logins else checker
-        self.tokens = ResumeTokens(self.store, self.clock) if tokens else None
-        checkers = [self.checker] if self.tokens is None else [self.checker, TokenChecker(self.tokens)]
-        self.portal = Portal(ChatRealm(self.service), checkers)
-        self.guard = LoginGuard(self.clock, max_attempts=max_attempts, block_time=block_time)
         self.settings = settings or Settings()
-        self.connections = ConnectionCount(max_per_host, self.settings.exempt)
-        self.context = ServerContext(
-            self.service, self.portal, self.guard, self.clock, self.settings, self.connections, self.tokens
+        config = ServerConfig(
+            users=self.users,
+            max_attempts=max_attempts,
+            block_time=block_time,
+            settings=self.settings,
+            max_connections_per_ip=max_per_host,
+            descriptors=None,
+            max_output_buffer=max_backlog,
+            resume_tokens=tokens,
         )
-        self.factory = ChatFactory(self.context, max_backlog=max_backlog)
+        self.server = build_server(
+            config, self.clock, store=self.store, wrap_checker=HeldChecker if hold_logins else None
+        )
+        self.service = self.server.service
+        self.checker: Any = self.server.checker
+        self.tokens = self.server.tokens
+        self.guard = self.server.guard
+        self.context = self.server.context
+        self.connections = self.context.connections
+        self.portal = self.context.portal
+        self.factory = self.server.factory
         self._port = 40000
 
     def connect(self, host: str = "10.0.0.1") -> Connection:

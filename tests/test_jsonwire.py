@@ -264,7 +264,12 @@ class EventJsonTests(unittest.TestCase):
             )
 
     def test_help_lists_name_usage_and_summary(self) -> None:
-        event = Help(tuple(HelpTopic(n, commands.usage(n, LIMITS)) for n in commands.COMMAND_NAMES))
+        event = Help(
+            tuple(
+                HelpTopic(n, commands.usage(n, LIMITS), commands.COMMANDS[n].summary)
+                for n in commands.COMMAND_NAMES
+            )
+        )
         value = json_of(event)
         self.assertEqual(value["type"], "help")
         self.assertEqual([c["name"] for c in value["commands"]], list(commands.COMMAND_NAMES))
@@ -278,7 +283,7 @@ class EventJsonTests(unittest.TestCase):
         )
 
     def test_help_for_one_command(self) -> None:
-        event = Help((HelpTopic("logout", "logout"),), single=True)
+        event = Help((HelpTopic("logout", "logout", "leave the chat"),), single=True)
         self.assertEqual(
             json_of(event),
             {

@@ -15,7 +15,7 @@ from chat.server.limits import (
     descriptor_limit,
 )
 from chat.server.quietlog import QuietLog
-from chat.server.session import Settings
+from chat.server.context import Settings
 from tests.harness import Harness, capture_log
 
 

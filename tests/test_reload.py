@@ -23,7 +23,7 @@ class ReloadTests(unittest.TestCase):
         self.write(PASSWORDS)
         self.users_file = UsersFile(
             self.path,
-            self.server.checker,  # type: ignore[arg-type]
+            self.server.checker,
             self.server.service,
             self.server.tokens,
             reactor,  # type: ignore[arg-type]

@@ -13,8 +13,10 @@ from zope.interface import implementer
 from chat.server.backends.memory import MemoryStore
 from chat.server.edges.text import TEXT
 from chat.server.events import Delivery, Goodbye, Kind, StoredMessage
-from chat.server.interfaces import IChatUser, IParticipant
-from chat.server.service import ChatRealm, ChatService, newest_per_owner
+from chat.server.interfaces import IChatUser, IParticipant, Joining
+from chat.server.batching import newest_per_owner
+from chat.server.realm import ChatRealm, ChatUser
+from chat.server.service import ChatService
 from tests.harness import capture_log
 
 
@@ -28,7 +30,7 @@ class Recipient:
         self.received: list[object] = []
         self.kept: list[StoredMessage] = []
 
-    def receive(self, payload: object) -> None:
+    def deliver(self, payload: object) -> None:
         self.received.append(payload)
 
     def handed(self, messages: Sequence[StoredMessage]) -> None:
@@ -50,7 +52,9 @@ class ServiceTests(unittest.TestCase):
 
     def test_intros_and_wholast_come_back_from_the_store(self) -> None:
         first = self.service()
-        user = self.successResultOf(first.join("seas", Recipient()))
+        seas = Recipient()
+        self.successResultOf(first.join("seas", seas))
+        user = ChatUser("seas", first, seas)
         self.successResultOf(user.set_intro("summer"))
         self.clock.advance(60)
         user.logout()
@@ -84,11 +88,13 @@ class ServiceTests(unittest.TestCase):
         events = capture_log(self)
         service.startService()
         self.addCleanup(service.stopService)
-        self.successResultOf(service.join("columbia", Recipient())).logout()
+        columbia = Recipient()
+        self.successResultOf(service.join("columbia", columbia))
+        service.leave("columbia", columbia)
         service.join("seas", Recipient())
-        self.assertEqual([e for e in events if e.get("log_namespace") == "chat.server.service"], [])
+        self.assertEqual([e for e in events if e.get("log_namespace") == "chat.server.presence"], [])
         self.clock.advance(60)
-        [summary] = [e for e in events if e.get("log_namespace") == "chat.server.service"]
+        [summary] = [e for e in events if e.get("log_namespace") == "chat.server.presence"]
         self.assertEqual((summary["online"], summary["logins"], summary["logouts"]), (1, 2, 1))
         self.assertEqual(formatEvent(summary), "1 online; 2 logins and 1 logout in the last 60 s")
 
@@ -100,16 +106,20 @@ class ServiceTests(unittest.TestCase):
         self.assertEqual(self.store.snapshot().last_seen["columbia"], self.clock.seconds())
         service.stopService()
 
-    def test_realm_joins_the_user_with_the_session_as_mind(self) -> None:
+    def test_realm_joins_the_user_with_the_participant_the_mind_names(self) -> None:
         service = self.service()
-        mind = Recipient()
-        joined = ChatRealm(service).requestAvatar(b"columbia", mind, IChatUser)
+        participant = Recipient()
+        joined = ChatRealm(service).requestAvatar(b"columbia", Joining(participant), IChatUser)
         interface, avatar, logout = self.successResultOf(joined)
         self.assertIs(interface, IChatUser)
         self.assertEqual(avatar.name, "columbia")
-        self.assertIs(service.registry.online["columbia"], mind)
+        self.assertIs(service.registry.online["columbia"], participant)
         logout()
         self.assertNotIn("columbia", service.registry.online)
+
+    def test_the_realm_wants_a_joining_mind(self) -> None:
+        realm = ChatRealm(self.service())
+        self.assertRaises(NotImplementedError, realm.requestAvatar, b"columbia", Recipient(), IChatUser)
 
 
 class BroadcastBatchTests(unittest.TestCase):

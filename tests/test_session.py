@@ -15,7 +15,7 @@ from chat.server.auth import loggable_name
 from chat.server.commands import Limits
 from chat.server.edges.text import describe_duration
 from chat.server.limits import Exemptions
-from chat.server.session import Settings
+from chat.server.context import Settings
 from tests.harness import Connection, Harness, HeldStore, capture_log
 
 BIDI_REFUSED = (
@@ -481,7 +481,7 @@ class CommandTests(unittest.TestCase):
         def explode(delivery: object) -> None:
             raise RuntimeError("broken recipient")
 
-        seas.session.receive = explode
+        seas.protocol.deliver = explode
         self.assertEqual(
             self.command(self.columbia, "broadcast message still here"), "Broadcast to 2 users.\r\n"
         )
@@ -914,7 +914,7 @@ class BroadcastTimingTests(unittest.TestCase):
         seas = server.login("seas")
         columbia = server.login("columbia")
         writes: list[bytes] = []
-        seas.session.receive = writes.append
+        seas.protocol.deliver = writes.append
         columbia.protocol.dataReceived(b"broadcast message one\r\nbroadcast message two\r\n")
         self.assertEqual(writes, [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\n"])
 

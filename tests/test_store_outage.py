@@ -14,7 +14,8 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface import implementer
 
-from chat.server.backends.memory import LocalRegistry, MemoryStore
+from chat.server.backends.memory import MemoryStore
+from chat.server.registry import LocalRegistry
 from chat.server.events import Broadcasted, Delivery, Kind
 from chat.server.health import Health
 from chat.server.interfaces import PUBLIC, IPeerListener, IPeers, IRegistry

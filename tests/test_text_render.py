@@ -83,7 +83,12 @@ def stored(delivery: Delivery, recipient: str = "seas") -> StoredMessage:
 def all_help() -> Help:
     """The help event a session sends for C{help}: every command, in the grammar's order."""
     limits = Limits()
-    return Help(tuple(HelpTopic(name, commands.usage(name, limits)) for name in commands.COMMAND_NAMES))
+    return Help(
+        tuple(
+            HelpTopic(name, commands.usage(name, limits), commands.COMMANDS[name].summary)
+            for name in commands.COMMAND_NAMES
+        )
+    )
 
 
 class LoginTextTests(unittest.TestCase):
@@ -319,11 +324,13 @@ class HelpTextTests(unittest.TestCase):
 
     def test_help_for_one_command_is_its_usage_and_summary(self) -> None:
         """As in test_session's pipelined login: C{help logout}."""
-        topic = Help((HelpTopic("logout", "logout"),), single=True)
+        topic = Help((HelpTopic("logout", "logout", "leave the chat"),), single=True)
         self.assertEqual(encode(topic, Ask.COMMAND), b"Usage: logout\r\n  leave the chat\r\nCommand: ")
 
     def test_help_for_a_command_with_arguments(self) -> None:
-        topic = Help((HelpTopic("message", "message USER TEXT"),), single=True)
+        topic = Help(
+            (HelpTopic("message", "message USER TEXT", commands.COMMANDS["message"].summary),), single=True
+        )
         self.assertEqual(
             render(topic),
             "Usage: message USER TEXT\n  send TEXT to USER alone (kept for them if they are offline)",

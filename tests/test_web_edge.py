@@ -26,7 +26,7 @@ from wsproto.utilities import RemoteProtocolError
 from chat import __version__
 from chat.server.edges import jsonwire
 from chat.server.edges.web import MAX_MESSAGE, PING_INTERVAL, ChatWebSocket, ChatWebSocketResource, _ChatWire
-from chat.server.session import Settings
+from chat.server.context import Settings
 from tests.harness import PASSWORDS, Harness
 
 T0 = 1_700_000_000.0
@@ -1198,7 +1198,7 @@ class ResumeTests(unittest.TestCase):
                 }
             ],
         )
-        self.assertIs(self.server.service.registry.online["columbia"], browser.edge.session)
+        self.assertIs(self.server.service.registry.online["columbia"], browser.edge)
 
     def test_a_resumed_session_says_goodbye_by_name(self) -> None:
         old, token = self.first_login()

@@ -1,89 +1,104 @@
 """
-The command language of a logged-in session, parsed once into values.
+The command language of a logged-in session, declared once.
 
-``parse`` is a pure function from one line of text to either a command or a
-rejection.  Nothing here knows about users, sockets or time, so the parser can
-be fuzzed on its own and every transport (TCP lines today, WebSocket frames
-later) shares it.  Whether a recipient exists is a question for the service,
-not for the grammar.
+Each command is one entry of L{COMMANDS}, in the spirit of ergo's command
+table: its name, its usage line and what it does (for C{help}), how a typed
+line's arguments become its value, how a JSON request's fields do, and the
+session's handler that runs it.  A new command is one entry here, its
+handler, its wording where an edge shows it, and its control on the page.
+
+Parsing is pure: from a line, or a JSON object, to a frozen command value or
+a rejection (an error event, the same on every edge).  Nothing here knows
+about users, sockets or time, so the parsers can be fuzzed on their own.
+Whether a recipient exists is a question for the service, not the grammar.
+Text that may be shown to others is checked once more, for every command
+whatever its edge, by L{chat.server.textrules} in the session.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import attrs
 
-from chat.server.events import BadUsage, TooLong, UnknownCommand
+from chat.server.events import BadUsage, IntroTooLong, TooLong, UnknownCommand
 
 
 @attrs.frozen
 class Limits:
-    """
-    The bounds the grammar enforces; they come from the server's options.
-    """
+    """The bounds the grammar enforces; they come from the server's options."""
 
     last_hour: int = 60
     max_message: int = 500
 
 
-# --- commands ---------------------------------------------------------------
+# --- values -------------------------------------------------------------------
+#
+# Each names the entry of COMMANDS it belongs to: its handler runs it.
 
 
 @attrs.frozen
 class WhoElse:
-    pass
+    command: ClassVar[str] = "whoelse"
 
 
 @attrs.frozen
 class WhoLast:
+    command: ClassVar[str] = "wholast"
     minutes: int
 
 
 @attrs.frozen
 class Broadcast:
+    command: ClassVar[str] = "broadcast"
     text: str
 
 
 @attrs.frozen
 class BroadcastTo:
+    command: ClassVar[str] = "broadcast"
     recipients: tuple[str, ...]
     text: str
 
 
 @attrs.frozen
 class Message:
+    command: ClassVar[str] = "message"
     recipient: str
     text: str
 
 
 @attrs.frozen
 class PersonalIntro:
+    command: ClassVar[str] = "personalintro"
     #: ``None`` means "ask for it on the next line", as seed 001 does.
     text: str | None
 
 
 @attrs.frozen
+class ShowHistory:
+    command: ClassVar[str] = "history"
+    count: int = 20
+
+
+@attrs.frozen
 class Help:
+    command: ClassVar[str] = "help"
     topic: str | None = None
 
 
 @attrs.frozen
 class Logout:
-    pass
-
-
-@attrs.frozen
-class ShowHistory:
-    count: int = 20
+    command: ClassVar[str] = "logout"
 
 
 Command = WhoElse | WhoLast | Broadcast | BroadcastTo | Message | PersonalIntro | Help | ShowHistory | Logout
 COMMAND_TYPES = (WhoElse, WhoLast, Broadcast, BroadcastTo, Message, PersonalIntro, Help, ShowHistory, Logout)
 
 
-# --- rejections -------------------------------------------------------------
+# --- rejections ---------------------------------------------------------------
 #
 # An unknown command, wrong arguments and a text over the limit are error
 # events (L{chat.server.events}), shown to the user as they are.
@@ -94,31 +109,62 @@ class Blank:
     """An empty or all-space line: not an error, just nothing to do."""
 
 
-Rejection = Blank | UnknownCommand | BadUsage | TooLong
+Rejection = Blank | UnknownCommand | BadUsage | TooLong | IntroTooLong
+Parsed = Command | Rejection
 
 
-USAGE: dict[str, str] = {
-    "whoelse": "whoelse",
-    "wholast": "wholast N   (N = minutes, 0 to {last_hour})",
-    "broadcast": "broadcast message TEXT | broadcast user USER [USER ...] message TEXT",
-    "message": "message USER TEXT",
-    "personalintro": "personalintro [TEXT]",
-    "history": "history [N]   (your last N messages, 20 if not given)",
-    "help": "help [COMMAND]",
-    "logout": "logout",
-}
+class FieldError(Exception):
+    """
+    A JSON request whose field is missing or of the wrong type: the JSON
+    edge answers it as a bad request (C{code} is C{missing_field} or
+    C{wrong_type}; C{what} says what the field must be).
+    """
 
-COMMAND_NAMES: tuple[str, ...] = tuple(USAGE)
+    def __init__(self, code: str, field: str, what: str | None = None) -> None:
+        super().__init__(code, field, what)
+        self.code = code
+        self.field = field
+        self.what = what
 
 
-def usage(command: str, limits: Limits) -> str:
-    return USAGE[command].format(last_hour=limits.last_hour)
+class Fields:
+    """The fields of a JSON request, read with their types checked."""
+
+    def __init__(self, obj: Mapping[str, Any]) -> None:
+        self._obj = obj
+
+    def get(self, name: str, kind: type, what: str, required: bool = True) -> Any:
+        value = self._obj.get(name)
+        if value is None:
+            if required:
+                raise FieldError("missing_field", name)
+            return None
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            raise FieldError("wrong_type", name, what)
+        return value
+
+    def text(self, name: str = "text") -> str:
+        return str(self.get(name, str, "a string")).strip()
+
+    def names(self, name: str) -> tuple[str, ...]:
+        value = self._obj.get(name)
+        if value is None:
+            raise FieldError("missing_field", name)
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+            raise FieldError("wrong_type", name, "a username or a list of usernames")
+        return tuple(dict.fromkeys(value))
+
+    def present(self, name: str) -> bool:
+        return self._obj.get(name) is not None
+
+
+# --- the rules both parsers share ----------------------------------------------
 
 
 def closest(word: str, candidates: tuple[str, ...] | list[str]) -> str | None:
-    """
-    The candidate a typist most likely meant, or None if nothing is close.
-    """
+    """The candidate a typist most likely meant, or None if nothing is close."""
     matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
     if matches:
         return matches[0]
@@ -127,6 +173,10 @@ def closest(word: str, candidates: tuple[str, ...] | list[str]) -> str | None:
     if len(prefixed) >= 1 and len(word) >= 3:
         return prefixed[0]
     return None
+
+
+def usage(command: str, limits: Limits) -> str:
+    return COMMANDS[command].usage.format(last_hour=limits.last_hour)
 
 
 def _bad(
@@ -141,6 +191,45 @@ def _bad(
     return BadUsage(command, problem, usage(command, limits), word, number, suggestion, limit)
 
 
+def message_text(text: str, command: str, limits: Limits) -> str | BadUsage | TooLong:
+    """The text of a message, or why it cannot be sent."""
+    if not text:
+        return _bad(command, "missing_text", limits)
+    if len(text) > limits.max_message:
+        return TooLong(len(text), limits.max_message)
+    return text
+
+
+def intro_text(text: str, limits: Limits) -> str | BadUsage | IntroTooLong:
+    """A personal introduction, or why it cannot be set (the same on every edge)."""
+    if not text:
+        return _bad("personalintro", "missing_text", limits)
+    if len(text) > limits.max_message:
+        return IntroTooLong(len(text), limits.max_message)
+    return text
+
+
+def _minutes(minutes: int, limits: Limits) -> WhoLast | BadUsage:
+    if minutes < 0:
+        return _bad("wholast", "not_a_number", limits, word=str(minutes))
+    if minutes > limits.last_hour:
+        return _bad("wholast", "too_many_minutes", limits, number=minutes, limit=limits.last_hour)
+    return WhoLast(minutes)
+
+
+def _count(count: int, limits: Limits, word: str) -> ShowHistory | BadUsage:
+    if count < 1:
+        return _bad("history", "not_a_count", limits, word=word)
+    return ShowHistory(count)
+
+
+def _topic(topic: str) -> Help | UnknownCommand:
+    name = topic.lower()
+    if name not in COMMANDS:
+        return UnknownCommand(topic, closest(name, COMMAND_NAMES))
+    return Help(name)
+
+
 def _split_word(rest: str) -> tuple[str, str]:
     """Split off the first space-separated word; tolerate runs of spaces."""
     parts = rest.split(None, 1)
@@ -151,32 +240,39 @@ def _split_word(rest: str) -> tuple[str, str]:
     return parts[0], parts[1].strip()
 
 
-def _text(text: str, command: str, limits: Limits) -> str | Rejection:
-    if not text:
-        return _bad(command, "missing_text", limits)
-    if len(text) > limits.max_message:
-        return TooLong(len(text), limits.max_message)
-    return text
+def _whole(word: str) -> int | None:
+    return int(word) if word.isascii() and word.isdigit() else None
 
 
-def _parse_wholast(rest: str, limits: Limits) -> Command | Rejection:
+# --- each command's parsers ---------------------------------------------------
+
+
+def _no_arguments(value: Command) -> Callable[[str, Limits], Parsed]:
+    def parse_bare(rest: str, limits: Limits) -> Parsed:
+        return _bad(value.command, "no_arguments", limits) if rest else value
+
+    return parse_bare
+
+
+def _text_wholast(rest: str, limits: Limits) -> Parsed:
     words = rest.split()
     if len(words) != 1:
         return _bad("wholast", "one_number", limits)
-    word = words[0]
-    if not (word.isascii() and word.isdigit()):
-        return _bad("wholast", "not_a_number", limits, word=word)
-    minutes = int(word)
-    if minutes > limits.last_hour:
-        return _bad("wholast", "too_many_minutes", limits, number=minutes, limit=limits.last_hour)
-    return WhoLast(minutes)
+    minutes = _whole(words[0])
+    if minutes is None:
+        return _bad("wholast", "not_a_number", limits, word=words[0])
+    return _minutes(minutes, limits)
 
 
-def _parse_broadcast(rest: str, limits: Limits) -> Command | Rejection:
+def _json_wholast(fields: Fields, limits: Limits) -> Parsed:
+    return _minutes(fields.get("minutes", int, "a whole number"), limits)
+
+
+def _text_broadcast(rest: str, limits: Limits) -> Parsed:
     mode, after = _split_word(rest)
     mode = mode.lower()
     if mode == "message":
-        text = _text(after, "broadcast", limits)
+        text = message_text(after, "broadcast", limits)
         return text if not isinstance(text, str) else Broadcast(text)
     if mode == "user":
         recipients: list[str] = []
@@ -191,77 +287,186 @@ def _parse_broadcast(rest: str, limits: Limits) -> Command | Rejection:
                 recipients.append(word)
         if not recipients:
             return _bad("broadcast", "no_recipients", limits)
-        text = _text(remaining, "broadcast", limits)
+        text = message_text(remaining, "broadcast", limits)
         return text if not isinstance(text, str) else BroadcastTo(tuple(recipients), text)
     if not mode:
         return _bad("broadcast", "missing_mode", limits)
     return _bad("broadcast", "bad_mode", limits, word=mode, suggestion=closest(mode, ["message", "user"]))
 
 
-def _parse_message(rest: str, limits: Limits) -> Command | Rejection:
+def _json_broadcast(fields: Fields, limits: Limits) -> Parsed:
+    text = message_text(fields.text(), "broadcast", limits)
+    if not isinstance(text, str):
+        return text
+    if fields.present("to"):
+        return BroadcastTo(fields.names("to"), text)
+    return Broadcast(text)
+
+
+def _text_message(rest: str, limits: Limits) -> Parsed:
     recipient, after = _split_word(rest)
     if not recipient:
         return _bad("message", "missing_recipient", limits)
-    text = _text(after, "message", limits)
+    text = message_text(after, "message", limits)
     return text if not isinstance(text, str) else Message(recipient, text)
 
 
-def _parse_intro(rest: str, limits: Limits) -> Command | Rejection:
+def _json_message(fields: Fields, limits: Limits) -> Parsed:
+    to = fields.names("to")
+    text = message_text(fields.text(), "message", limits)
+    if not isinstance(text, str):
+        return text
+    return Message(to[0], text) if len(to) == 1 else BroadcastTo(to, text)
+
+
+def _text_intro(rest: str, limits: Limits) -> Parsed:
     if not rest:
         return PersonalIntro(None)
-    text = _text(rest, "personalintro", limits)
+    text = intro_text(rest, limits)
     return text if not isinstance(text, str) else PersonalIntro(text)
 
 
-_Parser = Callable[[str, Limits], Command | Rejection]
+def _json_intro(fields: Fields, limits: Limits) -> Parsed:
+    text = intro_text(fields.text(), limits)
+    return text if not isinstance(text, str) else PersonalIntro(text)
 
 
-def _no_arguments(command: Command, name: str) -> _Parser:
-    def parse_bare(rest: str, limits: Limits) -> Command | Rejection:
-        if rest:
-            return _bad(name, "no_arguments", limits)
-        return command
-
-    return parse_bare
-
-
-def _parse_help(rest: str, limits: Limits) -> Command | Rejection:
-    words = rest.split()
-    if not words:
-        return Help()
-    if len(words) > 1:
-        return _bad("help", "one_topic", limits)
-    topic = words[0].lower()
-    if topic not in USAGE:
-        return UnknownCommand(words[0], closest(topic, COMMAND_NAMES))
-    return Help(topic)
-
-
-def _parse_history(rest: str, limits: Limits) -> Command | Rejection:
+def _text_history(rest: str, limits: Limits) -> Parsed:
     words = rest.split()
     if not words:
         return ShowHistory()
     if len(words) > 1:
         return _bad("history", "one_number", limits)
-    word = words[0]
-    if not (word.isascii() and word.isdigit()) or int(word) == 0:
-        return _bad("history", "not_a_count", limits, word=word)
-    return ShowHistory(int(word))
+    count = _whole(words[0])
+    if count is None:
+        return _bad("history", "not_a_count", limits, word=words[0])
+    return _count(count, limits, words[0])
 
 
-_PARSERS: dict[str, _Parser] = {
-    "whoelse": _no_arguments(WhoElse(), "whoelse"),
-    "wholast": _parse_wholast,
-    "broadcast": _parse_broadcast,
-    "message": _parse_message,
-    "personalintro": _parse_intro,
-    "history": _parse_history,
-    "help": _parse_help,
-    "logout": _no_arguments(Logout(), "logout"),
+def _json_history(fields: Fields, limits: Limits) -> Parsed:
+    count = fields.get("count", int, "a whole number", required=False)
+    return ShowHistory() if count is None else _count(count, limits, str(count))
+
+
+def _text_help(rest: str, limits: Limits) -> Parsed:
+    words = rest.split()
+    if not words:
+        return Help()
+    if len(words) > 1:
+        return _bad("help", "one_topic", limits)
+    return _topic(words[0])
+
+
+def _json_help(fields: Fields, limits: Limits) -> Parsed:
+    topic = fields.get("command", str, "a command name", required=False)
+    return Help() if topic is None else _topic(topic)
+
+
+# --- the table ------------------------------------------------------------------
+
+
+@attrs.frozen
+class Entry:
+    """One command: everything about it but its handler's body and its wording."""
+
+    name: str
+    #: The usage line; C{{last_hour}} is filled in from the limits.
+    usage: str
+    #: What it does, as C{help} says.
+    summary: str
+    #: A typed line's arguments (after the command word) to its value.
+    parse_text: Callable[[str, Limits], Parsed]
+    #: The JSON request C{type} that asks for it, and its fields to its value.
+    json_type: str
+    parse_json: Callable[[Fields, Limits], Parsed]
+    #: The L{chat.server.session.Session} method that runs its values.
+    handler: str
+
+
+COMMANDS: dict[str, Entry] = {
+    entry.name: entry
+    for entry in (
+        Entry(
+            "whoelse",
+            "whoelse",
+            "who else is online now, with their personal intros",
+            _no_arguments(WhoElse()),
+            "whoelse",
+            lambda fields, limits: WhoElse(),
+            "do_whoelse",
+        ),
+        Entry(
+            "wholast",
+            "wholast N   (N = minutes, 0 to {last_hour})",
+            "who was online in the last N minutes",
+            _text_wholast,
+            "wholast",
+            _json_wholast,
+            "do_wholast",
+        ),
+        Entry(
+            "broadcast",
+            "broadcast message TEXT | broadcast user USER [USER ...] message TEXT",
+            "send TEXT to everyone online, or to the listed users",
+            _text_broadcast,
+            "broadcast",
+            _json_broadcast,
+            "do_broadcast",
+        ),
+        Entry(
+            "message",
+            "message USER TEXT",
+            "send TEXT to USER alone (kept for them if they are offline)",
+            _text_message,
+            "message",
+            _json_message,
+            "do_message",
+        ),
+        Entry(
+            "personalintro",
+            "personalintro [TEXT]",
+            "set the intro others see in whoelse and wholast",
+            _text_intro,
+            "intro",
+            _json_intro,
+            "do_personalintro",
+        ),
+        Entry(
+            "history",
+            "history [N]   (your last N messages, 20 if not given)",
+            "the messages you sent and received lately, oldest first",
+            _text_history,
+            "history",
+            _json_history,
+            "do_history",
+        ),
+        Entry(
+            "help",
+            "help [COMMAND]",
+            "this list, or the usage of one command",
+            _text_help,
+            "help",
+            _json_help,
+            "do_help",
+        ),
+        Entry(
+            "logout",
+            "logout",
+            "leave the chat",
+            _no_arguments(Logout()),
+            "logout",
+            lambda fields, limits: Logout(),
+            "do_logout",
+        ),
+    )
 }
 
+COMMAND_NAMES: tuple[str, ...] = tuple(COMMANDS)
+#: The JSON request types that are commands, and their entries.
+BY_JSON_TYPE: dict[str, Entry] = {entry.json_type: entry for entry in COMMANDS.values()}
 
-def parse(line: str, limits: Limits = Limits()) -> Command | Rejection:
+
+def parse(line: str, limits: Limits = Limits()) -> Parsed:
     """
     Parse one line typed at the ``Command:`` prompt.
 
@@ -272,7 +477,20 @@ def parse(line: str, limits: Limits = Limits()) -> Command | Rejection:
     if not word:
         return Blank()
     name = word.lower()
-    parser = _PARSERS.get(name)
-    if parser is None:
+    entry = COMMANDS.get(name)
+    if entry is None:
         return UnknownCommand(word, closest(name, COMMAND_NAMES))
-    return parser(rest, limits)
+    return entry.parse_text(rest, limits)
+
+
+def parse_json(kind: str, obj: Mapping[str, Any], limits: Limits = Limits()) -> Parsed | None:
+    """
+    The command a JSON request of type C{kind} asks for, or a rejection;
+    None if C{kind} is no command.
+
+    @raise FieldError: a field is missing or of the wrong type.
+    """
+    entry = BY_JSON_TYPE.get(kind)
+    if entry is None:
+        return None
+    return entry.parse_json(Fields(obj), limits)

@@ -192,10 +192,11 @@ class Broadcasted:
 
 @attrs.frozen
 class HelpTopic:
-    """One command's usage line; C{summary} is rendered by the edge."""
+    """One command: its usage line and what it does."""
 
     command: str
     usage: str
+    summary: str = ""
 
 
 @attrs.frozen

@@ -15,7 +15,16 @@ from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
-    from chat.server.events import Ask, Delivery, Event, Goodbye, StoredMessage
+    from chat.server.events import (
+        Ask,
+        Broadcasted,
+        Delivery,
+        Event,
+        Goodbye,
+        Receipt,
+        RosterEntry,
+        StoredMessage,
+    )
 
 
 class IFormat(Interface):
@@ -39,68 +48,23 @@ class IFormat(Interface):
         """The payload of any other event sent to many (a L{Presence})."""
 
 
-class IEdge(Interface):
-    """
-    The transport side of a session: how events reach the user.
-
-    An edge hands the session each line with L{Session.line_received}, and
-    calls L{Session.input_done} once it has handed over all the lines of one
-    read, so that what they sent goes out together.  It renders what the
-    session emits (L{chat.server.events}) in its own way.
-    """
-
-    peer_host = Attribute("The address the user connects from, as text.")
-    format = Attribute("The L{IFormat} of the payloads this edge's participant receives.")
-    kind = Attribute("What the edge is, for the log and the admins: 'tcp', 'web'.")
-    acknowledges = Attribute(
-        "Whether the client says which stored messages it got (the JSON protocol's "
-        "C{ack}); if not (a terminal), the next line it sends is taken as the sign."
-    )
-
-    def send(event: Event, prompt: Ask | None = None) -> None:
-        """Show C{event}, then the prompt for C{prompt} if given, in one write."""
-
-    def send_prompt(prompt: Ask) -> None:
-        """Show the prompt for what the session waits for next."""
-
-    def send_rendered(payload: Any) -> None:
-        """Show a payload of this edge's L{IFormat}, rendered earlier."""
-
-    def route_deliveries(participant: IParticipant | None) -> None:
-        """
-        From now on keep C{participant.receive} pointed at the cheapest way
-        to get a payload to this user, as the edge's state changes; C{None}
-        stops that.  Messages to a logged-in user are the server's hot path:
-        this lets them reach the transport in one call.
-        """
-
-    def pause_input() -> None:
-        """Deliver no more lines until C{resume_input}."""
-
-    def resume_input() -> None:
-        """Deliver lines again, starting with any held back."""
-
-    def close() -> None:
-        """Close once what was sent has been written."""
-
-
 class IParticipant(Interface):
     """
-    The receiving end of a logged-in user: a session over some edge.
+    The receiving end of a logged-in user: the edge of their connection, as
+    in twisted.words the protocol is the chat client.  The service delivers
+    to it; only it decides how a payload reaches its transport.
     """
 
-    format = Attribute("The L{IFormat} of the payloads C{receive} takes.")
+    format = Attribute("The L{IFormat} of the payloads C{deliver} takes.")
 
-    receive = Attribute(
+    def deliver(payload: Any) -> None:
         """
-        A callable taking one payload of the participant's C{format} (one or
-        more messages, rendered once for every recipient of that format),
-        that shows it to the user without blocking.  An attribute rather than
-        a method because it is called once per recipient of every message: a
-        participant rebinds it as its state changes, down to the transport's
-        own C{write} when nothing else needs doing.
+        Show one payload of the participant's C{format} (one or more
+        messages, rendered once for every recipient of that format) without
+        blocking.  Called once per recipient of every message: the edge may
+        make it, on its own instance, the cheapest way there is (its
+        transport's C{write} while nothing else needs doing).
         """
-    )
 
     def handed(messages: Sequence[StoredMessage]) -> None:
         """
@@ -114,10 +78,99 @@ class IParticipant(Interface):
         """Say C{reason}, end the session; fires once it is closed."""
 
 
+class IEdge(IParticipant):
+    """
+    The transport side of a session: how its events reach the user, and
+    how messages do (as their L{IParticipant}).
+
+    An edge hands the session each line with L{Session.line_received}, and
+    calls L{Session.input_done} once it has handed over all the lines of one
+    read, so that what they sent goes out together.  It renders what the
+    session emits (L{chat.server.events}) in its own way.
+    """
+
+    peer_host = Attribute("The address the user connects from, as text.")
+    kind = Attribute("What the edge is, for the log and the admins: 'tcp', 'web'.")
+    acknowledges = Attribute(
+        "Whether the client says which stored messages it got (the JSON protocol's "
+        "C{ack}); if not (a terminal), the next line it sends is taken as the sign."
+    )
+
+    def send(event: Event, prompt: Ask | None = None) -> None:
+        """Show C{event}, then the prompt for C{prompt} if given, in one write."""
+
+    def send_prompt(prompt: Ask) -> None:
+        """Show the prompt for what the session waits for next."""
+
+    def start_deliveries() -> None:
+        """
+        The welcome is done: messages delivered since the login (held until
+        now, in order) go out, and from now on as they come.
+        """
+
+    def stop_deliveries() -> None:
+        """The session has ended: messages delivered from now on are dropped."""
+
+    def pause_input() -> None:
+        """Deliver no more lines until C{resume_input}."""
+
+    def resume_input() -> None:
+        """Deliver lines again, starting with any held back."""
+
+    def close() -> None:
+        """Close once what was sent has been written."""
+
+
+@attrs.frozen
+class Joining:
+    """
+    The mind a session gives the portal at login: who receives the user's
+    messages, and whether this login takes over a session the user still
+    has (a resume with a token: the same person, back).
+    """
+
+    participant: IParticipant
+    takeover: bool = False
+
+
 class IChatUser(Interface):
     """What a logged-in user can do: the avatar the realm hands out."""
 
     name = Attribute("The user's name.")
+
+    def whoelse() -> list[RosterEntry]:
+        """The other users online now."""
+
+    def wholast(minutes: int) -> list[RosterEntry]:
+        """The other users online in the last C{minutes}, online ones included."""
+
+    def broadcast(text: str) -> Broadcasted:
+        """Send C{text} to everyone online."""
+
+    def broadcast_to(recipients: Sequence[str], text: str) -> Receipt | Deferred[Receipt]:
+        """Send C{text} to C{recipients} (stored for those offline)."""
+
+    def message(recipient: str, text: str) -> Receipt | Deferred[Receipt]:
+        """Send C{text} to C{recipient} alone."""
+
+    def set_intro(text: str) -> Deferred[None]:
+        """Set the personal introduction others see."""
+
+    def offline_messages() -> Deferred[list[StoredMessage]]:
+        """The stored messages no session of the user has been handed yet."""
+
+    def shown(messages: Sequence[StoredMessage]) -> Deferred[None]:
+        """Forget stored messages the user has shown they got."""
+
+    def history(count: int) -> Deferred[list[Delivery]]:
+        """The user's last C{count} messages, oldest first."""
+
+    def logout() -> None:
+        """The session ended: the user is offline (here)."""
+
+
+class AlreadyOnline(Exception):
+    """The user is logged in already; a second session is refused."""
 
 
 class ILoginGuard(Interface):
@@ -146,10 +199,6 @@ class ILoginGuard(Interface):
 
     def abandoned(name: str, host: str) -> None:
         """The check ended without an answer (the server busy, or broken)."""
-
-
-class AlreadyOnline(Exception):
-    """The user is logged in already; a second session is refused."""
 
 
 class IRegistry(Interface):

@@ -2,21 +2,29 @@
 One user's conversation with the server, as a state machine.
 
 A L{Session} knows nothing of bytes, sockets or wording: it receives decoded
-lines and emits events (L{chat.server.events}) through an L{IEdge}, which
-renders them: the TCP edge as the text of the classic protocol, the
-WebSocket edge as JSON.  Each state has one handler, C{line_<STATE>}:
+lines (or commands an edge parsed) and emits events (L{chat.server.events})
+through its L{IEdge}, which renders them: the TCP edge as the text of the
+classic protocol, the WebSocket edge as JSON.  Its states are a L{State};
+each that reads a line has one handler:
 
     USERNAME -> PASSWORD -> (AUTHENTICATING) -> (WELCOMING) -> COMMAND <-> INTRO
                                                                   |
                                                            (BUSY) + CLOSED
 
-States in parentheses wait for a Deferred (password check, store); while in
-them the session asks its edge to stop delivering input, so lines a client
-sends ahead (a pasted session, a script) are answered in order.
+States in parentheses wait for a Deferred (the guard, a password check, the
+store); while in them the session asks its edge to stop delivering input,
+so lines a client sends ahead (a pasted session, a script) are answered in
+order.  Commands are run by the handlers the command table names
+(L{commands.COMMANDS}).
+
+Messages to the user do not pass through here: the edge is the participant
+the service delivers to (L{IParticipant}), and the session only tells it
+when deliveries start (after the welcome) and stop.
 """
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -24,23 +32,14 @@ from typing import Any, TypeVar
 import attrs
 from twisted.cred.credentials import UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
-from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
-from zope.interface import implementer
 
 from chat.server import commands, textrules
-from chat.server.auth import (
-    LoginBusy,
-    ResumeToken,
-    ResumeTokens,
-    TokenRefused,
-    loggable_name,
-)
-from chat.server.commands import Limits
+from chat.server.auth import LoginBusy, ResumeToken, TokenRefused, loggable_name
+from chat.server.context import ServerContext
 from chat.server.events import (
     Arrived,
     Ask,
@@ -53,7 +52,6 @@ from chat.server.events import (
     Help,
     HelpTopic,
     History,
-    IntroTooLong,
     LoginRefused,
     Note,
     Notice,
@@ -67,50 +65,56 @@ from chat.server.events import (
     UnknownUsers,
     Welcome,
 )
-from chat.server.interfaces import AlreadyOnline, IChatUser, IEdge, ILoginGuard, IParticipant, Unavailable
-from chat.server.limits import ConnectionCount, Exemptions, TokenBucket
+from chat.server.interfaces import AlreadyOnline, IChatUser, IEdge, Joining, Unavailable
+from chat.server.limits import TokenBucket
 from chat.server.quietlog import QuietLog
-from chat.server.service import ChatService, ChatUser, SelfMessage, UnknownUser
+from chat.server.realm import SelfMessage
+from chat.server.service import UnknownUser
 
 T = TypeVar("T")
 
 log = Logger()
 
 
-@attrs.frozen
-class Settings:
-    """The per-session rules, from the server's options."""
+class State(enum.Enum):
+    """Where a session is, and what that means for its edge."""
 
-    limits: Limits = attrs.field(factory=Limits)
-    login_timeout: float = 60.0
-    idle_timeout: float = 1800.0
-    #: Commands per second, on average, and at once.
-    rate: float = 10.0
-    burst: float = 20.0
-    #: Refused commands in a row after which a flooding user is disconnected.
-    flood_disconnect: int = 50
-    #: Lines (or messages) a connection may send before it has logged in,
-    #: per second and at once: a name and a password, and a few retries.
-    #: Past that it is closed: nobody is served less than a client that has
-    #: not said who it is.
-    prelogin_rate: float = 2.0
-    prelogin_burst: float = 10.0
-    #: Addresses free of the connection and flood limits.
-    exempt: Exemptions = attrs.field(factory=Exemptions)
+    USERNAME = "username"
+    PASSWORD = "password"
+    AUTHENTICATING = "authenticating"
+    WELCOMING = "welcoming"
+    COMMAND = "command"
+    INTRO = "intro"
+    BUSY = "busy"
+    CLOSED = "closed"
+
+    @property
+    def ask(self) -> Ask | None:
+        """The prompt an edge may show in this state."""
+        return _ASKS.get(self)
+
+    @property
+    def logging_in(self) -> bool:
+        """Asking for the name or the password: a login may be given."""
+        return self in (State.USERNAME, State.PASSWORD)
+
+    @property
+    def logged_in(self) -> bool:
+        """The user is in (the session may be waiting for the store)."""
+        return self in (State.WELCOMING, State.COMMAND, State.INTRO, State.BUSY)
+
+    @property
+    def waiting(self) -> bool:
+        """Waiting for a Deferred: input is held meanwhile."""
+        return self in (State.AUTHENTICATING, State.WELCOMING, State.BUSY)
 
 
-@attrs.frozen
-class ServerContext:
-    """What every session of one server shares."""
-
-    service: ChatService
-    portal: Portal
-    guard: ILoginGuard
-    clock: IReactorTime
-    settings: Settings = attrs.field(factory=Settings)
-    connections: ConnectionCount = attrs.field(factory=ConnectionCount)
-    #: Resume tokens, for edges whose clients reconnect on their own.
-    tokens: ResumeTokens | None = None
+_ASKS = {
+    State.USERNAME: Ask.USERNAME,
+    State.PASSWORD: Ask.PASSWORD,
+    State.COMMAND: Ask.COMMAND,
+    State.INTRO: Ask.INTRO,
+}
 
 
 def _refused_text(text: str, shown: bool = True) -> Failed | None:
@@ -123,14 +127,6 @@ def _refused_text(text: str, shown: bool = True) -> Failed | None:
     return None if fault is None else Failed(fault)
 
 
-#: What each state waits for, as the prompt an edge may show.
-ASKS: dict[str, Ask] = {
-    "USERNAME": Ask.USERNAME,
-    "PASSWORD": Ask.PASSWORD,
-    "COMMAND": Ask.COMMAND,
-    "INTRO": Ask.INTRO,
-}
-
 SERVER_ERROR = Failed(Fault.SERVER_ERROR)
 
 #: Stored messages a session keeps unacknowledged at most: a client that
@@ -139,7 +135,6 @@ SERVER_ERROR = Failed(Fault.SERVER_ERROR)
 MAX_UNACKED = 1000
 
 
-@implementer(IParticipant)
 class Session(TimeoutMixin):
     """
     The state machine of one connection, from the username prompt to the
@@ -150,17 +145,10 @@ class Session(TimeoutMixin):
     def __init__(self, edge: IEdge, context: ServerContext) -> None:
         self.edge = edge
         self.context = context
-        self.format = edge.format
-        self.state = "USERNAME"
+        self.state = State.USERNAME
         self.name: str | None = None
-        self.avatar: ChatUser | None = None
+        self.avatar: IChatUser | None = None
         self._logout: Callable[[], None] | None = None
-        self._held: list[object] = []
-        #: How a chat message reaches this user.  It depends on the state, so
-        #: it is rebound as the state changes rather than tested per message:
-        #: held during the welcome, routed by the edge once logged in (the hot
-        #: path of every broadcast), dropped once closed.
-        self.receive: Callable[[object], None] = self._held.append
         self._bucket: TokenBucket | None = None
         settings = context.settings
         self._prelogin = TokenBucket.full(
@@ -196,14 +184,14 @@ class Session(TimeoutMixin):
     # --- edge -> session --------------------------------------------------------
 
     def start(self) -> None:
-        self.context.service.attach(self)
+        self.context.service.attach(self.edge)
         self.setTimeout(self.context.settings.login_timeout)
         self.prompt()
 
     @property
     def logged_in(self) -> bool:
         """Whether the user has logged in (and the session has not ended)."""
-        return self.avatar is not None and self.state != "CLOSED"
+        return self.avatar is not None and self.state is not State.CLOSED
 
     def admit_input(self) -> bool:
         """
@@ -214,7 +202,7 @@ class Session(TimeoutMixin):
         login the command rate applies instead (L{_admit}).  False when the
         input must be dropped.
         """
-        if self.state == "CLOSED":
+        if self.state is State.CLOSED:
             return False
         if self.avatar is not None:
             return True
@@ -230,18 +218,18 @@ class Session(TimeoutMixin):
 
     def line_received(self, text: str) -> None:
         """One decoded line from the user, without its line ending."""
-        if self.state == "CLOSED":
+        if self.state is State.CLOSED:
             return
-        if self._unacked and not self.edge.acknowledges and self.state in ("COMMAND", "INTRO"):
+        if self._unacked and not self.edge.acknowledges and self.state in (State.COMMAND, State.INTRO):
             # An edge whose client cannot acknowledge (a terminal): a line
             # typed after the messages were shown is the sign they arrived.
             self._acknowledge(self._unacked)
-        refused = _refused_text(text, shown=self.state != "PASSWORD")
+        refused = _refused_text(text, shown=self.state is not State.PASSWORD)
         if refused is not None:
             self.input_error(refused)
             return
         try:
-            getattr(self, "line_" + self.state)(text)
+            _LINE_HANDLERS[self.state](self, text)
         except Exception:
             log.failure("error handling a line in {session!r}", session=self)
             self._server_error()
@@ -252,13 +240,13 @@ class Session(TimeoutMixin):
         sends them: the password is only given if the username was taken.
         """
         self.line_received(username)
-        if self.state == "PASSWORD":
+        if self.state is State.PASSWORD:
             self.line_received(password)
-            if self.state == "PASSWORD":
+            if self.state is State.PASSWORD:
                 # The password itself was refused (its characters): the
                 # login form starts again, as a refused login does.
                 self.name = None
-                self.state = "USERNAME"
+                self.state = State.USERNAME
                 self.prompt()
 
     def resume(self, token: str) -> None:
@@ -267,18 +255,18 @@ class Session(TimeoutMixin):
         client lost its connection and came back).  A session of the same
         user that is still open is ended: this is the same person.
         """
-        if self.state != "USERNAME":
+        if self.state is not State.USERNAME:
             return
-        self.state = "AUTHENTICATING"
+        self.state = State.AUTHENTICATING
         self.resuming = True
-        d = self.context.portal.login(ResumeToken(token), self, IChatUser)
+        d = self.context.portal.login(ResumeToken(token), Joining(self.edge, takeover=True), IChatUser)
         d.addCallbacks(self._logged_in, self._resume_failed)
-        if self.state == "AUTHENTICATING" or self.state == "WELCOMING":
+        if self.state is State.AUTHENTICATING or self.state is State.WELCOMING:
             self.edge.pause_input()
 
     def _resume_failed(self, f: Failure) -> None:
         self.resuming = False
-        if self.state == "CLOSED":
+        if self.state is State.CLOSED:
             return
         if isinstance(f.value, TokenRefused):
             reason = Refusal.REUSED if f.value.reason == "reused" else Refusal.EXPIRED
@@ -291,7 +279,7 @@ class Session(TimeoutMixin):
         else:
             log.failure("resume failed", f)
             reason = Refusal.SERVER_ERROR
-        self.state = "USERNAME"
+        self.state = State.USERNAME
         self.say(LoginRefused(reason, ""))
         self.prompt()
         self.edge.resume_input()
@@ -301,7 +289,7 @@ class Session(TimeoutMixin):
         A command already parsed by the edge (a structured request), handled
         as if its line had been typed at the C{Command:} prompt.
         """
-        if self.state != "COMMAND":
+        if self.state is not State.COMMAND:
             self.input_error(Failed(Fault.BUSY))
             return
         for value in attrs.astuple(command, recurse=False):
@@ -322,7 +310,7 @@ class Session(TimeoutMixin):
         its reader scroll or type): the idle timer starts again.  Counted
         against the flood limit like a command.
         """
-        if self.state in ("COMMAND", "INTRO", "BUSY"):
+        if self.state in (State.COMMAND, State.INTRO, State.BUSY):
             # No answer, even when refused: the client expects none, and
             # would take it for the answer to its next request.
             self._admit(answer=False)
@@ -370,15 +358,15 @@ class Session(TimeoutMixin):
 
     def input_error(self, error: Error) -> None:
         """Input the edge could not use (or the session refused): say so, ask again."""
-        if self.state == "CLOSED":
+        if self.state is State.CLOSED:
             return
         self.reply(error)
 
     def connection_lost(self) -> None:
-        self.state = "CLOSED"
+        self.state = State.CLOSED
         self._stop_deliveries()
         self.setTimeout(None)
-        self.context.service.detach(self)
+        self.context.service.detach(self.edge)
         self._leave()
         waiters, self._closed = self._closed, []
         for d in waiters:
@@ -387,7 +375,7 @@ class Session(TimeoutMixin):
     # --- output helpers ---------------------------------------------------------
 
     def prompt(self) -> None:
-        ask = ASKS.get(self.state)
+        ask = self.state.ask
         if ask is not None:
             self.edge.send_prompt(ask)
 
@@ -396,22 +384,21 @@ class Session(TimeoutMixin):
 
     def reply(self, event: Event) -> None:
         """Say C{event}, then prompt for the current state, in one write."""
-        self.edge.send(event, ASKS.get(self.state))
+        self.edge.send(event, self.state.ask)
 
     def end(self, event: Event) -> None:
         """Say C{event} and close; nothing more is read."""
         if self._why is None:
             self._why = event.reason.value if isinstance(event, Goodbye) else "refused"
         self.say(event)
-        self.state = "CLOSED"
+        self.state = State.CLOSED
         self._stop_deliveries()
         self.setTimeout(None)
         self._leave()
         self.edge.close()
 
     def _stop_deliveries(self) -> None:
-        self.edge.route_deliveries(None)
-        self.receive = _drop
+        self.edge.stop_deliveries()
 
     def _leave(self) -> None:
         logout, self._logout = self._logout, None
@@ -429,7 +416,7 @@ class Session(TimeoutMixin):
             )
 
     def _server_error(self) -> None:
-        if self.state != "CLOSED":
+        if self.state is not State.CLOSED:
             self.reply(SERVER_ERROR)
 
     def _wait(self, d: Deferred[T], done: Callable[[T], None], failed: Callable[[Failure], None]) -> None:
@@ -442,12 +429,12 @@ class Session(TimeoutMixin):
             d.addBoth(self._complete, done, failed)
             self.prompt()
             return
-        self.state = "BUSY"
+        self.state = State.BUSY
         self.edge.pause_input()
 
         def resume(_: object) -> None:
-            if self.state == "BUSY":
-                self.state = "COMMAND"
+            if self.state is State.BUSY:
+                self.state = State.COMMAND
                 self.prompt()
                 self.edge.resume_input()
 
@@ -456,7 +443,7 @@ class Session(TimeoutMixin):
     def _complete(
         self, result: T | Failure, done: Callable[[T], None], failed: Callable[[Failure], None]
     ) -> None:
-        if self.state == "CLOSED":
+        if self.state is State.CLOSED:
             return
         try:
             if isinstance(result, Failure):
@@ -482,7 +469,7 @@ class Session(TimeoutMixin):
             self._refuse_blocked(name, blocked)
             return
         self.name = name
-        self.state = "PASSWORD"
+        self.state = State.PASSWORD
         self.prompt()
 
     def line_PASSWORD(self, text: str) -> None:
@@ -494,12 +481,12 @@ class Session(TimeoutMixin):
             # Blocked by other connections while this one typed the password.
             self._refuse_blocked(name, blocked)
             return
-        self.state = "AUTHENTICATING"
+        self.state = State.AUTHENTICATING
         credentials = UsernamePassword(name.encode("utf-8"), text.encode("utf-8"))
         guard.begin(name, host).addCallback(self._check_password, name, credentials).addErrback(
             self._login_crashed
         )
-        if self.state in ("AUTHENTICATING", "WELCOMING"):
+        if self.state in (State.AUTHENTICATING, State.WELCOMING):
             # The guard (across nodes), a password hash or the store is
             # still working: hold the lines the client sent ahead until the
             # login is complete.
@@ -509,18 +496,18 @@ class Session(TimeoutMixin):
         if not allowed:
             # As many checks as --max-attempts are running or failed already,
             # or the guard learnt of a block (set on another node).
-            if self.state == "CLOSED":
+            if self.state is State.CLOSED:
                 return
             blocked = self.context.guard.blocked_for(name, self.edge.peer_host)
             if blocked:
                 self._refuse_blocked(name, blocked)
                 return
             self.say(LoginRefused(Refusal.CHECKING, name))
-            self.state = "USERNAME"
+            self.state = State.USERNAME
             self.prompt()
             self.edge.resume_input()
             return
-        d = self.context.portal.login(credentials, self, IChatUser)
+        d = self.context.portal.login(credentials, Joining(self.edge, takeover=False), IChatUser)
         d.addCallbacks(self._logged_in, self._login_failed)
 
     def _refuse_blocked(self, name: str, seconds: float) -> None:
@@ -532,25 +519,25 @@ class Session(TimeoutMixin):
         )
         self.end(LoginRefused(Refusal.BLOCKED, name, math.ceil(seconds)))
 
-    def _logged_in(self, result: tuple[Any, ChatUser, Callable[[], None]]) -> None:
+    def _logged_in(self, result: tuple[Any, IChatUser, Callable[[], None]]) -> None:
         try:
             self._start_session(*result)
         except Exception:
             self._login_crashed(Failure())
 
-    def _start_session(self, interface: Any, avatar: ChatUser, logout: Callable[[], None]) -> None:
+    def _start_session(self, interface: Any, avatar: IChatUser, logout: Callable[[], None]) -> None:
         if not self.resuming:
             # A token proves an earlier login, not this password: it does
             # not clear what the guard knows of this address.
             self.context.guard.succeeded(avatar.name, self.edge.peer_host)
-        if self.state == "CLOSED":
+        if self.state is State.CLOSED:
             # The connection went away while the password was being checked.
             logout()
             return
         self.avatar = avatar
         self.name = avatar.name  # a resumed session was never asked for it
         self._logout = logout
-        self.state = "WELCOMING"
+        self.state = State.WELCOMING
         self._since = self.context.clock.seconds()
         log.info(
             "{user} logged in from {host} over {edge}{on_node}{how}",
@@ -572,7 +559,7 @@ class Session(TimeoutMixin):
 
     def _welcome(self, offline: list[StoredMessage] | Failure) -> None:
         """Show what waited for the user, then what arrived meanwhile."""
-        if self.state == "CLOSED":
+        if self.state is State.CLOSED:
             return
         try:
             if isinstance(offline, Failure):
@@ -595,14 +582,8 @@ class Session(TimeoutMixin):
         self._shown_stored(messages)
 
     def _welcomed(self) -> None:
-        held, self._held = self._held, []
-        for payload in held:
-            if isinstance(payload, Arrived):
-                self.say(payload)
-            else:
-                self.edge.send_rendered(payload)
-        self.edge.route_deliveries(self)
-        self.state = "COMMAND"
+        self.edge.start_deliveries()
+        self.state = State.COMMAND
         self.prompt()
         self.edge.resume_input()
 
@@ -650,9 +631,9 @@ class Session(TimeoutMixin):
         blocked.addErrback(self._login_crashed)
 
     def _after_refusal(self, name: str, reason: Refusal, blocked: float) -> None:
-        if self.state == "CLOSED":
+        if self.state is State.CLOSED:
             return
-        self.state = "USERNAME"
+        self.state = State.USERNAME
         self.say(LoginRefused(reason, name))
         if blocked:
             self._refuse_blocked(name, blocked)
@@ -662,7 +643,7 @@ class Session(TimeoutMixin):
 
     def _login_crashed(self, f: Failure) -> None:
         log.failure("error completing a login in {session!r}", f, session=self)
-        if self.state != "CLOSED":
+        if self.state is not State.CLOSED:
             self.end(Goodbye(Reason.SERVER_ERROR))
 
     # --- commands ---------------------------------------------------------------
@@ -695,30 +676,37 @@ class Session(TimeoutMixin):
         if not self._admit():
             return
         parsed = commands.parse(text, self.context.settings.limits)
-        handler = _COMMAND_HANDLERS.get(type(parsed))
-        if handler is not None:
-            handler(self, parsed)
+        if isinstance(parsed, commands.COMMAND_TYPES):
+            self._dispatch(parsed)
         elif isinstance(parsed, commands.Blank):
             self.prompt()
         else:
-            self.reply(parsed)  # type: ignore[arg-type]
+            self.reply(parsed)
+
+    def _dispatch(self, command: commands.Command) -> None:
+        """Run C{command} with the handler its entry of the command table names."""
+        getattr(self, commands.COMMANDS[command.command].handler)(command)
 
     def _run(self, command: commands.Command) -> None:
         """Run a parsed command, counting it against the rate like a typed one."""
         if self._admit():
-            _COMMAND_HANDLERS[type(command)](self, command)
+            self._dispatch(command)
 
-    def cmd_WhoElse(self, _: commands.WhoElse) -> None:
+    def do_whoelse(self, _: commands.WhoElse) -> None:
         assert self.avatar is not None
         self.reply(Roster(tuple(self.avatar.whoelse())))
 
-    def cmd_WhoLast(self, cmd: commands.WhoLast) -> None:
+    def do_wholast(self, cmd: commands.WhoLast) -> None:
         assert self.avatar is not None
         self.reply(Roster(tuple(self.avatar.wholast(cmd.minutes)), cmd.minutes))
 
-    def cmd_Broadcast(self, cmd: commands.Broadcast) -> None:
+    def do_broadcast(self, cmd: commands.Broadcast | commands.BroadcastTo) -> None:
         assert self.avatar is not None
-        self.reply(self.avatar.broadcast(cmd.text))
+        avatar = self.avatar
+        if isinstance(cmd, commands.Broadcast):
+            self.reply(avatar.broadcast(cmd.text))
+        else:
+            self._send(lambda: avatar.broadcast_to(cmd.recipients, cmd.text))
 
     def _send(self, send: Callable[[], Receipt | Deferred[Receipt]]) -> None:
         try:
@@ -755,35 +743,30 @@ class Session(TimeoutMixin):
             self.quiet.failure(what, what, f, user=self.name)
         self.say(Failed(fault))
 
-    def cmd_BroadcastTo(self, cmd: commands.BroadcastTo) -> None:
-        assert self.avatar is not None
-        avatar = self.avatar
-        self._send(lambda: avatar.broadcast_to(cmd.recipients, cmd.text))
-
-    def cmd_Message(self, cmd: commands.Message) -> None:
+    def do_message(self, cmd: commands.Message) -> None:
         assert self.avatar is not None
         avatar = self.avatar
         self._send(lambda: avatar.message(cmd.recipient, cmd.text))
 
-    def cmd_PersonalIntro(self, cmd: commands.PersonalIntro) -> None:
+    def do_personalintro(self, cmd: commands.PersonalIntro) -> None:
         if cmd.text is None:
-            self.state = "INTRO"
+            self.state = State.INTRO
             self.reply(Notice(Note.ASK_INTRO))
             return
         self._save_intro(cmd.text)
 
     def line_INTRO(self, text: str) -> None:
         self.resetTimeout()
-        self.state = "COMMAND"
+        self.state = State.COMMAND
         text = text.strip()
         if not text:
             self.reply(Notice(Note.INTRO_UNCHANGED))
             return
-        limit = self.context.settings.limits.max_message
-        if len(text) > limit:
-            self.reply(IntroTooLong(len(text), limit))
+        checked = commands.intro_text(text, self.context.settings.limits)
+        if not isinstance(checked, str):
+            self.reply(checked)
             return
-        self._save_intro(text)
+        self._save_intro(checked)
 
     def _save_intro(self, text: str) -> None:
         assert self.avatar is not None
@@ -797,7 +780,7 @@ class Session(TimeoutMixin):
             failed,
         )
 
-    def cmd_ShowHistory(self, cmd: commands.ShowHistory) -> None:
+    def do_history(self, cmd: commands.ShowHistory) -> None:
         assert self.avatar is not None
         name = self.avatar.name
 
@@ -809,15 +792,18 @@ class Session(TimeoutMixin):
 
         self._wait(self.avatar.history(cmd.count), show, failed)
 
-    def cmd_Help(self, cmd: commands.Help) -> None:
+    def do_help(self, cmd: commands.Help) -> None:
         limits = self.context.settings.limits
-        if cmd.topic is None:
-            topics = tuple(HelpTopic(name, commands.usage(name, limits)) for name in commands.COMMAND_NAMES)
-            self.reply(Help(topics))
-        else:
-            self.reply(Help((HelpTopic(cmd.topic, commands.usage(cmd.topic, limits)),), single=True))
 
-    def cmd_Logout(self, _: commands.Logout) -> None:
+        def topic(name: str) -> HelpTopic:
+            return HelpTopic(name, commands.usage(name, limits), commands.COMMANDS[name].summary)
+
+        if cmd.topic is None:
+            self.reply(Help(tuple(topic(name) for name in commands.COMMAND_NAMES)))
+        else:
+            self.reply(Help((topic(cmd.topic),), single=True))
+
+    def do_logout(self, _: commands.Logout) -> None:
         # A clean logout: whatever was shown has been seen, and no token
         # brings this session back.
         if self._unacked:
@@ -838,26 +824,24 @@ class Session(TimeoutMixin):
         log.error("{session!r} got a line while waiting", session=self)
         self.say(Failed(Fault.BUSY))
 
-    line_AUTHENTICATING = line_BUSY
-    line_WELCOMING = line_BUSY
-
-    # --- IParticipant -----------------------------------------------------------
+    # --- from the service, through the edge ------------------------------------------
 
     def handed(self, messages: Sequence[StoredMessage]) -> None:
-        if self.state == "CLOSED":
+        """
+        Stored messages the service handed to this user's edge (they came
+        from another node): shown as any message, in order with them (the
+        edge holds both until the welcome is done), and kept until the user
+        has shown they got them.
+        """
+        if self.state is State.CLOSED:
             return
-        arrived = Arrived(tuple(messages))
-        if self.state in ("AUTHENTICATING", "WELCOMING"):
-            # With the live messages that wait for the welcome, in order.
-            self._held.append(arrived)
-        else:
-            self.say(arrived)
+        self.edge.deliver(self.edge.format.event(Arrived(tuple(messages))))
         self._shown_stored(messages)
 
     def goodbye(self, reason: Goodbye) -> Deferred[None]:
         d: Deferred[None] = Deferred()
         self._closed.append(d)
-        if self.state != "CLOSED":
+        if self.state is not State.CLOSED:
             self.end(reason)
         return d
 
@@ -876,26 +860,17 @@ class Session(TimeoutMixin):
             self.end(Goodbye(Reason.IDLE, self.name, settings.idle_timeout))
 
 
-#: Each command value's handler, C{Session.cmd_<Command>}, looked up once.
-_COMMAND_HANDLERS: dict[type, Callable[[Session, Any], None]] = {
-    kind: getattr(Session, "cmd_" + kind.__name__)
-    for kind in (
-        commands.WhoElse,
-        commands.WhoLast,
-        commands.Broadcast,
-        commands.BroadcastTo,
-        commands.Message,
-        commands.PersonalIntro,
-        commands.ShowHistory,
-        commands.Help,
-        commands.Logout,
-    )
+#: The handler of each state that reads a line; the others hold input.
+_LINE_HANDLERS: dict[State, Callable[[Session, str], None]] = {
+    State.USERNAME: Session.line_USERNAME,
+    State.PASSWORD: Session.line_PASSWORD,
+    State.COMMAND: Session.line_COMMAND,
+    State.INTRO: Session.line_INTRO,
+    State.AUTHENTICATING: Session.line_BUSY,
+    State.WELCOMING: Session.line_BUSY,
+    State.BUSY: Session.line_BUSY,
 }
 
 
 def _on_node(node: str | None) -> str:
     return f" on node {node}" if node is not None else ""
-
-
-def _drop(payload: object) -> None:
-    """Where messages to a closed session go."""

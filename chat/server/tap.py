@@ -16,43 +16,26 @@ import stat
 from typing import Any
 
 from twisted.application.service import IService, MultiService, Service
-from twisted.cred.portal import Portal
 from twisted.internet.defer import Deferred, succeed
-from twisted.internet.endpoints import clientFromString, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocolFactory,
-    IStreamClientEndpoint,
     IStreamServerEndpoint,
 )
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from chat.server.auth import (
-    LoginGuard,
-    PlainSecret,
-    ResumeTokens,
-    TokenChecker,
-    UsersChecker,
-    UsersFileError,
-    load_users,
-)
-from chat.server.backends.memory import MemoryStore
-from chat.server.backends.redis.cluster import RedisCluster, channels, check_durability
-from chat.server.backends.redis.guard import RedisLoginGuard
-from chat.server.backends.redis.link import RedisLink, Subscriber
-from chat.server.backends.redis.store import RedisStore
-from chat.server.backends.sqlite import SQLiteStore
+from chat.server.auth import PlainSecret, UsersFileError, load_users
+from chat.server.build import RedisConfig, ServerConfig, build_server
 from chat.server.commands import Limits
-from chat.server.edges.tcp import ChatFactory
-from chat.server.edges.web import make_site, parse_hosts
+from chat.server.context import Settings
+from chat.server.edges.web import parse_hosts
 from chat.server.edges.writethrough import write_through
-from chat.server.interfaces import ILoginGuard, IStore, StoreError
-from chat.server.limits import ConnectionCount, Exemptions
-from chat.server.reload import UsersFile
-from chat.server.service import ChatRealm, ChatService
-from chat.server.session import ServerContext, Settings
+from chat.server.interfaces import StoreError
+from chat.server.limits import Exemptions
+from chat.server.service import ChatService
 from chat.server.signals import Signals
 from chat.server.systemd import Notifier
 
@@ -296,12 +279,6 @@ class Listener(Service):
         return stopped if isinstance(stopped, Deferred) else succeed(None)
 
 
-def open_store(path: str, reactor: Any, history: int = 200) -> IStore:
-    if path == ":memory:":
-        return MemoryStore(history)
-    return SQLiteStore(path, reactor, history)
-
-
 def _warn_about_users_file(path: str, users: dict[str, Any]) -> None:
     plain = sum(1 for s in users.values() if isinstance(s, PlainSecret))
     if plain:
@@ -329,103 +306,75 @@ def _endpoint(reactor: Any, option: str, given: str, description: str) -> IStrea
         raise SystemExit(f"twistd chat: {option} {given!r} is not usable: {e!r}") from None
 
 
+def server_config(options: Options) -> ServerConfig:
+    """The server the options describe (checked already, in L{Options.postOptions})."""
+    redis = None
+    if options["redis"] is not None:
+        redis = RedisConfig(
+            options["redis"],
+            options["node"],
+            options["redis-password"],
+            options["redis-db"],
+            options["node-timeout"],
+        )
+    return ServerConfig(
+        users=options["users-db"],
+        users_path=options["users"],
+        database=options["database"],
+        redis=redis,
+        history=options["history"],
+        max_attempts=options["max-attempts"],
+        block_time=options["block-time"],
+        settings=Settings(
+            limits=Limits(last_hour=options["last-hour"], max_message=options["max-message"]),
+            login_timeout=options["login-timeout"],
+            idle_timeout=options["idle-timeout"],
+            rate=options["rate"],
+            burst=options["burst"],
+            exempt=options["exemptions"],
+            history=options["history"],
+        ),
+        max_connections_per_ip=options["max-connections-per-ip"],
+        max_output_buffer=options["max-output-buffer"],
+        web_origins=options["web-origins"],
+        web_hosts=options["web-hosts"],
+    )
+
+
 def makeService(options: Options, reactor: Any = None) -> IService:
     if reactor is None:
         from twisted.internet import reactor
-    users = options["users-db"]
     endpoint = _endpoint(reactor, "--port", options["port"], options["endpoint"])
     web_endpoint = None
     if options["web"] is not None:
         web_endpoint = _endpoint(reactor, "--web", options["web"], endpoint_description(options["web"]))
-    if options["redis"] is None:
-        try:
-            store = open_store(options["database"], reactor, options["history"])
-        except StoreError as e:
-            raise SystemExit(f"twistd chat: {e}") from None
-    _warn_about_users_file(options["users"], users)
-
-    guard: ILoginGuard
-    if options["redis"] is None:
-        service = ChatService(frozenset(users), store, reactor, history=options["history"])
-        guard = LoginGuard(reactor, options["max-attempts"], options["block-time"])
-    else:
-        service, guard = _cluster(options, reactor, frozenset(users))
-        store = service.store
-    tokens = ResumeTokens(store, reactor)
-    checker = UsersChecker(users, reactor)
-    portal = Portal(ChatRealm(service), [checker, TokenChecker(tokens)])
-    users_file = UsersFile(options["users"], checker, service, tokens, reactor)
-    settings = Settings(
-        limits=Limits(last_hour=options["last-hour"], max_message=options["max-message"]),
-        login_timeout=options["login-timeout"],
-        idle_timeout=options["idle-timeout"],
-        rate=options["rate"],
-        burst=options["burst"],
-        exempt=options["exemptions"],
-    )
-    connections = ConnectionCount(options["max-connections-per-ip"], options["exemptions"])
-    context = ServerContext(service, portal, guard, reactor, settings, connections, tokens)
-    factory = ChatFactory(context, max_backlog=options["max-output-buffer"])
+    try:
+        server = build_server(server_config(options), reactor)
+    except StoreError as e:
+        raise SystemExit(f"twistd chat: {e}") from None
+    except Exception as e:  # a client endpoint string Twisted cannot parse
+        if options["redis"] is None:
+            raise
+        raise SystemExit(f"twistd chat: --redis {options['redis']!r} is not usable: {e}") from None
+    _warn_about_users_file(options["users"], options["users-db"])
+    service = server.service
+    assert server.users_file is not None
 
     top = MultiService()
     service.setServiceParent(top)
-    Signals(reactor, users_file.reload, service.log_status).setServiceParent(top)
+    Signals(reactor, server.users_file.reload, service.log_status).setServiceParent(top)
     ready: Deferred[None] = succeed(None)
     if service.peers is not None:
         joining = JoinCluster(service, options["redis"], reactor)
         joining.setServiceParent(top)
         ready = joining.joined
     # Added last so that they stop first: no new connections during goodbyes.
-    Listener(endpoint, factory, options["port"]).setServiceParent(top)
+    Listener(endpoint, server.factory, options["port"]).setServiceParent(top)
     if web_endpoint is not None:
-        site = make_site(
-            context,
-            options["web-origins"],
-            max_backlog=options["max-output-buffer"],
-            hosts=options["web-hosts"],
-        )
-        Listener(web_endpoint, site, options["web"], "--web").setServiceParent(top)
+        Listener(web_endpoint, server.site(), options["web"], "--web").setServiceParent(top)
     # Last of all, so it says STOPPING=1 first.
     Notifier(reactor, ready).setServiceParent(top)
     return top
-
-
-def _cluster(options: Options, reactor: Any, users: frozenset[str]) -> tuple[ChatService, ILoginGuard]:
-    """The service of one node of a cluster on Redis, and its login guard."""
-    endpoint: IStreamClientEndpoint
-    try:
-        endpoint = clientFromString(reactor, options["redis"])
-    except Exception as e:
-        raise SystemExit(f"twistd chat: --redis {options['redis']!r} is not usable: {e}") from None
-    password, db = options["redis-password"], options["redis-db"]
-    described = f"Redis at {options['redis']}"
-    link = RedisLink(endpoint, reactor, password, db, described)
-    # The node's three connections to Redis are down and back together: the
-    # others join the group the store's link made (its health is "Redis at ...").
-    group = link.group
-    store = RedisStore(link, options["history"])
-    control = RedisLink(endpoint, reactor, password, db, described + " (cluster)", group)
-
-    def wants_waitaof(yes: bool) -> None:
-        store.waitaof = yes
-
-    link.on_connect(lambda: check_durability(link, wants_waitaof))
-    guard = RedisLoginGuard(control, reactor, options["max-attempts"], options["block-time"])
-    subscriber = Subscriber(
-        endpoint, reactor, channels(options["node"]), None, password, db, described + " (pub/sub)", group
-    )
-    cluster = RedisCluster(
-        options["node"],
-        control,
-        subscriber,
-        reactor,
-        store.load,
-        options["node-timeout"],
-        on_guard=guard.remote,
-        store_link=link,
-    )
-    service = ChatService(users, store, reactor, registry=cluster, peers=cluster, history=options["history"])
-    return service, guard
 
 
 class JoinCluster(Service):

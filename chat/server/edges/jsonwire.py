@@ -174,9 +174,7 @@ def _broadcasted(event: Broadcasted) -> dict[str, Any]:
 def _help(event: Help) -> dict[str, Any]:
     out: dict[str, Any] = {
         "type": "help",
-        "commands": [
-            {"name": t.command, "usage": t.usage, "summary": text.SUMMARY[t.command]} for t in event.topics
-        ],
+        "commands": [{"name": t.command, "usage": t.usage, "summary": t.summary} for t in event.topics],
     }
     if event.single:
         out["command"] = event.topics[0].command
@@ -296,7 +294,7 @@ class JsonFormat:
         return b"".join(payloads)
 
     def event(self, event: Event) -> bytes:
-        return frame(render(event))
+        return frames(event)
 
 
 JSON = JsonFormat()
@@ -373,115 +371,24 @@ def render_bad(error: BadRequest) -> str:
     return dumps(out)
 
 
-class _Invalid(Exception):
-    def __init__(self, error: BadRequest) -> None:
-        self.error = error
-
-
-def _field(obj: Mapping[str, Any], name: str, kind: type, what: str, required: bool = True) -> Any:
-    if name not in obj or obj[name] is None:
-        if required:
-            raise _Invalid(BadRequest("missing_field", name))
-        return None
-    value = obj[name]
-    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
-        raise _Invalid(BadRequest("wrong_type", name, what))
-    return value
-
-
-def _names(obj: Mapping[str, Any], name: str) -> tuple[str, ...]:
-    value = obj.get(name)
-    if value is None:
-        raise _Invalid(BadRequest("missing_field", name))
-    if isinstance(value, str):
-        value = [value]
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
-        raise _Invalid(BadRequest("wrong_type", name, "a username or a list of usernames"))
-    return tuple(dict.fromkeys(value))
-
-
-def _ids(obj: Mapping[str, Any]) -> tuple[str, ...]:
-    value = obj.get("ids")
-    if value is None:
-        raise _Invalid(BadRequest("missing_field", "ids"))
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        raise _Invalid(BadRequest("wrong_type", "ids", "a list of message ids"))
+def _ids(fields: commands.Fields) -> tuple[str, ...]:
+    value = fields.get("ids", list, "a list of message ids")
+    if not all(isinstance(v, str) for v in value):
+        raise commands.FieldError("wrong_type", "ids", "a list of message ids")
     return tuple(value)
 
 
-def _text(obj: Mapping[str, Any], command: str, limits: commands.Limits) -> str | TooLong | BadUsage:
-    value = _field(obj, "text", str, "a string").strip()
-    if not value:
-        return BadUsage(command, "missing_text", commands.usage(command, limits))
-    if len(value) > limits.max_message:
-        return TooLong(len(value), limits.max_message)
-    return value
-
-
-def _message(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
-    to = _names(obj, "to")
-    body = _text(obj, "message", limits)
-    if not isinstance(body, str):
-        return body
-    if len(to) == 1:
-        return commands.Message(to[0], body)
-    return commands.BroadcastTo(to, body)
-
-
-def _broadcast(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
-    body = _text(obj, "broadcast", limits)
-    if not isinstance(body, str):
-        return body
-    if obj.get("to") is not None:
-        return commands.BroadcastTo(_names(obj, "to"), body)
-    return commands.Broadcast(body)
-
-
-def _wholast(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
-    minutes = _field(obj, "minutes", int, "a whole number")
-    return commands.parse(f"wholast {minutes}", limits)
-
-
-def _intro(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
-    body = _field(obj, "text", str, "a string").strip()
-    if not body:
-        return BadUsage("personalintro", "missing_text", commands.usage("personalintro", limits))
-    if len(body) > limits.max_message:
-        return IntroTooLong(len(body), limits.max_message)
-    return commands.PersonalIntro(body)
-
-
-def _history_request(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
-    count = _field(obj, "count", int, "a whole number", required=False)
-    if count is None:
-        return commands.ShowHistory()
-    return commands.parse(f"history {count}", limits)
-
-
-def _help_request(obj: Mapping[str, Any], limits: commands.Limits) -> Any:
-    topic = _field(obj, "command", str, "a command name", required=False)
-    return commands.parse("help" if topic is None else f"help {topic}", limits)
-
-
-_PARSERS: dict[str, Callable[[Mapping[str, Any], commands.Limits], Any]] = {
-    "login": lambda o, _: Login(
-        _field(o, "username", str, "a string"), _field(o, "password", str, "a string")
-    ),
-    "resume": lambda o, _: Resume(_field(o, "token", str, "a string")),
-    "line": lambda o, _: Line(_field(o, "text", str, "a string")),
-    "active": lambda o, _: Active(),
-    "ack": lambda o, _: Ack(_ids(o)),
-    "message": _message,
-    "broadcast": _broadcast,
-    "whoelse": lambda o, _: commands.WhoElse(),
-    "wholast": _wholast,
-    "intro": _intro,
-    "history": _history_request,
-    "help": _help_request,
-    "logout": lambda o, _: commands.Logout(),
+#: The requests of the protocol itself; every command of the command table
+#: (L{commands.COMMANDS}) is a request too, under its JSON type.
+_REQUESTS: dict[str, Callable[[commands.Fields], Any]] = {
+    "login": lambda f: Login(f.get("username", str, "a string"), f.get("password", str, "a string")),
+    "resume": lambda f: Resume(f.get("token", str, "a string")),
+    "line": lambda f: Line(f.get("text", str, "a string")),
+    "active": lambda f: Active(),
+    "ack": lambda f: Ack(_ids(f)),
 }
 
-REQUEST_TYPES = tuple(_PARSERS)
+REQUEST_TYPES = (*_REQUESTS, *commands.BY_JSON_TYPE)
 DEFAULT_LIMITS = commands.Limits()
 
 
@@ -577,10 +484,13 @@ def parse_request(data: str, limits: commands.Limits = DEFAULT_LIMITS) -> Any:
             if kind is None
             else BadRequest("wrong_type", "type", "a string")
         )
-    parser = _PARSERS.get(kind)
-    if parser is None:
-        return BadRequest("unknown_type", "type", kind[:64])
     try:
-        return parser(obj, limits)
-    except _Invalid as e:
-        return e.error
+        request = _REQUESTS.get(kind)
+        if request is not None:
+            return request(commands.Fields(obj))
+        parsed = commands.parse_json(kind, obj, limits)
+    except commands.FieldError as e:
+        return BadRequest(e.code, e.field, e.what)
+    if parsed is None:
+        return BadRequest("unknown_type", "type", kind[:64])
+    return parsed

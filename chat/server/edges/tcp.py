@@ -10,21 +10,34 @@ growing the server's memory.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chat.server.context import ServerContext
 from chat.server.edges.bounded import BoundedOutput
 from chat.server.edges.text import PROMPTS, TEXT, encode
-from chat.server.events import Ask, Error, Event, Failed, Fault, LineTooLong, TooManyConnections
-from chat.server.interfaces import IEdge, IParticipant
+from chat.server.events import (
+    Ask,
+    Error,
+    Event,
+    Failed,
+    Fault,
+    Goodbye,
+    LineTooLong,
+    StoredMessage,
+    TooManyConnections,
+)
+from chat.server.interfaces import IEdge
 from chat.server.limits import Slot
 from chat.server.quietlog import QuietLog
-from chat.server.session import ServerContext, Session
+from chat.server.session import Session
 
 
 def host_of(address: IAddress | None) -> str:
@@ -55,12 +68,21 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     #: Its place in the count of open connections, released when it is lost.
     slot: Slot | None = None
 
+    #: How a message to this user reaches the transport (L{IParticipant}).
+    #: Rebound, by this edge alone, as its state changes rather than tested
+    #: per message: held until the welcome is done, then the transport's own
+    #: C{write} while nothing else needs doing (the hot path of every
+    #: broadcast), L{_write} while something does, nothing once closed.
+    deliver: Callable[[bytes], None]
+
     def __init__(self) -> None:
         self._at_prompt = False
         self._discarding = False
         self._receiving = False
         self._abort_call: IDelayedCall | None = None
-        self._routed: IParticipant | None = None
+        self._held: list[bytes] = []
+        self._live = False
+        self.deliver = self._held.append
         #: While the lines of one read are handled, what is written to this
         #: client gathers here and goes out as one write at the end: a
         #: client that sends several commands at once gets its answers in
@@ -227,27 +249,39 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         self._at_prompt = True
         self._reroute()
 
-    def send_rendered(self, payload: bytes) -> None:
-        self._write(payload)
+    # --- IParticipant: messages from others ---------------------------------------
 
-    def route_deliveries(self, participant: IParticipant | None) -> None:
-        self._routed = participant
+    def start_deliveries(self) -> None:
+        held, self._held = self._held, []
+        self._live = True
+        for payload in held:
+            self._write(payload)
         self._reroute()
+
+    def stop_deliveries(self) -> None:
+        self._live = False
+        self._held = []
+        self.deliver = _drop
+
+    def handed(self, messages: Sequence[StoredMessage]) -> None:
+        self.session.handed(messages)
+
+    def goodbye(self, reason: Goodbye) -> Deferred[None]:
+        return self.session.goodbye(reason)
 
     def _reroute(self) -> None:
         """
-        Point the routed participant's C{receive} at the transport itself
-        when nothing needs doing per message, else at C{_write}, which opens
-        a fresh line after a prompt and counts what a congested client has
-        not read.  Runs when a prompt is sent or a line arrives, not per
-        message.
+        Point C{deliver} at the transport itself when nothing needs doing
+        per message, else at C{_write}, which opens a fresh line after a
+        prompt and counts what a congested client has not read.  Runs when a
+        prompt is sent or a line arrives, not per message.
         """
-        participant = self._routed
-        if participant is not None:
-            if self._at_prompt or self._congested or self._out is not None or self.cut_off:
-                participant.receive = self._write
-            else:
-                participant.receive = self.transport.write
+        if not self._live:
+            return
+        if self._at_prompt or self._congested or self._out is not None or self.cut_off:
+            self.deliver = self._write
+        else:
+            self.deliver = self.transport.write
 
     def close(self) -> None:
         transport: Any = self.transport
@@ -270,6 +304,10 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     @property
     def quiet(self) -> QuietLog:
         return self.session.quiet
+
+
+def _drop(payload: bytes) -> None:
+    """Where messages to a closed session go."""
 
 
 class Refuse(Protocol):

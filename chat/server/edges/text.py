@@ -59,18 +59,6 @@ PROMPTS: dict[Ask, str] = {
     Ask.INTRO: "Intro: ",
 }
 
-#: What each command does, for C{help}; the usage lines are the grammar's.
-SUMMARY: dict[str, str] = {
-    "whoelse": "who else is online now, with their personal intros",
-    "wholast": "who was online in the last N minutes",
-    "broadcast": "send TEXT to everyone online, or to the listed users",
-    "message": "send TEXT to USER alone (kept for them if they are offline)",
-    "personalintro": "set the intro others see in whoelse and wholast",
-    "history": "the messages you sent and received lately, oldest first",
-    "help": "this list, or the usage of one command",
-    "logout": "leave the chat",
-}
-
 
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
@@ -232,11 +220,11 @@ def _roster(event: Roster) -> str:
 def _help(event: Help) -> str:
     if event.single:
         [topic] = event.topics
-        return f"Usage: {topic.usage}\n  {SUMMARY[topic.command]}"
+        return f"Usage: {topic.usage}\n  {topic.summary}"
     lines = ["Commands:"]
     for topic in event.topics:
         lines.append(f"  {topic.usage}")
-        lines.append(f"      {SUMMARY[topic.command]}")
+        lines.append(f"      {topic.summary}")
     return "\n".join(lines)
 
 

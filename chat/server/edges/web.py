@@ -43,7 +43,7 @@ from urllib.parse import urlsplit
 
 import attrs
 import h11
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.interfaces import IAddress, IDelayedCall
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import LoopingCall
@@ -61,15 +61,16 @@ from zope.interface import implementer
 
 from chat import __version__
 from chat.server import commands
+from chat.server.context import ServerContext
 from chat.server.edges import jsonwire
 from chat.server.edges.bounded import BoundedOutput
 from chat.server.edges.tcp import Refuse, host_of
 from chat.server.edges.text import render as sentence
-from chat.server.events import Ask, Event, Goodbye, Reason, TooManyConnections, Welcome
-from chat.server.interfaces import IEdge, IParticipant
+from chat.server.events import Ask, Event, Goodbye, Reason, StoredMessage, TooManyConnections, Welcome
+from chat.server.interfaces import IEdge
 from chat.server.limits import Slot
 from chat.server.quietlog import QuietLog
-from chat.server.session import ServerContext, Session
+from chat.server.session import Session, State
 
 log = Logger()
 
@@ -190,6 +191,10 @@ class ChatWebSocket(BoundedOutput):
     """
 
     format = jsonwire.JSON
+    #: How a message to this user reaches the transport (L{IParticipant}):
+    #: held until the welcome is done, then straight to the transport (they
+    #: are whole frames) while the browser keeps up.
+    deliver: Callable[[bytes], None]
     kind = "web"
     acknowledges = True
     #: Seconds that C{close} waits for queued output before aborting.
@@ -214,7 +219,10 @@ class ChatWebSocket(BoundedOutput):
         self._paused = False
         self._held: list[str] = []
         self._closing = False
-        self._routed: IParticipant | None = None
+        #: Messages to this user, until the welcome is done (L{start_deliveries}).
+        self._waiting: list[bytes] = []
+        self._live = False
+        self.deliver = self._waiting.append
         self._awaiting_pong = False
         self._pinger: LoopingCall | None = None
         self._refresher: LoopingCall | None = None
@@ -291,7 +299,7 @@ class ChatWebSocket(BoundedOutput):
         if isinstance(request, jsonwire.BadRequest):
             self._refuse(request)
         elif isinstance(request, jsonwire.Login | jsonwire.Resume):
-            if session.state != "USERNAME":
+            if session.state is not State.USERNAME:
                 self._refuse(jsonwire.BadRequest("not_now", "type", "login"))
             elif isinstance(request, jsonwire.Resume):
                 session.resume(request.token)
@@ -300,7 +308,7 @@ class ChatWebSocket(BoundedOutput):
         elif isinstance(request, jsonwire.Line):
             session.line_received(request.text)
         elif isinstance(request, jsonwire.Active | jsonwire.Ack):
-            if session.state in ("USERNAME", "PASSWORD"):
+            if session.state.logging_in:
                 self._refuse(jsonwire.BadRequest("login_first", "type"))
             elif isinstance(request, jsonwire.Active):
                 session.active()
@@ -309,7 +317,7 @@ class ChatWebSocket(BoundedOutput):
         elif not isinstance(request, commands.COMMAND_TYPES):
             # An error of the command language: the same event a typed line gets.
             session.input_error(request)
-        elif session.state in ("USERNAME", "PASSWORD"):
+        elif session.state.logging_in:
             self._refuse(jsonwire.BadRequest("login_first", "type"))
         else:
             session.command(request)
@@ -385,24 +393,39 @@ class ChatWebSocket(BoundedOutput):
         if asked is not None:
             self._send_text(asked)
 
-    def send_rendered(self, payload: bytes) -> None:
-        self._write(payload)
-
     def _send_text(self, text: str) -> None:
         self._write(jsonwire.frame(text))
 
-    def route_deliveries(self, participant: IParticipant | None) -> None:
-        self._routed = participant
+    # --- IParticipant: messages from others ---------------------------------------
+
+    def start_deliveries(self) -> None:
+        waiting, self._waiting = self._waiting, []
+        self._live = True
+        for payload in waiting:
+            self._write(payload)
         self._reroute()
+
+    def stop_deliveries(self) -> None:
+        self._live = False
+        self._waiting = []
+        self.deliver = _drop
+
+    def handed(self, messages: Sequence[StoredMessage]) -> None:
+        if self.session is not None:
+            self.session.handed(messages)
+
+    def goodbye(self, reason: Goodbye) -> Deferred[None]:
+        if self.session is None:
+            return succeed(None)
+        return self.session.goodbye(reason)
 
     def _reroute(self) -> None:
         """
         Deliveries go straight to the transport (they are whole frames)
         unless the browser is not keeping up, when they are counted.
         """
-        participant = self._routed
-        if participant is not None:
-            participant.receive = self._write if self._congested else self.transport.write
+        if self._live:
+            self.deliver = self._write if self._congested else self.transport.write
 
     def pause_input(self) -> None:
         self._paused = True
@@ -486,6 +509,10 @@ class ChatWebSocket(BoundedOutput):
             return
         self._awaiting_pong = True
         self.wire.ping(b"chat")
+
+
+def _drop(payload: bytes) -> None:
+    """Where messages to a closed session go."""
 
 
 class _ChatWire(_WebSocketWireProtocol):

@@ -41,7 +41,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.server.backends.memory import LocalRegistry
 from chat.server.backends.redis import keys
 from chat.server.backends.redis.link import RedisError, RedisLink, Subscriber
 from chat.server.events import Delivery
@@ -57,6 +56,7 @@ from chat.server.interfaces import (
     Unavailable,
 )
 from chat.server.quietlog import QuietLog
+from chat.server.registry import LocalRegistry
 
 log = Logger()
 

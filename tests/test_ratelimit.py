@@ -7,6 +7,7 @@ from twisted.internet.testing import StringTransport
 from twisted.logger import Logger
 from twisted.trial import unittest
 
+from chat.server.context import Settings
 from chat.server.limits import (
     ConnectionCount,
     Exemptions,
@@ -15,7 +16,6 @@ from chat.server.limits import (
     descriptor_limit,
 )
 from chat.server.quietlog import QuietLog
-from chat.server.context import Settings
 from tests.harness import Harness, capture_log
 
 

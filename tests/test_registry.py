@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, cast
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
-from chat.server.registry import LocalRegistry
 from chat.server.backends.redis import keys as rediskeys
 from chat.server.interfaces import AlreadyOnline, IParticipant, IRegistry
+from chat.server.registry import LocalRegistry
 from tests.redis_support import redis_server
 from tests.test_cluster import start_node
 

@@ -11,10 +11,10 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from chat.server.backends.memory import MemoryStore
+from chat.server.batching import newest_per_owner
 from chat.server.edges.text import TEXT
 from chat.server.events import Delivery, Goodbye, Kind, StoredMessage
 from chat.server.interfaces import IChatUser, IParticipant, Joining
-from chat.server.batching import newest_per_owner
 from chat.server.realm import ChatRealm, ChatUser
 from chat.server.service import ChatService
 from tests.harness import capture_log

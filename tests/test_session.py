@@ -13,9 +13,9 @@ from twisted.trial import unittest
 
 from chat.server.auth import loggable_name
 from chat.server.commands import Limits
+from chat.server.context import Settings
 from chat.server.edges.text import describe_duration
 from chat.server.limits import Exemptions
-from chat.server.context import Settings
 from tests.harness import Connection, Harness, HeldStore, capture_log
 
 BIDI_REFUSED = (

@@ -15,10 +15,10 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from chat.server.backends.memory import MemoryStore
-from chat.server.registry import LocalRegistry
 from chat.server.events import Broadcasted, Delivery, Kind
 from chat.server.health import Health
 from chat.server.interfaces import PUBLIC, IPeerListener, IPeers, IRegistry
+from chat.server.registry import LocalRegistry
 from chat.server.service import ChatService
 from tests.harness import Harness, HeldStore, OutageStore, capture_log
 from tests.test_service import Recipient

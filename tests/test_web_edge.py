@@ -24,9 +24,9 @@ from wsproto.events import CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import RemoteProtocolError
 
 from chat import __version__
+from chat.server.context import Settings
 from chat.server.edges import jsonwire
 from chat.server.edges.web import MAX_MESSAGE, PING_INTERVAL, ChatWebSocket, ChatWebSocketResource, _ChatWire
-from chat.server.context import Settings
 from tests.harness import PASSWORDS, Harness
 
 T0 = 1_700_000_000.0

@@ -24,6 +24,7 @@ from wsproto.events import CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import RemoteProtocolError
 
 from chat import __version__
+from chat.server.commands import Limits
 from chat.server.context import Settings
 from chat.server.edges import jsonwire
 from chat.server.edges.web import MAX_MESSAGE, PING_INTERVAL, ChatWebSocket, ChatWebSocketResource, _ChatWire
@@ -138,9 +139,22 @@ class LoginTests(unittest.TestCase):
         self.assertEqual(
             browser.read(),
             [
-                {"type": "hello", "protocol": 1, "server": f"chat {__version__}", "idle_timeout": 1800.0},
+                {
+                    "type": "hello",
+                    "protocol": 1,
+                    "server": f"chat {__version__}",
+                    "idle_timeout": 1800.0,
+                    "limits": {"max_message": 500, "max_frame": 4096, "last_hour": 60, "history": 200},
+                },
                 LOGIN_PROMPT,
             ],
+        )
+
+    def test_hello_gives_the_limits_of_this_server(self) -> None:
+        server = Harness(settings=Settings(limits=Limits(last_hour=30, max_message=120), history=50))
+        [hello, _] = Browser(server).read()
+        self.assertEqual(
+            hello["limits"], {"max_message": 120, "max_frame": 4096, "last_hour": 30, "history": 50}
         )
 
     def test_the_edge_is_the_producer_of_its_transport(self) -> None:

@@ -226,15 +226,19 @@ for _kind in (
     as_json.register(_kind, _error)
 
 
-def hello(server: str, idle_timeout: float | None = None) -> str:
+def hello(server: str, idle_timeout: float | None = None, limits: Mapping[str, int] | None = None) -> str:
     """
-    The first message: the protocol's version, and the seconds without a
+    The first message: the protocol's version; the seconds without a
     request after which the server logs a user out (a client that wants
-    to stay sends C{active} more often than that).
+    to stay sends C{active} more often than that); and the server's limits,
+    so that a client checks what it sends against the server's own rules
+    rather than constants of its own.
     """
     out: dict[str, Any] = {"type": "hello", "protocol": PROTOCOL_VERSION, "server": server}
     if idle_timeout is not None:
         out["idle_timeout"] = idle_timeout
+    if limits is not None:
+        out["limits"] = dict(limits)
     return dumps(out)
 
 

@@ -242,7 +242,14 @@ class ChatWebSocket(BoundedOutput):
 
     def negotiationFinished(self) -> None:
         self.transport.registerProducer(self, True)
-        hello = jsonwire.hello(f"chat {__version__}", self.context.settings.idle_timeout)
+        settings = self.context.settings
+        limits = {
+            "max_message": settings.limits.max_message,
+            "max_frame": MAX_MESSAGE,
+            "last_hour": settings.limits.last_hour,
+            "history": settings.history,
+        }
+        hello = jsonwire.hello(f"chat {__version__}", settings.idle_timeout, limits)
         self._write(jsonwire.frame(hello))
         self.session = Session(self, self.context)
         self.session.start()

@@ -19,8 +19,9 @@
   const PROTOCOL = 1;
   const TITLE = "chat";
   const TOKEN_KEY = "chat.session";
+  // Until the server's hello says otherwise (hello.limits).
   const RECENT_MINUTES = 60;
-  const MAX_FRAME = 4000; // bytes; the server closes on anything over 4096
+  const DEFAULT_MAX_FRAME = 4096;
   const SENT_KEEP = 50;
   // "active" at most this often (seconds): a third of the server's idle
   // timeout, between these bounds.
@@ -109,6 +110,10 @@
     sent: [],
     recall: -1,
     maxMessage: 500,
+    // Bytes of one request; the server closes on anything longer.
+    maxFrame: DEFAULT_MAX_FRAME,
+    // The largest N of wholast N.
+    lastHour: RECENT_MINUTES,
     unread: 0,
     notify: false,
     intro: null,
@@ -366,7 +371,7 @@
     let size = 0;
     for (const id of ids) {
       const cost = utf8Length(JSON.stringify(id)) + 1;
-      if (batch.length && size + cost > MAX_FRAME - 64) {
+      if (batch.length && size + cost > state.maxFrame - 64) {
         rawSend({ type: "ack", ids: batch });
         batch = [];
         size = 0;
@@ -547,6 +552,13 @@
       state.legacy = false;
       const idle = msg.idle_timeout;
       state.idleTimeout = typeof idle === "number" && isFinite(idle) && idle > 0 ? idle : null;
+      const limits = msg.limits && typeof msg.limits === "object" ? msg.limits : {};
+      const whole = (n, fallback) => (Number.isInteger(n) && n >= 0 ? n : fallback);
+      state.maxMessage = whole(limits.max_message, state.maxMessage);
+      state.maxFrame = whole(limits.max_frame, DEFAULT_MAX_FRAME);
+      state.lastHour = whole(limits.last_hour, RECENT_MINUTES);
+      ui.introText.maxLength = state.maxMessage;
+      updateCounter();
       state.protocolWarning =
         msg.protocol === PROTOCOL
           ? null
@@ -1524,7 +1536,7 @@
       kind = "send";
       display = { text: text, to: to };
     }
-    if (utf8Length(JSON.stringify(obj)) > MAX_FRAME) {
+    if (utf8Length(JSON.stringify(obj)) > state.maxFrame) {
       showComposerError({
         text: "That message is too long to send (" + text.length + " characters; the limit is " + state.maxMessage + ").",
       });
@@ -1801,7 +1813,7 @@
   ui.introCancel.addEventListener("click", cancelIntro);
   ui.toggleRoster.addEventListener("click", () => toggleRoster());
   ui.showRecent.addEventListener("click", () => {
-    if (!requestRecent(RECENT_MINUTES)) showComposerError({ text: "Not connected; try again once the connection is back." });
+    if (!requestRecent(Math.min(RECENT_MINUTES, state.lastHour))) showComposerError({ text: "Not connected; try again once the connection is back." });
   });
   ui.sidebar.addEventListener("click", (event) => {
     const person = event.target.closest(".person");

@@ -50,7 +50,6 @@ from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web import http, resource, server
-from twisted.web._websocket_impl import _handleEvent, _WebSocketWireProtocol, serverBootstrap
 from twisted.web.server import NOT_DONE_YET, Request
 from wsproto import ConnectionType
 from wsproto.connection import ConnectionState
@@ -60,7 +59,7 @@ from wsproto.utilities import LocalProtocolError, ProtocolError, RemoteProtocolE
 from zope.interface import implementer
 
 from chat import __version__
-from chat.server import commands
+from chat.server import commands, twisted_internals
 from chat.server.context import ServerContext
 from chat.server.edges import jsonwire
 from chat.server.edges.bounded import BoundedOutput
@@ -522,7 +521,7 @@ def _drop(payload: bytes) -> None:
     """Where messages to a closed session go."""
 
 
-class _ChatWire(_WebSocketWireProtocol):
+class _ChatWire(twisted_internals.WebSocketWire):
     """
     Twisted's wire protocol, with a bound on the size of a message: the
     parts of a message are counted as they arrive, so a peer cannot make the
@@ -545,7 +544,7 @@ class _ChatWire(_WebSocketWireProtocol):
             cast(Any, self.transport).abortConnection()
 
     def _receive(self, data: bytes) -> None:
-        connection = self._wsconn
+        connection = twisted_internals.wire_connection(self)
         if connection.state is ConnectionState.CLOSED:
             return  # both close frames are through: nothing more is read
         connection.receive_data(data)
@@ -554,11 +553,11 @@ class _ChatWire(_WebSocketWireProtocol):
                 chunk = event.data
                 self._inbound += len(chunk.encode("utf-8")) if isinstance(chunk, str) else len(chunk)
                 if self._inbound > MAX_MESSAGE:
-                    self._wsp.message_too_big()
+                    twisted_internals.wire_protocol(self).message_too_big()
                     return
                 if event.message_finished:
                     self._inbound = 0
-                _handleEvent(event, self)
+                twisted_internals.handle_event(event, self)
             elif isinstance(event, Ping):
                 if connection.state is ConnectionState.OPEN:
                     self.transport.write(connection.send(event.response()))
@@ -570,10 +569,10 @@ class _ChatWire(_WebSocketWireProtocol):
                 self.transport.loseConnection()
                 return
             else:
-                _handleEvent(event, self)
+                twisted_internals.handle_event(event, self)
 
     def ping(self, payload: bytes = b"") -> None:
-        if self._wsconn.state is ConnectionState.OPEN:
+        if twisted_internals.wire_connection(self).state is ConnectionState.OPEN:
             super().ping(payload)
 
 
@@ -670,7 +669,7 @@ class ChatWebSocketResource(resource.Resource):
         assert connection is not None
         slot = channel.slot
         edge = ChatWebSocket(self.context, slot.host, self.max_backlog, slot.release)
-        wire = _ChatWire(connection, serverBootstrap, edge)
+        wire = _ChatWire(connection, twisted_internals.server_bootstrap, edge)
         channel.upgrade(wire, edge)
         cast(Any, channel.transport).write(accept)
         edge.negotiationFinished()
@@ -872,7 +871,7 @@ class ChatChannel(http.HTTPChannel):
         # The channel registered itself as the transport's producer; the edge
         # takes its place, to see a browser that stops reading.
         cast(Any, self.transport).unregisterProducer()
-        self._protocolUpgradeForWebsockets(wire)
+        twisted_internals.upgrade_channel(self, wire)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stop_deadline()

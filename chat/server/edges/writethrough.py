@@ -31,6 +31,8 @@ from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStrea
 from twisted.internet.posixbase import PosixReactorBase
 from zope.interface import implementer
 
+from chat.server import twisted_internals
+
 #: Errors of C{send} that mean "try later": the data is queued.
 _AGAIN = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS, errno.EINTR)
 
@@ -39,15 +41,7 @@ class WriteThroughServer(tcp.Server):
     """A server-side TCP transport whose writes go to the socket at once when they can."""
 
     def write(self, data: bytes) -> None:
-        if (
-            self.dataBuffer
-            or self._tempDataLen
-            or not self.connected
-            or self._writeDisconnected
-            or self._aborting
-            or self.TLS
-            or (self.producer is not None and not self.streamingProducer)
-        ):
+        if twisted_internals.tcp_write_must_queue(self):
             # Something is queued (it must go first); the connection is
             # closing or aborted; TLS was started (it must encrypt); or a
             # pull producer is asked for more only from doWrite: the usual
@@ -89,13 +83,11 @@ class WriteThroughEndpoint:
         self.inner = inner
 
     def listen(self, protocolFactory: IProtocolFactory) -> defer.Deferred[IListeningPort]:
-        inner: Any = self.inner
-        reactor = inner._reactor
-        if not isinstance(reactor, PosixReactorBase):
+        if not isinstance(twisted_internals.endpoint_reactor(self.inner), PosixReactorBase):
             return self.inner.listen(protocolFactory)
 
         def listen() -> IListeningPort:
-            port = WriteThroughPort(inner._port, protocolFactory, inner._backlog, inner._interface, reactor)
+            port = twisted_internals.tcp_endpoint_port(self.inner, WriteThroughPort, protocolFactory)
             port.startListening()
             return port
 
@@ -123,9 +115,7 @@ class WriteThroughAdoptedEndpoint:
             # What AdoptedStreamServerEndpoint.listen does, with our port
             # class in the place of tcp.Port.
             fdesc.setNonBlocking(inner.fileno)
-            port = WriteThroughPort._fromListeningDescriptor(
-                reactor, inner.fileno, inner.addressFamily, protocolFactory
-            )
+            port = twisted_internals.adopt_port(inner, WriteThroughPort, protocolFactory)
             port.startListening()
             os.close(inner.fileno)
             return port

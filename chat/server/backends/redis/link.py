@@ -49,6 +49,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger, LogLevel
 from twisted.python.failure import Failure
 
+from chat.server import twisted_internals
 from chat.server.backends.redis.resp import Parser, ProtocolError, RedisError, encode
 from chat.server.health import Backoff, Health
 from chat.server.interfaces import Unavailable
@@ -85,14 +86,11 @@ def _widen(transport: ITransport) -> None:
     reactor; a busy node's turn can last a quarter of a second, and its
     writes to Redis (history, inboxes) then queue faster than they leave.
 
-    This is the one place in this module that uses a name Twisted does not
-    publish: C{SEND_LIMIT}, the class attribute of
-    C{twisted.internet.abstract.FileDescriptor} that sets that per-turn
-    limit.  A transport without it (TLS, another reactor) keeps its own
-    limit: slower under load, nothing worse.
+    That limit is a name Twisted does not publish (fenced in
+    L{chat.server.twisted_internals}).  A transport without it (TLS,
+    another reactor) keeps its own limit: slower under load, nothing worse.
     """
-    if hasattr(transport, "SEND_LIMIT"):
-        cast(Any, transport).SEND_LIMIT = SEND_LIMIT  # Twisted's internals: see above.
+    twisted_internals.raise_send_limit(transport, SEND_LIMIT)
     handle = ISystemHandle(transport, None)
     if handle is None:
         return

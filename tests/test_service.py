@@ -159,6 +159,7 @@ class BroadcastBatchTests(unittest.TestCase):
     def test_a_private_message_after_a_broadcast_arrives_after_it(self) -> None:
         self.service.broadcast("columbia", "to all")
         self.service.send("columbia", ["seas"], "to you", Kind.PRIVATE)
+        self.service.flush()  # the end of the read
         self.assertEqual(
             self.people["seas"].received,
             [b"columbia (broadcast): to all\r\n", b"columbia (private): to you\r\n"],

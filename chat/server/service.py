@@ -19,7 +19,7 @@ from typing import Any
 import attrs
 from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, fail, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -138,6 +138,9 @@ class ChatService(Service):
         #: after: notifications that come meanwhile need one more read, not
         #: one each.
         self._reading: dict[str, bool] = {}
+        #: Private messages of this read, by recipient (L{_post}).
+        self._outbox: dict[IParticipant, list[object]] = {}
+        self._outbox_call: IDelayedCall | None = None
         self._checkpoint = LoopingCall(lambda: self.presences.checkpoint(checkpoint_interval))
         self._checkpoint.clock = clock
         self._checkpoint_interval = checkpoint_interval
@@ -287,8 +290,41 @@ class ChatService(Service):
         return Broadcasted(reached, delivery.id, delivery.sent_at, unreachable)
 
     def flush(self) -> None:
-        """Deliver the broadcasts waiting for the end of the read, now (L{Fanout.flush})."""
+        """
+        Deliver what waits for the end of the read, now: the private
+        messages of this read, one write per recipient (L{_post}), then the
+        broadcasts (L{Fanout.flush}).  Whatever reaches someone's screen
+        otherwise, or changes who is online, flushes first, so everyone sees
+        messages in the order they were sent.
+        """
+        if self._outbox:
+            self._send_outbox()
         self.fanout.flush()
+
+    def _post(self, participant: IParticipant, payload: object) -> None:
+        """
+        A private message for C{participant}, written with the others of this
+        read: a sender who writes several to one person at once costs that
+        person one write, not one each.  A private message to someone is
+        never behind a broadcast sent after it: broadcasts are delivered
+        after what waits here.
+        """
+        box = self._outbox.get(participant)
+        if box is None:
+            self._outbox[participant] = [payload]
+            if self._outbox_call is None:
+                self._outbox_call = self.clock.callLater(0, self.flush)
+        else:
+            box.append(payload)
+
+    def _send_outbox(self) -> None:
+        if self._outbox_call is not None:
+            if self._outbox_call.active():
+                self._outbox_call.cancel()
+            self._outbox_call = None
+        outbox, self._outbox = self._outbox, {}
+        for participant, payloads in outbox.items():
+            deliver(participant, payloads[0] if len(payloads) == 1 else participant.format.join(payloads))
 
     def _publish(self, deliveries: Sequence[Delivery]) -> None:
         if self.peers is not None and self.peers.health.available:
@@ -299,7 +335,11 @@ class ChatService(Service):
         @raise UnknownUser: some of C{names} are not users at all.
         """
         users = self.users
-        unknown = [n for n in names if n not in users]
+        unknown = None
+        for name in names:
+            if name not in users:
+                unknown = [n for n in names if n not in users]
+                break
         if unknown:
             if self._sorted_users is None:
                 self._sorted_users = sorted(self.users)
@@ -326,11 +366,18 @@ class ChatService(Service):
         @raise UnknownUser: before anything is sent, if any name is unknown.
         """
         self.check_recipients(sender, recipients)
-        self.flush()
+        self.fanout.flush()
         delivery = Delivery(sender, text, kind, self.clock.seconds(), self.new_id(), tuple(recipients))
         if not recipients:
             return Receipt((), (), delivery.id, delivery.sent_at)
         online = self.registry.online
+        if len(recipients) == 1:
+            # The usual private message, to someone online here: the hot path.
+            participant = online.get(recipients[0])
+            if participant is not None:
+                self._post(participant, participant.format.delivery(delivery))
+                self._keep([(delivery, (sender, recipients[0]))])
+                return Receipt(delivery.to, (), delivery.id, delivery.sent_at)
         present = self.registry.present
         here: list[tuple[str, IParticipant]] = []
         delivered: list[str] = []
@@ -357,7 +404,7 @@ class ChatService(Service):
             payload = rendered.get(fmt)
             if payload is None:
                 payload = rendered[fmt] = fmt.delivery(delivery)
-            deliver(participant, payload)
+            self._post(participant, payload)
         receipt = Receipt(tuple(delivered), tuple(offline), delivery.id, delivery.sent_at)
         if not offline and not elsewhere:
             self._keep([(delivery, (sender, *recipients))])

@@ -77,7 +77,12 @@ log = Logger()
 
 
 class State(enum.Enum):
-    """Where a session is, and what that means for its edge."""
+    """
+    Where a session is, and what that means for its edge.  What each state
+    means is set on it once, below, as plain attributes: a state is looked
+    at for every line, and an enum's properties and hashing are Python
+    code.
+    """
 
     USERNAME = "username"
     PASSWORD = "password"
@@ -88,33 +93,32 @@ class State(enum.Enum):
     BUSY = "busy"
     CLOSED = "closed"
 
-    @property
-    def ask(self) -> Ask | None:
-        """The prompt an edge may show in this state."""
-        return _ASKS.get(self)
-
-    @property
-    def logging_in(self) -> bool:
-        """Asking for the name or the password: a login may be given."""
-        return self in (State.USERNAME, State.PASSWORD)
-
-    @property
-    def logged_in(self) -> bool:
-        """The user is in (the session may be waiting for the store)."""
-        return self in (State.WELCOMING, State.COMMAND, State.INTRO, State.BUSY)
-
-    @property
-    def waiting(self) -> bool:
-        """Waiting for a Deferred: input is held meanwhile."""
-        return self in (State.AUTHENTICATING, State.WELCOMING, State.BUSY)
+    #: The prompt an edge may show in this state.
+    ask: Ask | None
+    #: Asking for the name or the password: a login may be given.
+    logging_in: bool
+    #: The user is in (the session may be waiting for the store).
+    logged_in: bool
+    #: Waiting for a Deferred: input is held meanwhile.
+    waiting: bool
+    #: The L{Session} method that reads a line in this state.
+    line_handler: str
 
 
-_ASKS = {
-    State.USERNAME: Ask.USERNAME,
-    State.PASSWORD: Ask.PASSWORD,
-    State.COMMAND: Ask.COMMAND,
-    State.INTRO: Ask.INTRO,
-}
+for _state, _ask in (
+    (State.USERNAME, Ask.USERNAME),
+    (State.PASSWORD, Ask.PASSWORD),
+    (State.AUTHENTICATING, None),
+    (State.WELCOMING, None),
+    (State.COMMAND, Ask.COMMAND),
+    (State.INTRO, Ask.INTRO),
+    (State.BUSY, None),
+    (State.CLOSED, None),
+):
+    _state.ask = _ask
+    _state.logging_in = _state in (State.USERNAME, State.PASSWORD)
+    _state.logged_in = _state in (State.WELCOMING, State.COMMAND, State.INTRO, State.BUSY)
+    _state.waiting = _state in (State.AUTHENTICATING, State.WELCOMING, State.BUSY)
 
 
 def _refused_text(text: str, shown: bool = True) -> Failed | None:
@@ -229,7 +233,7 @@ class Session(TimeoutMixin):
             self.input_error(refused)
             return
         try:
-            _LINE_HANDLERS[self.state](self, text)
+            getattr(self, self.state.line_handler)(text)
         except Exception:
             log.failure("error handling a line in {session!r}", session=self)
             self._server_error()
@@ -861,15 +865,17 @@ class Session(TimeoutMixin):
 
 
 #: The handler of each state that reads a line; the others hold input.
-_LINE_HANDLERS: dict[State, Callable[[Session, str], None]] = {
-    State.USERNAME: Session.line_USERNAME,
-    State.PASSWORD: Session.line_PASSWORD,
-    State.COMMAND: Session.line_COMMAND,
-    State.INTRO: Session.line_INTRO,
-    State.AUTHENTICATING: Session.line_BUSY,
-    State.WELCOMING: Session.line_BUSY,
-    State.BUSY: Session.line_BUSY,
-}
+for _state, _handler in (
+    (State.USERNAME, "line_USERNAME"),
+    (State.PASSWORD, "line_PASSWORD"),
+    (State.COMMAND, "line_COMMAND"),
+    (State.INTRO, "line_INTRO"),
+    (State.AUTHENTICATING, "line_BUSY"),
+    (State.WELCOMING, "line_BUSY"),
+    (State.BUSY, "line_BUSY"),
+    (State.CLOSED, "line_BUSY"),
+):
+    _state.line_handler = _handler
 
 
 def _on_node(node: str | None) -> str:

@@ -122,7 +122,7 @@ class HeldStore:
     def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
         return self.inner.mark_seen(seen)
 
-    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+    def save_history(self, entries: Sequence[tuple[Delivery, str]]) -> Deferred[None]:
         return self.inner.save_history(entries)
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
@@ -183,7 +183,7 @@ class OutageStore(MemoryStore):
     def mark_seen(self, seen: Mapping[str, float]) -> Deferred[None]:
         return self._refused("mark_seen") or super().mark_seen(seen)
 
-    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+    def save_history(self, entries: Sequence[tuple[Delivery, str]]) -> Deferred[None]:
         return self._refused("save_history") or super().save_history(entries)
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:

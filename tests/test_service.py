@@ -11,7 +11,7 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from chat.server.backends.memory import MemoryStore
-from chat.server.batching import newest_per_owner
+from chat.server.batching import newest_per_conversation
 from chat.server.edges.text import TEXT
 from chat.server.events import Delivery, Goodbye, Kind, StoredMessage
 from chat.server.interfaces import IChatUser, IParticipant, Joining
@@ -253,14 +253,14 @@ class RelayedBroadcastTests(unittest.TestCase):
 class HistoryBacklogTests(unittest.TestCase):
     """A store that falls behind cannot make the history waiting for it grow without bound."""
 
-    def test_newest_per_owner_keeps_what_the_store_would(self) -> None:
+    def test_newest_per_conversation_keeps_what_the_store_would(self) -> None:
         def d(text: str) -> Delivery:
             return Delivery("columbia", text, Kind.PRIVATE, 1.0, text)
 
-        entries = [(d("a1"), ("a",)), (d("a2"), ("a",)), (d("ab"), ("a", "b")), (d("a3"), ("a",))]
-        kept = newest_per_owner(entries, 2)
-        self.assertEqual([e[0].text for e in kept], ["ab", "a3"])
-        self.assertEqual([e[0].text for e in newest_per_owner(entries, 10)], ["a1", "a2", "ab", "a3"])
+        entries = [(d("a1"), "a"), (d("b1"), "b"), (d("a2"), "a"), (d("a3"), "a")]
+        kept = newest_per_conversation(entries, 2)
+        self.assertEqual([e[0].text for e in kept], ["b1", "a2", "a3"])
+        self.assertEqual([e[0].text for e in newest_per_conversation(entries, 10)], ["a1", "b1", "a2", "a3"])
 
     def test_a_flood_of_broadcasts_behind_a_stalled_store_keeps_a_bounded_backlog(self) -> None:
         clock = Clock()

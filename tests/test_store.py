@@ -26,8 +26,9 @@ from chat.server.backends.redis import keys as rediskeys
 from chat.server.backends.redis.link import RedisError, RedisLink, Unavailable
 from chat.server.backends.redis.store import TOKEN_MARGIN, RedisStore
 from chat.server.backends.sqlite import SCHEMA_VERSION, SQLiteStore
+from chat.server.conversations import EVERYONE, between
 from chat.server.events import Delivery, Kind, StoredMessage
-from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError
+from chat.server.interfaces import IStore, Snapshot, StoreError
 from tests.harness import capture_log
 from tests.redis_support import RedisServer, connect, redis_server
 
@@ -39,25 +40,27 @@ def hello(sender: str = "columbia", text: str = "hello", at: float = 1000.0) -> 
     return Delivery(sender, text, Kind.PRIVATE, at)
 
 
-def private(sender: str, recipient: str, text: str, at: float) -> tuple[Delivery, tuple[str, ...]]:
-    """A private message as the service keeps it: in its sender's and its recipient's history."""
-    return Delivery(sender, text, Kind.PRIVATE, at, f"id-{text}", (recipient,)), (sender, recipient)
+def private(sender: str, recipient: str, text: str, at: float) -> tuple[Delivery, str]:
+    """A private message as the service keeps it: in its sender's and its recipient's conversation."""
+    return Delivery(sender, text, Kind.PRIVATE, at, f"id-{text}", (recipient,)), between((sender, recipient))
 
 
-def everyone(sender: str, text: str, at: float) -> tuple[Delivery, tuple[str, ...]]:
-    """A broadcast to everyone as the service keeps it: once, in the public history."""
-    return Delivery(sender, text, Kind.BROADCAST, at, f"id-{text}"), (PUBLIC,)
+def everyone(sender: str, text: str, at: float) -> tuple[Delivery, str]:
+    """A broadcast to everyone as the service keeps it: once, in everyone's conversation."""
+    return Delivery(sender, text, Kind.BROADCAST, at, f"id-{text}"), EVERYONE
 
 
 def spare_rows(limit: int) -> int:
-    """How many rows past its limit SQLite lets an owner's history reach before pruning it."""
+    """How many rows past its limit SQLite lets a conversation reach before pruning it."""
     return max(16, limit // 4)
 
 
-def rows_per_owner(path: str) -> dict[str, int]:
-    """The history rows of each owner, as another connection to the file sees them."""
+def rows_per_conversation(path: str) -> dict[str, int]:
+    """The history rows of each conversation, as another connection to the file sees them."""
     with closing(sqlite3.connect(path)) as conn:
-        return dict(conn.execute("SELECT owner, count(*) FROM history GROUP BY owner").fetchall())
+        return dict(
+            conn.execute("SELECT conversation, count(*) FROM message GROUP BY conversation").fetchall()
+        )
 
 
 def user_version(path: str) -> int:
@@ -72,7 +75,7 @@ class StoreContract:
     store: Any
 
     def make_store(self, history: int = 200) -> Any:
-        """A new, empty store keeping at most C{history} messages per owner."""
+        """A new, empty store keeping at most C{history} messages per conversation."""
         raise NotImplementedError
 
     def setUp(self) -> None:
@@ -134,13 +137,13 @@ class StoreContract:
     async def test_a_private_message_is_in_the_history_of_its_sender_and_its_recipient(self) -> None:
         """Every field comes back as it was: the renderer needs C{to} and the time, clients the id."""
         sent = Delivery("columbia", "héllo ☃", Kind.PRIVATE, 1234.25, "m-1", ("seas",))
-        await self.store.save_history([(sent, ("columbia", "seas"))])
+        await self.store.save_history([(sent, between(("columbia", "seas")))])
         self.assertEqual(await self.store.history_for("columbia", 20), [sent])  # type: ignore[attr-defined]
         self.assertEqual(await self.store.history_for("seas", 20), [sent])  # type: ignore[attr-defined]
 
     async def test_a_broadcast_to_named_users_keeps_every_recipient(self) -> None:
         sent = Delivery("columbia", "to both", Kind.BROADCAST, 10.5, "m-2", ("seas", "google"))
-        await self.store.save_history([(sent, ("columbia", "seas", "google"))])
+        await self.store.save_history([(sent, between(("columbia", "seas", "google")))])
         for name in ("columbia", "seas", "google"):
             self.assertEqual(await self.store.history_for(name, 20), [sent])  # type: ignore[attr-defined]
 
@@ -197,7 +200,7 @@ class StoreContract:
     async def test_nobody_sees_the_private_messages_of_others(self) -> None:
         await self.store.save_history([private("columbia", "seas", "secret", 1.0)])
         named = Delivery("columbia", "for two", Kind.BROADCAST, 2.0, "m-3", ("seas", "google"))
-        await self.store.save_history([(named, ("columbia", "seas", "google"))])
+        await self.store.save_history([(named, between(("columbia", "seas", "google")))])
         self.assertEqual(await self.store.history_for("facebook", 20), [])  # type: ignore[attr-defined]
         google = await self.store.history_for("google", 20)
         self.assertEqual([d.text for d in google], ["for two"])  # type: ignore[attr-defined]
@@ -205,10 +208,10 @@ class StoreContract:
     async def test_a_new_user_has_no_history(self) -> None:
         self.assertEqual(await self.store.history_for("seas", 20), [])  # type: ignore[attr-defined]
 
-    async def test_only_the_last_limit_messages_of_each_owner_are_kept(self) -> None:
+    async def test_only_the_last_limit_messages_of_each_conversation_are_kept(self) -> None:
         """
-        However many messages pass, each owner (public included) keeps at
-        most the limit, and those are the newest.
+        However many messages pass, each conversation (everyone's included)
+        keeps at most the limit, and those are the newest.
         """
         store = self.make_store(history=5)
         for i in range(40):
@@ -220,8 +223,8 @@ class StoreContract:
         public = [d.text for d in await store.history_for("facebook", 20)]
         self.assertEqual(public, [f"b{i}" for i in range(35, 40)])  # type: ignore[attr-defined]
 
-    async def test_an_owners_messages_are_kept_even_when_the_others_are_many(self) -> None:
-        """One talkative owner does not push another owner's messages out."""
+    async def test_a_conversations_messages_are_kept_even_when_the_others_are_many(self) -> None:
+        """One talkative conversation does not push another's messages out."""
         store = self.make_store(history=5)
         await store.save_history([private("columbia", "seas", "kept", 0)])
         for i in range(40):
@@ -374,7 +377,7 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         failure: Any = await self.assertFailure(refused, Unavailable)
         self.assertIn("full", str(failure))
         self.assertFalse(store.health.available)
-        await self.assertFailure(store.save_history([(big, ("seas",))]), Unavailable)
+        await self.assertFailure(store.save_history([(big, between(("columbia", "seas")))]), Unavailable)
         self.assertEqual(len(log), 1)
         # The probe (a write the size of a few messages) finds it still full...
         clock.advance(1.2)
@@ -388,6 +391,10 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         self.assertIn("is back after", formatEvent(log[-1]))
         await store.save_offline(["seas"], big)
         self.assertEqual(len(await store.offline_for("seas")), 2)
+        # The conversation whose first message could not be kept has its
+        # members written with the next one.
+        await store.save_history([private("columbia", "seas", "kept", 9.0)])
+        self.assertEqual([d.text for d in await store.history_for("seas", 20)], ["kept"])
 
     async def test_a_new_database_and_its_journal_are_the_owners_alone(self) -> None:
         await self.store.save_offline(["seas"], hello(text="private"))
@@ -445,9 +452,9 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         self.assertEqual(await store.history_for("seas", 20), expected)
         self.assertEqual(await store.history_for("columbia", 20), expected)
 
-    async def test_an_owners_rows_stay_under_limit_plus_spare_however_many_are_saved(self) -> None:
+    async def test_a_conversations_rows_stay_under_limit_plus_spare_however_many_are_saved(self) -> None:
         """
-        Pruning is lazy (an owner is pruned once it has some rows to spare,
+        Pruning is lazy (a conversation is pruned once it has rows to spare,
         not on every insert), but the table must not grow without bound.
         """
         limit = 5
@@ -455,20 +462,20 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         most: dict[str, int] = {}
         for i in range(200):
             await store.save_history([private("columbia", "seas", str(i), i), everyone("google", str(i), i)])
-            for owner, count in rows_per_owner(self.path).items():
-                most[owner] = max(most.get(owner, 0), count)
-        self.assertEqual(set(most), {"columbia", "seas", PUBLIC})
-        for owner, count in most.items():
-            self.assertLessEqual(count, limit + spare_rows(limit), repr(owner))
+            for conversation, count in rows_per_conversation(self.path).items():
+                most[conversation] = max(most.get(conversation, 0), count)
+        self.assertEqual(set(most), {between(("columbia", "seas")), EVERYONE})
+        for conversation, count in most.items():
+            self.assertLessEqual(count, limit + spare_rows(limit), repr(conversation))
         texts = [d.text for d in await store.history_for("seas", 20)]
         self.assertEqual(len(texts), limit)
 
-    async def test_a_big_batch_for_one_owner_is_pruned_too(self) -> None:
+    async def test_a_big_batch_for_one_conversation_is_pruned_too(self) -> None:
         limit = 5
         store = self.make_store(history=limit)
         await store.save_history([private("columbia", "seas", str(i), i) for i in range(100)])
-        counts = rows_per_owner(self.path)
-        self.assertLessEqual(counts["seas"], limit + spare_rows(limit))
+        counts = rows_per_conversation(self.path)
+        self.assertLessEqual(counts[between(("columbia", "seas"))], limit + spare_rows(limit))
         texts = [d.text for d in await store.history_for("seas", 20)]
         self.assertEqual(texts, [str(i) for i in range(95, 100)])
 
@@ -487,15 +494,15 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
             await store.save_history([private("columbia", "seas", str(i), i)])
         texts = [d.text for d in await store.history_for("seas", 20)]
         self.assertEqual(texts, [str(i) for i in range(155, 160)])
-        for owner, count in rows_per_owner(self.path).items():
-            self.assertLessEqual(count, limit + spare_rows(limit), repr(owner))
+        for conversation, count in rows_per_conversation(self.path).items():
+            self.assertLessEqual(count, limit + spare_rows(limit), repr(conversation))
 
     async def test_a_limit_of_zero_writes_no_rows(self) -> None:
         store = self.make_store(history=0)
         await store.save_history([private("columbia", "seas", "gone", 1.0), everyone("google", "also", 2.0)])
         # A write queued after: once it is done, any history write would be too.
         await store.set_intro("columbia", "flushed")
-        self.assertEqual(rows_per_owner(self.path), {})
+        self.assertEqual(rows_per_conversation(self.path), {})
 
     # --- schema ----------------------------------------------------------------
 
@@ -553,6 +560,77 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
 
     async def test_a_database_at_version_1_is_migrated_and_keeps_its_data(self) -> None:
         await self._first_release_database_is_migrated(1)
+
+    async def test_history_kept_per_user_is_migrated_to_one_row_per_message(self) -> None:
+        """
+        Version 3 kept a copy of each message per user who sent or received
+        it (and the first releases' copies had no id): after the migration
+        each user reads the same history as before, and each message is
+        one row.
+        """
+        path = self.first_release_database(3)
+        rows = [
+            ("columbia", "p1", "columbia", "private", "hi seas", 1.0, '["seas"]'),
+            ("seas", "p1", "columbia", "private", "hi seas", 1.0, '["seas"]'),
+            ("", "b1", "google", "broadcast", "hi all", 2.0, "[]"),
+            ("columbia", "g1", "columbia", "broadcast", "hi you two", 3.0, '["seas","google"]'),
+            ("seas", "g1", "columbia", "broadcast", "hi you two", 3.0, '["seas","google"]'),
+            ("google", "g1", "columbia", "broadcast", "hi you two", 3.0, '["seas","google"]'),
+            ("seas", "", "seas", "private", "no id", 4.0, '["columbia"]'),
+            ("columbia", "", "seas", "private", "no id", 4.0, '["columbia"]'),
+        ]
+        with closing(sqlite3.connect(path)) as conn:
+            conn.executescript(
+                """
+                ALTER TABLE offline ADD COLUMN message_id TEXT NOT NULL DEFAULT '';
+                CREATE TABLE history (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    owner TEXT NOT NULL,
+                    message_id TEXT NOT NULL,
+                    sender TEXT NOT NULL,
+                    kind TEXT NOT NULL,
+                    text TEXT NOT NULL,
+                    sent_at REAL NOT NULL,
+                    recipients TEXT NOT NULL
+                );
+                CREATE INDEX history_by_owner ON history (owner, seq);
+                CREATE TABLE resume_token (
+                    digest TEXT PRIMARY KEY,
+                    name TEXT NOT NULL,
+                    expires REAL NOT NULL,
+                    used INTEGER NOT NULL DEFAULT 0
+                );
+                """
+            )
+            conn.executemany(
+                "INSERT INTO history (owner, message_id, sender, kind, text, sent_at, recipients)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            conn.commit()
+        store = SQLiteStore(path, reactor)
+        self.addCleanup(store.close)
+        self.assertEqual(user_version(path), SCHEMA_VERSION)
+        texts = {
+            name: [d.text for d in await store.history_for(name, 20)]
+            for name in ("columbia", "seas", "google")
+        }
+        self.assertEqual(
+            texts,
+            {
+                "columbia": ["hi seas", "hi all", "hi you two", "no id"],
+                "seas": ["hi seas", "hi all", "hi you two", "no id"],
+                "google": ["hi all", "hi you two"],
+            },
+        )
+        [named] = [d for d in await store.history_for("google", 20) if d.id == "g1"]
+        self.assertEqual(
+            named, Delivery("columbia", "hi you two", Kind.BROADCAST, 3.0, "g1", ("seas", "google"))
+        )
+        self.assertEqual(
+            rows_per_conversation(path),
+            {EVERYONE: 1, between(("columbia", "seas")): 2, between(("columbia", "seas", "google")): 1},
+        )
 
     def test_a_database_from_a_newer_server_is_refused_and_left_alone(self) -> None:
         path = self.first_release_database(SCHEMA_VERSION + 1)
@@ -643,6 +721,38 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
         self.assertEqual(loaded, Snapshot({"columbia": 12.5}, {"columbia": "hi"}))
         self.assertEqual(self.store.snapshot(), loaded)
 
+    async def test_history_kept_per_user_is_moved_to_one_entry_per_message(self) -> None:
+        """
+        What the first clusters kept (a list per user, a private message in
+        both users' lists) is moved by the first node to load, and each
+        user reads the same history as before.
+        """
+        old = rediskeys.PREFIX + "history:"
+
+        def value(seq: int, d: Delivery) -> str:
+            return f'{{"seq":{seq},"d":{rediskeys.encode_delivery(d)}}}'
+
+        hi = Delivery("columbia", "hi seas", Kind.PRIVATE, 1.0, "p1", ("seas",))
+        shout = Delivery("google", "hi all", Kind.BROADCAST, 2.0, "b1")
+        two = Delivery("columbia", "hi you two", Kind.BROADCAST, 3.0, "g1", ("seas", "google"))
+        # Lists are newest first.
+        await self.link.execute("LPUSH", old + "columbia", value(1, hi), value(3, two))
+        await self.link.execute("LPUSH", old + "seas", value(1, hi), value(3, two))
+        await self.link.execute("LPUSH", old + "google", value(3, two))
+        await self.link.execute("LPUSH", rediskeys.HISTORY_PUBLIC, value(2, shout))
+        await self.link.execute("SET", rediskeys.HISTORY_SEQ, 3)
+        store = await self.other_store()
+        self.assertEqual(await store.history_for("columbia", 20), [hi, shout, two])
+        self.assertEqual(await store.history_for("seas", 20), [hi, shout, two])
+        self.assertEqual(await store.history_for("google", 20), [shout, two])
+        self.assertEqual(await self.link.execute("KEYS", old + "*"), [])
+        self.assertEqual(await self.link.execute("LLEN", rediskeys.history(between(("columbia", "seas")))), 1)
+        # New messages go after the old ones; another load moves nothing twice.
+        after = private("seas", "columbia", "after", 4.0)
+        await store.save_history([after])
+        await (await self.other_store()).load()
+        self.assertEqual(await store.history_for("seas", 20), [hi, shout, two, after[0]])
+
     async def test_two_stores_on_one_redis_see_what_the_other_saved(self) -> None:
         """Two nodes of a cluster: what one keeps, the other reads, and an ack by either counts."""
         other = await self.other_store()
@@ -691,7 +801,7 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
         await self.store.save_offline(["007"], Delivery("123", "1e5", Kind.PRIVATE, 1.0, "42", ("007",)))
         [m] = await other.offline_for("007")
         self.assertEqual(m.delivery, Delivery("123", "1e5", Kind.PRIVATE, 1.0, "42", ("007",)))
-        entry = (Delivery("123", "0x10", Kind.PRIVATE, 2.0, "7", ("007",)), ("123", "007"))
+        entry = (Delivery("123", "0x10", Kind.PRIVATE, 2.0, "7", ("007",)), between(("123", "007")))
         await self.store.save_history([entry])
         self.assertEqual(await other.history_for("007", 20), [entry[0]])
         await self.store.set_intro("123", "1e5")

@@ -15,9 +15,10 @@ from twisted.trial import unittest
 from zope.interface import implementer
 
 from chat.server.backends.memory import MemoryStore
+from chat.server.conversations import EVERYONE
 from chat.server.events import Broadcasted, Delivery, Kind
 from chat.server.health import Health
-from chat.server.interfaces import PUBLIC, IPeerListener, IPeers, IRegistry
+from chat.server.interfaces import IPeerListener, IPeers, IRegistry
 from chat.server.registry import LocalRegistry
 from chat.server.service import ChatService
 from tests.harness import Harness, HeldStore, OutageStore, capture_log
@@ -51,7 +52,7 @@ class HistoryWaitsForTheStoreTests(unittest.TestCase):
         # What was kept meanwhile is all written once the store is back.
         self.store.up()
         self.server.clock.advance(0)
-        kept = [d.text for _, d in self.store._history[PUBLIC]]
+        kept = [d.text for _, d in self.store._history[EVERYONE]]
         self.assertEqual(kept, [f"number {i}" for i in range(400, 600)])
 
     def test_an_idle_server_with_its_store_down_does_nothing_for_an_hour(self) -> None:

@@ -164,20 +164,14 @@ class TurnBatch(Generic[C]):
 TRIM_AT_LEAST = 2000
 
 
-def newest_per_owner(
-    entries: list[tuple[Delivery, tuple[str, ...]]], limit: int
-) -> list[tuple[Delivery, tuple[str, ...]]]:
-    """The entries the store would keep of C{entries}: the newest C{limit} of each owner."""
+def newest_per_conversation(entries: list[tuple[Delivery, str]], limit: int) -> list[tuple[Delivery, str]]:
+    """The entries the store would keep of C{entries}: the newest C{limit} of each conversation."""
     counts: dict[str, int] = {}
     kept = []
-    for delivery, owners in reversed(entries):
-        wanted = False
-        for owner in owners:
-            count = counts.get(owner, 0)
-            wanted = wanted or count < limit
-            counts[owner] = count + 1
-        if wanted:
-            kept.append((delivery, owners))
+    for delivery, key in reversed(entries):
+        count = counts[key] = counts.get(key, 0) + 1
+        if count <= limit:
+            kept.append((delivery, key))
     kept.reverse()
     return kept
 

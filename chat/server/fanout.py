@@ -16,12 +16,13 @@ from collections.abc import Callable, Sequence
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from chat.server.conversations import EVERYONE
 from chat.server.events import Delivery
-from chat.server.interfaces import PUBLIC, IParticipant, IRegistry
+from chat.server.interfaces import IParticipant, IRegistry
 
 log = Logger()
 
-History = Callable[[Sequence[tuple[Delivery, tuple[str, ...]]]], None]
+History = Callable[[Sequence[tuple[Delivery, str]]], None]
 
 
 def deliver(participant: IParticipant, payload: object) -> None:
@@ -84,7 +85,7 @@ class Fanout:
             self._call = None
         waiting, self._broadcasts = self._broadcasts, []
         if waiting:
-            self._keep([(delivery, (PUBLIC,)) for _, delivery in waiting])
+            self._keep([(delivery, EVERYONE) for _, delivery in waiting])
             self._publish([delivery for _, delivery in waiting])
         if self._relayed:
             relayed, self._relayed = self._relayed, []

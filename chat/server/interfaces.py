@@ -262,11 +262,6 @@ class Unavailable(StoreError):
     """
 
 
-#: The history owner of broadcasts to everyone: the room's own scrollback,
-#: part of every user's history.  No username is empty.
-PUBLIC = ""
-
-
 class IStore(Interface):
     health = Attribute(
         "A L{chat.server.health.Health}: whether the store works now.  While it "
@@ -293,17 +288,18 @@ class IStore(Interface):
     def mark_seen(seen: Mapping[str, float]) -> Deferred[None]:
         """Remember when each user in C{seen} was last online."""
 
-    def save_history(entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+    def save_history(entries: Sequence[tuple[Delivery, str]]) -> Deferred[None]:
         """
-        Keep each delivery in the history of each of its owners (the sender
-        and the recipients, or L{PUBLIC}), at most the store's limit per
-        owner, the oldest forgotten first.
+        Keep each delivery once, in its conversation (a key of
+        L{chat.server.conversations}), at most the store's limit per
+        conversation, the oldest forgotten first; the members of a group's
+        conversation have it among theirs from then on.
         """
 
     def history_for(name: str, count: int) -> Deferred[list[Delivery]]:
         """
-        The last C{count} messages of C{name}'s history and the public one
-        together, oldest first.
+        The last C{count} messages of C{name}'s conversations (everyone's
+        among them) together, oldest first.
         """
 
     def save_token(name: str, digest: str, expires: float, now: float) -> Deferred[None]:

@@ -25,7 +25,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.server.batching import TRIM_AT_LEAST, TurnBatch, newer, newest_per_owner
+from chat.server import conversations
+from chat.server.batching import TRIM_AT_LEAST, TurnBatch, newer, newest_per_conversation
 from chat.server.commands import closest
 from chat.server.events import (
     Broadcasted,
@@ -114,7 +115,7 @@ class ChatService(Service):
             store.health,
             self.quiet,
         )
-        self._history: TurnBatch[list[tuple[Delivery, tuple[str, ...]]]] = TurnBatch(
+        self._history: TurnBatch[list[tuple[Delivery, str]]] = TurnBatch(
             clock,
             list,
             lambda entries: self.store.save_history(entries),
@@ -376,7 +377,7 @@ class ChatService(Service):
             participant = online.get(recipients[0])
             if participant is not None:
                 self._post(participant, participant.format.delivery(delivery))
-                self._keep([(delivery, (sender, recipients[0]))])
+                self._keep([(delivery, conversations.between((sender, recipients[0])))])
                 return Receipt(delivery.to, (), delivery.id, delivery.sent_at)
         present = self.registry.present
         here: list[tuple[str, IParticipant]] = []
@@ -407,7 +408,7 @@ class ChatService(Service):
             self._post(participant, payload)
         receipt = Receipt(tuple(delivered), tuple(offline), delivery.id, delivery.sent_at)
         if not offline and not elsewhere:
-            self._keep([(delivery, (sender, *recipients))])
+            self._keep([(delivery, conversations.of(delivery))])
             return receipt
         saved = self.store.save_offline(offline + elsewhere, delivery)
 
@@ -416,7 +417,7 @@ class ChatService(Service):
                 peers = self.peers
                 assert peers is not None, "users online elsewhere without peers"
                 peers.notify(elsewhere)
-            self._keep([(delivery, (sender, *recipients))])
+            self._keep([(delivery, conversations.of(delivery))])
             return receipt
 
         def not_stored(f: Failure) -> Receipt | Failure:
@@ -427,14 +428,15 @@ class ChatService(Service):
                     "storing messages", "could not store a message from {user}", f, user=sender
                 )
             reached = tuple(name for name, _ in here)
-            self._keep([(attrs.evolve(delivery, to=reached), (sender, *reached))])
+            partial = attrs.evolve(delivery, to=reached)
+            self._keep([(partial, conversations.of(partial))])
             return Receipt(reached, (), delivery.id, delivery.sent_at, failed=tuple(offline + elsewhere))
 
         return saved.addCallbacks(stored, not_stored)
 
-    def _keep(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> None:
+    def _keep(self, entries: Sequence[tuple[Delivery, str]]) -> None:
         """
-        Add messages to their owners' history.  Nobody waits for this: what
+        Add messages to the history of their conversations.  Nobody waits for this: what
         was delivered live is acknowledged by its delivery.  The messages of
         one turn of the reactor go to the store together, as one write, in
         its next group commit: one store operation per message cost the
@@ -445,8 +447,8 @@ class ChatService(Service):
         if len(pending) > self._history_trim_at:
             # The store falls behind (a flood of broadcasts, a slow disk):
             # what waits is cut to what the store would keep of it, so the
-            # backlog is bounded by owners, not by messages.
-            kept = self._history.compact(lambda items: newest_per_owner(items, self._history_limit))
+            # backlog is bounded by conversations, not by messages.
+            kept = self._history.compact(lambda items: newest_per_conversation(items, self._history_limit))
             self._history_trim_at = max(TRIM_AT_LEAST, 2 * kept)
 
     def history(self, name: str, count: int) -> Deferred[list[Delivery]]:

@@ -5,7 +5,6 @@ another store is measured against, and what the unit tests run on.
 
 from __future__ import annotations
 
-import heapq
 import itertools
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -14,9 +13,10 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
+from chat.server import conversations
 from chat.server.events import Delivery, StoredMessage
 from chat.server.health import Health
-from chat.server.interfaces import PUBLIC, IStore, Snapshot
+from chat.server.interfaces import IStore, Snapshot
 
 
 @implementer(IStore)
@@ -27,9 +27,11 @@ class MemoryStore:
         #: Memory does not go away; a test may take it down by hand.
         self.health = Health("the memory store", Clock())
         self._history_limit = history
-        #: Each owner's last messages, with a sequence number that keeps the
-        #: order they were saved in when their times are equal.
+        #: Each conversation's last messages, with a sequence number that
+        #: keeps the order they were saved in when their times are equal.
         self._history: dict[str, deque[tuple[int, Delivery]]] = {}
+        #: The conversations of each user, but everyone's.
+        self._members: dict[str, set[str]] = {}
         self._saved = itertools.count()
         self._messages: dict[int | str, StoredMessage] = {}
         #: Resume tokens by digest: the user, when it expires, whether used.
@@ -63,25 +65,26 @@ class MemoryStore:
         self._seen.update(seen)
         return succeed(None)
 
-    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+    def save_history(self, entries: Sequence[tuple[Delivery, str]]) -> Deferred[None]:
         if self._history_limit:
-            for delivery, owners in entries:
-                seq = next(self._saved)
-                for owner in owners:
-                    kept = self._history.get(owner)
-                    if kept is None:
-                        kept = self._history[owner] = deque(maxlen=self._history_limit)
-                    kept.append((seq, delivery))
+            for delivery, key in entries:
+                kept = self._history.get(key)
+                if kept is None:
+                    kept = self._history[key] = deque(maxlen=self._history_limit)
+                    for name in conversations.members(key):
+                        self._members.setdefault(name, set()).add(key)
+                kept.append((next(self._saved), delivery))
         return succeed(None)
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
         count = min(count, self._history_limit)
         if count <= 0:
             return succeed([])
-        own = self._history.get(name, ())
-        public = self._history.get(PUBLIC, ())
-        merged = list(heapq.merge(own, public))
-        return succeed([delivery for _, delivery in merged[-count:]])
+        keys = (conversations.EVERYONE, *self._members.get(name, ()))
+        kept = [
+            item for key in keys for item in itertools.islice(reversed(self._history.get(key, ())), count)
+        ]
+        return succeed(conversations.newest(kept, count))
 
     def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]:
         self._tokens = {d: t for d, t in self._tokens.items() if t[1] > now and (t[0] != name or t[2])}

@@ -23,9 +23,10 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
+from chat.server import conversations
 from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.health import Backoff, Health
-from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError, Unavailable
+from chat.server.interfaces import IStore, Snapshot, StoreError, Unavailable
 
 T = TypeVar("T")
 
@@ -67,7 +68,7 @@ def _forget(messages: Sequence[StoredMessage], pending: _PendingCounts) -> None:
 #: is brought up to the newest version when it is opened; each step runs
 #: once, in one transaction.  Version 1 is the first release's, whose
 #: databases say 0 (its statements are idempotent, so they run on those too).
-_MIGRATIONS: tuple[str, ...] = (
+_MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     """
     CREATE TABLE IF NOT EXISTS offline (
         id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -107,6 +108,10 @@ _MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX resume_token_by_name ON resume_token (name);
     """,
+    # Version 4: history kept once per message, by conversation, rather
+    # than once per user who sent or received it; who is in which
+    # conversation, in member.
+    lambda conn: _history_by_conversation(conn),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -134,14 +139,67 @@ def _migrate(conn: sqlite3.Connection) -> None:
     for number in range(version + 1 if version else 1, SCHEMA_VERSION + 1):
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for statement in _MIGRATIONS[number - 1].split(";"):
-                if statement.strip():
-                    conn.execute(statement)
+            step = _MIGRATIONS[number - 1]
+            if callable(step):
+                step(conn)
+            else:
+                for statement in step.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
             conn.execute(f"PRAGMA user_version = {number}")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
+
+
+def _history_by_conversation(conn: sqlite3.Connection) -> None:
+    """
+    Version 3 to 4: each message of the users' histories once, in its
+    conversation, in the order it was first kept.  The copies of a message
+    share its id; messages of the first releases have none, and are told
+    apart by what they say and when.
+    """
+    conn.execute(
+        """
+        CREATE TABLE message (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            conversation TEXT NOT NULL,
+            message_id TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            text TEXT NOT NULL,
+            sent_at REAL NOT NULL,
+            recipients TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX message_by_conversation ON message (conversation, seq)")
+    conn.execute(
+        "CREATE TABLE member (name TEXT NOT NULL, conversation TEXT NOT NULL,"
+        " PRIMARY KEY (name, conversation)) WITHOUT ROWID"
+    )
+    seen: set[tuple[object, ...]] = set()
+    rows = []
+    members: set[tuple[str, str]] = set()
+    for message_id, sender, kind, text, sent_at, to in conn.execute(
+        "SELECT message_id, sender, kind, text, sent_at, recipients FROM history ORDER BY seq"
+    ):
+        delivery = _row_delivery(message_id, sender, kind, text, sent_at, to)
+        key = conversations.of(delivery)
+        same = (key, message_id) if message_id else (key, sender, kind, text, sent_at)
+        if same in seen:
+            continue
+        seen.add(same)
+        rows.append((key, message_id, sender, kind, text, sent_at, to))
+        members.update((name, key) for name in conversations.members(key))
+    conn.executemany(
+        "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    conn.executemany("INSERT INTO member (name, conversation) VALUES (?, ?)", sorted(members))
+    conn.execute("DROP TABLE history")
 
 
 def _row_delivery(message_id: str, sender: str, kind: str, text: str, sent_at: float, to: str) -> Delivery:
@@ -231,9 +289,12 @@ class SQLiteStore:
         self._probe_backoff = Backoff(first=1.0, most=30.0)
         self._probe_call: IDelayedCall | None = None
         self._history_limit = history
-        #: Rows in each owner's history, to prune an owner once it has some
-        #: to spare rather than on every insert.
+        #: Rows in each conversation, to prune one once it has some to spare
+        #: rather than on every insert.
         self._history_rows: dict[str, int] = {}
+        #: Conversations whose members are written (others are, with their
+        #: first message: again, if that write failed).
+        self._with_members: set[str] = set()
         self._reactor = reactor
         self._queue: list[tuple[_Op, Deferred[Any]]] = []
         self._running: Deferred[Any] | None = None
@@ -290,8 +351,11 @@ class SQLiteStore:
                 intros[name] = intro
         for name, count in self._conn.execute("SELECT recipient, count(*) FROM offline GROUP BY recipient"):
             self._pending.add(name, count)
-        for owner, count in self._conn.execute("SELECT owner, count(*) FROM history GROUP BY owner"):
-            self._history_rows[owner] = count
+        for conversation, count in self._conn.execute(
+            "SELECT conversation, count(*) FROM message GROUP BY conversation"
+        ):
+            self._history_rows[conversation] = count
+        self._with_members.update(self._history_rows)
         return Snapshot(seen, intros)
 
     def snapshot(self) -> Snapshot:
@@ -497,43 +561,49 @@ class SQLiteStore:
 
         return self._submit(upsert)
 
-    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+    def save_history(self, entries: Sequence[tuple[Delivery, str]]) -> Deferred[None]:
         limit = self._history_limit
         if not limit or not entries:
             return succeed(None)
-        messages = [(d.id, d.sender, d.kind.value, d.text, d.sent_at, d.to, owners) for d, owners in entries]
+        rows = [(key, d.id, d.sender, d.kind.value, d.text, d.sent_at, d.to) for d, key in entries]
         counts = self._history_rows
         spare = max(16, limit // 4)
         prune: list[str] = []
-        for _, owners in entries:
-            for owner in owners:
-                count = counts[owner] = counts.get(owner, 0) + 1
-                if count >= limit + spare:
-                    prune.append(owner)
-                    counts[owner] = limit
+        known = self._with_members
+        new = {key for key, *_ in rows if key not in known}
+        members = [(name, key) for key in new for name in conversations.members(key)]
+        for conversation, *_ in rows:
+            count = counts[conversation] = counts.get(conversation, 0) + 1
+            if count >= limit + spare:
+                prune.append(conversation)
+                counts[conversation] = limit
 
         def insert(conn: sqlite3.Connection) -> None:
             # One statement for the batch, as in mark_seen: sqlite3 lets go of
             # the GIL around each statement, and a row at a time the writer
-            # thread and the reactor would trade it for every message.  Each
-            # message is serialized once, here in the writer's thread, and
-            # becomes a row for each of its owners.
+            # thread and the reactor would trade it for every message.  A
+            # message is one row, serialized once, here in the writer's thread.
             conn.execute(
-                "INSERT INTO history (owner, message_id, sender, kind, text, sent_at, recipients)"
-                " SELECT o.value, json_extract(m.value, '$[0]'), json_extract(m.value, '$[1]'),"
+                "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients)"
+                " SELECT json_extract(m.value, '$[0]'), json_extract(m.value, '$[1]'),"
                 " json_extract(m.value, '$[2]'), json_extract(m.value, '$[3]'),"
-                " json_extract(m.value, '$[4]'), json_extract(m.value, '$[5]')"
-                " FROM json_each(?) AS m, json_each(m.value, '$[6]') AS o ORDER BY m.key, o.key",
-                (json.dumps(messages),),
+                " json_extract(m.value, '$[4]'), json_extract(m.value, '$[5]'),"
+                " json_extract(m.value, '$[6]') FROM json_each(?) AS m ORDER BY m.key",
+                (json.dumps(rows),),
             )
-            for owner in prune:
+            if members:
+                conn.executemany("INSERT OR IGNORE INTO member (name, conversation) VALUES (?, ?)", members)
+            for conversation in prune:
                 conn.execute(
-                    "DELETE FROM history WHERE owner = ? AND seq <"
-                    " (SELECT seq FROM history WHERE owner = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    (owner, owner, limit - 1),
+                    "DELETE FROM message WHERE conversation = ? AND seq <"
+                    " (SELECT seq FROM message WHERE conversation = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (conversation, conversation, limit - 1),
                 )
 
-        return self._submit(insert)
+        saved = self._submit(insert)
+        if new:
+            saved.addCallback(lambda _: known.update(new))
+        return saved
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
         count = min(count, self._history_limit)
@@ -541,15 +611,17 @@ class SQLiteStore:
             return succeed([])
 
         def select(conn: sqlite3.Connection) -> list[Delivery]:
-            # Two range scans of the (owner, seq) index, newest first, merged.
+            # Range scans of the (conversation, seq) index: everyone's, and
+            # each of the user's own, newest first, merged.
             rows = conn.execute(
                 "SELECT * FROM (SELECT seq, message_id, sender, kind, text, sent_at, recipients"
-                " FROM history WHERE owner = ? ORDER BY seq DESC LIMIT ?)"
+                " FROM message WHERE conversation = ? ORDER BY seq DESC LIMIT ?)"
                 " UNION ALL"
                 " SELECT * FROM (SELECT seq, message_id, sender, kind, text, sent_at, recipients"
-                " FROM history WHERE owner = ? ORDER BY seq DESC LIMIT ?)"
+                " FROM message WHERE conversation IN (SELECT conversation FROM member WHERE name = ?)"
+                " ORDER BY seq DESC LIMIT ?)"
                 " ORDER BY seq DESC LIMIT ?",
-                (name, count, PUBLIC, count, count),
+                (conversations.EVERYONE, count, name, count, count),
             ).fetchall()
             return [_row_delivery(*row[1:]) for row in reversed(rows)]
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from chat.server.conversations import EVERYONE
 from chat.server.events import Delivery, Kind
-from chat.server.interfaces import PUBLIC
 
 PREFIX = "chat:"
 
@@ -24,11 +24,17 @@ INBOX = PREFIX + "inbox:"
 #: Hashes of user name to last-seen time, and to personal introduction.
 LAST_SEEN = PREFIX + "last_seen"
 INTROS = PREFIX + "intro"
-#: A history list per owner (newest first), and the counter that orders
-#: entries of different owners.
-HISTORY = PREFIX + "history:"
+#: The version of the data (L{chat.server.backends.redis.schema}), and the
+#: lock a node holds while it brings the data to its version.
+SCHEMA = PREFIX + "schema"
+SCHEMA_LOCK = PREFIX + "schema-lock"
+#: A history list per conversation (newest first; see
+#: L{chat.server.conversations}), the counter that orders entries of
+#: different conversations, and each user's conversations (a set).
+HISTORY = PREFIX + "conversation:"
 HISTORY_PUBLIC = PREFIX + "history-public"
 HISTORY_SEQ = PREFIX + "history-seq"
+CONVERSATIONS_OF = PREFIX + "conversations-of:"
 #: A resume token by digest (a hash), and the digests issued to a user (a set).
 TOKEN = PREFIX + "token:"
 TOKENS_OF = PREFIX + "tokens-of:"
@@ -68,8 +74,12 @@ def inbox(name: str) -> str:
     return INBOX + name
 
 
-def history(owner: str) -> str:
-    return HISTORY_PUBLIC if owner == PUBLIC else HISTORY + owner
+def history(conversation: str) -> str:
+    return HISTORY_PUBLIC if conversation == EVERYONE else HISTORY + conversation
+
+
+def conversations_of(name: str) -> str:
+    return CONVERSATIONS_OF + name
 
 
 def node_channel(node: str) -> str:

@@ -29,11 +29,13 @@ from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from chat.server import conversations
 from chat.server.backends.redis import keys as rediskeys
+from chat.server.backends.redis import schema
 from chat.server.backends.redis.link import RedisLink
 from chat.server.events import Delivery, StoredMessage
 from chat.server.health import Health
-from chat.server.interfaces import PUBLIC, IStore, Snapshot, StoreError
+from chat.server.interfaces import IStore, Snapshot, StoreError
 
 T = TypeVar("T")
 
@@ -45,6 +47,9 @@ TOKEN_MARGIN = 3600
 #: How long C{WAITAOF} may wait for the local fsync, in milliseconds.
 WAITAOF_TIMEOUT = 1000
 
+#: How many conversations a node remembers having written the members of.
+KNOWN_CONVERSATIONS = 100_000
+
 _SAVE_OFFLINE = """
 -- KEYS: the recipients' inboxes; ARGV[1]: the encoded delivery.
 for _, inbox in ipairs(KEYS) do
@@ -54,24 +59,19 @@ return #KEYS
 """
 
 _SAVE_HISTORY = """
--- KEYS[1]: the sequence counter; KEYS[2..]: the owners' lists of every
--- entry, entry after entry.  ARGV[1]: the limit per owner; then for each
--- entry its number of owners and its encoded delivery.
+-- KEYS[1]: the sequence counter; KEYS[2..]: the list of each entry's
+-- conversation.  ARGV[1]: the limit per conversation; ARGV[2..]: each
+-- entry's encoded delivery.
 local limit = tonumber(ARGV[1])
-local entries = (#ARGV - 1) / 2
+local entries = #ARGV - 1
 local seq = redis.call('INCRBY', KEYS[1], entries) - entries
-local k = 2
 local touched, order = {}, {}
 for i = 1, entries do
-  local value = '{"seq":' .. (seq + i) .. ',"d":' .. ARGV[2 * i + 1] .. '}'
-  for _ = 1, tonumber(ARGV[2 * i]) do
-    local key = KEYS[k]
-    redis.call('LPUSH', key, value)
-    if not touched[key] then
-      touched[key] = true
-      order[#order + 1] = key
-    end
-    k = k + 1
+  local key = KEYS[i + 1]
+  redis.call('LPUSH', key, '{"seq":' .. (seq + i) .. ',"d":' .. ARGV[i + 1] .. '}')
+  if not touched[key] then
+    touched[key] = true
+    order[#order + 1] = key
   end
 end
 for _, key in ipairs(order) do
@@ -81,10 +81,15 @@ return seq + entries
 """
 
 _READ_HISTORY = """
--- KEYS[1], KEYS[2]: the user's list and the public one; ARGV[1]: how many
--- of each, newest first.  One script so both are read at the same instant.
+-- KEYS[1]: the set of the user's conversations; KEYS[2]: everyone's list.
+-- ARGV[1]: how many of each, newest first; ARGV[2]: the prefix of a
+-- conversation's list.  One script, so all are read at the same instant.
 local last = tonumber(ARGV[1]) - 1
-return {redis.call('LRANGE', KEYS[1], 0, last), redis.call('LRANGE', KEYS[2], 0, last)}
+local lists = {redis.call('LRANGE', KEYS[2], 0, last)}
+for _, conversation in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  lists[#lists + 1] = redis.call('LRANGE', ARGV[2] .. conversation, 0, last)
+end
+return lists
 """
 
 _SAVE_TOKEN = """
@@ -178,6 +183,10 @@ class RedisStore:
         self._snapshot = Snapshot({}, {})
         self._save_offline = link.script(_SAVE_OFFLINE)
         self._save_history = link.script(_SAVE_HISTORY)
+        #: Conversations whose members' sets this node has written, since
+        #: it last connected (Redis may have lost them) and up to a bound.
+        self._known: set[str] = set()
+        link.on_connect(self._known.clear)
         self._read_history = link.script(_READ_HISTORY)
         self._save_token = link.script(_SAVE_TOKEN)
         self._use_token = link.script(_USE_TOKEN)
@@ -192,17 +201,18 @@ class RedisStore:
         Read what the service needs in memory at startup, for C{snapshot}:
         Redis is asked, unlike SQLite whose store opens synchronously.
         """
+        upgraded = schema.upgrade(self._link, self._history_limit)
         seen = self._link.execute("HGETALL", rediskeys.LAST_SEEN)
         intros = self._link.execute("HGETALL", rediskeys.INTROS)
 
-        def loaded(replies: list[list[str]]) -> Snapshot:
-            seen, intros = replies
+        def loaded(replies: list[Any]) -> Snapshot:
+            _, seen, intros = replies
             self._snapshot = Snapshot(
                 {name: float(when) for name, when in _pairs(seen).items()}, _pairs(intros)
             )
             return self._snapshot
 
-        return _all([seen, intros]).addCallback(loaded)
+        return _all([upgraded, seen, intros]).addCallback(loaded)
 
     def snapshot(self) -> Snapshot:
         """What C{load} read (empty before it): not kept up to date after."""
@@ -269,16 +279,29 @@ class RedisStore:
 
     # --- history ---------------------------------------------------------------------
 
-    def save_history(self, entries: Sequence[tuple[Delivery, tuple[str, ...]]]) -> Deferred[None]:
+    def save_history(self, entries: Sequence[tuple[Delivery, str]]) -> Deferred[None]:
         if not self._history_limit or not entries:
             return succeed(None)
         keys = [rediskeys.HISTORY_SEQ]
         args: list[Any] = [self._history_limit]
-        for delivery, owners in entries:
-            keys.extend(rediskeys.history(owner) for owner in owners)
-            args.append(len(owners))
+        for delivery, key in entries:
+            keys.append(rediskeys.history(key))
             args.append(rediskeys.encode_delivery(delivery))
+            if key not in self._known:
+                if len(self._known) >= KNOWN_CONVERSATIONS:
+                    self._known.clear()
+                # Each user's set of conversations: once per new one (by
+                # this node; SADD again is harmless), sent before the
+                # history on the same connection.
+                self._known.add(key)
+                for name in conversations.members(key):
+                    self._link.execute("SADD", rediskeys.conversations_of(name), key).addErrback(
+                        self._not_known, key
+                    )
         return self._save_history(keys, args).addCallback(_none)
+
+    def _not_known(self, f: Failure, key: str) -> None:
+        self._known.discard(key)
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
         count = min(count, self._history_limit)
@@ -290,8 +313,8 @@ class RedisStore:
             values.sort(key=lambda v: int(v["seq"]))
             return [rediskeys.delivery_from_value(v["d"]) for v in values[-count:]]
 
-        keys = [rediskeys.history(name), rediskeys.history(PUBLIC)]
-        return self._read_history(keys, [count]).addCallback(merge)
+        keys = [rediskeys.conversations_of(name), rediskeys.history(conversations.EVERYONE)]
+        return self._read_history(keys, [count, rediskeys.HISTORY]).addCallback(merge)
 
     # --- resume tokens -----------------------------------------------------------------
 

@@ -58,9 +58,10 @@ def spare_rows(limit: int) -> int:
 def rows_per_conversation(path: str) -> dict[str, int]:
     """The history rows of each conversation, as another connection to the file sees them."""
     with closing(sqlite3.connect(path)) as conn:
-        return dict(
-            conn.execute("SELECT conversation, count(*) FROM message GROUP BY conversation").fetchall()
+        rows = conn.execute(
+            "SELECT c.key, count(*) FROM message AS m JOIN conversation AS c ON c.id = m.conversation GROUP BY c.key"
         )
+        return dict(rows.fetchall())
 
 
 def user_version(path: str) -> int:
@@ -473,11 +474,18 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
     async def test_a_big_batch_for_one_conversation_is_pruned_too(self) -> None:
         limit = 5
         store = self.make_store(history=limit)
-        await store.save_history([private("columbia", "seas", str(i), i) for i in range(100)])
+        # More rows than one statement writes, and some over.
+        await store.save_history([private("columbia", "seas", str(i), i) for i in range(300)])
         counts = rows_per_conversation(self.path)
         self.assertLessEqual(counts[between(("columbia", "seas"))], limit + spare_rows(limit))
         texts = [d.text for d in await store.history_for("seas", 20)]
-        self.assertEqual(texts, [str(i) for i in range(95, 100)])
+        self.assertEqual(texts, [str(i) for i in range(295, 300)])
+
+    async def test_a_big_batch_keeps_every_message_in_order(self) -> None:
+        entries = [private("columbia", f"user{i % 7}", str(i), i) for i in range(300)]
+        await self.store.save_history(entries)
+        texts = [d.text for d in await self.store.history_for("columbia", 200)]
+        self.assertEqual(texts, [str(i) for i in range(100, 300)])
 
     async def test_rows_stay_bounded_after_a_restart_with_a_smaller_limit(self) -> None:
         """

@@ -9,6 +9,7 @@ true.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
@@ -160,11 +161,12 @@ def _history_by_conversation(conn: sqlite3.Connection) -> None:
     share its id; messages of the first releases have none, and are told
     apart by what they say and when.
     """
+    conn.execute("CREATE TABLE conversation (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)")
     conn.execute(
         """
         CREATE TABLE message (
-            seq INTEGER PRIMARY KEY AUTOINCREMENT,
-            conversation TEXT NOT NULL,
+            seq INTEGER PRIMARY KEY,
+            conversation INTEGER NOT NULL,
             message_id TEXT NOT NULL,
             sender TEXT NOT NULL,
             kind TEXT NOT NULL,
@@ -176,34 +178,56 @@ def _history_by_conversation(conn: sqlite3.Connection) -> None:
     )
     conn.execute("CREATE INDEX message_by_conversation ON message (conversation, seq)")
     conn.execute(
-        "CREATE TABLE member (name TEXT NOT NULL, conversation TEXT NOT NULL,"
+        "CREATE TABLE member (name TEXT NOT NULL, conversation INTEGER NOT NULL,"
         " PRIMARY KEY (name, conversation)) WITHOUT ROWID"
     )
+    ids: dict[str, int] = {}
     seen: set[tuple[object, ...]] = set()
     rows = []
-    members: set[tuple[str, str]] = set()
     for message_id, sender, kind, text, sent_at, to in conn.execute(
         "SELECT message_id, sender, kind, text, sent_at, recipients FROM history ORDER BY seq"
     ):
-        delivery = _row_delivery(message_id, sender, kind, text, sent_at, to)
+        recipients = _RECIPIENTS.join(json.loads(to))
+        delivery = _row_delivery(message_id, sender, kind, text, sent_at, recipients)
         key = conversations.of(delivery)
         same = (key, message_id) if message_id else (key, sender, kind, text, sent_at)
         if same in seen:
             continue
         seen.add(same)
-        rows.append((key, message_id, sender, kind, text, sent_at, to))
-        members.update((name, key) for name in conversations.members(key))
+        number = ids.setdefault(key, len(ids) + 1)
+        rows.append((number, message_id, sender, kind, text, sent_at, recipients))
+    conn.executemany("INSERT INTO conversation (id, key) VALUES (?, ?)", [(n, k) for k, n in ids.items()])
+    conn.executemany(
+        "INSERT INTO member (name, conversation) VALUES (?, ?)",
+        [(name, n) for k, n in ids.items() for name in conversations.members(k)],
+    )
     conn.executemany(
         "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients)"
         " VALUES (?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
-    conn.executemany("INSERT INTO member (name, conversation) VALUES (?, ?)", sorted(members))
     conn.execute("DROP TABLE history")
 
 
+#: What separates the recipients of a message in its row (no name has whitespace).
+_RECIPIENTS = "\t"
+
+#: Rows of history written by one statement (7 values each: under the 999
+#: variables the oldest SQLite allows); a batch is a few such statements,
+#: each one step of SQLite rather than one per row.
+_ROWS_PER_INSERT = 128
+_INSERT_HISTORY = (
+    "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients) VALUES "
+)
+
+
+@functools.cache
+def _insert_history(rows: int) -> str:
+    return _INSERT_HISTORY + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+
+
 def _row_delivery(message_id: str, sender: str, kind: str, text: str, sent_at: float, to: str) -> Delivery:
-    return Delivery(sender, text, Kind(kind), sent_at, message_id, tuple(json.loads(to)))
+    return Delivery(sender, text, Kind(kind), sent_at, message_id, tuple(to.split(_RECIPIENTS)) if to else ())
 
 
 _Op = Callable[[sqlite3.Connection], Any]
@@ -289,12 +313,15 @@ class SQLiteStore:
         self._probe_backoff = Backoff(first=1.0, most=30.0)
         self._probe_call: IDelayedCall | None = None
         self._history_limit = history
+        #: Each conversation's number (its key is written once, in
+        #: conversation, and its rows are numbered), and the conversations
+        #: whose number and members are written: the others are, with their
+        #: first message (again, if that write failed).
+        self._conversations: dict[str, int] = {}
+        self._written: set[str] = set()
         #: Rows in each conversation, to prune one once it has some to spare
         #: rather than on every insert.
-        self._history_rows: dict[str, int] = {}
-        #: Conversations whose members are written (others are, with their
-        #: first message: again, if that write failed).
-        self._with_members: set[str] = set()
+        self._history_rows: dict[int, int] = {}
         self._reactor = reactor
         self._queue: list[tuple[_Op, Deferred[Any]]] = []
         self._running: Deferred[Any] | None = None
@@ -351,11 +378,13 @@ class SQLiteStore:
                 intros[name] = intro
         for name, count in self._conn.execute("SELECT recipient, count(*) FROM offline GROUP BY recipient"):
             self._pending.add(name, count)
-        for conversation, count in self._conn.execute(
+        for number, key in self._conn.execute("SELECT id, key FROM conversation"):
+            self._conversations[key] = number
+        self._written.update(self._conversations)
+        for number, count in self._conn.execute(
             "SELECT conversation, count(*) FROM message GROUP BY conversation"
         ):
-            self._history_rows[conversation] = count
-        self._with_members.update(self._history_rows)
+            self._history_rows[number] = count
         return Snapshot(seen, intros)
 
     def snapshot(self) -> Snapshot:
@@ -565,44 +594,61 @@ class SQLiteStore:
         limit = self._history_limit
         if not limit or not entries:
             return succeed(None)
-        rows = [(key, d.id, d.sender, d.kind.value, d.text, d.sent_at, d.to) for d, key in entries]
+        numbers = self._conversations
+        written = self._written
+        new: list[tuple[int, str]] = []
         counts = self._history_rows
         spare = max(16, limit // 4)
-        prune: list[str] = []
-        known = self._with_members
-        new = {key for key, *_ in rows if key not in known}
-        members = [(name, key) for key in new for name in conversations.members(key)]
-        for conversation, *_ in rows:
-            count = counts[conversation] = counts.get(conversation, 0) + 1
+        prune: list[int] = []
+        values: list[object] = []
+        for d, key in entries:
+            number = numbers.get(key)
+            if number is None:
+                number = numbers[key] = len(numbers) + 1
+            if key not in written:
+                new.append((number, key))
+            count = counts[number] = counts.get(number, 0) + 1
             if count >= limit + spare:
-                prune.append(conversation)
-                counts[conversation] = limit
+                prune.append(number)
+                counts[number] = limit
+            to = d.to
+            values += (
+                number,
+                d.id,
+                d.sender,
+                d.kind.value,
+                d.text,
+                d.sent_at,
+                to[0] if len(to) == 1 else _RECIPIENTS.join(to),
+            )
 
         def insert(conn: sqlite3.Connection) -> None:
-            # One statement for the batch, as in mark_seen: sqlite3 lets go of
-            # the GIL around each statement, and a row at a time the writer
-            # thread and the reactor would trade it for every message.  A
-            # message is one row, serialized once, here in the writer's thread.
-            conn.execute(
-                "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients)"
-                " SELECT json_extract(m.value, '$[0]'), json_extract(m.value, '$[1]'),"
-                " json_extract(m.value, '$[2]'), json_extract(m.value, '$[3]'),"
-                " json_extract(m.value, '$[4]'), json_extract(m.value, '$[5]'),"
-                " json_extract(m.value, '$[6]') FROM json_each(?) AS m ORDER BY m.key",
-                (json.dumps(rows),),
-            )
-            if members:
-                conn.executemany("INSERT OR IGNORE INTO member (name, conversation) VALUES (?, ?)", members)
-            for conversation in prune:
+            # A statement per _ROWS_PER_INSERT rows, not per row: sqlite3
+            # lets go of the GIL around each statement, and a row at a time
+            # the writer thread and the reactor would trade it for every
+            # message.
+            if new:
+                conn.executemany("INSERT OR IGNORE INTO conversation (id, key) VALUES (?, ?)", new)
+                conn.executemany(
+                    "INSERT OR IGNORE INTO member (name, conversation) VALUES (?, ?)",
+                    [(name, number) for number, key in new for name in conversations.members(key)],
+                )
+            step = 7 * _ROWS_PER_INSERT
+            whole = len(values) - len(values) % step
+            for start in range(0, whole, step):
+                conn.execute(_insert_history(_ROWS_PER_INSERT), values[start : start + step])
+            if whole < len(values):
+                conn.execute(_insert_history((len(values) - whole) // 7), values[whole:])
+            for number in prune:
                 conn.execute(
                     "DELETE FROM message WHERE conversation = ? AND seq <"
                     " (SELECT seq FROM message WHERE conversation = ? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    (conversation, conversation, limit - 1),
+                    (number, number, limit - 1),
                 )
 
         saved = self._submit(insert)
         if new:
-            saved.addCallback(lambda _: known.update(new))
+            saved.addCallback(lambda _: written.update(key for _, key in new))
         return saved
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
@@ -615,7 +661,8 @@ class SQLiteStore:
             # each of the user's own, newest first, merged.
             rows = conn.execute(
                 "SELECT * FROM (SELECT seq, message_id, sender, kind, text, sent_at, recipients"
-                " FROM message WHERE conversation = ? ORDER BY seq DESC LIMIT ?)"
+                " FROM message WHERE conversation = (SELECT id FROM conversation WHERE key = ?)"
+                " ORDER BY seq DESC LIMIT ?)"
                 " UNION ALL"
                 " SELECT * FROM (SELECT seq, message_id, sender, kind, text, sent_at, recipients"
                 " FROM message WHERE conversation IN (SELECT conversation FROM member WHERE name = ?)"

@@ -168,6 +168,9 @@ class ChatService(Service):
         """
         super().stopService()
         self.flush()
+        if self._outbox_call is not None and self._outbox_call.active():
+            self._outbox_call.cancel()
+        self._outbox_call = None
         if self._checkpoint.running:
             self._checkpoint.stop()
         online = list(self.registry.online)
@@ -314,15 +317,19 @@ class ChatService(Service):
         if box is None:
             self._outbox[participant] = [payload]
             if self._outbox_call is None:
-                self._outbox_call = self.clock.callLater(0, self.flush)
+                # In case no read ends to flush it (a message from a timer,
+                # another node): one call per turn of the reactor, left to
+                # fire once a read has flushed, not one per read made and
+                # cancelled.
+                self._outbox_call = self.clock.callLater(0, self._flush_later)
         else:
             box.append(payload)
 
+    def _flush_later(self) -> None:
+        self._outbox_call = None
+        self.flush()
+
     def _send_outbox(self) -> None:
-        if self._outbox_call is not None:
-            if self._outbox_call.active():
-                self._outbox_call.cancel()
-            self._outbox_call = None
         outbox, self._outbox = self._outbox, {}
         for participant, payloads in outbox.items():
             deliver(participant, payloads[0] if len(payloads) == 1 else participant.format.join(payloads))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import itertools
 import os
+import typing
 from typing import ClassVar
 
 import attrs
@@ -371,6 +372,8 @@ Error = (
     | TooManyConnections
     | Failed
 )
+#: The same, for C{isinstance}.
+ERRORS: tuple[type, ...] = typing.get_args(Error)
 
 Event = (
     Welcome

@@ -17,6 +17,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from chat.server.conversations import EVERYONE
+from chat.server.counters import Counters
 from chat.server.events import Delivery
 from chat.server.interfaces import IParticipant, IRegistry
 
@@ -46,8 +47,10 @@ class Fanout:
         clock: IReactorTime,
         keep: History,
         publish: Callable[[Sequence[Delivery]], None],
+        counters: Counters,
     ) -> None:
         self._registry = registry
+        self._counters = counters
         self._clock = clock
         self._keep = keep
         self._publish = publish
@@ -94,7 +97,11 @@ class Fanout:
 
     def _fan_out(self, waiting: Sequence[tuple[IParticipant | None, Delivery]]) -> None:
         """Each broadcast to every participant here but its sender, rendered once per format."""
-        for fmt, members in self._registry.audiences():
+        audiences = self._registry.audiences()
+        everyone = sum(len(members) for _, members in audiences)
+        senders = sum(1 for sender, _ in waiting if sender is not None)
+        self._counters.deliveries += everyone * len(waiting) - senders
+        for fmt, members in audiences:
             if len(waiting) == 1:
                 [(me, delivery)] = waiting
                 line = fmt.delivery(delivery)

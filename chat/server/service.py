@@ -28,6 +28,7 @@ from zope.interface import implementer
 from chat.server import conversations
 from chat.server.batching import TRIM_AT_LEAST, TurnBatch, newer, newest_per_conversation
 from chat.server.commands import closest
+from chat.server.counters import Counters
 from chat.server.events import (
     Broadcasted,
     Delivery,
@@ -99,6 +100,7 @@ class ChatService(Service):
         self.registry = registry if registry is not None else LocalRegistry(snapshot.last_seen)
         #: Every connection, logged in or not, so that shutdown says goodbye.
         self.sessions: set[IParticipant] = set()
+        self.counters = Counters()
         self.quiet = QuietLog(log, clock)
         self.new_id = MessageIds()
         self.peers = peers
@@ -129,7 +131,7 @@ class ChatService(Service):
         #: history waiting for the store is trimmed to what it would keep.
         self._history_limit = history
         self._history_trim_at = TRIM_AT_LEAST
-        self.fanout = Fanout(self.registry, clock, self._keep, self._publish)
+        self.fanout = Fanout(self.registry, clock, self._keep, self._publish, self.counters)
         self.presences = Presences(self.registry, clock, dict(snapshot.intros), self._seen, self.flush)
         #: Per user, the ids of the stored messages handed to their session
         #: and not yet removed from the store: the login and a notification
@@ -280,6 +282,7 @@ class ChatService(Service):
         It is delivered with the others of this read (L{Fanout}).
         """
         delivery = Delivery(sender, text, Kind.BROADCAST, self.clock.seconds(), self.new_id())
+        self.counters.messages[Kind.BROADCAST.value] += 1
         online = self.registry.online
         me = online.get(sender)
         here = len(online) - (me is not None)
@@ -331,6 +334,7 @@ class ChatService(Service):
 
     def _send_outbox(self) -> None:
         outbox, self._outbox = self._outbox, {}
+        self.counters.deliveries += sum(len(payloads) for payloads in outbox.values())
         for participant, payloads in outbox.items():
             deliver(participant, payloads[0] if len(payloads) == 1 else participant.format.join(payloads))
 
@@ -374,6 +378,7 @@ class ChatService(Service):
         @raise UnknownUser: before anything is sent, if any name is unknown.
         """
         self.check_recipients(sender, recipients)
+        self.counters.messages[kind.value] += 1
         self.fanout.flush()
         delivery = Delivery(sender, text, kind, self.clock.seconds(), self.new_id(), tuple(recipients))
         if not recipients:

@@ -384,10 +384,12 @@ class Session(TimeoutMixin):
             self.edge.send_prompt(ask)
 
     def say(self, event: Event) -> None:
+        self.context.service.counters.said(event)
         self.edge.send(event)
 
     def reply(self, event: Event) -> None:
         """Say C{event}, then prompt for the current state, in one write."""
+        self.context.service.counters.said(event)
         self.edge.send(event, self.state.ask)
 
     def end(self, event: Event) -> None:
@@ -408,6 +410,7 @@ class Session(TimeoutMixin):
         logout, self._logout = self._logout, None
         if logout is not None:
             logout()
+            self.context.service.counters.logouts[self._why or "connection_lost"] += 1
             log.info(
                 "{user} logged out from {host} over {edge}{on_node} after {seconds:.0f} s: {reason}",
                 user=self.name,
@@ -543,6 +546,7 @@ class Session(TimeoutMixin):
         self._logout = logout
         self.state = State.WELCOMING
         self._since = self.context.clock.seconds()
+        self.context.service.counters.logins["resumed" if self.resuming else "ok"] += 1
         log.info(
             "{user} logged in from {host} over {edge}{on_node}{how}",
             user=avatar.name,
@@ -636,6 +640,8 @@ class Session(TimeoutMixin):
 
     def _after_refusal(self, name: str, reason: Refusal, blocked: float) -> None:
         if self.state is State.CLOSED:
+            # Hung up before the answer: the attempt counts all the same.
+            self.context.service.counters.logins[reason.value] += 1
             return
         self.state = State.USERNAME
         self.say(LoginRefused(reason, name))

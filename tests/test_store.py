@@ -59,7 +59,8 @@ def rows_per_conversation(path: str) -> dict[str, int]:
     """The history rows of each conversation, as another connection to the file sees them."""
     with closing(sqlite3.connect(path)) as conn:
         rows = conn.execute(
-            "SELECT c.key, count(*) FROM message AS m JOIN conversation AS c ON c.id = m.conversation GROUP BY c.key"
+            "SELECT c.key, count(*) FROM message AS m"
+            " JOIN conversation AS c ON c.id = m.conversation GROUP BY c.key"
         )
         return dict(rows.fetchall())
 

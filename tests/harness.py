@@ -246,6 +246,7 @@ class Harness:
         max_backlog: int = 256 * 1024,
         hold_logins: bool = False,
         tokens: bool = False,
+        admins: frozenset[str] = frozenset(),
     ) -> None:
         """
         @param tokens: issue and take resume tokens, as a server with a web
@@ -265,6 +266,7 @@ class Harness:
             descriptors=None,
             max_output_buffer=max_backlog,
             resume_tokens=tokens,
+            admins=admins,
         )
         self.server = build_server(
             config, self.clock, store=self.store, wrap_checker=HeldChecker if hold_logins else None

@@ -30,11 +30,11 @@ from zope.interface import implementer
 from zope.interface.verify import verifyObject
 
 from chat.server.backends.redis import keys
-from chat.server.backends.redis.cluster import RESYNC_INTERVAL, RedisCluster, channels
+from chat.server.backends.redis.cluster import RESYNC_INTERVAL, SESSIONS_TIMEOUT, RedisCluster, channels
 from chat.server.backends.redis.guard import RedisLoginGuard
 from chat.server.backends.redis.link import REPLY_TIMEOUT, RedisLink, Subscriber
 from chat.server.backends.redis.store import RedisStore
-from chat.server.events import Delivery, Kind
+from chat.server.events import Announcement, Delivery, Kind, SessionInfo
 from chat.server.interfaces import (
     AlreadyOnline,
     IParticipant,
@@ -84,6 +84,10 @@ class RecordingListener:
         self.intros: list[tuple[str, str]] = []
         self.inboxes: list[str] = []
         self.evictions: list[tuple[str, IParticipant]] = []
+        #: What an admin elsewhere asked of this node, and the sessions it has.
+        self.kicks: list[tuple[str, str, str]] = []
+        self.announcements: list[Announcement] = []
+        self.sessions: list[SessionInfo] = []
         #: Called on an eviction, after recording it: the service ends the
         #: session there and then, which removes it from the registry.
         self.on_evicted: Callable[[str, IParticipant], None] | None = None
@@ -107,6 +111,15 @@ class RecordingListener:
         self.evictions.append((name, participant))
         if self.on_evicted is not None:
             self.on_evicted(name, participant)
+
+    def local_sessions(self) -> list[SessionInfo]:
+        return list(self.sessions)
+
+    def remote_kick(self, name: str, by: str, why: str) -> None:
+        self.kicks.append((name, by, why))
+
+    def remote_announcement(self, announcement: Announcement) -> None:
+        self.announcements.append(announcement)
 
 
 class Node:
@@ -436,6 +449,56 @@ class ResyncTests(ClusterTestCase):
         self.server.command("HSET", keys.ONLINE, "ghost", "c some-claim")
         self.b.clock.advance(RESYNC_INTERVAL)
         await until(lambda: "ghost" in self.b.cluster.present, "node b's own resync finds ghost")
+
+
+class AdminRequestTests(ClusterTestCase):
+    """An admin's requests reach every node, and the sessions of every node come back."""
+
+    def info(self, user: str, node: str) -> SessionInfo:
+        return SessionInfo(user, "tcp", "10.0.0.1", node, 1000.0, 1010.5)
+
+    async def test_the_sessions_of_the_other_nodes_come_back(self) -> None:
+        self.b.listener.sessions = [self.info("seas", "b"), self.info("google", "b")]
+        self.a.listener.sessions = [self.info("columbia", "a")]
+        elsewhere, unanswered = await self.a.cluster.sessions()
+        by_user = sorted(elsewhere, key=lambda s: s.user)
+        self.assertEqual(by_user, [self.info("google", "b"), self.info("seas", "b")])
+        self.assertEqual(unanswered, 0)
+
+    async def test_a_node_that_does_not_answer_is_counted_once_the_time_is_up(self) -> None:
+        # A third subscriber of the admins' channel that never answers: a
+        # node that is stalled, or of an older version.
+        endpoint = clientFromString(reactor, self.server.endpoint)
+        silent = Subscriber(endpoint, reactor, [keys.ADMIN_CHANNEL], lambda channel, text: None)
+        self.addCleanup(silent.stop)
+        await silent.start()
+        heard: list[str] = []
+
+        def spy(channel: str, text: str) -> None:
+            heard.append(text)
+            self.a.cluster.message(channel, text)
+
+        self.a.subscriber.receiver = spy
+        asked = self.a.cluster.sessions()
+        # Node b answers (on node a's channel); the silent one never does.
+        await until(lambda: any('"from":"b"' in text for text in heard), "node b answers")
+        self.assertNoResult(asked)
+        self.a.clock.advance(SESSIONS_TIMEOUT)
+        elsewhere, unanswered = await asked
+        self.assertEqual((elsewhere, unanswered), ([], 1))
+
+    async def test_a_kick_reaches_every_other_node(self) -> None:
+        self.a.cluster.kick("seas", "columbia", "spam")
+        await until(lambda: self.b.listener.kicks, "node b hears the kick")
+        self.assertEqual(self.b.listener.kicks, [("seas", "columbia", "spam")])
+        self.assertEqual(self.a.listener.kicks, [])
+
+    async def test_an_announcement_reaches_every_other_node_with_its_time(self) -> None:
+        sent = Announcement("restart at noon", 1234.5, "columbia")
+        self.a.cluster.announce(sent)
+        await until(lambda: self.b.listener.announcements, "node b hears the announcement")
+        self.assertEqual(self.b.listener.announcements, [sent])
+        self.assertEqual(self.a.listener.announcements, [])
 
 
 class NodeFailureTests(ClusterTestCase):

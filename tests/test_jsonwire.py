@@ -589,8 +589,30 @@ class RequestTests(unittest.TestCase):
                 "logout",
                 "active",
                 "ack",
+                "sessions",
+                "kick",
+                "announce",
             },
         )
+
+    def test_the_admins_requests_are_parsed_for_admins(self) -> None:
+        def admin(**obj: Any) -> Any:
+            return parse_request(json.dumps(obj), admin=True)
+
+        self.assertEqual(admin(type="sessions"), commands.ListSessions())
+        self.assertEqual(admin(type="kick", user="seas"), commands.Kick("seas", ""))
+        self.assertEqual(admin(type="kick", user="seas", reason=" spam "), commands.Kick("seas", "spam"))
+        self.assertEqual(admin(type="kick"), BadRequest("missing_field", "user"))
+        self.assertEqual(admin(type="announce", text="restart at noon"), commands.Announce("restart at noon"))
+        self.assertIsInstance(admin(type="announce", text=""), events.BadUsage)
+
+    def test_the_admins_requests_are_unknown_types_to_everyone_else(self) -> None:
+        """The same answer as a type that does not exist, so they do not advertise themselves."""
+        for kind in ("sessions", "kick", "announce"):
+            self.assertEqual(
+                request(type=kind, user="seas", text="hi"), BadRequest("unknown_type", "type", kind)
+            )
+        self.assertEqual(request(type="help", command="kick"), events.UnknownCommand("kick", None))
 
 
 class BadRequestTests(unittest.TestCase):

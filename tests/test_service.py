@@ -13,7 +13,7 @@ from zope.interface import implementer
 from chat.server.backends.memory import MemoryStore
 from chat.server.batching import newest_per_conversation
 from chat.server.edges.text import TEXT
-from chat.server.events import Delivery, Goodbye, Kind, StoredMessage
+from chat.server.events import Delivery, Goodbye, Kind, SessionInfo, StoredMessage
 from chat.server.interfaces import IChatUser, IParticipant, Joining
 from chat.server.realm import ChatRealm, ChatUser
 from chat.server.service import ChatService
@@ -29,6 +29,7 @@ class Recipient:
     def __init__(self) -> None:
         self.received: list[object] = []
         self.kept: list[StoredMessage] = []
+        self.goodbyes: list[Goodbye] = []
 
     def deliver(self, payload: object) -> None:
         self.received.append(payload)
@@ -38,7 +39,11 @@ class Recipient:
         self.kept.extend(messages)
 
     def goodbye(self, reason: Goodbye) -> Deferred[None]:
+        self.goodbyes.append(reason)
         return succeed(None)
+
+    def about(self) -> SessionInfo | None:
+        return None
 
 
 class ServiceTests(unittest.TestCase):

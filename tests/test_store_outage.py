@@ -16,7 +16,7 @@ from zope.interface import implementer
 
 from chat.server.backends.memory import MemoryStore
 from chat.server.conversations import EVERYONE
-from chat.server.events import Broadcasted, Delivery, Kind
+from chat.server.events import Announcement, Broadcasted, Delivery, Kind, SessionInfo
 from chat.server.health import Health
 from chat.server.interfaces import IPeerListener, IPeers, IRegistry
 from chat.server.registry import LocalRegistry
@@ -168,6 +168,15 @@ class TwoNodes(LocalRegistry):
         pass
 
     def intro_changed(self, name: str, text: str) -> None:
+        pass
+
+    def sessions(self) -> Deferred[tuple[list[SessionInfo], int]]:
+        return succeed(([], 0))
+
+    def kick(self, name: str, by: str, why: str) -> None:
+        pass
+
+    def announce(self, announcement: Announcement) -> None:
         pass
 
     def stop(self) -> Deferred[None]:

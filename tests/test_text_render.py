@@ -86,7 +86,7 @@ def all_help() -> Help:
     return Help(
         tuple(
             HelpTopic(name, commands.usage(name, limits), commands.COMMANDS[name].summary)
-            for name in commands.COMMAND_NAMES
+            for name in commands.PUBLIC_NAMES
         )
     )
 
@@ -299,7 +299,7 @@ class RosterTextTests(unittest.TestCase):
 
 
 class HelpTextTests(unittest.TestCase):
-    def test_help_lists_every_command_with_its_usage_and_summary(self) -> None:
+    def test_help_lists_every_command_a_user_may_run_with_its_usage_and_summary(self) -> None:
         self.assertEqual(
             encode(all_help(), Ask.COMMAND).decode(),
             "Commands:\r\n"
@@ -392,6 +392,10 @@ class GoodbyeTextTests(unittest.TestCase):
                 Goodbye(Reason.REMOVED, "columbia"),
                 "The user columbia no longer exists on this server; this session is closed.",
             ),
+            Reason.KICKED: (
+                Goodbye(Reason.KICKED, "seas", by="columbia", why="spamming"),
+                "You were disconnected by the admin columbia: spamming",
+            ),
         }
         self.assertEqual(set(expected), set(Reason))
         for reason, (event, sentence) in expected.items():
@@ -473,6 +477,7 @@ class ErrorTextTests(unittest.TestCase):
         ("whoelse now", "no_arguments", "whoelse takes no arguments. Usage: whoelse"),
         ("logout now", "no_arguments", "logout takes no arguments. Usage: logout"),
         ("help wholast logout", "one_topic", "help takes at most one command name. Usage: help [COMMAND]"),
+        ("kick", "missing_user", "Missing user name. Usage: kick USER [REASON]"),
     )
 
     def test_every_usage_problem_of_the_parser_has_its_sentence(self) -> None:
@@ -481,7 +486,7 @@ class ErrorTextTests(unittest.TestCase):
         the problem the parser actually reports, with the fields it fills.
         """
         for line, problem, sentence in self.BAD_USAGE:
-            result = commands.parse(line)
+            result = commands.parse(line, admin=True)
             assert isinstance(result, BadUsage), (line, result)
             self.assertEqual(result.problem, problem, line)
             self.assertEqual(render(result), sentence, line)
@@ -613,6 +618,10 @@ class EncodeTests(unittest.TestCase):
             Presence: Presence("seas", True, T0),
             Goodbye: Goodbye(Reason.SHUTDOWN),
             Delivery: private("columbia", "hi"),
+            events.Sessions: events.Sessions((), T0),
+            events.Kicked: events.Kicked("seas", 1, False),
+            events.Announcement: events.Announcement("restart at noon", T0, "columbia"),
+            events.Announced: events.Announced(3, False),
             UnknownCommand: UnknownCommand("x", None),
             BadUsage: commands.parse("wholast"),
             TooLong: TooLong(501, 500),

@@ -73,6 +73,8 @@ class ServerConfig:
     web_hosts: tuple[str, ...] = ()
     #: Whether resume tokens are issued (pages reconnect with them).
     resume_tokens: bool = True
+    #: The users who may use the admins' commands.
+    admins: frozenset[str] = frozenset()
 
 
 @attrs.define
@@ -112,7 +114,9 @@ def build_server(
     if config.redis is None:
         if store is None:
             store = open_store(config.database, reactor, config.history)
-        service = ChatService(frozenset(config.users), store, reactor, history=config.history)
+        service = ChatService(
+            frozenset(config.users), store, reactor, history=config.history, admins=config.admins
+        )
         guard = LoginGuard(reactor, config.max_attempts, config.block_time)
     else:
         service, guard = _node(config, config.redis, reactor)
@@ -176,5 +180,7 @@ def _node(config: ServerConfig, redis: RedisConfig, reactor: Any) -> tuple[ChatS
         store_link=link,
     )
     users = frozenset(config.users)
-    service = ChatService(users, store, reactor, registry=cluster, peers=cluster, history=config.history)
+    service = ChatService(
+        users, store, reactor, registry=cluster, peers=cluster, history=config.history, admins=config.admins
+    )
     return service, guard

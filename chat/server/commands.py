@@ -94,8 +94,56 @@ class Logout:
     command: ClassVar[str] = "logout"
 
 
-Command = WhoElse | WhoLast | Broadcast | BroadcastTo | Message | PersonalIntro | Help | ShowHistory | Logout
-COMMAND_TYPES = (WhoElse, WhoLast, Broadcast, BroadcastTo, Message, PersonalIntro, Help, ShowHistory, Logout)
+# Admins' commands: anyone else is answered as if they did not exist.
+
+
+@attrs.frozen
+class ListSessions:
+    command: ClassVar[str] = "sessions"
+
+
+@attrs.frozen
+class Kick:
+    command: ClassVar[str] = "kick"
+    user: str
+    #: What the user is told, and the log says; may be empty.
+    reason: str = ""
+
+
+@attrs.frozen
+class Announce:
+    command: ClassVar[str] = "announce"
+    text: str
+
+
+Command = (
+    WhoElse
+    | WhoLast
+    | Broadcast
+    | BroadcastTo
+    | Message
+    | PersonalIntro
+    | Help
+    | ShowHistory
+    | Logout
+    | ListSessions
+    | Kick
+    | Announce
+)
+COMMAND_TYPES = (
+    WhoElse,
+    WhoLast,
+    Broadcast,
+    BroadcastTo,
+    Message,
+    PersonalIntro,
+    Help,
+    ShowHistory,
+    Logout,
+    ListSessions,
+    Kick,
+    Announce,
+)
 
 
 # --- rejections ---------------------------------------------------------------
@@ -223,11 +271,9 @@ def _count(count: int, limits: Limits, word: str) -> ShowHistory | BadUsage:
     return ShowHistory(count)
 
 
-def _topic(topic: str) -> Help | UnknownCommand:
-    name = topic.lower()
-    if name not in COMMANDS:
-        return UnknownCommand(topic, closest(name, COMMAND_NAMES))
-    return Help(name)
+def _topic(topic: str) -> Help:
+    """A topic as asked for: whether it is a command the user may know is L{parse}'s to say."""
+    return Help(topic)
 
 
 def _split_word(rest: str) -> tuple[str, str]:
@@ -362,6 +408,34 @@ def _json_help(fields: Fields, limits: Limits) -> Parsed:
     return Help() if topic is None else _topic(topic)
 
 
+def _text_kick(rest: str, limits: Limits) -> Parsed:
+    user, reason = _split_word(rest)
+    if not user:
+        return _bad("kick", "missing_user", limits)
+    return _kick(user, reason, limits)
+
+
+def _json_kick(fields: Fields, limits: Limits) -> Parsed:
+    reason = fields.get("reason", str, "a string", required=False)
+    return _kick(fields.get("user", str, "a user name"), (reason or "").strip(), limits)
+
+
+def _kick(user: str, reason: str, limits: Limits) -> Parsed:
+    if len(reason) > limits.max_message:
+        return TooLong(len(reason), limits.max_message)
+    return Kick(user, reason)
+
+
+def _text_announce(rest: str, limits: Limits) -> Parsed:
+    text = message_text(rest, "announce", limits)
+    return text if not isinstance(text, str) else Announce(text)
+
+
+def _json_announce(fields: Fields, limits: Limits) -> Parsed:
+    text = message_text(fields.text(), "announce", limits)
+    return text if not isinstance(text, str) else Announce(text)
+
+
 # --- the table ------------------------------------------------------------------
 
 
@@ -381,6 +455,9 @@ class Entry:
     parse_json: Callable[[Fields, Limits], Parsed]
     #: The L{chat.server.session.Session} method that runs its values.
     handler: str
+    #: Who may run it: an admin's command does not exist for anyone else
+    #: (not parsed, not suggested, not in C{help}).
+    admin: bool = False
 
 
 COMMANDS: dict[str, Entry] = {
@@ -458,17 +535,56 @@ COMMANDS: dict[str, Entry] = {
             lambda fields, limits: Logout(),
             "do_logout",
         ),
+        Entry(
+            "sessions",
+            "sessions",
+            "every session on every node: user, edge, address, node, since, idle",
+            _no_arguments(ListSessions()),
+            "sessions",
+            lambda fields, limits: ListSessions(),
+            "do_sessions",
+            admin=True,
+        ),
+        Entry(
+            "kick",
+            "kick USER [REASON]",
+            "end USER's sessions everywhere, telling them REASON",
+            _text_kick,
+            "kick",
+            _json_kick,
+            "do_kick",
+            admin=True,
+        ),
+        Entry(
+            "announce",
+            "announce TEXT",
+            "send TEXT to everyone online, from the server",
+            _text_announce,
+            "announce",
+            _json_announce,
+            "do_announce",
+            admin=True,
+        ),
     )
 }
 
 COMMAND_NAMES: tuple[str, ...] = tuple(COMMANDS)
+#: The commands anyone may know of.
+PUBLIC_NAMES: tuple[str, ...] = tuple(name for name, entry in COMMANDS.items() if not entry.admin)
+
+
+def names_for(admin: bool) -> tuple[str, ...]:
+    """The commands a user may run (and be told of)."""
+    return COMMAND_NAMES if admin else PUBLIC_NAMES
+
+
 #: The JSON request types that are commands, and their entries.
 BY_JSON_TYPE: dict[str, Entry] = {entry.json_type: entry for entry in COMMANDS.values()}
 
 
-def parse(line: str, limits: Limits = Limits()) -> Parsed:
+def parse(line: str, limits: Limits = Limits(), admin: bool = False) -> Parsed:
     """
-    Parse one line typed at the ``Command:`` prompt.
+    Parse one line typed at the ``Command:`` prompt, by an admin or not.
 
     Never raises: every string maps to a command or a rejection that can be
     described to the user in one line.
@@ -478,19 +594,33 @@ def parse(line: str, limits: Limits = Limits()) -> Parsed:
         return Blank()
     name = word.lower()
     entry = COMMANDS.get(name)
-    if entry is None:
-        return UnknownCommand(word, closest(name, COMMAND_NAMES))
-    return entry.parse_text(rest, limits)
+    if entry is None or (entry.admin and not admin):
+        return UnknownCommand(word, closest(name, names_for(admin)))
+    return _known_topic(entry.parse_text(rest, limits), admin)
 
 
-def parse_json(kind: str, obj: Mapping[str, Any], limits: Limits = Limits()) -> Parsed | None:
+def parse_json(
+    kind: str, obj: Mapping[str, Any], limits: Limits = Limits(), admin: bool = False
+) -> Parsed | None:
     """
     The command a JSON request of type C{kind} asks for, or a rejection;
-    None if C{kind} is no command.
+    None if C{kind} is no command (or one only admins have, and C{admin} is
+    false).
 
     @raise FieldError: a field is missing or of the wrong type.
     """
     entry = BY_JSON_TYPE.get(kind)
-    if entry is None:
+    if entry is None or (entry.admin and not admin):
         return None
-    return entry.parse_json(Fields(obj), limits)
+    return _known_topic(entry.parse_json(Fields(obj), limits), admin)
+
+
+def _known_topic(parsed: Parsed, admin: bool) -> Parsed:
+    """C{help TOPIC} for a command the user may run, or the answer to an unknown one."""
+    if not isinstance(parsed, Help) or parsed.topic is None:
+        return parsed
+    name = parsed.topic.lower()
+    entry = COMMANDS.get(name)
+    if entry is None or (entry.admin and not admin):
+        return UnknownCommand(parsed.topic, closest(name, names_for(admin)))
+    return Help(name)

@@ -113,6 +113,8 @@ class History:
 @attrs.frozen
 class Welcome:
     name: str
+    #: Whether the user may use the admins' commands (a page shows their menu).
+    admin: bool = False
 
 
 class Refusal(enum.Enum):
@@ -246,6 +248,8 @@ class Reason(enum.Enum):
     REPLACED = "replaced"
     #: The user is no longer in the users file (reloaded).
     REMOVED = "removed"
+    #: An admin ended the session (C{kick}).
+    KICKED = "kicked"
 
 
 @attrs.frozen
@@ -256,6 +260,64 @@ class Goodbye:
     name: str | None = None
     #: The timeout that ended it, for IDLE and LOGIN_TIMEOUT.
     seconds: float = 0
+    #: For KICKED: the admin, and what they said (may be empty).
+    by: str | None = None
+    why: str = ""
+
+
+# --- for admins -----------------------------------------------------------------
+
+
+@attrs.frozen
+class SessionInfo:
+    """One logged-in session, as an admin sees it."""
+
+    user: str
+    #: The edge: C{tcp} or C{web}.
+    edge: str
+    address: str
+    #: The node it is on (None: a server on its own).
+    node: str | None
+    #: When it logged in, and when its user last did something.
+    since: float
+    active: float
+
+
+@attrs.frozen
+class Sessions:
+    """Every session the admin's question reached, and how many nodes did not answer in time."""
+
+    sessions: tuple[SessionInfo, ...]
+    #: When the list was made: idle times are counted to it.
+    at: float
+    unanswered: int = 0
+
+
+@attrs.frozen
+class Kicked:
+    """What a C{kick} did: the sessions ended here, and whether the user was on another node."""
+
+    user: str
+    here: int
+    elsewhere: bool
+
+
+@attrs.frozen
+class Announcement:
+    """A message from the server (an admin's C{announce}) to everyone online."""
+
+    text: str
+    sent_at: float
+    #: The admin who sent it: for the log, not shown to users.
+    by: str = attrs.field(repr=False, default="")
+
+
+@attrs.frozen
+class Announced:
+    """What an C{announce} reached: the users online here, and whether other nodes were told."""
+
+    here: int
+    nodes: bool
 
 
 # --- errors -----------------------------------------------------------------
@@ -305,12 +367,14 @@ class IntroTooLong:
 
 @attrs.frozen
 class UnknownUsers:
-    """Recipients that are not users; nothing was sent to anyone."""
+    """Names that are not users, so the command did nothing (sent nothing, kicked nobody)."""
 
     code: ClassVar[str] = "unknown_user"
     names: tuple[str, ...]
     #: The closest real username for each of C{names}, or None.
     suggestions: tuple[str | None, ...]
+    #: The command that named them, when it sends nothing (C{kick}).
+    command: str | None = None
 
 
 @attrs.frozen
@@ -389,5 +453,9 @@ Event = (
     | Presence
     | Goodbye
     | Delivery
+    | Sessions
+    | Kicked
+    | Announcement
+    | Announced
     | Error
 )

@@ -16,13 +16,18 @@ from zope.interface import Attribute, Interface
 
 if TYPE_CHECKING:
     from chat.server.events import (
+        Announced,
+        Announcement,
         Ask,
         Broadcasted,
         Delivery,
         Event,
         Goodbye,
+        Kicked,
         Receipt,
         RosterEntry,
+        SessionInfo,
+        Sessions,
         StoredMessage,
     )
 
@@ -76,6 +81,9 @@ class IParticipant(Interface):
 
     def goodbye(reason: Goodbye) -> Deferred[None]:
         """Say C{reason}, end the session; fires once it is closed."""
+
+    def about() -> SessionInfo | None:
+        """The session as an admin sees it; None until it has logged in."""
 
 
 class IEdge(IParticipant):
@@ -167,6 +175,19 @@ class IChatUser(Interface):
 
     def logout() -> None:
         """The session ended: the user is offline (here)."""
+
+
+class IAdmin(IChatUser):
+    """What an admin can do besides (the avatar of a user named by C{--admins})."""
+
+    def sessions() -> Deferred[Sessions]:
+        """Every session on every node that answers in time."""
+
+    def kick(user: str, why: str) -> Kicked:
+        """End C{user}'s sessions everywhere, telling them C{why}."""
+
+    def announce(text: str) -> Announced:
+        """Send C{text} to everyone online, from the server."""
 
 
 class AlreadyOnline(Exception):
@@ -351,6 +372,15 @@ class IPeerListener(Interface):
         elsewhere, or a login while this node was cut off): end it.
         """
 
+    def local_sessions() -> list[SessionInfo]:
+        """The logged-in sessions of this node, for an admin of another."""
+
+    def remote_kick(name: str, by: str, why: str) -> None:
+        """An admin of another node kicked C{name}: end their session here, if any."""
+
+    def remote_announcement(announcement: Announcement) -> None:
+        """An admin of another node spoke to everyone."""
+
 
 class IPeers(Interface):
     """
@@ -377,6 +407,18 @@ class IPeers(Interface):
 
     def intro_changed(name: str, text: str) -> None:
         """Tell the other nodes of a new personal introduction."""
+
+    def sessions() -> Deferred[tuple[list[SessionInfo], int]]:
+        """
+        The sessions of the other nodes, and how many nodes did not answer
+        within a few seconds (or could not be asked).
+        """
+
+    def kick(name: str, by: str, why: str) -> None:
+        """Ask every other node to end C{name}'s session."""
+
+    def announce(announcement: Announcement) -> None:
+        """Show C{announcement} to the users of the other nodes."""
 
     def stop() -> Deferred[None]:
         """Leave the cluster: release this node's users, stop its heartbeat."""

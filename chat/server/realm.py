@@ -16,8 +16,18 @@ from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
-from chat.server.events import Broadcasted, Delivery, Kind, Receipt, RosterEntry, StoredMessage
-from chat.server.interfaces import IChatUser, IParticipant, Joining
+from chat.server.events import (
+    Announced,
+    Broadcasted,
+    Delivery,
+    Kicked,
+    Kind,
+    Receipt,
+    RosterEntry,
+    Sessions,
+    StoredMessage,
+)
+from chat.server.interfaces import IAdmin, IChatUser, IParticipant, Joining
 from chat.server.service import ChatService
 
 
@@ -71,6 +81,21 @@ class ChatUser:
         self.service.leave(self.name, self.participant)
 
 
+@implementer(IAdmin)
+@attrs.define(slots=True, eq=False)
+class AdminUser(ChatUser):
+    """The avatar of a user named by C{--admins}: a user, and an admin."""
+
+    def sessions(self) -> Deferred[Sessions]:
+        return self.service.admin.sessions(self.name)
+
+    def kick(self, user: str, why: str) -> Kicked:
+        return self.service.admin.kick(self.name, user, why)
+
+    def announce(self, text: str) -> Announced:
+        return self.service.admin.announce(self.name, text)
+
+
 @implementer(IRealm)
 class ChatRealm:
     """Hands a logged-in user their L{ChatUser}; the mind says who receives their messages."""
@@ -89,7 +114,8 @@ class ChatRealm:
         joined = self.service.join(name, mind.participant, mind.takeover)
 
         def avatar(_: object) -> tuple[Any, Any, Callable[[], None]]:
-            user = ChatUser(name, self.service, mind.participant)
+            kind = AdminUser if name in self.service.admin.admins else ChatUser
+            user = kind(name, self.service, mind.participant)
             return IChatUser, user, user.logout
 
         return joined.addCallback(avatar)

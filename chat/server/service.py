@@ -26,10 +26,12 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from chat.server import conversations
+from chat.server.admin import Admin
 from chat.server.batching import TRIM_AT_LEAST, TurnBatch, newer, newest_per_conversation
 from chat.server.commands import closest
 from chat.server.counters import Counters
 from chat.server.events import (
+    Announcement,
     Broadcasted,
     Delivery,
     Goodbye,
@@ -39,6 +41,7 @@ from chat.server.events import (
     Reason,
     Receipt,
     RosterEntry,
+    SessionInfo,
     StoredMessage,
 )
 from chat.server.fanout import Fanout, deliver
@@ -91,6 +94,7 @@ class ChatService(Service):
         checkpoint_interval: float = 60.0,
         peers: IPeers | None = None,
         history: int = 200,
+        admins: frozenset[str] = frozenset(),
     ) -> None:
         snapshot = store.snapshot()
         self.users = users
@@ -101,6 +105,7 @@ class ChatService(Service):
         #: Every connection, logged in or not, so that shutdown says goodbye.
         self.sessions: set[IParticipant] = set()
         self.counters = Counters()
+        self.admin = Admin(self, admins)
         self.quiet = QuietLog(log, clock)
         self.new_id = MessageIds()
         self.peers = peers
@@ -552,3 +557,12 @@ class ChatService(Service):
 
     def evicted(self, name: str, participant: IParticipant) -> None:
         participant.goodbye(Goodbye(Reason.REPLACED, name))
+
+    def local_sessions(self) -> list[SessionInfo]:
+        return self.admin.local_sessions()
+
+    def remote_kick(self, name: str, by: str, why: str) -> None:
+        self.admin.remote_kick(name, by, why)
+
+    def remote_announcement(self, announcement: Announcement) -> None:
+        self.admin.remote_announcement(announcement)

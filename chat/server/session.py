@@ -61,11 +61,12 @@ from chat.server.events import (
     Receipt,
     Refusal,
     Roster,
+    SessionInfo,
     StoredMessage,
     UnknownUsers,
     Welcome,
 )
-from chat.server.interfaces import AlreadyOnline, IChatUser, IEdge, Joining, Unavailable
+from chat.server.interfaces import AlreadyOnline, IAdmin, IChatUser, IEdge, Joining, Unavailable
 from chat.server.limits import TokenBucket
 from chat.server.quietlog import QuietLog
 from chat.server.realm import SelfMessage
@@ -166,6 +167,8 @@ class Session(TimeoutMixin):
         self._why: str | None = None
         #: When the user logged in.
         self._since = 0.0
+        #: When the user last sent a command (for an admin's C{sessions}).
+        self._active = 0.0
         #: Stored messages shown to the user and still in the store: they
         #: leave it once the user has shown they got them (L{_acknowledge}).
         self._unacked: list[StoredMessage] = []
@@ -376,6 +379,20 @@ class Session(TimeoutMixin):
         for d in waiters:
             d.callback(None)
 
+    def about(self) -> SessionInfo | None:
+        """This session as an admin sees it, once logged in."""
+        if self.avatar is None or self.state is State.CLOSED:
+            return None
+        edge = self.edge
+        return SessionInfo(
+            self.avatar.name, edge.kind, edge.peer_host, self.context.service.node, self._since, self._active
+        )
+
+    @property
+    def admin(self) -> bool:
+        """Whether the user may use the admins' commands (the others are told they do not exist)."""
+        return IAdmin.providedBy(self.avatar)
+
     # --- output helpers ---------------------------------------------------------
 
     def prompt(self) -> None:
@@ -545,7 +562,7 @@ class Session(TimeoutMixin):
         self.name = avatar.name  # a resumed session was never asked for it
         self._logout = logout
         self.state = State.WELCOMING
-        self._since = self.context.clock.seconds()
+        self._since = self._active = self.context.clock.seconds()
         self.context.service.counters.logins["resumed" if self.resuming else "ok"] += 1
         log.info(
             "{user} logged in from {host} over {edge}{on_node}{how}",
@@ -562,7 +579,7 @@ class Session(TimeoutMixin):
         settings = self.context.settings
         if not settings.exempt.covers(self.edge.peer_host):
             self._bucket = TokenBucket.full(settings.rate, settings.burst, now)
-        self.say(Welcome(avatar.name))
+        self.say(Welcome(avatar.name, IAdmin.providedBy(avatar)))
         avatar.offline_messages().addBoth(self._welcome)
 
     def _welcome(self, offline: list[StoredMessage] | Failure) -> None:
@@ -665,8 +682,9 @@ class Session(TimeoutMixin):
         the session is ended) and False returned.
         """
         self.resetTimeout()
+        now = self._active = self.context.clock.seconds()
         bucket = self._bucket
-        if bucket is not None and not bucket.take(self.context.clock.seconds()):
+        if bucket is not None and not bucket.take(now):
             self._refused += 1
             if self._refused >= self.context.settings.flood_disconnect:
                 self.quiet.warn(
@@ -685,7 +703,7 @@ class Session(TimeoutMixin):
     def line_COMMAND(self, text: str) -> None:
         if not self._admit():
             return
-        parsed = commands.parse(text, self.context.settings.limits)
+        parsed = commands.parse(text, self.context.settings.limits, self.admin)
         if isinstance(parsed, commands.COMMAND_TYPES):
             self._dispatch(parsed)
         elif isinstance(parsed, commands.Blank):
@@ -809,9 +827,31 @@ class Session(TimeoutMixin):
             return HelpTopic(name, commands.usage(name, limits), commands.COMMANDS[name].summary)
 
         if cmd.topic is None:
-            self.reply(Help(tuple(topic(name) for name in commands.COMMAND_NAMES)))
+            self.reply(Help(tuple(topic(name) for name in commands.names_for(self.admin))))
         else:
             self.reply(Help((topic(cmd.topic),), single=True))
+
+    # --- the admins' commands (the parser gives them to admins alone) --------------
+
+    def do_sessions(self, _: commands.ListSessions) -> None:
+        admin = IAdmin(self.avatar)
+
+        def failed(f: Failure) -> None:
+            self._store_failed(f, "could not list the sessions for {user}", Fault.SERVER_ERROR)
+
+        self._wait(admin.sessions(), self.say, failed)
+
+    def do_kick(self, cmd: commands.Kick) -> None:
+        admin = IAdmin(self.avatar)
+        try:
+            kicked = admin.kick(cmd.user, cmd.reason)
+        except UnknownUser as e:
+            self.reply(UnknownUsers(e.names, e.suggestions, cmd.command))
+            return
+        self.reply(kicked)
+
+    def do_announce(self, cmd: commands.Announce) -> None:
+        self.reply(IAdmin(self.avatar).announce(cmd.text))
 
     def do_logout(self, _: commands.Logout) -> None:
         # A clean logout: whatever was shown has been seen, and no token

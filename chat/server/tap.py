@@ -27,7 +27,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.python.failure import Failure
 
-from chat.server.auth import PlainSecret, UsersFileError, load_users
+from chat.server.auth import PlainSecret, UsersFileError, load_users, valid_name
 from chat.server.build import RedisConfig, ServerConfig, build_server
 from chat.server.commands import Limits
 from chat.server.context import Settings
@@ -122,6 +122,12 @@ class Options(usage.Options):
         ["port", "p", "tcp:4119", "Server endpoint to listen on; a bare number means TCP on that port."],
         ["users", "u", "user_pass.txt", "The users file: '<username> <password>' per line."],
         [
+            "admins",
+            None,
+            "",
+            "Users (comma-separated) who may list sessions, kick users and announce to everyone.",
+        ],
+        [
             "database",
             "d",
             "chat.sqlite",
@@ -201,6 +207,10 @@ class Options(usage.Options):
             self["users-db"] = load_users(self["users"])
         except UsersFileError as e:
             raise usage.UsageError(str(e)) from None
+        self["admin-names"] = frozenset(a.strip() for a in self["admins"].split(",") if a.strip())
+        bad = sorted(a for a in self["admin-names"] if not valid_name(a))
+        if bad:
+            raise usage.UsageError(f"--admins: {bad[0]!r} is not a user name")
         self._cluster_options()
 
     def _cluster_options(self) -> None:
@@ -338,6 +348,7 @@ def server_config(options: Options) -> ServerConfig:
         max_output_buffer=options["max-output-buffer"],
         web_origins=options["web-origins"],
         web_hosts=options["web-hosts"],
+        admins=options["admin-names"],
     )
 
 
@@ -357,6 +368,8 @@ def makeService(options: Options, reactor: Any = None) -> IService:
             raise
         raise SystemExit(f"twistd chat: --redis {options['redis']!r} is not usable: {e}") from None
     _warn_about_users_file(options["users"], options["users-db"])
+    for name in sorted(options["admin-names"] - set(options["users-db"])):
+        log.warn("--admins names {name}, who is not in {path}", name=name, path=options["users"])
     service = server.service
     assert server.users_file is not None
 

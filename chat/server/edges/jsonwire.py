@@ -29,6 +29,8 @@ from zope.interface import implementer
 from chat.server import commands
 from chat.server.edges import text
 from chat.server.events import (
+    Announced,
+    Announcement,
     Arrived,
     Ask,
     BadUsage,
@@ -41,6 +43,7 @@ from chat.server.events import (
     Help,
     History,
     IntroTooLong,
+    Kicked,
     LineTooLong,
     LoginRefused,
     Notice,
@@ -49,6 +52,7 @@ from chat.server.events import (
     RateLimited,
     Receipt,
     Roster,
+    Sessions,
     TooLong,
     TooManyConnections,
     UnknownCommand,
@@ -91,7 +95,10 @@ def as_json(event: Any) -> Any:
 
 @as_json.register
 def _welcome(event: Welcome) -> dict[str, Any]:
-    return {"type": "welcome", "name": event.name, "text": text.render(event)}
+    out: dict[str, Any] = {"type": "welcome", "name": event.name, "text": text.render(event)}
+    if event.admin:
+        out["admin"] = True
+    return out
 
 
 @as_json.register
@@ -199,7 +206,52 @@ def _presence(event: Presence) -> dict[str, Any]:
 
 @as_json.register
 def _goodbye(event: Goodbye) -> dict[str, Any]:
-    return {"type": "goodbye", "reason": event.reason.value, "text": text.render(event)}
+    out: dict[str, Any] = {"type": "goodbye", "reason": event.reason.value, "text": text.render(event)}
+    if event.by is not None:
+        out["by"] = event.by
+        out["why"] = event.why
+    return out
+
+
+@as_json.register
+def _sessions(event: Sessions) -> dict[str, Any]:
+    return {
+        "type": "sessions",
+        "time": event.at,
+        "unanswered": event.unanswered,
+        "sessions": [
+            {
+                "user": s.user,
+                "edge": s.edge,
+                "address": s.address,
+                "node": s.node,
+                "since": s.since,
+                "idle": max(0.0, event.at - s.active),
+            }
+            for s in event.sessions
+        ],
+    }
+
+
+@as_json.register
+def _kicked(event: Kicked) -> dict[str, Any]:
+    return {
+        "type": "kicked",
+        "user": event.user,
+        "here": event.here,
+        "elsewhere": event.elsewhere,
+        "text": text.render(event),
+    }
+
+
+@as_json.register
+def _announcement(event: Announcement) -> dict[str, Any]:
+    return {"type": "announcement", "text": event.text, "time": event.sent_at}
+
+
+@as_json.register
+def _announced(event: Announced) -> dict[str, Any]:
+    return {"type": "announced", "here": event.here, "nodes": event.nodes, "text": text.render(event)}
 
 
 def _error(event: Any) -> dict[str, Any]:
@@ -465,11 +517,11 @@ def _has_lone_surrogate(value: object) -> bool:
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def parse_request(data: str, limits: commands.Limits = DEFAULT_LIMITS) -> Any:
+def parse_request(data: str, limits: commands.Limits = DEFAULT_LIMITS, admin: bool = False) -> Any:
     """
     One message from a browser, as a L{Request}, an error event of the
-    command language (the same as the text protocol's), or a L{BadRequest}.
-    Never raises.
+    command language (the same as the text protocol's), or a L{BadRequest};
+    the admins' commands only if C{admin}.  Never raises.
     """
     if too_deep(data):
         return BadRequest("bad_json")
@@ -492,7 +544,7 @@ def parse_request(data: str, limits: commands.Limits = DEFAULT_LIMITS) -> Any:
         request = _REQUESTS.get(kind)
         if request is not None:
             return request(commands.Fields(obj))
-        parsed = commands.parse_json(kind, obj, limits)
+        parsed = commands.parse_json(kind, obj, limits, admin)
     except commands.FieldError as e:
         return BadRequest(e.code, e.field, e.what)
     if parsed is None:

@@ -31,6 +31,7 @@ from chat.server.events import (
     Fault,
     Goodbye,
     LineTooLong,
+    SessionInfo,
     StoredMessage,
     TooManyConnections,
 )
@@ -268,6 +269,9 @@ class ChatProtocol(BoundedOutput, LineReceiver):
 
     def goodbye(self, reason: Goodbye) -> Deferred[None]:
         return self.session.goodbye(reason)
+
+    def about(self) -> SessionInfo | None:
+        return self.session.about()
 
     def _reroute(self) -> None:
         """

@@ -21,6 +21,8 @@ from typing import Any
 from zope.interface import implementer
 
 from chat.server.events import (
+    Announced,
+    Announcement,
     Arrived,
     Ask,
     BadUsage,
@@ -33,6 +35,7 @@ from chat.server.events import (
     Help,
     History,
     IntroTooLong,
+    Kicked,
     LineTooLong,
     LoginRefused,
     Note,
@@ -44,6 +47,7 @@ from chat.server.events import (
     Receipt,
     Refusal,
     Roster,
+    Sessions,
     TooLong,
     TooManyConnections,
     UnknownCommand,
@@ -257,12 +261,64 @@ _GOODBYES: dict[Reason, Callable[[Goodbye], str]] = {
     Reason.SERVER_ERROR: lambda e: "Login failed because of a server error. Disconnecting.",
     Reason.REPLACED: lambda e: "You were logged in again from somewhere else; this session is closed.",
     Reason.REMOVED: lambda e: f"The user {e.name} no longer exists on this server; this session is closed.",
+    Reason.KICKED: lambda e: f"You were disconnected by the admin {e.by}" + (f": {e.why}" if e.why else "."),
 }
 
 
 @render.register
 def _goodbye(event: Goodbye) -> str:
     return _GOODBYES[event.reason](event)
+
+
+# --- for admins ---------------------------------------------------------------
+
+
+def _idle(seconds: float) -> str:
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+@render.register
+def _sessions(event: Sessions) -> str:
+    rows = [("USER", "EDGE", "ADDRESS", "NODE", "SINCE (UTC)", "IDLE")]
+    for s in event.sessions:
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(s.since))
+        rows.append((s.user, s.edge, s.address, s.node or "-", since, _idle(event.at - s.active)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    header = f"{plural(len(event.sessions), 'session')}:"
+    if event.unanswered:
+        header += f" ({plural(event.unanswered, 'node')} did not answer in time)"
+    lines = [header]
+    if event.sessions:
+        lines.extend(
+            "  " + "  ".join(f"{cell:<{w}}" for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows
+        )
+    return "\n".join(lines)
+
+
+@render.register
+def _kicked(event: Kicked) -> str:
+    if event.here:
+        return f"Disconnected {event.user}; they cannot resume the session without their password."
+    if event.elsewhere:
+        return f"Asked the other nodes to disconnect {event.user}."
+    return f"{event.user} is not online; any saved sessions of theirs were revoked."
+
+
+@render.register
+def _announcement(event: Announcement) -> str:
+    return f"*** Announcement from the server: {event.text}"
+
+
+@render.register
+def _announced(event: Announced) -> str:
+    where = " and to the other nodes" if event.nodes else ""
+    return f"Announced to {plural(event.here, 'user')} here{where}."
 
 
 # --- errors -----------------------------------------------------------------
@@ -294,6 +350,7 @@ _PROBLEMS: dict[str, Callable[[BadUsage], str]] = {
     "missing_recipient": lambda e: "Missing recipient and text",
     "no_arguments": lambda e: f"{e.command} takes no arguments",
     "one_topic": lambda e: "help takes at most one command name",
+    "missing_user": lambda e: "Missing user name",
 }
 
 
@@ -320,7 +377,9 @@ def _unknown_users(event: UnknownUsers) -> str:
             parts.append(f"No user named '{name}'; did you mean '{hint}'?")
         else:
             parts.append(f"No user named '{name}'.")
-    return " ".join(parts) + " Nothing was sent."
+    return " ".join(parts) + (
+        " Nobody was disconnected." if event.command == "kick" else " Nothing was sent."
+    )
 
 
 @render.register

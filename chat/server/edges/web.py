@@ -65,7 +65,16 @@ from chat.server.edges import jsonwire
 from chat.server.edges.bounded import BoundedOutput
 from chat.server.edges.tcp import Refuse, host_of
 from chat.server.edges.text import render as sentence
-from chat.server.events import Ask, Event, Goodbye, Reason, StoredMessage, TooManyConnections, Welcome
+from chat.server.events import (
+    Ask,
+    Event,
+    Goodbye,
+    Reason,
+    SessionInfo,
+    StoredMessage,
+    TooManyConnections,
+    Welcome,
+)
 from chat.server.interfaces import IEdge
 from chat.server.limits import Slot
 from chat.server.quietlog import QuietLog
@@ -301,7 +310,8 @@ class ChatWebSocket(BoundedOutput):
         assert session is not None
         if not session.admit_input():
             return
-        request = jsonwire.parse_request(message, self.context.settings.limits)
+        admin = self.session is not None and self.session.admin
+        request = jsonwire.parse_request(message, self.context.settings.limits, admin)
         if isinstance(request, jsonwire.BadRequest):
             self._refuse(request)
         elif isinstance(request, jsonwire.Login | jsonwire.Resume):
@@ -424,6 +434,9 @@ class ChatWebSocket(BoundedOutput):
         if self.session is None:
             return succeed(None)
         return self.session.goodbye(reason)
+
+    def about(self) -> SessionInfo | None:
+        return None if self.session is None else self.session.about()
 
     def _reroute(self) -> None:
         """

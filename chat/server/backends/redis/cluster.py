@@ -34,8 +34,9 @@ from collections.abc import Collection, Iterator, Mapping, Sequence
 from itertools import chain
 from typing import Any
 
+import attrs
 from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, succeed
-from twisted.internet.interfaces import IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -43,7 +44,7 @@ from zope.interface import implementer
 
 from chat.server.backends.redis import keys
 from chat.server.backends.redis.link import RedisError, RedisLink, Subscriber
-from chat.server.events import Delivery
+from chat.server.events import Announcement, Delivery, SessionInfo
 from chat.server.health import Health
 from chat.server.interfaces import (
     AlreadyOnline,
@@ -63,6 +64,9 @@ log = Logger()
 #: Seconds between full reloads of who is online, in case a presence
 #: message was lost (pub/sub is at most once).
 RESYNC_INTERVAL = 30.0
+
+#: Seconds the other nodes have to say what sessions they have.
+SESSIONS_TIMEOUT = 3.0
 
 _CLAIM = f"""
 local cur = redis.call('HGET', KEYS[1], ARGV[1])
@@ -180,6 +184,19 @@ def _number(text: str) -> float:
     return float(text)
 
 
+@attrs.define(eq=False)
+class _Question:
+    """An admin's question to the other nodes: the answers so far, and how many are expected."""
+
+    id: str
+    done: Deferred[tuple[list[SessionInfo], int]]
+    sessions: list[SessionInfo] = attrs.Factory(list)
+    answers: int = 0
+    #: How many nodes heard it, but this one (None until Redis says).
+    expected: int | None = None
+    timeout: IDelayedCall | None = None
+
+
 @implementer(IRegistry, IPeers)
 class RedisCluster:
     """
@@ -233,6 +250,8 @@ class RedisCluster:
         self._pending: set[Deferred[Any]] = set()
         #: Inbox notifications of this turn: node to users.
         self._to_notify: dict[str, set[str]] = {}
+        #: An admin's questions to the other nodes, by id, waiting for answers.
+        self._asking: dict[str, _Question] = {}
         self._listener: IPeerListener | None = None
         #: What fails once per message or user while Redis is away: a line a minute.
         self._quiet = QuietLog(log, clock)
@@ -450,6 +469,101 @@ class RedisCluster:
     def intro_changed(self, name: str, text: str) -> None:
         message = json.dumps({"name": name, "text": text, "node": self.node}, ensure_ascii=False)
         self.link.execute("PUBLISH", keys.INTRO_CHANNEL, message).addErrback(lambda f: None)
+
+    # --- the admins' requests ---------------------------------------------------------
+
+    def _to_admins(self, value: dict[str, Any]) -> Deferred[int]:
+        """Publish to every node's admin channel; fires with how many nodes (this one too) got it."""
+        message = json.dumps({**value, "node": self.node}, ensure_ascii=False, separators=(",", ":"))
+        return self.link.execute("PUBLISH", keys.ADMIN_CHANNEL, message)
+
+    def kick(self, name: str, by: str, why: str) -> None:
+        self._to_admins({"op": "kick", "user": name, "by": by, "why": why}).addErrback(
+            lambda f: self._quiet.warn(
+                "kick not passed on",
+                "a kick was not passed to the other nodes: {why}",
+                why=f.getErrorMessage(),
+            )
+        )
+
+    def announce(self, announcement: Announcement) -> None:
+        value = {
+            "op": "announce",
+            "text": announcement.text,
+            "at": announcement.sent_at,
+            "by": announcement.by,
+        }
+        self._to_admins(value).addErrback(
+            lambda f: self._quiet.warn(
+                "announcement not passed on",
+                "an announcement was not passed to the other nodes: {why}",
+                why=f.getErrorMessage(),
+            )
+        )
+
+    def sessions(self) -> Deferred[tuple[list[SessionInfo], int]]:
+        """
+        Ask every node; each answers on this node's channel.  PUBLISH says
+        how many nodes heard the question, so the answer is complete when
+        that many (but this one) have answered, or after
+        L{SESSIONS_TIMEOUT} seconds with what came.
+        """
+        question = _Question(os.urandom(8).hex(), Deferred())
+        self._asking[question.id] = question
+
+        def heard(nodes: int) -> None:
+            question.expected = max(0, int(nodes) - 1)
+            self._answered(question)
+
+        def not_asked(f: Failure) -> None:
+            # Redis away: nobody could be asked; count the nodes known to have users.
+            question.expected = len(set(self._remote.values()))
+            self._finish(question)
+
+        self._to_admins({"op": "sessions", "id": question.id}).addCallbacks(heard, not_asked)
+        question.timeout = self.clock.callLater(SESSIONS_TIMEOUT, self._finish, question)
+        return question.done
+
+    def _answered(self, question: _Question) -> None:
+        if question.expected is not None and question.answers >= question.expected:
+            self._finish(question)
+
+    def _finish(self, question: _Question) -> None:
+        if self._asking.pop(question.id, None) is None:
+            return
+        if question.timeout is not None and question.timeout.active():
+            question.timeout.cancel()
+        unanswered = max(0, (question.expected or 0) - question.answers)
+        question.done.callback((question.sessions, unanswered))
+
+    def _admin_request(self, listener: IPeerListener, value: dict[str, Any]) -> None:
+        if value.get("node") == self.node:
+            return
+        op = value.get("op")
+        if op == "kick":
+            listener.remote_kick(str(value["user"]), str(value["by"]), str(value["why"]))
+        elif op == "announce":
+            listener.remote_announcement(
+                Announcement(str(value["text"]), float(value["at"]), str(value["by"]))
+            )
+        elif op == "sessions":
+            answer = {
+                "sessions": [keys.session_value(s) for s in listener.local_sessions()],
+                "id": value["id"],
+                "from": self.node,
+            }
+            message = json.dumps(answer, ensure_ascii=False, separators=(",", ":"))
+            self.link.execute("PUBLISH", keys.node_channel(str(value["node"])), message).addErrback(
+                lambda f: None
+            )
+
+    def _sessions_answer(self, value: dict[str, Any]) -> None:
+        question = self._asking.get(str(value["id"]))
+        if question is None:
+            return  # too late: the admin was answered without it
+        question.sessions.extend(keys.session_from_value(v) for v in value["sessions"])
+        question.answers += 1
+        self._answered(question)
 
     def stop(self) -> Deferred[None]:
         """Wait for the releases of the users who left, then leave the cluster cleanly."""
@@ -669,11 +783,15 @@ class RedisCluster:
         elif channel == keys.GUARD_CHANNEL:
             if self._on_guard is not None:
                 self._on_guard(value)
+        elif channel == keys.ADMIN_CHANNEL:
+            self._admin_request(listener, value)
         elif channel == keys.node_channel(self.node):
             for name in value.get("inbox", ()):
                 listener.inbox_ready(name)
             if "evict" in value:
                 self._evict(listener, value["evict"], value["claim"])
+            if "sessions" in value:
+                self._sessions_answer(value)
 
     def _presence(self, listener: IPeerListener, name: str, online: bool, at: float, node: str) -> None:
         if node == self.node:
@@ -705,6 +823,7 @@ def channels(node: str) -> tuple[str, ...]:
         keys.BROADCAST_CHANNEL,
         keys.INTRO_CHANNEL,
         keys.GUARD_CHANNEL,
+        keys.ADMIN_CHANNEL,
         keys.node_channel(node),
     )
 

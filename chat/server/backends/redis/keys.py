@@ -12,7 +12,7 @@ import json
 from typing import Any
 
 from chat.server.conversations import EVERYONE
-from chat.server.events import Delivery, Kind
+from chat.server.events import Delivery, Kind, SessionInfo
 
 PREFIX = "chat:"
 
@@ -66,6 +66,8 @@ PRESENCE_CHANNEL = PREFIX + "presence"
 BROADCAST_CHANNEL = PREFIX + "broadcast"
 INTRO_CHANNEL = PREFIX + "intro"
 GUARD_CHANNEL = PREFIX + "guard"
+#: The admins' requests to every node: kicks, announcements, the sessions.
+ADMIN_CHANNEL = PREFIX + "admin"
 #: Each node's own channel: inbox notifications and evictions for it.
 NODE_CHANNEL = PREFIX + "to:"
 
@@ -99,6 +101,23 @@ def delivery_value(d: Delivery) -> dict[str, Any]:
 
 def delivery_from_value(v: dict[str, Any]) -> Delivery:
     return Delivery(v["from"], v["text"], Kind(v["kind"]), float(v["at"]), v["id"], tuple(v["to"]))
+
+
+def session_value(s: SessionInfo) -> dict[str, Any]:
+    return {
+        "user": s.user,
+        "edge": s.edge,
+        "address": s.address,
+        "node": s.node,
+        "since": s.since,
+        "active": s.active,
+    }
+
+
+def session_from_value(v: dict[str, Any]) -> SessionInfo:
+    return SessionInfo(
+        str(v["user"]), str(v["edge"]), str(v["address"]), v["node"], float(v["since"]), float(v["active"])
+    )
 
 
 def encode_delivery(d: Delivery) -> str:

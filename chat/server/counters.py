@@ -1,13 +1,16 @@
 """
 What the server has done since it started, as plain numbers the service
 and the sessions add to: logins by outcome, messages by kind, deliveries,
-errors by code.  Metrics (L{chat.server.metrics}) read them when scraped;
-keeping them as plain integers costs the hot path an addition, not a lock.
+errors by code; and how long things took (L{Durations}).  Metrics
+(L{chat.server.metrics}) read them when scraped; keeping them as plain
+integers costs the hot path an addition, not a lock.
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 
 import attrs
@@ -37,3 +40,33 @@ class Counters:
             self.errors[error.code] += 1
         elif isinstance(event, LoginRefused):
             self.logins[event.reason.value] += 1
+
+
+class Durations:
+    """
+    How long something took, each time: a count, a sum and fixed buckets,
+    as plain numbers (what a Prometheus histogram shows, without its lock).
+    Recorded and read in the reactor thread only.
+    """
+
+    def __init__(self, bounds: Sequence[float]) -> None:
+        #: The upper bounds of the buckets, in seconds, increasing.
+        self.bounds = tuple(sorted(bounds))
+        #: How many fell in each bucket (not cumulative); the last is above every bound.
+        self.counts = [0] * (len(self.bounds) + 1)
+        self.count = 0
+        self.sum = 0.0
+
+    def record(self, seconds: float) -> None:
+        self.counts[bisect.bisect_left(self.bounds, seconds)] += 1
+        self.count += 1
+        self.sum += seconds
+
+    def cumulative(self) -> list[tuple[float, int]]:
+        """Each bound with how many took at most that long, ending with infinity and the count."""
+        total = 0
+        buckets = []
+        for bound, n in zip((*self.bounds, float("inf")), self.counts, strict=True):
+            total += n
+            buckets.append((bound, total))
+        return buckets

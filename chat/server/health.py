@@ -39,6 +39,8 @@ class Health:
         self.since: float | None = None
         #: Operations refused because it was down, since it went.
         self.refusals = 0
+        #: How many times it went down since the server started.
+        self.outages = 0
         self._waiting: list[Deferred[None]] = []
         self._watchers: list[Callable[[bool], None]] = []
 
@@ -54,6 +56,7 @@ class Health:
         self.reason = why
         self.since = self._clock.seconds()
         self.refusals = 0
+        self.outages += 1
         log.warn("{what} is unavailable: {why}", what=self.what, why=why)
         self._announce(False)
 

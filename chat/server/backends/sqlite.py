@@ -13,6 +13,7 @@ import functools
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
 from chat.server import conversations
+from chat.server.counters import Durations
 from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.health import Backoff, Health
 from chat.server.interfaces import IStore, Snapshot, StoreError, Unavailable
@@ -123,6 +125,10 @@ PROBE_BYTES = 65536
 #: gather before they are copied back into the database.
 CACHE_KIB = 65536
 CHECKPOINT_PAGES = 10000
+
+#: The buckets of how long the writer takes per batch, in seconds (each
+#: commit waits for an fsync: synchronous=FULL).
+COMMIT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 def _check_version(conn: sqlite3.Connection) -> None:
@@ -325,6 +331,12 @@ class SQLiteStore:
         self._reactor = reactor
         self._queue: list[tuple[_Op, Deferred[Any]]] = []
         self._running: Deferred[Any] | None = None
+        #: Operations in the batch being written.
+        self._writing = 0
+        #: How long the writer took for each batch it committed (for the metrics).
+        self.commits = Durations(COMMIT_BUCKETS)
+        #: Operations in those batches.
+        self.operations = 0
         self._closed: Deferred[None] | None = None
         self._pending = _PendingCounts()
         try:
@@ -390,6 +402,11 @@ class SQLiteStore:
     def snapshot(self) -> Snapshot:
         return self._snapshot
 
+    @property
+    def queued(self) -> int:
+        """Operations not done yet: waiting for the writer, or in the batch it is writing."""
+        return len(self._queue) + self._writing
+
     # --- the writer ----------------------------------------------------------
 
     def _submit(self, op: Callable[[sqlite3.Connection], T]) -> Deferred[T]:
@@ -409,9 +426,16 @@ class SQLiteStore:
     def _run_next(self) -> None:
         batch, self._queue = self._queue, []
         ops = [op for op, _ in batch]
-        running = self._in_thread(self._run_batch, ops)
+        self._writing = len(batch)
+        running = self._in_thread(self._timed_batch, ops)
         self._running = running
         running.addBoth(self._batch_done, batch)
+
+    def _timed_batch(self, ops: list[_Op]) -> tuple[list[tuple[bool, Any]], float]:
+        """In the writer thread: L{_run_batch}, and the seconds it took."""
+        started = time.perf_counter()
+        results = self._run_batch(ops)
+        return results, time.perf_counter() - started
 
     def _run_batch(self, ops: list[_Op]) -> list[tuple[bool, Any]]:
         """In the writer thread: run C{ops} in one transaction."""
@@ -443,10 +467,13 @@ class SQLiteStore:
         return results
 
     def _batch_done(
-        self, outcome: list[tuple[bool, Any]] | Failure, batch: list[tuple[_Op, Deferred[Any]]]
+        self,
+        outcome: tuple[list[tuple[bool, Any]], float] | Failure,
+        batch: list[tuple[_Op, Deferred[Any]]],
     ) -> None:
         # Callbacks may queue more work or close the store; while they run,
         # this batch still counts as running, so both just wait their turn.
+        self._writing = 0
         if isinstance(outcome, Failure):
             outcome = self._judge(outcome)
             if not outcome.check(Unavailable):
@@ -454,7 +481,10 @@ class SQLiteStore:
             for _, d in batch:
                 d.errback(outcome)
         else:
-            results = [(ok, result if ok else self._judge(result)) for ok, result in outcome]
+            done, seconds = outcome
+            self.commits.record(seconds)
+            self.operations += len(batch)
+            results = [(ok, result if ok else self._judge(result)) for ok, result in done]
             if all(ok or not result.check(Unavailable) for ok, result in results):
                 self._working()
             for (ok, result), (_, d) in zip(results, batch, strict=True):

@@ -13,12 +13,13 @@ C{chat/server/backends/} chosen here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import attrs
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.portal import Portal
+from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import clientFromString
 from twisted.internet.interfaces import IStreamClientEndpoint
 
@@ -34,6 +35,7 @@ from chat.server.edges.tcp import ChatFactory
 from chat.server.edges.web import ChatSite, make_site
 from chat.server.interfaces import ILoginGuard, IStore
 from chat.server.limits import ConnectionCount
+from chat.server.metrics import Listening, Metrics
 from chat.server.realm import ChatRealm
 from chat.server.reload import UsersFile
 from chat.server.service import ChatService
@@ -94,6 +96,13 @@ class Server:
         """The web edge's site, on the same context (made when asked: a server may have none)."""
         config = self.config
         return make_site(self.context, config.web_origins, config.max_output_buffer, hosts=config.web_hosts)
+
+    def metrics(self, listeners: Sequence[Listening] = (), joined: Deferred[None] | None = None) -> Metrics:
+        """
+        What the metrics port serves (C{--metrics}), reading this server;
+        ready while C{listeners} listen and, in a cluster, once C{joined} fired.
+        """
+        return Metrics(self.service, self.context.clock, listeners, joined)
 
 
 def build_server(

@@ -170,6 +170,13 @@ class Options(usage.Options):
             "This node's name in the cluster (letters, digits, '.', '_', '-'); default HOST-PID.",
         ],
         [
+            "metrics",
+            None,
+            None,
+            "Server endpoint for /metrics (Prometheus), /healthz and /readyz, e.g. "
+            "tcp:9119:interface=127.0.0.1; off if not given.  No authentication: keep it private.",
+        ],
+        [
             "exempt",
             None,
             DEFAULT_EXEMPT,
@@ -359,6 +366,11 @@ def makeService(options: Options, reactor: Any = None) -> IService:
     web_endpoint = None
     if options["web"] is not None:
         web_endpoint = _endpoint(reactor, "--web", options["web"], endpoint_description(options["web"]))
+    metrics_endpoint = None
+    if options["metrics"] is not None:
+        metrics_endpoint = _endpoint(
+            reactor, "--metrics", options["metrics"], endpoint_description(options["metrics"])
+        )
     try:
         server = build_server(server_config(options), reactor)
     except StoreError as e:
@@ -381,10 +393,17 @@ def makeService(options: Options, reactor: Any = None) -> IService:
         joining = JoinCluster(service, options["redis"], reactor)
         joining.setServiceParent(top)
         ready = joining.joined
-    # Added last so that they stop first: no new connections during goodbyes.
-    Listener(endpoint, server.factory, options["port"]).setServiceParent(top)
+    listeners = [Listener(endpoint, server.factory, options["port"])]
     if web_endpoint is not None:
-        Listener(web_endpoint, server.site(), options["web"], "--web").setServiceParent(top)
+        listeners.append(Listener(web_endpoint, server.site(), options["web"], "--web"))
+    if metrics_endpoint is not None:
+        # Before the chat's listeners, so it answers (not ready) while they stop.
+        metrics = server.metrics(listeners, ready if service.peers is not None else None)
+        metrics.setServiceParent(top)
+        Listener(metrics_endpoint, metrics.site, options["metrics"], "--metrics").setServiceParent(top)
+    # Added last so that they stop first: no new connections during goodbyes.
+    for listener in listeners:
+        listener.setServiceParent(top)
     # Last of all, so it says STOPPING=1 first.
     Notifier(reactor, ready).setServiceParent(top)
     return top

@@ -16,9 +16,9 @@ from twisted.internet import reactor as _reactor
 from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 
-from tests.e2e_helpers import Lab, delivered, pause
-from tests.redis_support import redis_server
-from tests.support import ServerProcess
+from tests.e2e.helpers import Lab, delivered, pause
+from tests.e2e.redis_server import redis_server
+from tests.e2e.support import ServerProcess
 
 reactor: Any = _reactor
 

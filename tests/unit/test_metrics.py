@@ -29,7 +29,7 @@ from chat.server.counters import Durations
 from chat.server.health import Health
 from chat.server.metrics import MAX_WAITING_SCRAPES, Busy, ChatCollector, LagMonitor, Metrics, Readiness
 from chat.server.tap import Listener, Options, makeService
-from tests.harness import Harness, OutageStore
+from tests.unit.harness import Harness, OutageStore
 
 reactor: Any = _reactor
 

@@ -1,0 +1,16 @@
+from twisted.trial import unittest
+
+from tests.e2e.support import ServerProcess, login
+
+
+class SmokeTests(unittest.TestCase):
+    async def test_two_users_exchange_a_message(self) -> None:
+        server = ServerProcess(self.mktemp())
+        port = await server.start()
+        self.addCleanup(server.stop)
+        a = await login(port, "columbia")
+        b = await login(port, "seas")
+        a.send("message seas hello there")
+        await b.expect(r"columbia \(private\): hello there")
+        await a.close()
+        await b.close()

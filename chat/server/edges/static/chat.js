@@ -12,6 +12,12 @@
  * a page left alone is, after the server's idle timeout, and then offers to
  * resume with one click.  Stored messages (those of "offline", and live ones
  * marked "stored") are acknowledged ("ack") once shown.
+ *
+ * Announcements (notices from the server to everyone) show in the
+ * conversation in a box of their own.  For an admin (the server's welcome
+ * says "admin": true) the page builds an Admin panel: the sessions on every
+ * server, with a Kick button each, and a form to announce; for anyone else
+ * none of it exists in the page.
  */
 "use strict";
 
@@ -139,6 +145,8 @@
     offering: false,
     // The server does not know "active" and "ack".
     legacy: false,
+    // The Admin button and panel, for an admin only (see buildAdmin), else null.
+    admin: null,
   };
 
   // --- small helpers ----------------------------------------------------------
@@ -599,6 +607,9 @@
       request({ type: "history" }, "history");
       if (state.recent) requestRecent(state.recentMinutes);
       if (!ui.helpPanel.hidden && !state.helpLoaded) request({ type: "help" }, "help");
+      // The Admin panel for an admin, and none of it for anyone else.
+      setAdmin(msg.admin === true);
+      if (state.admin) adminConnected();
       if (state.protocolWarning) showNote(state.protocolWarning, 0);
     },
 
@@ -718,6 +729,35 @@
       if (req && req.kind === "line") openHelp();
     },
 
+    announcement(msg) {
+      addAnnouncement(msg);
+    },
+
+    sessions(msg) {
+      const req = takePending(["sessions", "line"]);
+      if (!state.admin) return;
+      renderSessions(msg);
+      // Typed as "/sessions": the panel shows them.
+      if (req && req.kind === "line") openAdmin(false, true);
+    },
+
+    kicked(msg) {
+      const req = takePending(["kick", "line"]);
+      if (state.admin) adminKicked(msg);
+      if (!state.admin || (req && req.kind === "line")) showNote(msg.text || "Kicked " + msg.user + ".", 0);
+    },
+
+    announced(msg) {
+      const req = takePending(["announce", "line"]);
+      if (state.admin && req && req.kind === "announce") {
+        state.admin.announceText.value = "";
+        state.admin.announcing = false;
+        setAdminLine(state.admin.announceStatus, msg.text || "Announced.", false);
+      } else if (msg.text) {
+        showNote(msg.text);
+      }
+    },
+
     notice(msg) {
       switch (msg.code) {
         case "intro_saved":
@@ -774,7 +814,10 @@
           }
           break;
         case "removed":
-          // The user no longer exists on this server: nothing to resume.
+        case "kicked":
+          // The user no longer exists on this server, or an admin ended the
+          // session (and revoked its tokens): nothing to resume.  The login
+          // form says why.
           sessionEnded();
           forgetToken();
           hideBanner();
@@ -831,6 +874,10 @@
         state.maxMessage = msg.limit;
         ui.introText.maxLength = msg.limit;
         updateCounter();
+      }
+      if (req && ADMIN_KINDS.includes(req.kind) && state.admin) {
+        adminError(req, msg);
+        return;
       }
       if (req && req.restore && !ui.message.value.trim()) {
         ui.message.value = req.restore.text;
@@ -1049,6 +1096,7 @@
     state.inChat = false;
     closeIntro(false);
     closeHelp(false);
+    closeAdmin(false);
     ui.chat.hidden = true;
     ui.loginView.hidden = false;
     setLoginBusy(false);
@@ -1068,6 +1116,7 @@
     state.pending = [];
     state.intro = null;
     state.helpLoaded = false;
+    setAdmin(false);
     ui.recent.replaceChildren();
     ui.recent.hidden = true;
     ui.recentEmpty.hidden = false;
@@ -1120,7 +1169,7 @@
   }
 
   function updateEmpty() {
-    ui.timelineEmpty.hidden = state.byId.size > 0;
+    ui.timelineEmpty.hidden = state.byId.size > 0 || ui.timeline.querySelector(".announcement") !== null;
   }
 
   function kindLabel(m, mine) {
@@ -1175,14 +1224,15 @@
     return sep;
   }
 
-  // Messages are kept in the order of their times (history comes above what is
-  // shown already), with a separator at the start of each day.
+  // Messages and announcements are kept in the order of their times (history
+  // comes above what is shown already), with a separator at the start of each
+  // day.
   function insertByTime(node) {
     const t = Number(node.dataset.time);
     const day = node.dataset.day;
     let prev = null;
     for (let c = ui.timeline.lastElementChild; c; c = c.previousElementSibling) {
-      if (c.classList.contains("message") && Number(c.dataset.time) <= t) {
+      if (c.dataset.time !== undefined && Number(c.dataset.time) <= t) {
         prev = c;
         break;
       }
@@ -1226,6 +1276,38 @@
     if (stick || flags.mine) scrollToBottom();
     else if (fresh) ui.jump.hidden = false;
     return added;
+  }
+
+  // A notice from the server to everyone (an admin's "announce"): not a
+  // message from a user, so it has no sender, no id and no receipt.
+  function addAnnouncement(msg) {
+    const date = asDate(msg.time);
+    const stick = nearBottom();
+    const node = make("div", "announcement");
+    node.dataset.time = String(date.getTime() / 1000);
+    node.dataset.day = dayKey(date);
+    const mark = make("span", "announcement-icon");
+    mark.setAttribute("aria-hidden", "true");
+    mark.append(icon("megaphone"));
+    const meta = make("div", "meta");
+    const time = make("time", "time", hhmm(date));
+    time.dateTime = date.toISOString();
+    time.title = fullTime(date);
+    // Read as "Announcement: TEXT".
+    const label = make("strong", "announcement-label", "Announcement");
+    label.append(make("span", "sr-only", ":"));
+    meta.append(label, time, make("span", "tag announcement-tag", "from the server"));
+    const text = make("div", "text");
+    appendLinkified(text, String(msg.text == null ? "" : msg.text));
+    const body = make("div", "announcement-body");
+    body.append(meta, text);
+    node.append(mark, body);
+    insertByTime(node);
+    updateEmpty();
+    if (stick) scrollToBottom();
+    else ui.jump.hidden = false;
+    alertNewMessage({ kind: "announcement" });
+    return node;
   }
 
   const nameList = (value) => (Array.isArray(value) ? value.filter((n) => typeof n === "string") : []);
@@ -1768,6 +1850,7 @@
   }
 
   function openHelp() {
+    closeAdmin(false);
     ui.helpPanel.hidden = false;
     ui.help.setAttribute("aria-expanded", "true");
     if (!state.helpLoaded) request({ type: "help" }, "help");
@@ -1779,6 +1862,404 @@
     ui.helpPanel.hidden = true;
     ui.help.setAttribute("aria-expanded", "false");
     if (restoreFocus) ui.help.focus();
+  }
+
+  // --- the admins' panel --------------------------------------------------------
+
+  // Built when the server's welcome says this user is an admin, and taken
+  // down for anyone else: no other user's page has any of it.  Its requests
+  // ("sessions", "kick", "announce") are answered in order like the others.
+  const ADMIN_KINDS = ["sessions", "kick", "announce"];
+  const SESSION_COLUMNS = ["User", "Edge", "Address", "Node", "Since", "Idle"];
+
+  function setAdmin(on) {
+    if (on && !state.admin) {
+      state.admin = buildAdmin();
+    } else if (!on && state.admin) {
+      closeAdmin(false);
+      state.admin.button.remove();
+      state.admin.panel.remove();
+      state.admin = null;
+    }
+  }
+
+  function buildAdmin() {
+    const button = make("button", "icon-button");
+    button.type = "button";
+    button.id = "admin";
+    button.title = "Sessions on every server, kicks and announcements";
+    button.setAttribute("aria-haspopup", "dialog");
+    button.setAttribute("aria-expanded", "false");
+    button.setAttribute("aria-controls", "admin-panel");
+    button.append(icon("shield"), make("span", "label", "Admin"));
+
+    const panel = make("aside", "sheet admin-sheet");
+    panel.id = "admin-panel";
+    panel.hidden = true;
+    panel.setAttribute("role", "dialog");
+    panel.setAttribute("aria-labelledby", "admin-title");
+    const head = make("div", "sheet-head");
+    const title = make("h2", "", "Admin");
+    title.id = "admin-title";
+    const close = make("button", "icon-button");
+    close.type = "button";
+    close.id = "admin-close";
+    close.setAttribute("aria-label", "Close the admin panel");
+    close.append(icon("close"));
+    head.append(title, close);
+
+    // Who is logged in, on every server of the chat.
+    const sessions = make("section", "admin-section");
+    sessions.setAttribute("aria-labelledby", "sessions-title");
+    const sessionsHead = make("div", "admin-head");
+    const sessionsTitle = make("h3", "", "Sessions");
+    sessionsTitle.id = "sessions-title";
+    const refresh = make("button", "small-button", "Refresh");
+    refresh.type = "button";
+    refresh.id = "sessions-refresh";
+    sessionsHead.append(sessionsTitle, refresh);
+    const summary = make("p", "admin-line", "Loading…");
+    summary.id = "sessions-summary";
+    summary.setAttribute("role", "status");
+    const unanswered = make("p", "admin-warning");
+    unanswered.id = "sessions-unanswered";
+    unanswered.hidden = true;
+    const kickResult = make("p", "admin-line admin-result");
+    kickResult.id = "kick-result";
+    kickResult.setAttribute("role", "status");
+    const table = make("table", "sessions");
+    table.id = "sessions-table";
+    table.setAttribute("aria-labelledby", "sessions-title");
+    const headRow = make("tr");
+    for (const name of SESSION_COLUMNS) {
+      const th = make("th", "", name);
+      th.scope = "col";
+      headRow.append(th);
+    }
+    const actions = make("th");
+    actions.scope = "col";
+    actions.append(make("span", "sr-only", "Kick"));
+    headRow.append(actions);
+    const thead = make("thead");
+    thead.append(headRow);
+    const tbody = make("tbody");
+    table.append(thead, tbody);
+    sessions.append(sessionsHead, summary, unanswered, kickResult, table);
+
+    // A notice from the server to everyone.
+    const announce = make("section", "admin-section");
+    announce.setAttribute("aria-labelledby", "announce-title");
+    const announceTitle = make("h3", "", "Announce");
+    announceTitle.id = "announce-title";
+    const form = make("form", "announce-form");
+    form.id = "announce-form";
+    const label = make("label", "admin-sub", "A notice from the server to everyone online, on every server of this chat.");
+    label.htmlFor = "announce-text";
+    const announceText = make("input");
+    announceText.id = "announce-text";
+    announceText.type = "text";
+    announceText.autocomplete = "off";
+    announceText.maxLength = state.maxMessage;
+    announceText.placeholder = "The server restarts at 17:00";
+    const announceSend = make("button", "primary", "Announce");
+    announceSend.type = "submit";
+    announceSend.id = "announce-send";
+    const row = make("div", "announce-row");
+    row.append(announceText, announceSend);
+    const announceStatus = make("p", "admin-line admin-result");
+    announceStatus.id = "announce-status";
+    announceStatus.setAttribute("role", "status");
+    form.append(label, row, announceStatus);
+    announce.append(announceTitle, form);
+
+    const body = make("div", "sheet-body");
+    body.append(sessions, announce);
+    panel.append(head, body);
+
+    ui.help.before(button);
+    ui.helpPanel.after(panel);
+
+    const admin = {
+      button: button,
+      panel: panel,
+      close: close,
+      refresh: refresh,
+      summary: summary,
+      unanswered: unanswered,
+      kickResult: kickResult,
+      table: table,
+      tbody: tbody,
+      announceText: announceText,
+      announceSend: announceSend,
+      announceStatus: announceStatus,
+      // The last list of sessions, and the open kick form ({user, row, ...}) if any.
+      list: [],
+      at: null,
+      kick: null,
+      // An "announce" waits for its answer (a second one is not sent meanwhile).
+      announcing: false,
+    };
+    button.addEventListener("click", () => (panel.hidden ? openAdmin(true, false) : closeAdmin(true)));
+    close.addEventListener("click", () => closeAdmin(true));
+    refresh.addEventListener("click", () => {
+      setAdminLine(kickResult, "", false);
+      requestSessions();
+    });
+    tbody.addEventListener("click", (event) => {
+      const kick = event.target.closest(".kick-button");
+      if (kick) openKick(kick.closest("tr"), kick.dataset.user, kick);
+    });
+    form.addEventListener("submit", onAnnounceSubmit);
+    return admin;
+  }
+
+  // Opening the panel asks for the sessions, unless they just came (typed "/sessions").
+  function openAdmin(focus, fresh) {
+    const a = state.admin;
+    if (!a) return;
+    closeHelp(false);
+    a.panel.hidden = false;
+    a.button.setAttribute("aria-expanded", "true");
+    if (!fresh) requestSessions();
+    if (focus) a.close.focus();
+  }
+
+  function closeAdmin(restoreFocus) {
+    const a = state.admin;
+    if (!a || a.panel.hidden) return;
+    closeKick(false);
+    a.panel.hidden = true;
+    a.button.setAttribute("aria-expanded", "false");
+    if (restoreFocus) a.button.focus();
+  }
+
+  // Back after a (re)connection: what waited for an answer will not get one.
+  function adminConnected() {
+    const a = state.admin;
+    a.announcing = false;
+    a.announceText.maxLength = state.maxMessage;
+    a.table.setAttribute("aria-busy", "false");
+    if (a.kick) a.kick.sending = false;
+    if (!a.panel.hidden) requestSessions();
+  }
+
+  function setAdminLine(node, text, error) {
+    node.textContent = text || "";
+    node.classList.toggle("error", !!error);
+  }
+
+  function requestSessions() {
+    const a = state.admin;
+    if (!request({ type: "sessions" }, "sessions")) {
+      setAdminLine(a.summary, "Not connected; try again once the connection is back.", true);
+      return;
+    }
+    a.table.setAttribute("aria-busy", "true");
+    if (!a.list.length) setAdminLine(a.summary, "Loading…", false);
+  }
+
+  function idleText(seconds) {
+    const s = Math.max(0, Math.round(Number(seconds) || 0));
+    if (s < 60) return s + " s";
+    if (s < 3600) return Math.floor(s / 60) + " m";
+    return Math.floor(s / 3600) + " h " + Math.floor((s % 3600) / 60) + " m";
+  }
+
+  function renderSessions(msg) {
+    const a = state.admin;
+    a.table.setAttribute("aria-busy", "false");
+    a.list = (Array.isArray(msg.sessions) ? msg.sessions : []).filter((s) => s && typeof s.user === "string");
+    a.at = asDate(msg.time);
+    const missing = Number.isInteger(msg.unanswered) && msg.unanswered > 0 ? msg.unanswered : 0;
+    a.unanswered.hidden = !missing;
+    a.unanswered.textContent = missing
+      ? plural(missing, "node", "nodes") + " did not answer in time; " + (missing === 1 ? "its" : "their") +
+        " sessions are not listed."
+      : "";
+    renderSessionRows();
+  }
+
+  function renderSessionRows() {
+    const a = state.admin;
+    const hadFocus = a.tbody.contains(document.activeElement);
+    closeKick(false);
+    a.tbody.replaceChildren(...a.list.map(sessionRow));
+    const at = a.at ? pad(a.at.getHours()) + ":" + pad(a.at.getMinutes()) + ":" + pad(a.at.getSeconds()) : "";
+    setAdminLine(a.summary, plural(a.list.length, "session", "sessions") + (at ? ", as of " + at : "") + ".", false);
+    if (hadFocus || document.activeElement === document.body) {
+      if (!a.panel.hidden) a.refresh.focus();
+    }
+  }
+
+  function sessionRow(s) {
+    const tr = make("tr", "session");
+    tr.dataset.user = s.user;
+    const cell = (label, text, className) => {
+      const td = make("td", className || "", text);
+      td.dataset.label = label;
+      return td;
+    };
+    const user = make("th", "session-user");
+    user.scope = "row";
+    user.append(make("span", "session-name", s.user));
+    const mine = s.user === state.me;
+    if (mine) user.append(" ", make("span", "tag", "you"));
+    const edge = cell("Edge", s.edge === "web" ? "web" : "tcp");
+    edge.title = s.edge === "web" ? "a web page" : "a terminal, over TCP";
+    const node = cell("Node", s.node ? String(s.node) : "—");
+    if (!s.node) node.title = "this server (not a cluster)";
+    const sinceDate = asDate(s.since);
+    const since = cell("Since", "", "num");
+    const day = dayKey(sinceDate) === dayKey(new Date()) ? "" : sinceDate.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + ", ";
+    const time = make("time", "", day + hhmm(sinceDate));
+    time.dateTime = sinceDate.toISOString();
+    time.title = fullTime(sinceDate);
+    since.append(time);
+    const actions = cell("", "", "session-actions");
+    if (!mine) {
+      const kick = make("button", "small-button kick-button", "Kick");
+      kick.type = "button";
+      kick.dataset.user = s.user;
+      kick.setAttribute("aria-label", "Kick " + s.user);
+      kick.setAttribute("aria-expanded", "false");
+      actions.append(kick);
+    }
+    tr.append(user, edge, cell("Address", String(s.address == null ? "" : s.address)), node, since,
+      cell("Idle", idleText(s.idle), "num"), actions);
+    return tr;
+  }
+
+  // A small form under the row: the reason (optional), then Kick or Cancel.
+  function openKick(row, user, trigger) {
+    const a = state.admin;
+    if (!row || !user) return;
+    if (a.kick && a.kick.user === user) {
+      a.kick.input.focus();
+      return;
+    }
+    closeKick(false);
+    const tr = make("tr", "kick-row");
+    const td = make("td");
+    td.colSpan = SESSION_COLUMNS.length + 1;
+    const form = make("form", "kick-form");
+    form.id = "kick-form";
+    const label = make("label", "kick-label", "Reason, shown to " + user + " (optional)");
+    label.htmlFor = "kick-reason";
+    const input = make("input");
+    input.id = "kick-reason";
+    input.type = "text";
+    input.autocomplete = "off";
+    input.maxLength = state.maxMessage;
+    const go = make("button", "danger", "Kick " + user);
+    go.type = "submit";
+    go.id = "kick-confirm";
+    const cancel = make("button", "", "Cancel");
+    cancel.type = "button";
+    const error = make("p", "admin-line error");
+    error.setAttribute("role", "alert");
+    const buttons = make("div", "kick-buttons");
+    buttons.append(input, go, cancel);
+    form.append(label, buttons, error);
+    td.append(form);
+    tr.append(td);
+    row.after(tr);
+    trigger.setAttribute("aria-expanded", "true");
+    trigger.setAttribute("aria-controls", "kick-form");
+    a.kick = { user: user, row: tr, input: input, error: error, trigger: trigger, sending: false };
+    form.addEventListener("submit", (event) => {
+      event.preventDefault();
+      sendKick();
+    });
+    cancel.addEventListener("click", () => closeKick(true));
+    form.addEventListener("keydown", (event) => {
+      if (event.key !== "Escape") return;
+      event.preventDefault();
+      event.stopPropagation();
+      closeKick(true);
+    });
+    input.focus();
+  }
+
+  function closeKick(restoreFocus) {
+    const a = state.admin;
+    const kick = a && a.kick;
+    if (!kick) return;
+    a.kick = null;
+    kick.row.remove();
+    kick.trigger.setAttribute("aria-expanded", "false");
+    kick.trigger.removeAttribute("aria-controls");
+    if (restoreFocus && kick.trigger.isConnected) kick.trigger.focus();
+  }
+
+  function sendKick() {
+    const kick = state.admin.kick;
+    if (kick.sending) return;
+    const reason = kick.input.value.replace(/\s+/g, " ").trim();
+    const obj = { type: "kick", user: kick.user };
+    if (reason) obj.reason = reason;
+    if (!request(obj, "kick", { user: kick.user })) {
+      kick.error.textContent = "Not connected; try again once the connection is back.";
+      return;
+    }
+    kick.error.textContent = "";
+    kick.sending = true;
+  }
+
+  function adminKicked(msg) {
+    const a = state.admin;
+    const user = String(msg.user || "");
+    const hadFocus = a.panel.contains(document.activeElement);
+    if (a.kick && a.kick.user === user) closeKick(false);
+    if (msg.here > 0 || msg.elsewhere) {
+      a.list = a.list.filter((s) => s.user !== user);
+      renderSessionRows();
+    }
+    setAdminLine(a.kickResult, msg.text || "Kicked " + user + ".", false);
+    if (!a.panel.hidden && (hadFocus || document.activeElement === document.body) && !a.panel.contains(document.activeElement)) {
+      a.refresh.focus();
+    }
+  }
+
+  function adminError(req, msg) {
+    const a = state.admin;
+    const text = msg.text || "The server refused that.";
+    if (req.kind === "kick") {
+      if (a.kick && a.kick.user === req.user) {
+        a.kick.error.textContent = text;
+        a.kick.sending = false;
+        a.kick.input.focus();
+      } else {
+        setAdminLine(a.kickResult, text, true);
+      }
+    } else if (req.kind === "announce") {
+      a.announcing = false;
+      setAdminLine(a.announceStatus, text, true);
+    } else {
+      a.table.setAttribute("aria-busy", "false");
+      setAdminLine(a.summary, text, true);
+    }
+  }
+
+  function onAnnounceSubmit(event) {
+    event.preventDefault();
+    const a = state.admin;
+    if (a.announcing) return;
+    const text = a.announceText.value.replace(/\s+/g, " ").trim();
+    if (!text) {
+      setAdminLine(a.announceStatus, "Write the announcement first.", true);
+      a.announceText.focus();
+      return;
+    }
+    if (text.length > state.maxMessage) {
+      setAdminLine(a.announceStatus, "That is " + text.length + " characters; the limit is " + state.maxMessage + ".", true);
+      return;
+    }
+    if (!request({ type: "announce", text: text }, "announce")) {
+      setAdminLine(a.announceStatus, "Not connected; try again once the connection is back.", true);
+      return;
+    }
+    a.announcing = true;
+    setAdminLine(a.announceStatus, "Announcing…", false);
   }
 
   // --- wiring -----------------------------------------------------------------
@@ -1849,6 +2330,9 @@
     } else if (!ui.helpPanel.hidden) {
       event.preventDefault();
       closeHelp(true);
+    } else if (state.admin && !state.admin.panel.hidden) {
+      event.preventDefault();
+      closeAdmin(true);
     }
   });
 

@@ -189,6 +189,8 @@ class Browsers:
         """
         Wait for C{condition} of what the test records (frames, dialogs),
         letting Playwright deliver events meanwhile; fail after C{timeout}.
+        In the browser's thread, which blocks: the one wait not made with
+        L{tests.expect}, whose Deferreds belong to the reactor's thread.
         """
         deadline = time.monotonic() + timeout
         while not condition():

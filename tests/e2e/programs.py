@@ -7,10 +7,10 @@ what it is told: L{tests.unit.console}.)
 
 from __future__ import annotations
 
+import codecs
 import fcntl
 import os
 import pty
-import re
 import socket
 import struct
 import sys
@@ -23,7 +23,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from tests import ROOT
-from tests.expect import timeout_deferred
+from tests.expect import Expectations, TextStream
 from tests.screen import Screen
 
 #: Generous: the machine may be busy with other work.
@@ -53,17 +53,41 @@ def free_port() -> int:
 
 
 class _Program(protocol.ProcessProtocol):
-    """``python -m MODULE``, however the test is connected to it."""
+    """
+    ``python -m MODULE``, however the test is connected to it.  Its waits,
+    for output and for the end, go through one L{Expectations}; the end of
+    the program fails those still waiting for output.
+    """
 
     def __init__(self, module: str) -> None:
         self.module = module
         #: The exit status, or minus the signal that killed it.
         self.status: int | None = None
         self.transport: Any = None
+        self.expectations: Expectations[Any] = Expectations()
+
+    def _dump(self) -> str:
+        """What the program showed, for a failure."""
+        raise NotImplementedError()
+
+    def _done(self) -> bool:
+        """Whether the program has ended."""
+        return self.status is not None
+
+    def _exited(self) -> None:
+        self.expectations.check()
+        self.expectations.end(f"{self.module} exited")
 
     async def exit(self) -> int:
         """Wait for the program to exit; its status."""
-        raise NotImplementedError()
+        if not self._done():
+            await self.expectations.wait(
+                lambda: self._done() or None,
+                lambda: f"{self.module} to exit; it showed:\n{self._dump()}",
+                TIMEOUT,
+            )
+        assert self.status is not None
+        return self.status
 
     async def reap(self) -> None:
         """Kill the program if it is still running, and wait for it to end."""
@@ -78,19 +102,22 @@ class _Program(protocol.ProcessProtocol):
         self.transport.signalProcess("TERM")
 
 
-class PipedProgram(_Program):
+class PipedProgram(_Program, TextStream):
     """
     ``python -m MODULE`` with pipes: the test writes its stdin and reads its
-    stdout and stderr.
+    stdout (as a L{TextStream}: C{expect} a pattern after the read position)
+    and stderr.
     """
 
+    timeout = TIMEOUT
+
     def __init__(self, module: str) -> None:
-        super().__init__(module)
+        _Program.__init__(self, module)
+        TextStream.__init__(self)
+        self.expectations = Expectations()
         self.stdout = b""
         self.stderr = b""
-        self.position = 0
-        self._exit_waiters: list[defer.Deferred[None]] = []
-        self._waiters: list[tuple[re.Pattern[str], defer.Deferred[re.Match[str]]]] = []
+        self._decoder = codecs.getincrementaldecoder("utf-8")("replace")
 
     @classmethod
     def spawn(cls, module: str, *args: str, stdin: bytes | None = None) -> PipedProgram:
@@ -103,64 +130,22 @@ class PipedProgram(_Program):
             program.transport.closeStdin()
         return program
 
-    @property
-    def text(self) -> str:
-        return self.stdout.decode("utf-8", "replace")
+    def _dump(self) -> str:
+        return repr(self.text)
 
     def outReceived(self, data: bytes) -> None:
         self.stdout += data
-        still = []
-        for pattern, d in self._waiters:
-            if d.called:  # timed out
-                continue
-            m = pattern.search(self.text, self.position)
-            if m is not None:
-                self.position = m.end()
-                d.callback(m)
-            else:
-                still.append((pattern, d))
-        self._waiters = still
+        self.received(self._decoder.decode(data))
 
     def errReceived(self, data: bytes) -> None:
         self.stderr += data
 
     def processEnded(self, reason: Failure) -> None:
         self.status = exit_status(reason)
-        waiters, self._waiters = self._waiters, []
-        for pattern, d in waiters:
-            if not d.called:
-                d.errback(
-                    AssertionError(
-                        f"{self.module} exited while waiting for {pattern.pattern!r}: {self.text!r}"
-                    )
-                )
-        ended, self._exit_waiters = self._exit_waiters, []
-        for e in ended:
-            e.callback(None)
+        self._exited()
 
     def send(self, *lines: str) -> None:
         self.transport.write("".join(line + "\n" for line in lines).encode("utf-8"))
-
-    def expect(self, pattern: str) -> defer.Deferred[re.Match[str]]:
-        """Wait for C{pattern} in stdout after what earlier expectations matched."""
-        compiled = re.compile(pattern)
-        m = compiled.search(self.text, self.position)
-        if m is not None:
-            self.position = m.end()
-            return defer.succeed(m)
-        if self.status is not None:
-            return defer.fail(AssertionError(f"{self.module} exited before {pattern!r}: {self.text!r}"))
-        d: defer.Deferred[re.Match[str]] = defer.Deferred()
-        self._waiters.append((compiled, d))
-        return timeout_deferred(d, TIMEOUT, f"{pattern!r} in {self.text!r}")
-
-    async def exit(self) -> int:
-        if self.status is None:
-            d: defer.Deferred[None] = defer.Deferred()
-            self._exit_waiters.append(d)
-            await timeout_deferred(d, TIMEOUT, f"{self.module} to exit; output {self.text!r}")
-        assert self.status is not None
-        return self.status
 
 
 class ProgramTestCase(unittest.TestCase):
@@ -206,8 +191,6 @@ class PtyProgram(_Program):
         self.initial_settings: list[Any] = []
         self.settings_at_exit: list[Any] | None = None
         self._slave: int | None = None
-        self._watchers: list[tuple[Callable[[Screen], bool], defer.Deferred[Screen]]] = []
-        self._exit_waiters: list[defer.Deferred[None]] = []
 
     @classmethod
     def spawn(cls, module: str, *args: str) -> PtyProgram:
@@ -234,16 +217,7 @@ class PtyProgram(_Program):
 
     def outReceived(self, data: bytes) -> None:
         self.output += data
-        screen = self.screen()
-        still = []
-        for done, d in self._watchers:
-            if d.called:
-                continue
-            if done(screen):
-                d.callback(screen)
-            else:
-                still.append((done, d))
-        self._watchers = still
+        self.expectations.check()
 
     def processExited(self, reason: Failure) -> None:
         self.status = exit_status(reason)
@@ -256,13 +230,7 @@ class PtyProgram(_Program):
         if self.status is None:
             self.processExited(reason)
         self.ended = True
-        watchers, self._watchers = self._watchers, []
-        for _, watcher in watchers:
-            if not watcher.called:
-                watcher.errback(AssertionError(f"{self.module} exited; the screen was:\n{self._dump()}"))
-        waiters, self._exit_waiters = self._exit_waiters, []
-        for d in waiters:
-            d.callback(None)
+        self._exited()
 
     def _dump(self) -> str:
         try:
@@ -272,30 +240,21 @@ class PtyProgram(_Program):
 
     def until(self, done: Callable[[Screen], bool], what: str) -> defer.Deferred[Screen]:
         """Wait until the screen shows C{what}, which C{done} checks."""
-        d: defer.Deferred[Screen] = defer.Deferred()
-        if self.output and done(self.screen()):
-            d.callback(self.screen())
-            return d
-        self._watchers.append((done, d))
 
-        def explain(f: Failure) -> Failure:
-            if f.check(defer.TimeoutError):
-                raise AssertionError(f"timed out waiting for {what}; the screen was:\n{self._dump()}")
-            return f
+        def find() -> Screen | None:
+            if not self.output:
+                return None
+            screen = self.screen()
+            return screen if done(screen) else None
 
-        return timeout_deferred(d, TIMEOUT, what).addErrback(explain)
+        return self.expectations.wait(find, lambda: f"{what}; the screen was:\n{self._dump()}", TIMEOUT)
 
     def at_prompt(self, row: str) -> defer.Deferred[Screen]:
         """Wait until the input row reads C{row} with the cursor at its end."""
         return self.until(lambda s: s.cursor_row == row.rstrip() and s.before_cursor == row, repr(row))
 
-    async def exit(self) -> int:
-        if not self.ended:
-            d: defer.Deferred[None] = defer.Deferred()
-            self._exit_waiters.append(d)
-            await timeout_deferred(d, TIMEOUT, f"{self.module} to exit; the screen was:\n{self._dump()}")
-        assert self.status is not None
-        return self.status
+    def _done(self) -> bool:
+        return self.ended
 
 
 def raw(settings: list[Any]) -> bool:

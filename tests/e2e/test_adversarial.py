@@ -52,8 +52,22 @@ from twisted.python import log
 from twisted.trial import unittest
 from wsproto.events import CloseConnection, Ping
 
-from tests.e2e.helpers import COMMAND, PASSWORD, USERNAME, Lab, closing, drain, pause, timed, ws_drain
-from tests.e2e.support import USERS, LineClient, RawWebSocket, ServerProcess, WebSocketClient
+from tests.e2e.support import (
+    COMMAND,
+    PASSWORD,
+    USERNAME,
+    USERS,
+    Lab,
+    LineClient,
+    RawWebSocket,
+    ServerProcess,
+    WebSocketClient,
+    closing,
+    drain,
+    timed,
+    ws_drain,
+)
+from tests.expect import pause, until
 
 T = TypeVar("T")
 
@@ -84,14 +98,16 @@ async def connections(server: ServerProcess) -> int:
 
 async def settled(server: ServerProcess, count: int, timeout: float = 10) -> None:
     """Wait until the server holds C{count} connections: those closed are released."""
-    deadline = reactor.seconds() + timeout
-    while True:
-        now = await connections(server)
-        if now == count:
-            return
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"the server still holds {now} connections, not {count}")
-        await pause(0.2)
+    held: list[int] = []
+
+    async def released() -> bool:
+        held.append(await connections(server))
+        return held[-1] == count
+
+    try:
+        await until(released, f"the server to hold {count} connections", timeout, every=0.2)
+    except AssertionError:
+        raise AssertionError(f"the server still holds {held[-1]} connections, not {count}") from None
 
 
 def streaming(write: Callable[[], None], until: defer.Deferred[None], interval: float = 0.005) -> None:

@@ -43,9 +43,9 @@ from twisted.web import static
 from tests import ROOT
 from tests.certificates import make_certificate
 from tests.e2e.browser import Browsers, evidence, expect, first_number, require_browser
-from tests.e2e.helpers import COMMAND, WEB, Lab, delivered, pause
 from tests.e2e.redis_server import redis_server
-from tests.e2e.support import USERS, LineClient, ServerProcess
+from tests.e2e.support import COMMAND, USERS, WEB, Lab, LineClient, ServerProcess, delivered
+from tests.expect import until
 
 if TYPE_CHECKING:  # Playwright may be missing when the tests skip
     from playwright.sync_api import Locator, Page
@@ -589,15 +589,13 @@ class StoredAckTests(BrowserTestCase):
         google = await self.login(node_b.port, "google")
 
         # b learns that columbia is online by pub/sub: a moment.
-        deadline = reactor.seconds() + 5
-        while True:
+        async def columbia_online() -> bool:
             start = google.position
             google.send("whoelse")
             m = await google.expect(COMMAND)
-            if "columbia" in google.text[start : m.start()]:
-                break
-            self.assertLess(reactor.seconds(), deadline, "node b never saw columbia online")
-            await pause(0.1)
+            return "columbia" in google.text[start : m.start()]
+
+        await until(columbia_online, "node b sees columbia online", 5, every=0.1)
 
         texts = ["one from node b", "two from node b", "three from node b"]
         for text in texts:
@@ -617,10 +615,10 @@ class StoredAckTests(BrowserTestCase):
         # Gathered: fewer acks than messages if any came within the page's delay of another.
         self.assertLessEqual(len(record.sent("ack")), len(ids))
 
-        deadline = reactor.seconds() + 5
-        while redis.command("XLEN", "chat:inbox:columbia") != "0":
-            self.assertLess(reactor.seconds(), deadline, "the messages stayed in columbia's inbox")
-            await pause(0.1)
+        def inbox_empty() -> bool:
+            return redis.command("XLEN", "chat:inbox:columbia") == "0"
+
+        await until(inbox_empty, "columbia's inbox to be emptied", 5, every=0.1)
 
 
 class ReceiptTests(BrowserTestCase):
@@ -827,12 +825,7 @@ class OriginTests(BrowserTestCase):
         self.assertFalse(refused["opened"], refused)
         self.assertTrue(refused["closed"], refused)
         self.assertNotIn(refused["code"], (1000, 1005), refused)
-        refusal = f"refused a WebSocket from http://127.0.0.1:{other}".encode()
-        server = self.servers[0]
-        deadline = reactor.seconds() + 10
-        while refusal not in server.log and reactor.seconds() < deadline:
-            await pause(0.05)
-        self.assertIn(refusal, server.log)
+        await self.servers[0].expect_log(re.escape(f"refused a WebSocket from http://127.0.0.1:{other}"))
         # The same script on the page's own origin connects: the refusal was the origin's.
         own = await b.run(probe, url)
         self.assertTrue(own["opened"], own)

@@ -20,7 +20,7 @@ import re
 from typing import TYPE_CHECKING
 
 from tests.e2e.browser import Browsers, evidence, expect
-from tests.e2e.helpers import closing
+from tests.e2e.support import closing
 from tests.e2e.test_browser import BrowserTestCase, entry, log_in, shows
 
 if TYPE_CHECKING:  # Playwright may be missing when the tests skip

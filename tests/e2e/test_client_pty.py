@@ -11,7 +11,7 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from tests.e2e.programs import CTRL_C, CTRL_D, TIMEOUT, PtyProgram, raw
-from tests.e2e.support import LineClient, ServerProcess, login
+from tests.e2e.support import Lab, LineClient, ServerProcess
 
 UP, LEFT = b"\x1b[A", b"\x1b[D"
 CTRL_Z, BACKSPACE = b"\x1a", b"\x7f"
@@ -34,7 +34,7 @@ class PtyTests(unittest.TestCase):
         await client.at_prompt("Command: ")
 
     async def seas(self, port: int) -> LineClient:
-        seas = await login(port, "seas")
+        seas = await Lab(self).login(port, "seas")
         self.addCleanup(seas.close)
         return seas
 

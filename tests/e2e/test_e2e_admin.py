@@ -11,7 +11,7 @@ import re
 
 from twisted.trial import unittest
 
-from tests.e2e.helpers import WEB, Lab, closing
+from tests.e2e.support import WEB, Lab, closing
 from tests.e2e.test_e2e_cluster import Cluster, answer
 
 ADMINS = ("--admins", "columbia")

@@ -26,26 +26,28 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
-from tests.e2e.helpers import (
+from tests.e2e.redis_server import RedisServer, redis_server
+from tests.e2e.support import (
     COMMAND,
     INVALID,
     PASSWORD,
     USERNAME,
+    USERS,
     WEB,
     Lab,
+    LineClient,
+    ServerProcess,
     closing,
     delivered,
     drain,
     entries,
     offline_line,
-    pause,
     seconds_in,
     startup_failure,
     ws_drain,
 )
-from tests.e2e.redis_server import RedisServer, redis_server
-from tests.e2e.support import USERS, LineClient, ServerProcess
 from tests.e2e.test_e2e_seeds import LISTING, STORED, seed_000_sample, type_line
+from tests.expect import until
 
 #: How long what one node tells the others (presence, intros) may take to arrive.
 PROPAGATION = 3.0
@@ -127,16 +129,8 @@ async def eventually(
     seconds; give how long it took.  Fails with the last value it gave.
     """
     start = reactor.seconds()
-    deadline = start + within
-    last: Any = None
-    while True:
-        last = await check()
-        now = reactor.seconds()
-        if last:
-            return now - start
-        if now > deadline:
-            raise AssertionError(f"{what}: not within {within} s; last seen: {last!r}")
-        await pause(every)
+    await until(check, what, within, every)
+    return reactor.seconds() - start
 
 
 async def whoelse(client: LineClient) -> list[str]:

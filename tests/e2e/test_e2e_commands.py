@@ -9,7 +9,7 @@ import re
 
 from twisted.trial import unittest
 
-from tests.e2e.helpers import COMMAND, PASSWORD, USERNAME, Lab, delivered, drain, entries, offline_line
+from tests.e2e.support import COMMAND, PASSWORD, USERNAME, Lab, delivered, drain, entries, offline_line
 
 STORED = r"is offline; the message will be delivered when they next log in\."
 

@@ -18,9 +18,9 @@ import time
 from twisted.trial import unittest
 
 from benchmarks.procfs import cpu_seconds
-from tests.e2e.helpers import COMMAND, PASSWORD, USERNAME, Lab, drain, pause
-from tests.e2e.support import USERS, LineClient
+from tests.e2e.support import COMMAND, PASSWORD, USERNAME, USERS, Lab, LineClient, drain
 from tests.e2e.test_e2e_cluster import DOWN_COMMAND, DOWN_LOGIN, Cluster, answer, eventually, settles, whoelse
+from tests.expect import pause
 
 STORED = r"is offline; the message will be delivered when they next log in\.\r\n"
 

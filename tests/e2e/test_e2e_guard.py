@@ -16,8 +16,7 @@ from twisted.trial import unittest
 
 from chat.server.auth import ScryptSecret, format_user_line
 from chat.server.backends.redis import keys
-from tests.e2e.helpers import INVALID, PASSWORD, USERNAME
-from tests.e2e.support import USERS, ServerProcess
+from tests.e2e.support import INVALID, PASSWORD, USERNAME, USERS, ServerProcess
 from tests.e2e.test_e2e_cluster import LONG_BLOCK, Cluster
 
 #: Where the guesses come from: a loopback address of its own.

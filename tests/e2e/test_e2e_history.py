@@ -11,8 +11,7 @@ import signal
 
 from twisted.trial import unittest
 
-from tests.e2e.helpers import COMMAND, STAMP, Lab
-from tests.e2e.support import LineClient, ServerProcess
+from tests.e2e.support import COMMAND, STAMP, Lab, LineClient, ServerProcess
 
 #: A whole history answer: how many it says it shows, then the lines (each with its time).
 HISTORY = r"Your last (\d+) messages?:\r\n((?:" + STAMP + r" [^\r\n]*\r\n)*)" + COMMAND

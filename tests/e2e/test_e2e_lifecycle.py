@@ -11,8 +11,16 @@ import signal
 
 from twisted.trial import unittest
 
-from tests.e2e.helpers import COMMAND, PASSWORD, USERNAME, Lab, entries, offline_line
-from tests.e2e.support import LineClient, ServerProcess
+from tests.e2e.support import (
+    COMMAND,
+    PASSWORD,
+    USERNAME,
+    Lab,
+    LineClient,
+    ServerProcess,
+    entries,
+    offline_line,
+)
 
 STORED = r"is offline; the message will be delivered when they next log in\.\r\n"
 GOODBYE = r"The server is shutting down\. Goodbye\.\r\n"

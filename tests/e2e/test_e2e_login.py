@@ -11,8 +11,8 @@ import re
 
 from twisted.trial import unittest
 
-from tests.e2e.helpers import COMMAND, INVALID, PASSWORD, USERNAME, Lab, pause, seconds_in
-from tests.e2e.support import LineClient
+from tests.e2e.support import COMMAND, INVALID, PASSWORD, USERNAME, Lab, LineClient, seconds_in
+from tests.expect import pause
 
 #: A block long enough that it cannot run out while a test looks at it.
 LONG_BLOCK = "45"

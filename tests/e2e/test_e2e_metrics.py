@@ -16,9 +16,9 @@ from twisted.internet import reactor as _reactor
 from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 
-from tests.e2e.helpers import Lab, delivered, pause
 from tests.e2e.redis_server import redis_server
-from tests.e2e.support import ServerProcess
+from tests.e2e.support import Lab, ServerProcess, delivered
+from tests.expect import until
 
 reactor: Any = _reactor
 
@@ -67,14 +67,8 @@ async def ready(port: int) -> tuple[int, dict[str, Any]]:
 
 async def within(seconds: float, what: str, check: Callable[[], Awaitable[T | None]]) -> T:
     """Ask C{check} every tenth of a second until it gives something, for at most C{seconds}."""
-    deadline = reactor.seconds() + seconds
-    while True:
-        got = await check()
-        if got:
-            return got
-        if reactor.seconds() > deadline:
-            raise AssertionError(f"not within {seconds} s: {what}")
-        await pause(0.1)
+    found: T = await until(check, what, seconds, every=0.1)
+    return found
 
 
 class MetricsTests(unittest.TestCase):

@@ -14,18 +14,18 @@ from collections.abc import Awaitable, Callable
 
 from twisted.trial import unittest
 
-from tests.e2e.helpers import (
+from tests.e2e.support import (
     COMMAND,
     INVALID,
     PASSWORD,
     USERNAME,
     Lab,
+    LineClient,
     delivered,
     drain,
     entries,
     offline_line,
 )
-from tests.e2e.support import LineClient
 
 STORED = r"is offline; the message will be delivered when they next log in\.\r\n"
 LISTING = r"((?:  [^\r\n]*\r\n)*)"

@@ -9,7 +9,7 @@ import os
 
 from twisted.trial import unittest
 
-from tests.e2e.helpers import Lab, startup_failure
+from tests.e2e.support import Lab, startup_failure
 
 
 class GoodOptionTests(unittest.TestCase):

@@ -14,10 +14,11 @@ import time
 from twisted.trial import unittest
 from twisted.web.websocket import ConnectionRejected
 
-from tests.e2e.helpers import (
+from tests.e2e.support import (
     COMMAND,
     PASSWORD,
     USERNAME,
+    USERS,
     Lab,
     closing,
     drain,
@@ -25,7 +26,6 @@ from tests.e2e.helpers import (
     offline_line,
     ws_drain,
 )
-from tests.e2e.support import USERS
 
 STORED = r"is offline; the message will be delivered when they next log in\."
 TOO_MANY = "Too many connections from your address (limit 2).\r\n"

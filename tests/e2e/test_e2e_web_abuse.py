@@ -9,7 +9,6 @@ an option): the waits poll, bounded, rather than sleep.
 
 from __future__ import annotations
 
-import sys
 from typing import TypeVar
 
 from twisted.internet import reactor
@@ -17,23 +16,13 @@ from twisted.python import log
 from twisted.trial import unittest
 
 from chat.server.edges.web import REQUEST_DEADLINE
-from tests import ROOT
-from tests.e2e.helpers import WEB, Lab, closing, pause, timed
-from tests.e2e.support import LineClient
+from tests.e2e.support import WEB, Lab, LineClient, closing, timed
+from tests.expect import pause
 
 T = TypeVar("T")
 
 #: Every limit applies to loopback too: these clients stand for attackers.
 NO_EXEMPTION = ("--exempt", "")
-
-#: twistd run with a limit of 256 open descriptors, as ``prlimit --nofile=256:256`` would.
-TWISTD_256 = (
-    sys.executable,
-    "-c",
-    f"import resource, sys; sys.path.insert(0, {ROOT!r}); "
-    "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256)); "
-    "from twisted.scripts.twistd import run; run()",
-)
 
 
 async def unfinished(lab: Lab, web: int, sources: list[str], count: int) -> list[LineClient]:
@@ -106,7 +95,7 @@ class DescriptorReserveTests(unittest.TestCase):
         until the requests timed out, 12 hours later.
         """
         lab = Lab(self)
-        server = lab.server(*WEB, twistd=TWISTD_256)
+        server = lab.server(*WEB, max_files=256)
         port = await server.start()
         web = server.web_port
         assert web is not None

@@ -14,7 +14,7 @@ from twisted.internet.protocol import Protocol
 from twisted.trial import unittest
 
 from chat.server.auth import ScryptSecret, format_user_line
-from tests.e2e.support import USERS, LineClient, ServerProcess, connect, login
+from tests.e2e.support import USERS, Lab, LineClient, ServerProcess
 
 
 class BadInputTests(unittest.TestCase):
@@ -29,7 +29,7 @@ class BadInputTests(unittest.TestCase):
         self.addCleanup(self.server.stop)
 
     async def assert_server_healthy(self) -> None:
-        client = await login(self.port, "google")
+        client = await Lab(self).login(self.port, "google")
         client.send("whoelse")
         await client.expect("Command: ")
         client.send("logout")
@@ -38,7 +38,7 @@ class BadInputTests(unittest.TestCase):
         self.assertEqual(self.server.tracebacks(), [])
 
     async def test_invalid_utf8_before_and_after_login(self) -> None:
-        client = await connect(self.port)
+        client = await Lab(self).connect(self.port)
         await client.expect("Username: ")
         client.send_bytes(b"\xc3\x28\xff\r\n")
         await client.expect("not valid UTF-8 text; it was ignored.\r\nUsername: ")
@@ -51,14 +51,14 @@ class BadInputTests(unittest.TestCase):
         await self.assert_server_healthy()
 
     async def test_nul_and_control_bytes(self) -> None:
-        client = await login(self.port, "columbia")
+        client = await Lab(self).login(self.port, "columbia")
         client.send_bytes(b"whoelse\x00\r\nbroadcast message \x07\x1b[31mred\r\n")
         await client.expect("Control characters are not allowed")
         await client.expect("Control characters are not allowed")
         await self.assert_server_healthy()
 
     async def test_telnet_negotiation_bytes(self) -> None:
-        client = await connect(self.port)
+        client = await Lab(self).connect(self.port)
         client.send_bytes(b"\xff\xfd\x18\xff\xfd\x20\xff\xfb\x01\r\n")
         await client.expect("not valid UTF-8 text")
         client.send("columbia", "116bway")
@@ -66,7 +66,7 @@ class BadInputTests(unittest.TestCase):
         await self.assert_server_healthy()
 
     async def test_ten_megabyte_line_without_newline(self) -> None:
-        client = await login(self.port, "columbia")
+        client = await Lab(self).login(self.port, "columbia")
         chunk = b"A" * 65536
         for _ in range(160):
             client.send_bytes(chunk)
@@ -77,7 +77,7 @@ class BadInputTests(unittest.TestCase):
         await self.assert_server_healthy()
 
     async def test_line_of_spaces_and_username_with_spaces(self) -> None:
-        client = await connect(self.port)
+        client = await Lab(self).connect(self.port)
         await client.expect("Username: ")
         client.send(" " * 3000)
         await client.expect("Username: ")
@@ -88,7 +88,7 @@ class BadInputTests(unittest.TestCase):
         await self.assert_server_healthy()
 
     async def test_a_thousand_commands_in_one_write(self) -> None:
-        client = await login(self.port, "columbia")
+        client = await Lab(self).login(self.port, "columbia")
         client.send_bytes(b"whoelse\n" * 1000)
         # The rate limit answers the first burst and then disconnects the flood.
         await client.closed
@@ -98,7 +98,7 @@ class BadInputTests(unittest.TestCase):
 
     async def test_connections_closing_mid_line_mid_login_and_mid_password(self) -> None:
         for data in (b"colum", b"columbia\n", b"columbia\n116b", b"columbia\n116bway\nwhoel"):
-            client = await connect(self.port)
+            client = await Lab(self).connect(self.port)
             client.send_bytes(data)
             await client.close()
         await self.assert_server_healthy()
@@ -112,7 +112,7 @@ class ExemptionTests(unittest.TestCase):
         server = ServerProcess(self.mktemp(), args=args)
         port = await server.start()
         self.addCleanup(server.stop)
-        clients = [await login(port, name) for name in ("columbia", "seas", "google")]
+        clients = [await Lab(self).login(port, name) for name in ("columbia", "seas", "google")]
         clients[0].send_bytes(b"whoelse\n" * 200)
         for _ in range(200):
             await clients[0].expect("Online now")
@@ -127,9 +127,9 @@ class ExemptionTests(unittest.TestCase):
         )
         port = await server.start()
         self.addCleanup(server.stop)
-        first = await connect(port)
+        first = await Lab(self).connect(port)
         await first.expect("Username: ")
-        second = await connect(port)
+        second = await Lab(self).connect(port)
         await second.closed
         self.assertIn("Too many connections from your address (limit 1).", second.text)
         await first.close()
@@ -140,7 +140,7 @@ class GuessingTests(unittest.TestCase):
 
     async def guess(self, port: int, name: str, password: str) -> str:
         """One connection, one guess; returns everything the server said."""
-        client = await connect(port)
+        client = await Lab(self).connect(port)
         await client.expect("Username: ")
         client.send(name)
         await client.expect("Password: |blocked")
@@ -222,7 +222,7 @@ class CrashTests(unittest.TestCase):
         server = ServerProcess(self.mktemp(), args=("--rate", "5000", "--burst", "5000"))
         port = await server.start()
         self.addCleanup(server.stop)
-        sender = await login(port, "columbia")
+        sender = await Lab(self).login(port, "columbia")
         sender.send(*(f"message seas note-{i:04d}" for i in range(1000)))
         for _ in range(1000):
             await sender.expect("seas is offline; the message will be delivered", timeout=60)
@@ -230,7 +230,7 @@ class CrashTests(unittest.TestCase):
         self.assertEqual(server.killed_by(), 9)
 
         await server.start()
-        receiver = await connect(server.port)  # type: ignore[arg-type]
+        receiver = await Lab(self).connect(server.port)  # type: ignore[arg-type]
         receiver.send("seas", USERS["seas"])
         await receiver.expect("You have 1000 offline messages:")
         await receiver.expect("note-0999.*\r\nCommand: ", timeout=30)
@@ -272,7 +272,7 @@ class SlowReaderTests(unittest.TestCase):
         await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port), sink)
         sink.transport.write(b"seas\nsummerisover\n")  # type: ignore[union-attr]
         await sink.logged_in
-        sender = await login(port, "columbia")
+        sender = await Lab(self).login(port, "columbia")
         rss_before = server.status_kib("VmRSS")
 
         text = "x" * 3990

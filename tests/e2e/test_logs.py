@@ -8,12 +8,11 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Callable
 
 from twisted.trial import unittest
 
-from tests.e2e.helpers import Lab, pause
-from tests.e2e.support import TWISTD, ServerProcess
+from tests.e2e.support import Lab, ServerProcess
+from tests.expect import until
 
 
 class JsonServerTests(unittest.TestCase):
@@ -23,7 +22,7 @@ class JsonServerTests(unittest.TestCase):
         path = os.path.join(directory, "chat.log")
         server = ServerProcess(
             directory,
-            twistd=(*TWISTD, "--logger", "chat.server.logs.json"),
+            twistd_args=("--logger", "chat.server.logs.json"),
             environ={"CHAT_LOG_FILE": path},
         )
         self.addCleanup(lambda: server.stop() if server.running else None)
@@ -34,7 +33,7 @@ class JsonServerTests(unittest.TestCase):
         columbia.send("logout")
         await columbia.closed
         server.send_signal(signal.SIGUSR1)
-        await _until(lambda: os.path.exists(path + ".1"))
+        await until(lambda: os.path.exists(path + ".1"), "the log rotated", every=0.05)
         await server.signal(signal.SIGTERM)
         events = []
         for name in (path + ".1", path):
@@ -46,14 +45,6 @@ class JsonServerTests(unittest.TestCase):
         self.assertEqual(logins[0]["edge"], "tcp")
         said = [e.get("log_text") or e.get("log_format") for e in events]
         self.assertIn("Server Shut Down.", said)
-
-
-async def _until(condition: Callable[[], bool], timeout: float = 10) -> None:
-    for _ in range(int(timeout / 0.05)):
-        if condition():
-            return
-        await pause(0.05)
-    raise AssertionError(f"{condition} was not true within {timeout} s")
 
 
 async def _port_from(path: str) -> int:
@@ -71,5 +62,5 @@ async def _port_from(path: str) -> int:
                     return True
         return False
 
-    await _until(listening, 20)
+    await until(listening, f"the port in {path}", 20, every=0.05)
     return found[0]

@@ -23,7 +23,7 @@ from twisted.trial import unittest
 from twisted.web.client import Agent, readBody
 
 from tests import ROOT
-from tests.e2e.helpers import Lab
+from tests.e2e.support import Lab
 
 #: Left out of the copy the wheel is built from: what a clean clone lacks.
 _NOT_SOURCE = shutil.ignore_patterns(

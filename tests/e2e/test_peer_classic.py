@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 
 from tests.e2e.programs import TIMEOUT, PipedProgram
 from tests.e2e.test_peer_e2e import PeerTestCase
-from tests.expect import timeout_deferred
+from tests.expect import Expectations, timeout_deferred
 
 #: What a C buffer held before: the tail of an earlier, longer message, and
 #: bytes that were never initialised.
@@ -74,7 +74,7 @@ class ClassicPeer(protocol.Protocol):
         self.received = b""
         self.position = 0
         self.closed: defer.Deferred[None] = defer.Deferred()
-        self._waiters: list[tuple[bytes, defer.Deferred[None]]] = []
+        self.expectations: Expectations[bool] = Expectations()
         self.connected_: defer.Deferred[ClassicPeer] = defer.Deferred()
 
     def connectionMade(self) -> None:
@@ -83,35 +83,24 @@ class ClassicPeer(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.reads.append(data)
         self.received += data
-        still = []
-        for expected, d in self._waiters:
-            if not self._found(expected):
-                still.append((expected, d))
-            elif not d.called:
-                d.callback(None)
-        self._waiters = still
+        self.expectations.check()
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.closed.callback(None)
-        waiters, self._waiters = self._waiters, []
-        for expected, d in waiters:
-            if not d.called:
-                d.errback(AssertionError(f"closed while waiting for {expected!r}; got {self.received!r}"))
+        self.expectations.end("the connection closed")
 
-    def _found(self, expected: bytes) -> bool:
+    def _found(self, expected: bytes) -> bool | None:
         at = self.received.find(expected, self.position)
         if at == -1:
-            return False
+            return None
         self.position = at + len(expected)
         return True
 
-    def expect(self, expected: bytes) -> defer.Deferred[None]:
-        """Wait for C{expected} after what was expected before."""
-        if self._found(expected):
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiters.append((expected, d))
-        return timeout_deferred(d, TIMEOUT, f"{expected!r} in {self.received!r}")
+    def expect(self, expected: bytes) -> defer.Deferred[bool]:
+        """Wait for the bytes C{expected} after what was expected before."""
+        return self.expectations.wait(
+            lambda: self._found(expected), lambda: f"{expected!r} in {self.received!r}", TIMEOUT
+        )
 
     def say(self, text: bytes) -> None:
         self.transport.write(self.variant.message(self.handle, text))  # type: ignore[union-attr]

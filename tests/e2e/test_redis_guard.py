@@ -27,7 +27,8 @@ from chat.server.backends.redis import keys
 from chat.server.backends.redis.guard import BEGIN_TIMEOUT, RedisLoginGuard
 from chat.server.backends.redis.link import RedisLink
 from tests.e2e.redis_server import RedisServer, redis_server
-from tests.e2e.test_cluster import START, Node, start_node, until
+from tests.e2e.test_cluster import START, Node, start_node
+from tests.expect import until
 
 MAX_ATTEMPTS = 3
 BLOCK_TIME = 60.0

@@ -28,6 +28,7 @@ from chat.server.backends.redis.link import (
     Unavailable,
 )
 from tests.e2e.redis_server import RedisServer, redis_server
+from tests.expect import until
 from tests.unit.test_redislink import HEALTH, LINK, Lines
 
 # The global reactor, typed loosely: it provides every interface used here.
@@ -45,15 +46,6 @@ class Counting:
     def connect(self, factory: IProtocolFactory) -> Deferred[IProtocol]:
         self.attempts += 1
         return self.endpoint.connect(factory)
-
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    """Let the reactor run until C{condition()} holds; fail after C{timeout} seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not so after {timeout} s: {what}")
-        await deferLater(reactor, 0.01, lambda: None)
 
 
 async def run_for(seconds: float) -> None:

@@ -1,6 +1,6 @@
 from twisted.trial import unittest
 
-from tests.e2e.support import ServerProcess, login
+from tests.e2e.support import Lab, ServerProcess
 
 
 class SmokeTests(unittest.TestCase):
@@ -8,8 +8,8 @@ class SmokeTests(unittest.TestCase):
         server = ServerProcess(self.mktemp())
         port = await server.start()
         self.addCleanup(server.stop)
-        a = await login(port, "columbia")
-        b = await login(port, "seas")
+        a = await Lab(self).login(port, "columbia")
+        b = await Lab(self).login(port, "seas")
         a.send("message seas hello there")
         await b.expect(r"columbia \(private\): hello there")
         await a.close()

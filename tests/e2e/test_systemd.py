@@ -10,13 +10,13 @@ import os
 import shutil
 import signal
 import socket
-import sys
 
 from twisted.internet.error import ConnectionRefusedError
 from twisted.trial import unittest
 
 from tests import ROOT
-from tests.e2e.helpers import Lab, pause
+from tests.e2e.support import Lab
+from tests.expect import pause
 from tests.unit.test_systemd import NotifySocket
 
 SOCKET_ACTIVATE = shutil.which("systemd-socket-activate") or "/usr/bin/systemd-socket-activate"
@@ -39,7 +39,7 @@ class SocketActivationTests(unittest.TestCase):
         server = lab.server(
             "--port",
             "systemd:domain=INET:index=0",
-            twistd=(
+            under=(
                 SOCKET_ACTIVATE,
                 "-l",
                 f"127.0.0.1:{port}",
@@ -50,9 +50,6 @@ class SocketActivationTests(unittest.TestCase):
                 "WATCHDOG_USEC=1000000",
                 "-E",
                 f"PYTHONPATH={ROOT}",
-                sys.executable,
-                "-c",
-                "from twisted.scripts.twistd import run; run()",
             ),
         )
         started = server.start()

@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial import unittest
 
 from chat.server.systemd import Notifier, notify
-from tests.expect import timeout_deferred
+from tests.expect import Expectations
 
 
 class NotifySocket(protocol.DatagramProtocol):
@@ -28,27 +28,21 @@ class NotifySocket(protocol.DatagramProtocol):
         case.addCleanup(shutil.rmtree, self.directory, True)
         self.path = os.path.join(self.directory, "notify.sock")
         self.states: list[str] = []
-        self._waiting: list[tuple[str, defer.Deferred[None]]] = []
+        self.expectations: Expectations[bool] = Expectations()
         port = reactor.listenUNIXDatagram(self.path, self)  # type: ignore[attr-defined]
         case.addCleanup(port.stopListening)
 
     def datagramReceived(self, data: bytes, addr: object) -> None:
         self.states.append(data.decode())
-        still = []
-        for wanted, d in self._waiting:
-            if any(wanted in state.split("\n") for state in self.states):
-                d.callback(None)
-            else:
-                still.append((wanted, d))
-        self._waiting = still
+        self.expectations.check()
 
-    def said(self, wanted: str, timeout: float = 15) -> defer.Deferred[None]:
+    def said(self, wanted: str, timeout: float = 15) -> defer.Deferred[bool]:
         """Fires once a datagram held the line C{wanted}."""
-        if any(wanted in state.split("\n") for state in self.states):
-            return defer.succeed(None)
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiting.append((wanted, d))
-        return timeout_deferred(d, timeout, lambda: f"{wanted!r} on the notify socket; got {self.states!r}")
+        return self.expectations.wait(
+            lambda: any(wanted in state.split("\n") for state in self.states) or None,
+            lambda: f"{wanted!r} on the notify socket; got {self.states!r}",
+            timeout,
+        )
 
 
 class NotifyTests(unittest.TestCase):

@@ -18,12 +18,13 @@ whatever its edge, by L{chat.server.textrules} in the session.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 import attrs
 
-from chat.server.events import BadUsage, IntroTooLong, TooLong, UnknownCommand
+from chat.server.events import BadRoomName, BadUsage, IntroTooLong, TooLong, UnknownCommand
 
 
 @attrs.frozen
@@ -81,6 +82,41 @@ class PersonalIntro:
 class ShowHistory:
     command: ClassVar[str] = "history"
     count: int = 20
+    #: One conversation, as the user names it (C{everyone}, C{#room},
+    #: C{@user}); None: all of theirs together.
+    conversation: str | None = None
+    #: The id of the message the page ends before (the JSON protocol's paging).
+    before: str | None = None
+
+
+@attrs.frozen
+class RoomMessage:
+    command: ClassVar[str] = "message"
+    room: str
+    text: str
+
+
+@attrs.frozen
+class Join:
+    command: ClassVar[str] = "join"
+    room: str
+
+
+@attrs.frozen
+class Leave:
+    command: ClassVar[str] = "leave"
+    room: str
+
+
+@attrs.frozen
+class ListRooms:
+    command: ClassVar[str] = "rooms"
+
+
+@attrs.frozen
+class Members:
+    command: ClassVar[str] = "members"
+    room: str
 
 
 @attrs.frozen
@@ -122,6 +158,11 @@ Command = (
     | Broadcast
     | BroadcastTo
     | Message
+    | RoomMessage
+    | Join
+    | Leave
+    | ListRooms
+    | Members
     | PersonalIntro
     | Help
     | ShowHistory
@@ -136,6 +177,11 @@ COMMAND_TYPES = (
     Broadcast,
     BroadcastTo,
     Message,
+    RoomMessage,
+    Join,
+    Leave,
+    ListRooms,
+    Members,
     PersonalIntro,
     Help,
     ShowHistory,
@@ -157,7 +203,7 @@ class Blank:
     """An empty or all-space line: not an error, just nothing to do."""
 
 
-Rejection = Blank | UnknownCommand | BadUsage | TooLong | IntroTooLong
+Rejection = Blank | UnknownCommand | BadUsage | TooLong | IntroTooLong | BadRoomName
 Parsed = Command | Rejection
 
 
@@ -181,13 +227,13 @@ class Fields:
     def __init__(self, obj: Mapping[str, Any]) -> None:
         self._obj = obj
 
-    def get(self, name: str, kind: type, what: str, required: bool = True) -> Any:
+    def get(self, name: str, kind: type | tuple[type, ...], what: str, required: bool = True) -> Any:
         value = self._obj.get(name)
         if value is None:
             if required:
                 raise FieldError("missing_field", name)
             return None
-        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
             raise FieldError("wrong_type", name, what)
         return value
 
@@ -265,10 +311,27 @@ def _minutes(minutes: int, limits: Limits) -> WhoLast | BadUsage:
     return WhoLast(minutes)
 
 
+#: A room's name: C{#} and 1 to 32 letters, digits, C{-} or C{_}.
+ROOM_NAME = re.compile(r"#[A-Za-z0-9_-]{1,32}")
+
+
+def _room(word: str) -> str | BadRoomName:
+    return word if ROOM_NAME.fullmatch(word) else BadRoomName(word[:64])
+
+
 def _count(count: int, limits: Limits, word: str) -> ShowHistory | BadUsage:
     if count < 1:
         return _bad("history", "not_a_count", limits, word=word)
     return ShowHistory(count)
+
+
+def _conversation(word: str) -> str | BadRoomName:
+    """A conversation as typed (C{#room} or a user's name) as the protocol names it."""
+    if word.startswith("#"):
+        return _room(word)
+    if word.lower() == "everyone":
+        return "everyone"
+    return "@" + word.lstrip("@")
 
 
 def _topic(topic: str) -> Help:
@@ -353,16 +416,49 @@ def _text_message(rest: str, limits: Limits) -> Parsed:
     recipient, after = _split_word(rest)
     if not recipient:
         return _bad("message", "missing_recipient", limits)
+    room = _room(recipient) if recipient.startswith("#") else None
+    if isinstance(room, BadRoomName):
+        return room
     text = message_text(after, "message", limits)
-    return text if not isinstance(text, str) else Message(recipient, text)
+    if not isinstance(text, str):
+        return text
+    return RoomMessage(room, text) if room is not None else Message(recipient, text)
 
 
 def _json_message(fields: Fields, limits: Limits) -> Parsed:
+    if fields.present("room"):
+        room = _room(fields.get("room", str, "a room's name"))
+        if isinstance(room, BadRoomName):
+            return room
+        text = message_text(fields.text(), "message", limits)
+        return text if not isinstance(text, str) else RoomMessage(room, text)
     to = fields.names("to")
     text = message_text(fields.text(), "message", limits)
     if not isinstance(text, str):
         return text
+    if len(to) == 1 and to[0].startswith("#"):
+        room = _room(to[0])
+        return room if isinstance(room, BadRoomName) else RoomMessage(room, text)
     return Message(to[0], text) if len(to) == 1 else BroadcastTo(to, text)
+
+
+def _one_room(command: str, make: Callable[[str], Command]) -> Callable[[str, Limits], Parsed]:
+    def parse_room(rest: str, limits: Limits) -> Parsed:
+        words = rest.split()
+        if len(words) != 1:
+            return _bad(command, "one_room", limits)
+        room = _room(words[0])
+        return room if isinstance(room, BadRoomName) else make(room)
+
+    return parse_room
+
+
+def _json_room(make: Callable[[str], Command]) -> Callable[[Fields, Limits], Parsed]:
+    def parse_room(fields: Fields, limits: Limits) -> Parsed:
+        room = _room(fields.get("room", str, "a room's name"))
+        return room if isinstance(room, BadRoomName) else make(room)
+
+    return parse_room
 
 
 def _text_intro(rest: str, limits: Limits) -> Parsed:
@@ -381,17 +477,39 @@ def _text_history(rest: str, limits: Limits) -> Parsed:
     words = rest.split()
     if not words:
         return ShowHistory()
+    conversation = None
+    if _whole(words[0]) is None and (len(words) == 2 or not words[0].lstrip("-").isdigit()):
+        # history #ROOM [N], history USER [N]
+        named = _conversation(words[0])
+        if isinstance(named, BadRoomName):
+            return named
+        conversation = named
+        words = words[1:]
+        if not words:
+            return ShowHistory(conversation=conversation)
     if len(words) > 1:
         return _bad("history", "one_number", limits)
     count = _whole(words[0])
     if count is None:
         return _bad("history", "not_a_count", limits, word=words[0])
-    return _count(count, limits, words[0])
+    shown = _count(count, limits, words[0])
+    return attrs.evolve(shown, conversation=conversation) if isinstance(shown, ShowHistory) else shown
 
 
 def _json_history(fields: Fields, limits: Limits) -> Parsed:
     count = fields.get("count", int, "a whole number", required=False)
-    return ShowHistory() if count is None else _count(count, limits, str(count))
+    shown = ShowHistory() if count is None else _count(count, limits, str(count))
+    if not isinstance(shown, ShowHistory):
+        return shown
+    conversation = fields.get("conversation", str, "a conversation", required=False)
+    before = fields.get("before", str, "a message id", required=False)
+    if conversation is not None and conversation.startswith("#"):
+        room = _room(conversation)
+        if isinstance(room, BadRoomName):
+            return room
+    if before is not None and conversation is None:
+        raise FieldError("missing_field", "conversation")
+    return attrs.evolve(shown, conversation=conversation, before=before)
 
 
 def _text_help(rest: str, limits: Limits) -> Parsed:
@@ -492,8 +610,8 @@ COMMANDS: dict[str, Entry] = {
         ),
         Entry(
             "message",
-            "message USER TEXT",
-            "send TEXT to USER alone (kept for them if they are offline)",
+            "message USER TEXT | message #ROOM TEXT",
+            "send TEXT to USER alone (kept for them if they are offline), or to a room you are in",
             _text_message,
             "message",
             _json_message,
@@ -510,12 +628,48 @@ COMMANDS: dict[str, Entry] = {
         ),
         Entry(
             "history",
-            "history [N]   (your last N messages, 20 if not given)",
-            "the messages you sent and received lately, oldest first",
+            "history [#ROOM | USER] [N]   (the last N messages, 20 if not given)",
+            "the messages you sent and received lately (or in one conversation), oldest first",
             _text_history,
             "history",
             _json_history,
             "do_history",
+        ),
+        Entry(
+            "join",
+            "join #ROOM",
+            "join a room, making it if there is none",
+            _one_room("join", Join),
+            "join",
+            _json_room(Join),
+            "do_join",
+        ),
+        Entry(
+            "leave",
+            "leave #ROOM",
+            "leave a room",
+            _one_room("leave", Leave),
+            "leave",
+            _json_room(Leave),
+            "do_leave",
+        ),
+        Entry(
+            "rooms",
+            "rooms",
+            "every room, how many are in it, and whether you are",
+            _no_arguments(ListRooms()),
+            "rooms",
+            lambda fields, limits: ListRooms(),
+            "do_rooms",
+        ),
+        Entry(
+            "members",
+            "members #ROOM",
+            "who is in a room, and who of them is online",
+            _one_room("members", Members),
+            "members",
+            _json_room(Members),
+            "do_members",
         ),
         Entry(
             "help",

@@ -40,6 +40,8 @@ class Ask(enum.Enum):
 class Kind(enum.Enum):
     PRIVATE = "private"
     BROADCAST = "broadcast"
+    #: To the members of a room (L{Delivery.room}).
+    ROOM = "room"
 
 
 class MessageIds:
@@ -66,8 +68,11 @@ class Delivery:
     sent_at: float
     id: str = ""
     #: Who it was addressed to: the recipient of a private message, the
-    #: users named in C{broadcast user}; empty for a broadcast to everyone.
+    #: users named in C{broadcast user}; empty for a broadcast to everyone
+    #: and a room's message.
     to: tuple[str, ...] = ()
+    #: The room of a room's message (C{Kind.ROOM}), as its name is shown.
+    room: str = ""
 
 
 @attrs.frozen
@@ -320,6 +325,95 @@ class Announced:
     nodes: bool
 
 
+# --- rooms and conversations -------------------------------------------------------
+
+
+@attrs.frozen
+class RoomJoined:
+    room: str
+    #: Whether joining made the room.
+    created: bool
+    members: int
+
+
+@attrs.frozen
+class RoomLeft:
+    room: str
+
+
+@attrs.frozen
+class RoomEntry:
+    room: str
+    members: int
+    #: Whether the asking user is in it.
+    joined: bool
+
+
+@attrs.frozen
+class RoomList:
+    rooms: tuple[RoomEntry, ...]
+
+
+@attrs.frozen
+class RoomMembers:
+    room: str
+    #: Each member and whether they are online (anywhere).
+    members: tuple[tuple[str, bool], ...]
+
+
+@attrs.frozen
+class RoomReceipt:
+    """What a message to a room did: its members online got it; the rest find it unread."""
+
+    room: str
+    #: The members (but the sender) online now, and all of them.
+    online: int
+    members: int
+    id: str = ""
+    time: float = 0.0
+
+
+@attrs.frozen
+class Unread:
+    """At login: the rooms with messages the user has not read, and how many."""
+
+    rooms: tuple[tuple[str, int], ...]
+
+
+@attrs.frozen
+class ConversationEntry:
+    """One of a user's conversations, as their client names it."""
+
+    #: C{everyone}, C{#room} or C{@user}.
+    id: str
+    #: C{everyone}, C{room} or C{direct}.
+    kind: str
+    #: What to call it: C{Everyone}, the room's name as created, the other user.
+    name: str
+    unread: int
+    #: When its newest message was sent (0 if none is kept).
+    last: float
+
+
+@attrs.frozen
+class Conversations:
+    conversations: tuple[ConversationEntry, ...]
+
+
+@attrs.frozen
+class ConversationHistory:
+    """A page of one conversation's history, oldest first."""
+
+    #: How the user names it (C{everyone}, C{#room}, C{@user}), and what to call it.
+    conversation: str
+    name: str
+    messages: tuple[Delivery, ...]
+    #: Whether older messages are kept.
+    more: bool
+    #: The user asking: their own messages to several name the recipients.
+    owner: str
+
+
 # --- errors -----------------------------------------------------------------
 #
 # Each has a stable C{code}.  The parser's rejections (an unknown command, a
@@ -417,6 +511,29 @@ class Fault(enum.Enum):
 
 
 @attrs.frozen
+class UnknownRoom:
+    """A room that does not exist (only C{join} makes one)."""
+
+    code: ClassVar[str] = "unknown_room"
+    room: str
+    suggestion: str | None
+
+
+@attrs.frozen
+class BadRoomName:
+    code: ClassVar[str] = "bad_room_name"
+    room: str
+
+
+@attrs.frozen
+class NotInRoom:
+    """Only a room's members send to it (or read it)."""
+
+    code: ClassVar[str] = "not_in_room"
+    room: str
+
+
+@attrs.frozen
 class Failed:
     fault: Fault
 
@@ -434,6 +551,9 @@ Error = (
     | RateLimited
     | LineTooLong
     | TooManyConnections
+    | UnknownRoom
+    | BadRoomName
+    | NotInRoom
     | Failed
 )
 #: The same, for C{isinstance}.
@@ -457,5 +577,13 @@ Event = (
     | Kicked
     | Announcement
     | Announced
+    | RoomJoined
+    | RoomLeft
+    | RoomList
+    | RoomMembers
+    | RoomReceipt
+    | Unread
+    | Conversations
+    | ConversationHistory
     | Error
 )

@@ -20,15 +20,23 @@ if TYPE_CHECKING:
         Announcement,
         Ask,
         Broadcasted,
+        ConversationHistory,
+        Conversations,
         Delivery,
         Event,
         Goodbye,
         Kicked,
         Receipt,
+        RoomJoined,
+        RoomLeft,
+        RoomList,
+        RoomMembers,
+        RoomReceipt,
         RosterEntry,
         SessionInfo,
         Sessions,
         StoredMessage,
+        Unread,
     )
 
 
@@ -176,6 +184,33 @@ class IChatUser(Interface):
     def logout() -> None:
         """The session ended: the user is offline (here)."""
 
+    def join(room: str) -> Deferred[RoomJoined]:
+        """Join the room C{room}, making it if there is none."""
+
+    def leave(room: str) -> Deferred[RoomLeft]:
+        """Leave the room C{room}."""
+
+    def rooms() -> RoomList:
+        """Every room, and whether the user is in it."""
+
+    def members(room: str) -> RoomMembers:
+        """Who is in the room C{room}."""
+
+    def room_message(room: str, text: str) -> Deferred[RoomReceipt]:
+        """Send C{text} to the room C{room}, which the user is in; fires once it is kept."""
+
+    def conversation_history(named: str, count: int, before: str | None) -> Deferred[ConversationHistory]:
+        """A page of the conversation the user calls C{named} (C{everyone}, C{#room}, C{@user})."""
+
+    def conversations() -> Deferred[Conversations]:
+        """The user's conversations, with their unread counts."""
+
+    def unread() -> Deferred[Unread]:
+        """The rooms with messages the user has not read."""
+
+    def mark_read(named: Sequence[str], until: float | None = None) -> Deferred[None]:
+        """The user has read these conversations up to C{until} (now, if not given)."""
+
 
 class IAdmin(IChatUser):
     """What an admin can do besides (the avatar of a user named by C{--admins})."""
@@ -264,11 +299,33 @@ class IRegistry(Interface):
 
 
 @attrs.frozen
+class Room:
+    """A room as kept: its name as created (with its C{#}) and its members."""
+
+    name: str
+    members: frozenset[str] = frozenset()
+
+
+@attrs.frozen
+class ConversationState:
+    """One conversation of a user, for their list of conversations."""
+
+    #: Its key (L{chat.server.conversations}).
+    key: str
+    #: When its newest kept message was sent (0 if none is kept).
+    last: float
+    #: Messages from others newer than the user's read marker.
+    unread: int
+
+
+@attrs.frozen
 class Snapshot:
     """The durable state the service needs in memory when it starts."""
 
     last_seen: dict[str, float]
     intros: dict[str, str]
+    #: Every room, by key (C{#} and its name in lower case).
+    rooms: dict[str, Room] = attrs.Factory(dict)
 
 
 class StoreError(Exception):
@@ -320,7 +377,38 @@ class IStore(Interface):
     def history_for(name: str, count: int) -> Deferred[list[Delivery]]:
         """
         The last C{count} messages of C{name}'s conversations (everyone's
-        among them) together, oldest first.
+        among them) together, oldest first; a message kept in several of
+        them (one to several users, as its sender sees it) once.
+        """
+
+    def conversation_history(
+        key: str, count: int, before: str | None = None
+    ) -> Deferred[tuple[list[Delivery], bool]]:
+        """
+        Up to C{count} messages of the conversation C{key}, oldest first:
+        the newest ones, or those older than the message with id C{before};
+        and whether older ones are kept.  None if C{before} is no longer
+        kept: the answer is then empty.
+        """
+
+    def save_room(key: str, name: str) -> Deferred[bool]:
+        """Create the room C{key}, shown as C{name}; fires with whether it was new (the first name stays)."""
+
+    def join_room(key: str, user: str) -> Deferred[None]:
+        """Make C{user} a member of the room C{key} (which exists); fires when durable."""
+
+    def leave_room(key: str, user: str) -> Deferred[None]:
+        """C{user} is no longer a member of the room C{key}; fires when durable."""
+
+    def mark_read(name: str, marks: Mapping[str, float]) -> Deferred[None]:
+        """C{name} has read each conversation up to the time given (never moved back)."""
+
+    def conversations_of(name: str, since: float) -> Deferred[list[ConversationState]]:
+        """
+        Each conversation of C{name} that has a kept message or is a room they
+        are in: everyone's, their rooms and their direct conversations.  Unread
+        counts are of messages from others newer than C{name}'s read marker
+        there, or, where they have none, than C{since}.
         """
 
     def save_token(name: str, digest: str, expires: float, now: float) -> Deferred[None]:
@@ -381,6 +469,12 @@ class IPeerListener(Interface):
     def remote_announcement(announcement: Announcement) -> None:
         """An admin of another node spoke to everyone."""
 
+    def remote_room_change(key: str, name: str, user: str, joined: bool) -> None:
+        """A user of another node joined or left a room (made it, if it was new)."""
+
+    def remote_room_messages(deliveries: Sequence[Delivery]) -> None:
+        """Messages to rooms sent by users of another node."""
+
 
 class IPeers(Interface):
     """
@@ -419,6 +513,12 @@ class IPeers(Interface):
 
     def announce(announcement: Announcement) -> None:
         """Show C{announcement} to the users of the other nodes."""
+
+    def room_changed(key: str, name: str, user: str, joined: bool) -> None:
+        """Tell the other nodes that C{user} joined or left the room C{key} (kept in the store already)."""
+
+    def room_messages(deliveries: Sequence[Delivery]) -> None:
+        """Hand messages to rooms to the members on the other nodes."""
 
     def stop() -> Deferred[None]:
         """Leave the cluster: release this node's users, stop its heartbeat."""

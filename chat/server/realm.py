@@ -16,18 +16,29 @@ from twisted.cred.portal import IRealm
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
+from chat.server import conversations
 from chat.server.events import (
     Announced,
     Broadcasted,
+    ConversationEntry,
+    ConversationHistory,
+    Conversations,
     Delivery,
     Kicked,
     Kind,
     Receipt,
+    RoomJoined,
+    RoomLeft,
+    RoomList,
+    RoomMembers,
+    RoomReceipt,
     RosterEntry,
     Sessions,
     StoredMessage,
+    Unread,
 )
-from chat.server.interfaces import IAdmin, IChatUser, IParticipant, Joining
+from chat.server.interfaces import ConversationState, IAdmin, IChatUser, IParticipant, Joining
+from chat.server.rooms import NotAMember
 from chat.server.service import ChatService
 
 
@@ -79,6 +90,102 @@ class ChatUser:
 
     def logout(self) -> None:
         self.service.leave(self.name, self.participant)
+
+    # --- rooms and conversations -------------------------------------------------
+
+    def join(self, room: str) -> Deferred[RoomJoined]:
+        return self.service.rooms.join(self.name, room)
+
+    def leave(self, room: str) -> Deferred[RoomLeft]:
+        key, name = self.service.rooms.find(room)
+        if not self.service.rooms.is_member(key, self.name):
+            raise NotAMember(name)
+        return self.service.rooms.leave(self.name, key)
+
+    def rooms(self) -> RoomList:
+        return RoomList(self.service.rooms.listing(self.name))
+
+    def members(self, room: str) -> RoomMembers:
+        key, name = self.service.rooms.find(room)
+        return RoomMembers(name, self.service.rooms.members(key))
+
+    def room_message(self, room: str, text: str) -> Deferred[RoomReceipt]:
+        key, _ = self.service.rooms.find(room)
+        return self.service.rooms.send(self.name, key, text)
+
+    def conversation(self, named: str) -> tuple[str, str]:
+        """
+        The key of the conversation the user calls C{named} (C{everyone},
+        C{#room}, C{@user}) and what to call it.
+
+        @raise chat.server.rooms.NoSuchRoom: a room that does not exist.
+        @raise chat.server.service.UnknownUser: a user that does not exist.
+        @raise SelfMessage: the user named themselves.
+        """
+        if named.startswith("#"):
+            return self.service.rooms.find(named)
+        key = conversations.from_client(named, self.name)
+        if key is None:
+            raise SelfMessage(named)
+        if key == conversations.EVERYONE:
+            return key, "everyone"
+        other = named[1:]
+        self.service.check_recipients(self.name, [other])
+        return key, other
+
+    def conversation_history(
+        self, named: str, count: int, before: str | None
+    ) -> Deferred[ConversationHistory]:
+        key, name = self.conversation(named)
+        shown = conversations.for_client(key, self.name)
+
+        def page(found: tuple[list[Delivery], bool]) -> ConversationHistory:
+            messages, more = found
+            return ConversationHistory(shown, name, tuple(messages), more, self.name)
+
+        return self.service.conversation_history(key, count, before).addCallback(page)
+
+    def conversations(self) -> Deferred[Conversations]:
+        rooms = self.service.rooms
+
+        def listed(states: list[ConversationState]) -> Conversations:
+            entries = []
+            for state in states:
+                shown = conversations.for_client(state.key, self.name)
+                if state.key == conversations.EVERYONE:
+                    kind, name = "everyone", "Everyone"
+                elif conversations.is_room(state.key):
+                    if not rooms.is_member(state.key, self.name):
+                        continue
+                    kind, name = "room", rooms.name_of(state.key)
+                else:
+                    kind, name = "direct", shown[1:]
+                entries.append(ConversationEntry(shown, kind, name, state.unread, state.last))
+            entries.sort(key=lambda e: (e.kind != "everyone", -e.last, e.name))
+            return Conversations(tuple(entries))
+
+        return self.service.conversations_of(self.name).addCallback(listed)
+
+    def unread(self) -> Deferred[Unread]:
+        """The rooms with messages the user has not read."""
+
+        def rooms_only(listed: Conversations) -> Unread:
+            return Unread(
+                tuple((c.name, c.unread) for c in listed.conversations if c.kind == "room" and c.unread)
+            )
+
+        return self.conversations().addCallback(rooms_only)
+
+    def mark_read(self, named: Sequence[str], until: float | None = None) -> Deferred[None]:
+        """The user has read these conversations up to C{until} (now, if not given or later)."""
+        now = self.service.clock.seconds()
+        at = now if until is None else min(until, now)
+        marks = {}
+        for name in named:
+            key = conversations.from_client(name, self.name)
+            if key is not None:
+                marks[key] = at
+        return self.service.store.mark_read(self.name, marks)
 
 
 @implementer(IAdmin)

@@ -46,6 +46,7 @@ from chat.server.events import (
 )
 from chat.server.fanout import Fanout, deliver
 from chat.server.interfaces import (
+    ConversationState,
     IFormat,
     IParticipant,
     IPeerListener,
@@ -58,6 +59,7 @@ from chat.server.interfaces import (
 from chat.server.presence import Presences
 from chat.server.quietlog import QuietLog
 from chat.server.registry import LocalRegistry
+from chat.server.rooms import Rooms
 
 log = Logger()
 
@@ -106,6 +108,9 @@ class ChatService(Service):
         self.sessions: set[IParticipant] = set()
         self.counters = Counters()
         self.admin = Admin(self, admins)
+        #: Users online here: when they were last seen before this login.
+        self._away_since: dict[str, float] = {}
+        self.rooms = Rooms(self, snapshot.rooms)
         self.quiet = QuietLog(log, clock)
         self.new_id = MessageIds()
         self.peers = peers
@@ -255,13 +260,23 @@ class ChatService(Service):
             old = self.registry.online.get(name)
             if old is not None and old is not participant:
                 old.goodbye(Goodbye(Reason.REPLACED, name))
-        d = self.registry.add(name, participant, self.clock.seconds(), takeover)
-        return d.addCallback(lambda _: self.presences.joined(name, participant))
+        now = self.clock.seconds()
+        # Until when they were away: unread counts start there where they
+        # have no read marker yet.
+        away = self.registry.last_seen(name)
+        d = self.registry.add(name, participant, now, takeover)
+
+        def joined(_: object) -> None:
+            self._away_since[name] = away if away is not None else now
+            self.presences.joined(name, participant)
+
+        return d.addCallback(joined)
 
     def leave(self, name: str, participant: IParticipant) -> None:
         self.flush()
         if self.presences.left(name, participant):
             self._handed.pop(name, None)
+            self._away_since.pop(name, None)
 
     def whoelse(self, me: str) -> list[RosterEntry]:
         return self.presences.whoelse(me)
@@ -394,7 +409,7 @@ class ChatService(Service):
             participant = online.get(recipients[0])
             if participant is not None:
                 self._post(participant, participant.format.delivery(delivery))
-                self._keep([(delivery, conversations.between((sender, recipients[0])))])
+                self._keep([(delivery, conversations.pair(sender, recipients[0]))])
                 return Receipt(delivery.to, (), delivery.id, delivery.sent_at)
         present = self.registry.present
         here: list[tuple[str, IParticipant]] = []
@@ -425,7 +440,7 @@ class ChatService(Service):
             self._post(participant, payload)
         receipt = Receipt(tuple(delivered), tuple(offline), delivery.id, delivery.sent_at)
         if not offline and not elsewhere:
-            self._keep([(delivery, conversations.of(delivery))])
+            self._keep(conversations.entries(delivery))
             return receipt
         saved = self.store.save_offline(offline + elsewhere, delivery)
 
@@ -434,7 +449,7 @@ class ChatService(Service):
                 peers = self.peers
                 assert peers is not None, "users online elsewhere without peers"
                 peers.notify(elsewhere)
-            self._keep([(delivery, conversations.of(delivery))])
+            self._keep(conversations.entries(delivery))
             return receipt
 
         def not_stored(f: Failure) -> Receipt | Failure:
@@ -446,7 +461,7 @@ class ChatService(Service):
                 )
             reached = tuple(name for name, _ in here)
             partial = attrs.evolve(delivery, to=reached)
-            self._keep([(partial, conversations.of(partial))])
+            self._keep(conversations.entries(partial))
             return Receipt(reached, (), delivery.id, delivery.sent_at, failed=tuple(offline + elsewhere))
 
         return saved.addCallbacks(stored, not_stored)
@@ -474,6 +489,24 @@ class ChatService(Service):
         # The store reads after what it was sent before: no need to wait.
         self._history.write()
         return self.store.history_for(name, count)
+
+    def conversation_history(
+        self, key: str, count: int, before: str | None = None
+    ) -> Deferred[tuple[list[Delivery], bool]]:
+        """A page of the conversation C{key}, after every message sent so far."""
+        self.flush()
+        self._history.write()
+        return self.store.conversation_history(key, count, before)
+
+    def conversations_of(self, name: str) -> Deferred[list[ConversationState]]:
+        """
+        C{name}'s conversations with their unread counts: where they have not
+        read a conversation yet, what came since they were last seen.
+        """
+        self.flush()
+        self._history.write()
+        since = self._away_since.get(name, self.clock.seconds())
+        return self.store.conversations_of(name, since)
 
     # --- stored messages ---------------------------------------------------------
 
@@ -508,6 +541,13 @@ class ChatService(Service):
 
     def restore(self, snapshot: Snapshot) -> None:
         self.intros.update(snapshot.intros)
+        self.rooms.restore(snapshot.rooms)
+
+    def remote_room_change(self, key: str, name: str, user: str, joined: bool) -> None:
+        self.rooms.changed(key, name, user, joined)
+
+    def remote_room_messages(self, deliveries: Sequence[Delivery]) -> None:
+        self.rooms.remote(list(deliveries))
 
     def remote_presence(self, name: str, online: bool, at: float) -> None:
         self.presences.announce(Presence(name, online, at, self.intros.get(name)))

@@ -43,6 +43,8 @@ from chat.server.context import ServerContext
 from chat.server.events import (
     Arrived,
     Ask,
+    ConversationHistory,
+    Conversations,
     Delivery,
     Error,
     Event,
@@ -55,6 +57,7 @@ from chat.server.events import (
     LoginRefused,
     Note,
     Notice,
+    NotInRoom,
     Offline,
     RateLimited,
     Reason,
@@ -63,13 +66,16 @@ from chat.server.events import (
     Roster,
     SessionInfo,
     StoredMessage,
+    UnknownRoom,
     UnknownUsers,
+    Unread,
     Welcome,
 )
 from chat.server.interfaces import AlreadyOnline, IAdmin, IChatUser, IEdge, Joining, Unavailable
 from chat.server.limits import TokenBucket
 from chat.server.quietlog import QuietLog
 from chat.server.realm import SelfMessage
+from chat.server.rooms import NoSuchRoom, NotAMember
 from chat.server.service import UnknownUser
 
 T = TypeVar("T")
@@ -169,6 +175,8 @@ class Session(TimeoutMixin):
         self._since = 0.0
         #: When the user last sent a command (for an admin's C{sessions}).
         self._active = 0.0
+        #: The rooms (lower case) a terminal was told at login it had not read.
+        self._unread_rooms: set[str] = set()
         #: Stored messages shown to the user and still in the store: they
         #: leave it once the user has shown they got them (L{_acknowledge}).
         self._unacked: list[StoredMessage] = []
@@ -322,6 +330,34 @@ class Session(TimeoutMixin):
             # would take it for the answer to its next request.
             self._admit(answer=False)
 
+    def read(self, named: Sequence[str], until: float | None = None) -> None:
+        """
+        The client has shown these conversations (C{everyone}, C{#room},
+        C{@user}) up to C{until}: their unread counts start again from there,
+        on every node and after a restart.  No answer.
+        """
+        if self.avatar is None or self.state is State.CLOSED:
+            return
+        if not self._admit(answer=False):
+            return
+        self.avatar.mark_read(named, until).addErrback(self._not_marked)
+
+    def list_conversations(self) -> None:
+        """The user's conversations, with their unread counts (a page's sidebar)."""
+        if self.avatar is None or self.state is State.CLOSED:
+            return
+        if not self._admit():
+            return
+
+        def failed(f: Failure) -> None:
+            self._store_failed(f, "could not list the conversations of {user}", Fault.HISTORY_UNAVAILABLE)
+
+        self.avatar.conversations().addCallbacks(self._listed, failed)
+
+    def _listed(self, listed: Conversations) -> None:
+        if self.state is not State.CLOSED:
+            self.say(listed)
+
     def acknowledge(self, ids: Sequence[str]) -> None:
         """
         The client has the stored messages with these ids (an edge whose
@@ -426,6 +462,8 @@ class Session(TimeoutMixin):
     def _leave(self) -> None:
         logout, self._logout = self._logout, None
         if logout is not None:
+            if not self.edge.acknowledges and self.avatar is not None:
+                self._read_while_here(self.avatar)
             logout()
             self.context.service.counters.logouts[self._why or "connection_lost"] += 1
             log.info(
@@ -600,7 +638,28 @@ class Session(TimeoutMixin):
                 self._show_offline(offline)
         except Exception:
             log.failure("could not show offline messages to {user}", user=self.name)
+        avatar = self.avatar
+        if avatar is None or not self.context.service.rooms.of(avatar.name):
+            self._welcomed()
+            return
+        # Then how much is unread in their rooms (not one offline message each).
+        avatar.unread().addCallbacks(self._show_unread, self._unread_failed).addErrback(
+            lambda f: log.failure("could not show unread counts to {user}", f, user=self.name)
+        )
+
+    def _show_unread(self, unread: Unread) -> None:
+        if self.state is State.CLOSED:
+            return
+        if unread.rooms:
+            self._unread_rooms = {name.lower() for name, _ in unread.rooms}
+            self.say(unread)
         self._welcomed()
+
+    def _unread_failed(self, f: Failure) -> None:
+        if not f.check(Unavailable):
+            self.quiet.failure("unread counts", "could not count what {user} has not read", f, user=self.name)
+        if self.state is not State.CLOSED:
+            self._welcomed()
 
     def _show_offline(self, messages: list[StoredMessage]) -> None:
         self.say(Offline(tuple(messages)))
@@ -771,10 +830,64 @@ class Session(TimeoutMixin):
             self.quiet.failure(what, what, f, user=self.name)
         self.say(Failed(fault))
 
-    def do_message(self, cmd: commands.Message) -> None:
+    def do_message(self, cmd: commands.Message | commands.RoomMessage) -> None:
         assert self.avatar is not None
         avatar = self.avatar
+        if isinstance(cmd, commands.RoomMessage):
+            self._in_room(
+                lambda: avatar.room_message(cmd.room, cmd.text), "could not keep a message to a room"
+            )
+            return
         self._send(lambda: avatar.message(cmd.recipient, cmd.text))
+
+    # --- rooms --------------------------------------------------------------------
+
+    def _in_room(self, act: Callable[[], Any], what: str, command: str | None = None) -> None:
+        """
+        Run a command on a room, answering with what it gives (at once, or
+        once the store confirmed it), or with why it could not be done.
+        """
+        try:
+            result = act()
+        except NoSuchRoom as e:
+            self.reply(UnknownRoom(e.name, e.suggestion))
+            return
+        except NotAMember as e:
+            self.reply(NotInRoom(e.name))
+            return
+        except UnknownUser as e:
+            self.reply(UnknownUsers(e.names, e.suggestions, command))
+            return
+        except SelfMessage:
+            self.reply(Failed(Fault.SELF_MESSAGE))
+            return
+        if isinstance(result, Deferred):
+
+            def failed(f: Failure) -> None:
+                self._store_failed(f, what + " of {user}", Fault.NOT_STORED)
+
+            self._wait(result, self.say, failed)
+        else:
+            self.reply(result)
+
+    def do_join(self, cmd: commands.Join) -> None:
+        assert self.avatar is not None
+        avatar = self.avatar
+        self._in_room(lambda: avatar.join(cmd.room), "could not join a room")
+
+    def do_leave(self, cmd: commands.Leave) -> None:
+        assert self.avatar is not None
+        avatar = self.avatar
+        self._in_room(lambda: avatar.leave(cmd.room), "could not leave a room")
+
+    def do_rooms(self, _: commands.ListRooms) -> None:
+        assert self.avatar is not None
+        self.reply(self.avatar.rooms())
+
+    def do_members(self, cmd: commands.Members) -> None:
+        assert self.avatar is not None
+        avatar = self.avatar
+        self._in_room(lambda: avatar.members(cmd.room), "could not list a room")
 
     def do_personalintro(self, cmd: commands.PersonalIntro) -> None:
         if cmd.text is None:
@@ -810,15 +923,56 @@ class Session(TimeoutMixin):
 
     def do_history(self, cmd: commands.ShowHistory) -> None:
         assert self.avatar is not None
-        name = self.avatar.name
+        avatar = self.avatar
+        name = avatar.name
 
         def failed(f: Failure) -> None:
             self._store_failed(f, "could not load the history of {user}", Fault.HISTORY_UNAVAILABLE)
 
+        if cmd.conversation is not None:
+            conversation = cmd.conversation
+
+            def page() -> Deferred[ConversationHistory]:
+                shown = avatar.conversation_history(conversation, cmd.count, cmd.before)
+                if cmd.before is None and not self.edge.acknowledges:
+                    # A terminal that shows a conversation's newest messages has read it.
+                    shown.addCallback(self._read_through)
+                return shown
+
+            self._in_room(page, "could not load a conversation", cmd.command)
+            return
+
         def show(messages: list[Delivery]) -> None:
             self.say(History(name, tuple(messages)))
 
-        self._wait(self.avatar.history(cmd.count), show, failed)
+        self._wait(avatar.history(cmd.count), show, failed)
+
+    def _read_through(self, page: ConversationHistory) -> ConversationHistory:
+        if self.avatar is not None:
+            self._unread_rooms.discard(page.conversation.lower())
+            self.avatar.mark_read([page.conversation]).addErrback(self._not_marked)
+        return page
+
+    def _read_while_here(self, avatar: IChatUser) -> None:
+        """
+        A terminal shows everything as it comes: at its logout, what was
+        said in everyone's conversation and in the user's rooms has been
+        read, but in the rooms whose unread messages it was told of at login
+        and that it did not look at.
+        """
+        rooms = [
+            avatar_room
+            for avatar_room in (
+                self.context.service.rooms.name_of(key).lower()
+                for key in self.context.service.rooms.of(avatar.name)
+            )
+            if avatar_room not in self._unread_rooms
+        ]
+        avatar.mark_read(["everyone", *rooms]).addErrback(self._not_marked)
+
+    def _not_marked(self, f: Failure) -> None:
+        if not f.check(Unavailable):
+            self.quiet.failure("read markers", "could not keep what {user} has read", f, user=self.name)
 
     def do_help(self, cmd: commands.Help) -> None:
         limits = self.context.settings.limits

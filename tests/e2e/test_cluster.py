@@ -45,6 +45,7 @@ from chat.server.interfaces import (
     Unavailable,
 )
 from tests.e2e.redis_server import RedisServer, redis_server
+from tests.expect import until
 
 # The global reactor, typed loosely: it provides every interface used here.
 reactor: Any = _reactor
@@ -54,15 +55,6 @@ reactor: Any = _reactor
 NODE_TIMEOUT = 100.0
 #: When each node's Clock starts.
 START = 1000.0
-
-
-async def until(condition: Callable[[], object], what: str, timeout: float = 10.0) -> None:
-    """Let the reactor run until C{condition()} holds; fail after C{timeout} seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not so after {timeout} s: {what}")
-        await deferLater(reactor, 0.01, lambda: None)
 
 
 class Someone:
@@ -88,6 +80,8 @@ class RecordingListener:
         self.kicks: list[tuple[str, str, str]] = []
         self.announcements: list[Announcement] = []
         self.sessions: list[SessionInfo] = []
+        self.room_changes: list[tuple[str, str, str, bool]] = []
+        self.room_messages: list[Delivery] = []
         #: Called on an eviction, after recording it: the service ends the
         #: session there and then, which removes it from the registry.
         self.on_evicted: Callable[[str, IParticipant], None] | None = None
@@ -120,6 +114,12 @@ class RecordingListener:
 
     def remote_announcement(self, announcement: Announcement) -> None:
         self.announcements.append(announcement)
+
+    def remote_room_change(self, key: str, name: str, user: str, joined: bool) -> None:
+        self.room_changes.append((key, name, user, joined))
+
+    def remote_room_messages(self, deliveries: Sequence[Delivery]) -> None:
+        self.room_messages.extend(deliveries)
 
 
 class Node:

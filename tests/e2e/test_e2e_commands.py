@@ -196,10 +196,12 @@ class MessageTests(unittest.TestCase):
         client = await lab.login(port, "columbia")
         client.send("help")
         m = await client.expect(r"(?s)Commands:\r\n(.*?)" + COMMAND)
-        for name in ("whoelse", "wholast", "broadcast", "message", "personalintro", "help", "logout"):
+        commands = ("whoelse", "wholast", "broadcast", "message", "personalintro", "history")
+        rooms = ("join", "leave", "rooms", "members")
+        for name in (*commands, *rooms, "help", "logout"):
             self.assertRegex(m.group(1), rf"(?m)^  {name}\b")
         client.send("help message")
-        await client.expect(r"Usage: message USER TEXT\r\n")
+        await client.expect(r"Usage: message USER TEXT \| message #ROOM TEXT\r\n")
 
     async def test_logout_says_goodbye_closes_and_goes_offline(self) -> None:
         lab = Lab(self)

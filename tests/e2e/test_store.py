@@ -8,26 +8,24 @@ from __future__ import annotations
 import atexit
 import re
 import signal
-import time
 from typing import Any
 
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
-from twisted.internet.task import deferLater
 from twisted.trial import unittest
 
 from chat.server.backends.redis import keys as rediskeys
 from chat.server.backends.redis.link import RedisError, RedisLink, Unavailable
 from chat.server.backends.redis.store import TOKEN_MARGIN, RedisStore
-from chat.server.conversations import between
+from chat.server.conversations import pair
 from chat.server.events import Delivery, Kind
 from chat.server.interfaces import Snapshot
 from tests.e2e.redis_server import RedisServer, connect, redis_server
+from tests.expect import until
 from tests.unit.test_store import StoreContract, hello, private
 
 # The global reactor, typed loosely: it provides every interface used here.
 reactor: Any = _reactor
-
 
 _shared_redis: RedisServer | None = None
 
@@ -51,11 +49,8 @@ def shared_redis() -> RedisServer:
 
 async def until_connected(link: RedisLink, connected: bool, timeout: float = 20) -> None:
     """Wait until C{link} has noticed its connection is lost, or has made it again."""
-    deadline = time.monotonic() + timeout
-    while link.connected != connected:
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{link.description} connected is not {connected} after {timeout} s")
-        await deferLater(reactor, 0.05, lambda: None)
+    what = f"{link.description} connected is {connected}"
+    await until(lambda: link.connected == connected, what, timeout, every=0.05)
 
 
 class RedisStoreTests(StoreContract, unittest.TestCase):
@@ -82,6 +77,10 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
 
     def make_store(self, history: int = 200) -> Any:
         return RedisStore(self.link, history)
+
+    async def reloaded(self) -> Any:
+        """Rooms are what another node (or this one restarted) loads."""
+        return await self.other_store()
 
     async def other_store(self, server: RedisServer | None = None) -> RedisStore:
         """A store on a link of its own, loaded: another node, or this one restarted."""
@@ -130,7 +129,7 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
         self.assertEqual(await store.history_for("seas", 20), [hi, shout, two])
         self.assertEqual(await store.history_for("google", 20), [shout, two])
         self.assertEqual(await self.link.execute("KEYS", old + "*"), [])
-        self.assertEqual(await self.link.execute("LLEN", rediskeys.history(between(("columbia", "seas")))), 1)
+        self.assertEqual(await self.link.execute("LLEN", rediskeys.history(pair("columbia", "seas"))), 2)
         # New messages go after the old ones; another load moves nothing twice.
         after = private("seas", "columbia", "after", 4.0)
         await store.save_history([after])
@@ -185,7 +184,7 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
         await self.store.save_offline(["007"], Delivery("123", "1e5", Kind.PRIVATE, 1.0, "42", ("007",)))
         [m] = await other.offline_for("007")
         self.assertEqual(m.delivery, Delivery("123", "1e5", Kind.PRIVATE, 1.0, "42", ("007",)))
-        entry = (Delivery("123", "0x10", Kind.PRIVATE, 2.0, "7", ("007",)), between(("123", "007")))
+        entry = (Delivery("123", "0x10", Kind.PRIVATE, 2.0, "7", ("007",)), pair("123", "007"))
         await self.store.save_history([entry])
         self.assertEqual(await other.history_for("007", 20), [entry[0]])
         await self.store.set_intro("123", "1e5")

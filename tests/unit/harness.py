@@ -27,7 +27,7 @@ from chat.server.build import ServerConfig, build_server
 from chat.server.context import Settings
 from chat.server.edges.tcp import ChatProtocol
 from chat.server.events import Delivery, StoredMessage
-from chat.server.interfaces import IStore, Snapshot, Unavailable
+from chat.server.interfaces import ConversationState, IStore, Snapshot, Unavailable
 
 
 def capture_log(case: unittest.TestCase, namespace: str | None = None) -> list[dict[str, Any]]:
@@ -127,6 +127,26 @@ class HeldStore:
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
         return self._hold(lambda: self.inner.history_for(name, count))
+
+    def conversation_history(
+        self, key: str, count: int, before: str | None = None
+    ) -> Deferred[tuple[list[Delivery], bool]]:
+        return self._hold(lambda: self.inner.conversation_history(key, count, before))
+
+    def save_room(self, key: str, name: str) -> Deferred[bool]:
+        return self._hold(lambda: self.inner.save_room(key, name))
+
+    def join_room(self, key: str, user: str) -> Deferred[None]:
+        return self._hold(lambda: self.inner.join_room(key, user))
+
+    def leave_room(self, key: str, user: str) -> Deferred[None]:
+        return self._hold(lambda: self.inner.leave_room(key, user))
+
+    def mark_read(self, name: str, marks: Mapping[str, float]) -> Deferred[None]:
+        return self.inner.mark_read(name, marks)
+
+    def conversations_of(self, name: str, since: float) -> Deferred[list[ConversationState]]:
+        return self._hold(lambda: self.inner.conversations_of(name, since))
 
     def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]:
         return self.inner.save_token(name, digest, expires, now)

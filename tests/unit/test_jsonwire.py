@@ -592,8 +592,45 @@ class RequestTests(unittest.TestCase):
                 "sessions",
                 "kick",
                 "announce",
+                "join",
+                "leave",
+                "rooms",
+                "members",
+                "read",
+                "conversations",
             },
         )
+
+    def test_rooms_requests(self) -> None:
+        self.assertEqual(request(type="join", room="#Dev"), commands.Join("#Dev"))
+        self.assertEqual(request(type="leave", room="#dev"), commands.Leave("#dev"))
+        self.assertEqual(request(type="rooms"), commands.ListRooms())
+        self.assertEqual(request(type="members", room="#dev"), commands.Members("#dev"))
+        self.assertEqual(request(type="join", room="dev"), events.BadRoomName("dev"))
+        self.assertEqual(request(type="join"), BadRequest("missing_field", "room"))
+        self.assertEqual(request(type="message", room="#dev", text="hi"), commands.RoomMessage("#dev", "hi"))
+        self.assertEqual(request(type="message", to=["#dev"], text="hi"), commands.RoomMessage("#dev", "hi"))
+
+    def test_history_of_one_conversation_pages_by_message_id(self) -> None:
+        self.assertEqual(
+            request(type="history", conversation="#dev", count=50, before="abc-1"),
+            commands.ShowHistory(50, "#dev", "abc-1"),
+        )
+        self.assertEqual(request(type="history", conversation="@seas"), commands.ShowHistory(20, "@seas"))
+        self.assertEqual(request(type="history", before="abc-1"), BadRequest("missing_field", "conversation"))
+
+    def test_read_names_conversations_and_maybe_a_time(self) -> None:
+        self.assertEqual(request(type="read", conversation="#dev"), jsonwire.Read(("#dev",)))
+        self.assertEqual(
+            request(type="read", conversations=["#dev", "@seas"], until=12),
+            jsonwire.Read(("#dev", "@seas"), 12.0),
+        )
+        self.assertEqual(request(type="read"), BadRequest("missing_field", "conversation"))
+        self.assertEqual(
+            request(type="read", conversation="#dev", until="soon"),
+            BadRequest("wrong_type", "until", "a time"),
+        )
+        self.assertEqual(request(type="conversations"), jsonwire.ListConversations())
 
     def test_the_admins_requests_are_parsed_for_admins(self) -> None:
         def admin(**obj: Any) -> Any:
@@ -823,12 +860,15 @@ OUTCOMES = (
     Line,
     Active,
     Ack,
+    jsonwire.Read,
+    jsonwire.ListConversations,
     *commands.COMMAND_TYPES,
     BadRequest,
     BadUsage,
     TooLong,
     IntroTooLong,
     UnknownCommand,
+    events.BadRoomName,
 )
 
 
@@ -865,7 +905,10 @@ class ParseRequestPropertyTests(unittest.TestCase):
         self.assertIsInstance(result, OUTCOMES)
         if isinstance(result, BadRequest):
             jsonwire.render_bad(result)
-        elif not isinstance(result, (Login, Line, Active, Ack, *commands.COMMAND_TYPES)):
+        elif not isinstance(
+            result,
+            (Login, Line, Active, Ack, jsonwire.Read, jsonwire.ListConversations, *commands.COMMAND_TYPES),
+        ):
             jsonwire.render(result)  # type: ignore[arg-type]
 
     @given(st.text())

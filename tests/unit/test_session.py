@@ -924,7 +924,7 @@ def stamped(when: float, line: str) -> str:
     return datetime.fromtimestamp(when, timezone.utc).strftime("[%Y-%m-%d %H:%M:%S UTC] ") + line
 
 
-HISTORY_USAGE = "Usage: history [N]   (your last N messages, 20 if not given)"
+HISTORY_USAGE = "Usage: history [#ROOM | USER] [N]   (the last N messages, 20 if not given)"
 
 
 class HistoryTests(unittest.TestCase):
@@ -1016,8 +1016,8 @@ class HistoryTests(unittest.TestCase):
         columbia, _, _, _ = self.exchange()
         for line, problem in [
             ("history 0", "'0' is not a number of messages (1 or more)"),
-            ("history x", "'x' is not a number of messages (1 or more)"),
             ("history -1", "'-1' is not a number of messages (1 or more)"),
+            ("history seas x", "'x' is not a number of messages (1 or more)"),
             ("history 1 2", "history takes one number"),
         ]:
             self.assertEqual(self.command(columbia, line), f"{problem}. {HISTORY_USAGE}\r\n", line)

@@ -21,9 +21,9 @@ from zope.interface.verify import verifyObject
 from chat.server.backends.memory import MemoryStore
 from chat.server.backends.redis.link import Unavailable
 from chat.server.backends.sqlite import SCHEMA_VERSION, SQLiteStore
-from chat.server.conversations import EVERYONE, between
+from chat.server.conversations import EVERYONE, entries, pair
 from chat.server.events import Delivery, Kind, StoredMessage
-from chat.server.interfaces import IStore, StoreError
+from chat.server.interfaces import ConversationState, IStore, Room, StoreError
 from tests.unit.harness import capture_log
 
 # The global reactor, typed loosely: it provides every interface used here.
@@ -36,7 +36,7 @@ def hello(sender: str = "columbia", text: str = "hello", at: float = 1000.0) -> 
 
 def private(sender: str, recipient: str, text: str, at: float) -> tuple[Delivery, str]:
     """A private message as the service keeps it: in its sender's and its recipient's conversation."""
-    return Delivery(sender, text, Kind.PRIVATE, at, f"id-{text}", (recipient,)), between((sender, recipient))
+    return Delivery(sender, text, Kind.PRIVATE, at, f"id-{text}", (recipient,)), pair(sender, recipient)
 
 
 def everyone(sender: str, text: str, at: float) -> tuple[Delivery, str]:
@@ -133,13 +133,13 @@ class StoreContract:
     async def test_a_private_message_is_in_the_history_of_its_sender_and_its_recipient(self) -> None:
         """Every field comes back as it was: the renderer needs C{to} and the time, clients the id."""
         sent = Delivery("columbia", "héllo ☃", Kind.PRIVATE, 1234.25, "m-1", ("seas",))
-        await self.store.save_history([(sent, between(("columbia", "seas")))])
+        await self.store.save_history([(sent, pair("columbia", "seas"))])
         self.assertEqual(await self.store.history_for("columbia", 20), [sent])  # type: ignore[attr-defined]
         self.assertEqual(await self.store.history_for("seas", 20), [sent])  # type: ignore[attr-defined]
 
     async def test_a_broadcast_to_named_users_keeps_every_recipient(self) -> None:
         sent = Delivery("columbia", "to both", Kind.BROADCAST, 10.5, "m-2", ("seas", "google"))
-        await self.store.save_history([(sent, between(("columbia", "seas", "google")))])
+        await self.store.save_history(entries(sent))
         for name in ("columbia", "seas", "google"):
             self.assertEqual(await self.store.history_for(name, 20), [sent])  # type: ignore[attr-defined]
 
@@ -196,7 +196,7 @@ class StoreContract:
     async def test_nobody_sees_the_private_messages_of_others(self) -> None:
         await self.store.save_history([private("columbia", "seas", "secret", 1.0)])
         named = Delivery("columbia", "for two", Kind.BROADCAST, 2.0, "m-3", ("seas", "google"))
-        await self.store.save_history([(named, between(("columbia", "seas", "google")))])
+        await self.store.save_history(entries(named))
         self.assertEqual(await self.store.history_for("facebook", 20), [])  # type: ignore[attr-defined]
         google = await self.store.history_for("google", 20)
         self.assertEqual([d.text for d in google], ["for two"])  # type: ignore[attr-defined]
@@ -233,6 +233,84 @@ class StoreContract:
         await store.save_history([private("columbia", "seas", "gone", 1.0), everyone("google", "also", 2.0)])
         for name in ("columbia", "seas", "google"):
             self.assertEqual(await store.history_for(name, 20), [])  # type: ignore[attr-defined]
+
+    # --- conversations, rooms and read markers ------------------------------------
+
+    async def test_a_message_to_several_is_once_in_its_senders_history(self) -> None:
+        sent = Delivery("columbia", "to both", Kind.BROADCAST, 10.5, "m-2", ("seas", "google"))
+        await self.store.save_history(entries(sent))
+        await self.store.save_history([private("columbia", "seas", "after", 11.0)])
+        texts = [d.text for d in await self.store.history_for("columbia", 2)]
+        self.assertEqual(texts, ["to both", "after"])  # type: ignore[attr-defined]
+
+    async def test_a_conversation_pages_back_by_message_id_to_its_first_kept_message(self) -> None:
+        key = pair("columbia", "seas")
+        for i in range(7):
+            await self.store.save_history([private("columbia", "seas", f"m{i}", i)])
+        await self.store.save_history([private("columbia", "google", "elsewhere", 9)])
+        page, more = await self.store.conversation_history(key, 3)
+        self.assertEqual(([d.text for d in page], more), (["m4", "m5", "m6"], True))  # type: ignore[attr-defined]
+        page, more = await self.store.conversation_history(key, 3, page[0].id)
+        self.assertEqual(([d.text for d in page], more), (["m1", "m2", "m3"], True))  # type: ignore[attr-defined]
+        page, more = await self.store.conversation_history(key, 3, page[0].id)
+        self.assertEqual(([d.text for d in page], more), (["m0"], False))  # type: ignore[attr-defined]
+        gone = await self.store.conversation_history(key, 3, "no-such-id")
+        self.assertEqual(gone, ([], False))  # type: ignore[attr-defined]
+        nothing = await self.store.conversation_history(pair("seas", "google"), 3)
+        self.assertEqual(nothing, ([], False))  # type: ignore[attr-defined]
+
+    async def test_a_room_keeps_its_first_name_and_its_members(self) -> None:
+        self.assertIs(await self.store.save_room("#dev", "#Dev"), True)  # type: ignore[attr-defined]
+        self.assertIs(await self.store.save_room("#dev", "#DEV"), False)  # type: ignore[attr-defined]
+        await self.store.join_room("#dev", "columbia")
+        await self.store.join_room("#dev", "seas")
+        await self.store.leave_room("#dev", "seas")
+        await self.check_rooms({"#dev": Room("#Dev", frozenset({"columbia"}))})
+
+    async def check_rooms(self, rooms: dict[str, Room]) -> None:
+        """What the store says the rooms are (after a restart, for those that survive one)."""
+        reopened = await self.reloaded()
+        self.assertEqual(reopened.snapshot().rooms, rooms)  # type: ignore[attr-defined]
+
+    async def reloaded(self) -> Any:
+        return self.store
+
+    async def test_a_rooms_messages_are_in_its_members_history(self) -> None:
+        await self.store.save_room("#dev", "#Dev")
+        await self.store.join_room("#dev", "seas")
+        said = Delivery("columbia", "standup", Kind.ROOM, 5.0, "r-1", (), "#Dev")
+        await self.store.save_history([(said, "#dev")])
+        self.assertEqual(await self.store.history_for("seas", 20), [said])  # type: ignore[attr-defined]
+        self.assertEqual(await self.store.history_for("google", 20), [])  # type: ignore[attr-defined]
+        await self.store.leave_room("#dev", "seas")
+        self.assertEqual(await self.store.history_for("seas", 20), [])  # type: ignore[attr-defined]
+
+    async def test_unread_counts_are_of_others_messages_after_the_read_marker_or_the_time_given(self) -> None:
+        await self.store.save_room("#dev", "#dev")
+        await self.store.join_room("#dev", "seas")
+        for i, sender in enumerate(["columbia", "seas", "columbia", "google"]):
+            said = Delivery(sender, f"r{i}", Kind.ROOM, 10.0 + i, f"r-{i}", (), "#dev")
+            await self.store.save_history([(said, "#dev")])
+        await self.store.save_history([private("columbia", "seas", "direct", 20.0)])
+        await self.store.save_history([everyone("google", "all", 21.0)])
+        states = {s.key: s for s in await self.store.conversations_of("seas", 0.0)}
+        self.assertEqual(set(states), {EVERYONE, "#dev", pair("columbia", "seas")})  # type: ignore[attr-defined]
+        self.assertEqual(states["#dev"].unread, 3)  # type: ignore[attr-defined]
+        self.assertEqual(states["#dev"].last, 13.0)  # type: ignore[attr-defined]
+        self.assertEqual(states[pair("columbia", "seas")].unread, 1)  # type: ignore[attr-defined]
+        # Where there is no marker, the time given counts.
+        since = {s.key: s.unread for s in await self.store.conversations_of("seas", 12.5)}
+        self.assertEqual(since["#dev"], 1)  # type: ignore[attr-defined]
+        await self.store.mark_read("seas", {"#dev": 11.5, EVERYONE: 30.0})
+        await self.store.mark_read("seas", {"#dev": 10.5})  # never moves back
+        marked = {s.key: s.unread for s in await self.store.conversations_of("seas", 0.0)}
+        self.assertEqual((marked["#dev"], marked[EVERYONE]), (2, 0))  # type: ignore[attr-defined]
+
+    async def test_a_room_nobody_has_written_in_is_among_its_members_conversations(self) -> None:
+        await self.store.save_room("#quiet", "#quiet")
+        await self.store.join_room("#quiet", "seas")
+        states = await self.store.conversations_of("seas", 0.0)
+        self.assertEqual(states, [ConversationState("#quiet", 0.0, 0)])  # type: ignore[attr-defined]
 
     async def uses(self, *attempts: tuple[str, float]) -> list[tuple[str | None, str]]:
         """What using each token digest at each time answers, in order."""
@@ -293,6 +371,10 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         store = SQLiteStore(self.path, reactor, history)
         self.addCleanup(lambda: store.close() if store._closed is None else None)
         return store
+
+    async def reloaded(self) -> Any:
+        """Rooms survive a restart."""
+        return await self.reopen()
 
     def reopen(self) -> Deferred[SQLiteStore]:
         def opened(_: object) -> SQLiteStore:
@@ -373,7 +455,7 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         failure: Any = await self.assertFailure(refused, Unavailable)
         self.assertIn("full", str(failure))
         self.assertFalse(store.health.available)
-        await self.assertFailure(store.save_history([(big, between(("columbia", "seas")))]), Unavailable)
+        await self.assertFailure(store.save_history([(big, pair("columbia", "seas"))]), Unavailable)
         self.assertEqual(len(log), 1)
         # The probe (a write the size of a few messages) finds it still full...
         clock.advance(1.2)
@@ -460,7 +542,7 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
             await store.save_history([private("columbia", "seas", str(i), i), everyone("google", str(i), i)])
             for conversation, count in rows_per_conversation(self.path).items():
                 most[conversation] = max(most.get(conversation, 0), count)
-        self.assertEqual(set(most), {between(("columbia", "seas")), EVERYONE})
+        self.assertEqual(set(most), {pair("columbia", "seas"), EVERYONE})
         for conversation, count in most.items():
             self.assertLessEqual(count, limit + spare_rows(limit), repr(conversation))
         texts = [d.text for d in await store.history_for("seas", 20)]
@@ -472,7 +554,7 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         # More rows than one statement writes, and some over.
         await store.save_history([private("columbia", "seas", str(i), i) for i in range(300)])
         counts = rows_per_conversation(self.path)
-        self.assertLessEqual(counts[between(("columbia", "seas"))], limit + spare_rows(limit))
+        self.assertLessEqual(counts[pair("columbia", "seas")], limit + spare_rows(limit))
         texts = [d.text for d in await store.history_for("seas", 20)]
         self.assertEqual(texts, [str(i) for i in range(295, 300)])
 
@@ -569,7 +651,7 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         Version 3 kept a copy of each message per user who sent or received
         it (and the first releases' copies had no id): after the migration
         each user reads the same history as before, and each message is
-        one row.
+        one row per conversation (a message to two, one in each).
         """
         path = self.first_release_database(3)
         rows = [
@@ -632,7 +714,7 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         )
         self.assertEqual(
             rows_per_conversation(path),
-            {EVERYONE: 1, between(("columbia", "seas")): 2, between(("columbia", "seas", "google")): 1},
+            {EVERYONE: 1, pair("columbia", "seas"): 3, pair("columbia", "google"): 1},
         )
 
     def test_a_database_from_a_newer_server_is_refused_and_left_alone(self) -> None:

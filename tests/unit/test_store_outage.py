@@ -179,6 +179,12 @@ class TwoNodes(LocalRegistry):
     def announce(self, announcement: Announcement) -> None:
         pass
 
+    def room_changed(self, key: str, name: str, user: str, joined: bool) -> None:
+        pass
+
+    def room_messages(self, deliveries: Sequence[Delivery]) -> None:
+        pass
+
     def stop(self) -> Deferred[None]:
         return succeed(None)
 

@@ -61,7 +61,8 @@ README_TIME = float(calendar.timegm((2026, 11, 21, 2, 25, 53, 0, 0, 0)))
 
 BROADCAST_USAGE = "broadcast message TEXT | broadcast user USER [USER ...] message TEXT"
 WHOLAST_USAGE = "wholast N   (N = minutes, 0 to 60)"
-HISTORY_USAGE = "history [N]   (your last N messages, 20 if not given)"
+HISTORY_USAGE = "history [#ROOM | USER] [N]   (the last N messages, 20 if not given)"
+MESSAGE_USAGE = "message USER TEXT | message #ROOM TEXT"
 
 BIDI_REFUSED = (
     "Characters that change the direction of text (such as U+202E) are not allowed; that line was ignored."
@@ -309,12 +310,20 @@ class HelpTextTests(unittest.TestCase):
             "      who was online in the last N minutes\r\n"
             f"  {BROADCAST_USAGE}\r\n"
             "      send TEXT to everyone online, or to the listed users\r\n"
-            "  message USER TEXT\r\n"
-            "      send TEXT to USER alone (kept for them if they are offline)\r\n"
+            f"  {MESSAGE_USAGE}\r\n"
+            "      send TEXT to USER alone (kept for them if they are offline), or to a room you are in\r\n"
             "  personalintro [TEXT]\r\n"
             "      set the intro others see in whoelse and wholast\r\n"
             f"  {HISTORY_USAGE}\r\n"
-            "      the messages you sent and received lately, oldest first\r\n"
+            "      the messages you sent and received lately (or in one conversation), oldest first\r\n"
+            "  join #ROOM\r\n"
+            "      join a room, making it if there is none\r\n"
+            "  leave #ROOM\r\n"
+            "      leave a room\r\n"
+            "  rooms\r\n"
+            "      every room, how many are in it, and whether you are\r\n"
+            "  members #ROOM\r\n"
+            "      who is in a room, and who of them is online\r\n"
             "  help [COMMAND]\r\n"
             "      this list, or the usage of one command\r\n"
             "  logout\r\n"
@@ -329,11 +338,12 @@ class HelpTextTests(unittest.TestCase):
 
     def test_help_for_a_command_with_arguments(self) -> None:
         topic = Help(
-            (HelpTopic("message", "message USER TEXT", commands.COMMANDS["message"].summary),), single=True
+            (HelpTopic("message", MESSAGE_USAGE, commands.COMMANDS["message"].summary),), single=True
         )
         self.assertEqual(
             render(topic),
-            "Usage: message USER TEXT\n  send TEXT to USER alone (kept for them if they are offline)",
+            f"Usage: {MESSAGE_USAGE}\n"
+            "  send TEXT to USER alone (kept for them if they are offline), or to a room you are in",
         )
 
 
@@ -437,7 +447,7 @@ class ErrorTextTests(unittest.TestCase):
 
     #: A line for every problem the parser reports, and its sentence.
     BAD_USAGE = (
-        ("message seas", "missing_text", "Missing message text. Usage: message USER TEXT"),
+        ("message seas", "missing_text", f"Missing message text. Usage: {MESSAGE_USAGE}"),
         ("broadcast message", "missing_text", f"Missing message text. Usage: {BROADCAST_USAGE}"),
         ("broadcast user seas message", "missing_text", f"Missing message text. Usage: {BROADCAST_USAGE}"),
         ("wholast", "one_number", f"wholast takes one number. Usage: {WHOLAST_USAGE}"),
@@ -447,7 +457,7 @@ class ErrorTextTests(unittest.TestCase):
         ("wholast -5", "not_a_number", f"'-5' is not a whole number of minutes. Usage: {WHOLAST_USAGE}"),
         ("history 0", "not_a_count", f"'0' is not a number of messages (1 or more). Usage: {HISTORY_USAGE}"),
         (
-            "history all",
+            "history seas all",
             "not_a_count",
             f"'all' is not a number of messages (1 or more). Usage: {HISTORY_USAGE}",
         ),
@@ -473,7 +483,8 @@ class ErrorTextTests(unittest.TestCase):
             "bad_mode",
             f"'mesage' is not 'message' or 'user' (did you mean 'message'?). Usage: {BROADCAST_USAGE}",
         ),
-        ("message", "missing_recipient", "Missing recipient and text. Usage: message USER TEXT"),
+        ("message", "missing_recipient", f"Missing recipient and text. Usage: {MESSAGE_USAGE}"),
+        ("join #a #b", "one_room", "join takes one room name. Usage: join #ROOM"),
         ("whoelse now", "no_arguments", "whoelse takes no arguments. Usage: whoelse"),
         ("logout now", "no_arguments", "logout takes no arguments. Usage: logout"),
         ("help wholast logout", "one_topic", "help takes at most one command name. Usage: help [COMMAND]"),
@@ -622,6 +633,17 @@ class EncodeTests(unittest.TestCase):
             events.Kicked: events.Kicked("seas", 1, False),
             events.Announcement: events.Announcement("restart at noon", T0, "columbia"),
             events.Announced: events.Announced(3, False),
+            events.RoomJoined: events.RoomJoined("#dev", True, 1),
+            events.RoomLeft: events.RoomLeft("#dev"),
+            events.RoomList: events.RoomList(()),
+            events.RoomMembers: events.RoomMembers("#dev", ()),
+            events.RoomReceipt: events.RoomReceipt("#dev", 0, 1),
+            events.Unread: events.Unread((("#dev", 2),)),
+            events.Conversations: events.Conversations(()),
+            events.ConversationHistory: events.ConversationHistory("#dev", "#dev", (), False, "columbia"),
+            events.UnknownRoom: events.UnknownRoom("#dve", "#dev"),
+            events.BadRoomName: events.BadRoomName("#no!"),
+            events.NotInRoom: events.NotInRoom("#dev"),
             UnknownCommand: UnknownCommand("x", None),
             BadUsage: commands.parse("wholast"),
             TooLong: TooLong(501, 500),

@@ -16,7 +16,7 @@ from zope.interface import implementer
 from chat.server import conversations
 from chat.server.events import Delivery, StoredMessage
 from chat.server.health import Health
-from chat.server.interfaces import IStore, Snapshot
+from chat.server.interfaces import ConversationState, IStore, Room, Snapshot
 
 
 @implementer(IStore)
@@ -30,8 +30,11 @@ class MemoryStore:
         #: Each conversation's last messages, with a sequence number that
         #: keeps the order they were saved in when their times are equal.
         self._history: dict[str, deque[tuple[int, Delivery]]] = {}
-        #: The conversations of each user, but everyone's.
+        #: The conversations of each user, but everyone's: direct ones and rooms.
         self._members: dict[str, set[str]] = {}
+        self._rooms: dict[str, Room] = {}
+        #: Each user's read markers: conversation to time.
+        self._read: dict[str, dict[str, float]] = {}
         self._saved = itertools.count()
         self._messages: dict[int | str, StoredMessage] = {}
         #: Resume tokens by digest: the user, when it expires, whether used.
@@ -41,7 +44,7 @@ class MemoryStore:
         self._intros: dict[str, str] = {}
 
     def snapshot(self) -> Snapshot:
-        return Snapshot(dict(self._seen), dict(self._intros))
+        return Snapshot(dict(self._seen), dict(self._intros), dict(self._rooms))
 
     def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
         for name in recipients:
@@ -85,6 +88,55 @@ class MemoryStore:
             item for key in keys for item in itertools.islice(reversed(self._history.get(key, ())), count)
         ]
         return succeed(conversations.newest(kept, count))
+
+    def conversation_history(
+        self, key: str, count: int, before: str | None = None
+    ) -> Deferred[tuple[list[Delivery], bool]]:
+        kept = [d for _, d in self._history.get(key, ())]
+        if before is not None:
+            at = next((i for i, d in enumerate(kept) if d.id == before), None)
+            if at is None:
+                return succeed(([], False))
+            kept = kept[:at]
+        page = kept[-count:] if count > 0 else []
+        return succeed((page, len(kept) > len(page)))
+
+    def save_room(self, key: str, name: str) -> Deferred[bool]:
+        if key in self._rooms:
+            return succeed(False)
+        self._rooms[key] = Room(name)
+        return succeed(True)
+
+    def join_room(self, key: str, user: str) -> Deferred[None]:
+        room = self._rooms[key]
+        self._rooms[key] = Room(room.name, room.members | {user})
+        self._members.setdefault(user, set()).add(key)
+        return succeed(None)
+
+    def leave_room(self, key: str, user: str) -> Deferred[None]:
+        room = self._rooms[key]
+        self._rooms[key] = Room(room.name, room.members - {user})
+        self._members.get(user, set()).discard(key)
+        return succeed(None)
+
+    def mark_read(self, name: str, marks: Mapping[str, float]) -> Deferred[None]:
+        mine = self._read.setdefault(name, {})
+        for key, at in marks.items():
+            mine[key] = max(at, mine.get(key, at))
+        return succeed(None)
+
+    def conversations_of(self, name: str, since: float) -> Deferred[list[ConversationState]]:
+        marks = self._read.get(name, {})
+        keys = {conversations.EVERYONE, *self._members.get(name, ())}
+        states = []
+        for key in sorted(keys):
+            kept = [d for _, d in self._history.get(key, ())]
+            if not kept and not conversations.is_room(key):
+                continue
+            mark = marks.get(key, since)
+            unread = sum(1 for d in kept if d.sent_at > mark and d.sender != name)
+            states.append(ConversationState(key, kept[-1].sent_at if kept else 0.0, unread))
+        return succeed(states)
 
     def save_token(self, name: str, digest: str, expires: float, now: float) -> Deferred[None]:
         self._tokens = {d: t for d, t in self._tokens.items() if t[1] > now and (t[0] != name or t[2])}

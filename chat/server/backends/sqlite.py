@@ -14,7 +14,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, fail, succeed
@@ -29,7 +29,7 @@ from chat.server import conversations
 from chat.server.counters import Durations
 from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.health import Backoff, Health
-from chat.server.interfaces import IStore, Snapshot, StoreError, Unavailable
+from chat.server.interfaces import ConversationState, IStore, Room, Snapshot, StoreError, Unavailable
 
 T = TypeVar("T")
 
@@ -162,31 +162,14 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def _history_by_conversation(conn: sqlite3.Connection) -> None:
     """
-    Version 3 to 4: each message of the users' histories once, in its
-    conversation, in the order it was first kept.  The copies of a message
+    Version 3 to 4: history by conversation, rooms and read markers.  Each
+    message of the users' histories is kept once per conversation it
+    belongs to, in the order it was first kept.  The copies of a message
     share its id; messages of the first releases have none, and are told
     apart by what they say and when.
     """
-    conn.execute("CREATE TABLE conversation (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)")
-    conn.execute(
-        """
-        CREATE TABLE message (
-            seq INTEGER PRIMARY KEY,
-            conversation INTEGER NOT NULL,
-            message_id TEXT NOT NULL,
-            sender TEXT NOT NULL,
-            kind TEXT NOT NULL,
-            text TEXT NOT NULL,
-            sent_at REAL NOT NULL,
-            recipients TEXT NOT NULL
-        )
-        """
-    )
-    conn.execute("CREATE INDEX message_by_conversation ON message (conversation, seq)")
-    conn.execute(
-        "CREATE TABLE member (name TEXT NOT NULL, conversation INTEGER NOT NULL,"
-        " PRIMARY KEY (name, conversation)) WITHOUT ROWID"
-    )
+    for statement in _CONVERSATION_TABLES:
+        conn.execute(statement)
     ids: dict[str, int] = {}
     seen: set[tuple[object, ...]] = set()
     rows = []
@@ -194,46 +177,74 @@ def _history_by_conversation(conn: sqlite3.Connection) -> None:
         "SELECT message_id, sender, kind, text, sent_at, recipients FROM history ORDER BY seq"
     ):
         recipients = _RECIPIENTS.join(json.loads(to))
-        delivery = _row_delivery(message_id, sender, kind, text, sent_at, recipients)
-        key = conversations.of(delivery)
-        same = (key, message_id) if message_id else (key, sender, kind, text, sent_at)
-        if same in seen:
-            continue
-        seen.add(same)
-        number = ids.setdefault(key, len(ids) + 1)
-        rows.append((number, message_id, sender, kind, text, sent_at, recipients))
+        delivery = _row_delivery(message_id, sender, kind, text, sent_at, recipients, "")
+        for key in conversations.of(delivery):
+            same = (key, message_id) if message_id else (key, sender, kind, text, sent_at)
+            if same in seen:
+                continue
+            seen.add(same)
+            number = ids.setdefault(key, len(ids) + 1)
+            rows.append((number, message_id, sender, kind, text, sent_at, recipients, ""))
     conn.executemany("INSERT INTO conversation (id, key) VALUES (?, ?)", [(n, k) for k, n in ids.items()])
     conn.executemany(
         "INSERT INTO member (name, conversation) VALUES (?, ?)",
         [(name, n) for k, n in ids.items() for name in conversations.members(k)],
     )
-    conn.executemany(
-        "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?)",
-        rows,
-    )
+    conn.executemany(_insert_history(1), rows)
     conn.execute("DROP TABLE history")
+
+
+#: Version 4's tables: each conversation numbered once; its messages; who
+#: is in which (direct conversations and rooms); the rooms; how far each
+#: user has read each conversation.
+_CONVERSATION_TABLES = (
+    "CREATE TABLE conversation (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)",
+    """
+    CREATE TABLE message (
+        seq INTEGER PRIMARY KEY,
+        conversation INTEGER NOT NULL,
+        message_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        text TEXT NOT NULL,
+        sent_at REAL NOT NULL,
+        recipients TEXT NOT NULL,
+        room TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX message_by_conversation ON message (conversation, seq)",
+    "CREATE TABLE member (name TEXT NOT NULL, conversation INTEGER NOT NULL,"
+    " PRIMARY KEY (name, conversation)) WITHOUT ROWID",
+    "CREATE TABLE room (key TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE read_marker (name TEXT NOT NULL, conversation INTEGER NOT NULL, at REAL NOT NULL,"
+    " PRIMARY KEY (name, conversation)) WITHOUT ROWID",
+)
 
 
 #: What separates the recipients of a message in its row (no name has whitespace).
 _RECIPIENTS = "\t"
 
-#: Rows of history written by one statement (7 values each: under the 999
+#: Rows of history written by one statement (8 values each: under the 999
 #: variables the oldest SQLite allows); a batch is a few such statements,
 #: each one step of SQLite rather than one per row.
-_ROWS_PER_INSERT = 128
+_ROWS_PER_INSERT = 120
+_COLUMNS = 8
 _INSERT_HISTORY = (
-    "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients) VALUES "
+    "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients, room) VALUES "
 )
+_SELECTED = "seq, message_id, sender, kind, text, sent_at, recipients, room"
 
 
 @functools.cache
 def _insert_history(rows: int) -> str:
-    return _INSERT_HISTORY + ",".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return _INSERT_HISTORY + ",".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
 
 
-def _row_delivery(message_id: str, sender: str, kind: str, text: str, sent_at: float, to: str) -> Delivery:
-    return Delivery(sender, text, Kind(kind), sent_at, message_id, tuple(to.split(_RECIPIENTS)) if to else ())
+def _row_delivery(
+    message_id: str, sender: str, kind: str, text: str, sent_at: float, to: str, room: str
+) -> Delivery:
+    recipients = tuple(to.split(_RECIPIENTS)) if to else ()
+    return Delivery(sender, text, Kind(kind), sent_at, message_id, recipients, room)
 
 
 _Op = Callable[[sqlite3.Connection], Any]
@@ -397,7 +408,15 @@ class SQLiteStore:
             "SELECT conversation, count(*) FROM message GROUP BY conversation"
         ):
             self._history_rows[number] = count
-        return Snapshot(seen, intros)
+        names = dict(self._conn.execute("SELECT key, name FROM room"))
+        members: dict[str, set[str]] = {key: set() for key in names}
+        for key, name in self._conn.execute(
+            "SELECT c.key, m.name FROM member AS m JOIN conversation AS c ON c.id = m.conversation"
+            " WHERE c.key IN (SELECT key FROM room)"
+        ):
+            members[key].add(name)
+        rooms = {key: Room(names[key], frozenset(members[key])) for key in names}
+        return Snapshot(seen, intros, rooms)
 
     def snapshot(self) -> Snapshot:
         return self._snapshot
@@ -620,6 +639,44 @@ class SQLiteStore:
 
         return self._submit(upsert)
 
+    def _numbered(self, keys: Iterable[str]) -> tuple[list[int], list[tuple[int, str]]]:
+        """
+        The numbers of the conversations C{keys}, and those of them whose
+        row is not known to be written (with their keys): an operation that
+        uses them writes those first (L{_write_numbers}), again if it failed.
+        """
+        numbers = self._conversations
+        written = self._written
+        out = []
+        new = []
+        for key in keys:
+            number = numbers.get(key)
+            if number is None:
+                number = numbers[key] = len(numbers) + 1
+            if key not in written:
+                new.append((number, key))
+            out.append(number)
+        return out, new
+
+    def _write_numbers(self, conn: sqlite3.Connection, new: Sequence[tuple[int, str]]) -> None:
+        """The rows of new conversations, and the members of the direct ones."""
+        if new:
+            conn.executemany("INSERT OR IGNORE INTO conversation (id, key) VALUES (?, ?)", new)
+            conn.executemany(
+                "INSERT OR IGNORE INTO member (name, conversation) VALUES (?, ?)",
+                [(name, number) for number, key in new for name in conversations.members(key)],
+            )
+
+    def _numbers_written(self, d: Deferred[T], new: Sequence[tuple[int, str]]) -> Deferred[T]:
+        if new:
+
+            def written(result: T) -> T:
+                self._written.update(key for _, key in new)
+                return result
+
+            d.addCallback(written)
+        return d
+
     def save_history(self, entries: Sequence[tuple[Delivery, str]]) -> Deferred[None]:
         limit = self._history_limit
         if not limit or not entries:
@@ -650,6 +707,7 @@ class SQLiteStore:
                 d.text,
                 d.sent_at,
                 to[0] if len(to) == 1 else _RECIPIENTS.join(to),
+                d.room,
             )
 
         def insert(conn: sqlite3.Connection) -> None:
@@ -657,18 +715,13 @@ class SQLiteStore:
             # lets go of the GIL around each statement, and a row at a time
             # the writer thread and the reactor would trade it for every
             # message.
-            if new:
-                conn.executemany("INSERT OR IGNORE INTO conversation (id, key) VALUES (?, ?)", new)
-                conn.executemany(
-                    "INSERT OR IGNORE INTO member (name, conversation) VALUES (?, ?)",
-                    [(name, number) for number, key in new for name in conversations.members(key)],
-                )
-            step = 7 * _ROWS_PER_INSERT
+            self._write_numbers(conn, new)
+            step = _COLUMNS * _ROWS_PER_INSERT
             whole = len(values) - len(values) % step
             for start in range(0, whole, step):
                 conn.execute(_insert_history(_ROWS_PER_INSERT), values[start : start + step])
             if whole < len(values):
-                conn.execute(_insert_history((len(values) - whole) // 7), values[whole:])
+                conn.execute(_insert_history((len(values) - whole) // _COLUMNS), values[whole:])
             for number in prune:
                 conn.execute(
                     "DELETE FROM message WHERE conversation = ? AND seq <"
@@ -676,10 +729,7 @@ class SQLiteStore:
                     (number, number, limit - 1),
                 )
 
-        saved = self._submit(insert)
-        if new:
-            saved.addCallback(lambda _: written.update(key for _, key in new))
-        return saved
+        return self._numbers_written(self._submit(insert), new)
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
         count = min(count, self._history_limit)
@@ -688,19 +738,116 @@ class SQLiteStore:
 
         def select(conn: sqlite3.Connection) -> list[Delivery]:
             # Range scans of the (conversation, seq) index: everyone's, and
-            # each of the user's own, newest first, merged.
+            # each of the user's own (a message to several once), newest
+            # first, merged.
             rows = conn.execute(
-                "SELECT * FROM (SELECT seq, message_id, sender, kind, text, sent_at, recipients"
+                f"SELECT * FROM (SELECT {_SELECTED}"
                 " FROM message WHERE conversation = (SELECT id FROM conversation WHERE key = ?)"
                 " ORDER BY seq DESC LIMIT ?)"
                 " UNION ALL"
-                " SELECT * FROM (SELECT seq, message_id, sender, kind, text, sent_at, recipients"
+                f" SELECT * FROM (SELECT max(seq) AS seq, {_SELECTED.partition(', ')[2]}"
                 " FROM message WHERE conversation IN (SELECT conversation FROM member WHERE name = ?)"
+                " GROUP BY CASE WHEN message_id = '' THEN -seq ELSE message_id END"
                 " ORDER BY seq DESC LIMIT ?)"
                 " ORDER BY seq DESC LIMIT ?",
                 (conversations.EVERYONE, count, name, count, count),
             ).fetchall()
             return [_row_delivery(*row[1:]) for row in reversed(rows)]
+
+        return self._submit(select)
+
+    def conversation_history(
+        self, key: str, count: int, before: str | None = None
+    ) -> Deferred[tuple[list[Delivery], bool]]:
+        def select(conn: sqlite3.Connection) -> tuple[list[Delivery], bool]:
+            found = conn.execute("SELECT id FROM conversation WHERE key = ?", (key,)).fetchone()
+            if found is None or count <= 0:
+                return [], False
+            [number] = found
+            below = None
+            if before is not None:
+                # The conversation's rows only (a few hundred at most): no index on ids.
+                row = conn.execute(
+                    "SELECT seq FROM message WHERE conversation = ? AND message_id = ?", (number, before)
+                ).fetchone()
+                if row is None:
+                    return [], False
+                below = row[0]
+            rows = conn.execute(
+                f"SELECT {_SELECTED} FROM message WHERE conversation = ? AND seq < ?"
+                " ORDER BY seq DESC LIMIT ?",
+                (number, below if below is not None else 1 << 62, count + 1),
+            ).fetchall()
+            page = [_row_delivery(*row[1:]) for row in reversed(rows[:count])]
+            return page, len(rows) > count
+
+        return self._submit(select)
+
+    def save_room(self, key: str, name: str) -> Deferred[bool]:
+        _, new = self._numbered([key])
+        now = self._clock.seconds()
+
+        def create(conn: sqlite3.Connection) -> bool:
+            self._write_numbers(conn, new)
+            made = conn.execute(
+                "INSERT OR IGNORE INTO room (key, name, created) VALUES (?, ?, ?)", (key, name, now)
+            )
+            return bool(made.rowcount)
+
+        return self._numbers_written(self._submit(create), new)
+
+    def join_room(self, key: str, user: str) -> Deferred[None]:
+        [number], new = self._numbered([key])
+
+        def join(conn: sqlite3.Connection) -> None:
+            self._write_numbers(conn, new)
+            conn.execute("INSERT OR IGNORE INTO member (name, conversation) VALUES (?, ?)", (user, number))
+
+        return self._numbers_written(self._submit(join), new)
+
+    def leave_room(self, key: str, user: str) -> Deferred[None]:
+        [number], new = self._numbered([key])
+
+        def leave(conn: sqlite3.Connection) -> None:
+            self._write_numbers(conn, new)
+            conn.execute("DELETE FROM member WHERE name = ? AND conversation = ?", (user, number))
+
+        return self._numbers_written(self._submit(leave), new)
+
+    def mark_read(self, name: str, marks: Mapping[str, float]) -> Deferred[None]:
+        if not marks:
+            return succeed(None)
+        numbers, new = self._numbered(marks)
+        rows = [(name, number, at) for number, at in zip(numbers, marks.values(), strict=True)]
+
+        def mark(conn: sqlite3.Connection) -> None:
+            self._write_numbers(conn, new)
+            conn.executemany(
+                "INSERT INTO read_marker (name, conversation, at) VALUES (?, ?, ?)"
+                " ON CONFLICT (name, conversation) DO UPDATE SET at = max(at, excluded.at)",
+                rows,
+            )
+
+        return self._numbers_written(self._submit(mark), new)
+
+    def conversations_of(self, name: str, since: float) -> Deferred[list[ConversationState]]:
+        def select(conn: sqlite3.Connection) -> list[ConversationState]:
+            rows = conn.execute(
+                "SELECT c.key, coalesce("
+                "   (SELECT sent_at FROM message WHERE conversation = c.id ORDER BY seq DESC LIMIT 1), 0),"
+                " (SELECT count(*) FROM message AS m WHERE m.conversation = c.id AND m.sender <> ?1"
+                "   AND m.sent_at > coalesce("
+                "     (SELECT at FROM read_marker WHERE name = ?1 AND conversation = c.id), ?2))"
+                " FROM conversation AS c"
+                " WHERE c.key = '' OR c.id IN (SELECT conversation FROM member WHERE name = ?1)"
+                " ORDER BY c.key",
+                (name, since),
+            ).fetchall()
+            return [
+                ConversationState(key, last, unread)
+                for key, last, unread in rows
+                if last or conversations.is_room(key)
+            ]
 
         return self._submit(select)
 

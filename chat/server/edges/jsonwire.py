@@ -33,8 +33,11 @@ from chat.server.events import (
     Announcement,
     Arrived,
     Ask,
+    BadRoomName,
     BadUsage,
     Broadcasted,
+    ConversationHistory,
+    Conversations,
     Delivery,
     Event,
     Failed,
@@ -47,16 +50,24 @@ from chat.server.events import (
     LineTooLong,
     LoginRefused,
     Notice,
+    NotInRoom,
     Offline,
     Presence,
     RateLimited,
     Receipt,
+    RoomJoined,
+    RoomLeft,
+    RoomList,
+    RoomMembers,
+    RoomReceipt,
     Roster,
     Sessions,
     TooLong,
     TooManyConnections,
     UnknownCommand,
+    UnknownRoom,
     UnknownUsers,
+    Unread,
     Welcome,
 )
 from chat.server.interfaces import IFormat
@@ -81,6 +92,8 @@ def message(d: Delivery, with_recipients: bool = False) -> dict[str, Any]:
     }
     if with_recipients:
         out["to"] = list(d.to)
+    if d.room:
+        out["room"] = d.room
     return out
 
 
@@ -130,6 +143,83 @@ def _history(event: History) -> dict[str, Any]:
     return {
         "type": "history",
         "messages": [message(d, with_recipients=d.sender == event.owner) for d in event.messages],
+    }
+
+
+@as_json.register
+def _conversation_history(event: ConversationHistory) -> dict[str, Any]:
+    return {
+        "type": "history",
+        "conversation": event.conversation,
+        "name": event.name,
+        "more": event.more,
+        "messages": [message(d, with_recipients=d.sender == event.owner) for d in event.messages],
+    }
+
+
+@as_json.register
+def _room_joined(event: RoomJoined) -> dict[str, Any]:
+    return {
+        "type": "joined",
+        "room": event.room,
+        "created": event.created,
+        "members": event.members,
+        "text": text.render(event),
+    }
+
+
+@as_json.register
+def _room_left(event: RoomLeft) -> dict[str, Any]:
+    return {"type": "left", "room": event.room, "text": text.render(event)}
+
+
+@as_json.register
+def _room_list(event: RoomList) -> dict[str, Any]:
+    return {
+        "type": "rooms",
+        "rooms": [{"room": r.room, "members": r.members, "joined": r.joined} for r in event.rooms],
+    }
+
+
+@as_json.register
+def _room_members(event: RoomMembers) -> dict[str, Any]:
+    return {
+        "type": "members",
+        "room": event.room,
+        "members": [{"name": name, "online": online} for name, online in event.members],
+    }
+
+
+@as_json.register
+def _room_receipt(event: RoomReceipt) -> dict[str, Any]:
+    return {
+        "type": "receipt",
+        "room": event.room,
+        "online": event.online,
+        "members": event.members,
+        "id": event.id,
+        "time": event.time,
+        "text": text.render(event),
+    }
+
+
+@as_json.register
+def _unread(event: Unread) -> dict[str, Any]:
+    return {
+        "type": "unread",
+        "rooms": {room: count for room, count in event.rooms},
+        "text": text.render(event),
+    }
+
+
+@as_json.register
+def _conversations(event: Conversations) -> dict[str, Any]:
+    return {
+        "type": "conversations",
+        "conversations": [
+            {"id": c.id, "kind": c.kind, "name": c.name, "unread": c.unread, "last": c.last}
+            for c in event.conversations
+        ],
     }
 
 
@@ -273,6 +363,9 @@ for _kind in (
     RateLimited,
     LineTooLong,
     TooManyConnections,
+    UnknownRoom,
+    BadRoomName,
+    NotInRoom,
     Failed,
 ):
     as_json.register(_kind, _error)
@@ -391,7 +484,20 @@ class Ack:
     ids: tuple[str, ...]
 
 
-Request = Login | Resume | Line | Active | Ack | commands.Command
+@attrs.frozen
+class Read:
+    """The user has read these conversations (up to a time, or now).  No answer."""
+
+    conversations: tuple[str, ...]
+    until: float | None = None
+
+
+@attrs.frozen
+class ListConversations:
+    """The user's conversations, with their unread counts."""
+
+
+Request = Login | Resume | Line | Active | Ack | Read | ListConversations | commands.Command
 
 
 @attrs.frozen
@@ -442,7 +548,21 @@ _REQUESTS: dict[str, Callable[[commands.Fields], Any]] = {
     "line": lambda f: Line(f.get("text", str, "a string")),
     "active": lambda f: Active(),
     "ack": lambda f: Ack(_ids(f)),
+    "read": lambda f: _read(f),
+    "conversations": lambda f: ListConversations(),
 }
+
+
+def _read(fields: commands.Fields) -> Read:
+    if fields.present("conversations"):
+        named = fields.get("conversations", list, "a list of conversations")
+        if not all(isinstance(v, str) for v in named):
+            raise commands.FieldError("wrong_type", "conversations", "a list of conversations")
+    else:
+        named = [fields.get("conversation", str, "a conversation")]
+    until = fields.get("until", (int, float), "a time", required=False)
+    return Read(tuple(named[:100]), None if until is None else float(until))
+
 
 REQUEST_TYPES = (*_REQUESTS, *commands.BY_JSON_TYPE)
 DEFAULT_LIMITS = commands.Limits()

@@ -25,8 +25,11 @@ from chat.server.events import (
     Announcement,
     Arrived,
     Ask,
+    BadRoomName,
     BadUsage,
     Broadcasted,
+    ConversationHistory,
+    Conversations,
     Delivery,
     Event,
     Failed,
@@ -40,18 +43,26 @@ from chat.server.events import (
     LoginRefused,
     Note,
     Notice,
+    NotInRoom,
     Offline,
     Presence,
     RateLimited,
     Reason,
     Receipt,
     Refusal,
+    RoomJoined,
+    RoomLeft,
+    RoomList,
+    RoomMembers,
+    RoomReceipt,
     Roster,
     Sessions,
     TooLong,
     TooManyConnections,
     UnknownCommand,
+    UnknownRoom,
     UnknownUsers,
+    Unread,
     Welcome,
 )
 from chat.server.interfaces import IFormat
@@ -85,7 +96,7 @@ def stamp(when: float) -> str:
 
 def message_line(d: Delivery) -> str:
     """A message as it is shown when it arrives."""
-    return f"{d.sender} ({d.kind.value}): {d.text}"
+    return f"{d.sender} ({d.room or d.kind.value}): {d.text}"
 
 
 @singledispatch
@@ -160,6 +171,31 @@ def _history(event: History) -> str:
             lines.append(f"{stamp(d.sent_at)} {d.sender} to {', '.join(d.to)} ({d.kind.value}): {d.text}")
         else:
             lines.append(f"{stamp(d.sent_at)} {message_line(d)}")
+    return "\n".join(lines)
+
+
+@render.register
+def _conversation_history(event: ConversationHistory) -> str:
+    where = (
+        event.name
+        if event.conversation.startswith("#")
+        else (
+            "everyone's conversation"
+            if event.conversation == "everyone"
+            else f"your conversation with {event.name}"
+        )
+    )
+    if not event.messages:
+        return f"No messages in {where} yet."
+    count = len(event.messages)
+    lines = [f"The last {count} messages in {where}:" if count > 1 else f"The last message in {where}:"]
+    for d in event.messages:
+        if d.sender == event.owner and len(d.to) > 1:
+            lines.append(f"{stamp(d.sent_at)} {d.sender} to {', '.join(d.to)} ({d.kind.value}): {d.text}")
+        else:
+            lines.append(f"{stamp(d.sent_at)} {message_line(d)}")
+    if event.more:
+        lines.append("(older messages are kept: the page shows them, or ask for more with a larger N)")
     return "\n".join(lines)
 
 
@@ -270,6 +306,70 @@ def _goodbye(event: Goodbye) -> str:
     return _GOODBYES[event.reason](event)
 
 
+# --- rooms ----------------------------------------------------------------------
+
+
+@render.register
+def _room_joined(event: RoomJoined) -> str:
+    if event.created:
+        return f"You made the room {event.room} and joined it."
+    return f"You joined {event.room} ({plural(event.members, 'member')})."
+
+
+@render.register
+def _room_left(event: RoomLeft) -> str:
+    return f"You left {event.room}."
+
+
+@render.register
+def _room_list(event: RoomList) -> str:
+    if not event.rooms:
+        return "There are no rooms yet; 'join #NAME' makes one."
+    width = max(len(r.room) for r in event.rooms)
+    lines = [f"Rooms ({len(event.rooms)}):"]
+    for r in event.rooms:
+        mine = "  (you are in it)" if r.joined else ""
+        lines.append(f"  {r.room:<{width}}  {plural(r.members, 'member')}{mine}")
+    return "\n".join(lines)
+
+
+@render.register
+def _room_members(event: RoomMembers) -> str:
+    if not event.members:
+        return f"Nobody is in {event.room}."
+    lines = [f"Members of {event.room} ({len(event.members)}):"]
+    lines.extend(f"  {name}{'' if online else '  (offline)'}" for name, online in event.members)
+    return "\n".join(lines)
+
+
+@render.register
+def _room_receipt(event: RoomReceipt) -> str:
+    others = event.members - 1
+    if others <= 0:
+        return f"Sent to {event.room}; nobody else is in it yet."
+    return f"Sent to {event.room} ({event.online} of {plural(others, 'other member')} online)."
+
+
+@render.register
+def _unread(event: Unread) -> str:
+    lines = []
+    for room, count in event.rooms:
+        them = "it" if count == 1 else "them"
+        lines.append(f"{plural(count, 'unread message')} in {room}: 'history {room} {count}' shows {them}.")
+    return "\n".join(lines)
+
+
+@render.register
+def _conversations(event: Conversations) -> str:
+    if not event.conversations:
+        return "No conversations yet."
+    lines = [f"Conversations ({len(event.conversations)}):"]
+    for c in event.conversations:
+        unread = f"  ({c.unread} unread)" if c.unread else ""
+        lines.append(f"  {c.id}{unread}")
+    return "\n".join(lines)
+
+
 # --- for admins ---------------------------------------------------------------
 
 
@@ -351,6 +451,7 @@ _PROBLEMS: dict[str, Callable[[BadUsage], str]] = {
     "no_arguments": lambda e: f"{e.command} takes no arguments",
     "one_topic": lambda e: "help takes at most one command name",
     "missing_user": lambda e: "Missing user name",
+    "one_room": lambda e: f"{e.command} takes one room name",
 }
 
 
@@ -429,6 +530,23 @@ _FAULTS: dict[Fault, str] = {
 
 
 @render.register
+def _unknown_room(event: UnknownRoom) -> str:
+    if event.suggestion is not None:
+        return f"No room named '{event.room}'; did you mean '{event.suggestion}'?"
+    return f"No room named '{event.room}'; 'rooms' lists them, 'join {event.room}' makes it."
+
+
+@render.register
+def _bad_room_name(event: BadRoomName) -> str:
+    return f"'{event.room}' is not a room's name: a room is # and 1 to 32 letters, digits, '-' or '_'."
+
+
+@render.register
+def _not_in_room(event: NotInRoom) -> str:
+    return f"You are not in {event.room}; 'join {event.room}' first."
+
+
+@render.register
 def _failed(event: Failed) -> str:
     return _FAULTS[event.fault]
 
@@ -454,7 +572,7 @@ class TextFormat:
     presence = False
 
     def delivery(self, d: Delivery) -> bytes:
-        return (f"{d.sender} ({d.kind.value}): {d.text}\r\n").encode()
+        return (f"{d.sender} ({d.room or d.kind.value}): {d.text}\r\n").encode()
 
     def join(self, payloads: Sequence[bytes]) -> bytes:
         return b"".join(payloads)

@@ -323,11 +323,15 @@ class ChatWebSocket(BoundedOutput):
                 session.login(request.username, request.password)
         elif isinstance(request, jsonwire.Line):
             session.line_received(request.text)
-        elif isinstance(request, jsonwire.Active | jsonwire.Ack):
+        elif isinstance(request, jsonwire.Active | jsonwire.Ack | jsonwire.Read | jsonwire.ListConversations):
             if session.state.logging_in:
                 self._refuse(jsonwire.BadRequest("login_first", "type"))
             elif isinstance(request, jsonwire.Active):
                 session.active()
+            elif isinstance(request, jsonwire.Read):
+                session.read(request.conversations, request.until)
+            elif isinstance(request, jsonwire.ListConversations):
+                session.list_conversations()
             else:
                 session.acknowledge(request.ids)
         elif not isinstance(request, commands.COMMAND_TYPES):

@@ -470,6 +470,34 @@ class RedisCluster:
         message = json.dumps({"name": name, "text": text, "node": self.node}, ensure_ascii=False)
         self.link.execute("PUBLISH", keys.INTRO_CHANNEL, message).addErrback(lambda f: None)
 
+    # --- rooms ---------------------------------------------------------------------
+
+    def _to_rooms(self, value: dict[str, Any], what: str) -> None:
+        message = json.dumps({**value, "node": self.node}, ensure_ascii=False, separators=(",", ":"))
+        self.link.execute("PUBLISH", keys.ROOMS_CHANNEL, message).addErrback(
+            lambda f: self._quiet.warn(
+                what + " not passed on",
+                what + " not passed to the other nodes: {why}",
+                why=f.getErrorMessage(),
+            )
+        )
+
+    def room_changed(self, key: str, name: str, user: str, joined: bool) -> None:
+        self._to_rooms({"room": key, "name": name, "user": user, "joined": joined}, "room membership")
+
+    def room_messages(self, deliveries: Sequence[Delivery]) -> None:
+        self._to_rooms({"d": [keys.delivery_value(d) for d in deliveries]}, "room messages")
+
+    def _room_message(self, listener: IPeerListener, value: dict[str, Any]) -> None:
+        if value.get("node") == self.node:
+            return
+        if "d" in value:
+            listener.remote_room_messages([keys.delivery_from_value(d) for d in value["d"]])
+        else:
+            listener.remote_room_change(
+                str(value["room"]), str(value["name"]), str(value["user"]), bool(value["joined"])
+            )
+
     # --- the admins' requests ---------------------------------------------------------
 
     def _to_admins(self, value: dict[str, Any]) -> Deferred[int]:
@@ -783,6 +811,8 @@ class RedisCluster:
         elif channel == keys.GUARD_CHANNEL:
             if self._on_guard is not None:
                 self._on_guard(value)
+        elif channel == keys.ROOMS_CHANNEL:
+            self._room_message(listener, value)
         elif channel == keys.ADMIN_CHANNEL:
             self._admin_request(listener, value)
         elif channel == keys.node_channel(self.node):
@@ -823,6 +853,7 @@ def channels(node: str) -> tuple[str, ...]:
         keys.BROADCAST_CHANNEL,
         keys.INTRO_CHANNEL,
         keys.GUARD_CHANNEL,
+        keys.ROOMS_CHANNEL,
         keys.ADMIN_CHANNEL,
         keys.node_channel(node),
     )

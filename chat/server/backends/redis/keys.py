@@ -35,6 +35,12 @@ HISTORY = PREFIX + "conversation:"
 HISTORY_PUBLIC = PREFIX + "history-public"
 HISTORY_SEQ = PREFIX + "history-seq"
 CONVERSATIONS_OF = PREFIX + "conversations-of:"
+#: Every room: a hash of key (C{#} and the name in lower case) to the name
+#: as created; each room's members (a set); each user's read markers (a
+#: hash of conversation to time).
+ROOMS = PREFIX + "rooms"
+ROOM_MEMBERS = PREFIX + "room-members:"
+READ = PREFIX + "read:"
 #: A resume token by digest (a hash), and the digests issued to a user (a set).
 TOKEN = PREFIX + "token:"
 TOKENS_OF = PREFIX + "tokens-of:"
@@ -66,6 +72,8 @@ PRESENCE_CHANNEL = PREFIX + "presence"
 BROADCAST_CHANNEL = PREFIX + "broadcast"
 INTRO_CHANNEL = PREFIX + "intro"
 GUARD_CHANNEL = PREFIX + "guard"
+#: Rooms joined and left, and messages to rooms, for the other nodes.
+ROOMS_CHANNEL = PREFIX + "rooms"
 #: The admins' requests to every node: kicks, announcements, the sessions.
 ADMIN_CHANNEL = PREFIX + "admin"
 #: Each node's own channel: inbox notifications and evictions for it.
@@ -89,7 +97,7 @@ def node_channel(node: str) -> str:
 
 
 def delivery_value(d: Delivery) -> dict[str, Any]:
-    return {
+    value = {
         "id": d.id,
         "from": d.sender,
         "kind": d.kind.value,
@@ -97,10 +105,15 @@ def delivery_value(d: Delivery) -> dict[str, Any]:
         "at": d.sent_at,
         "to": list(d.to),
     }
+    if d.room:
+        value["room"] = d.room
+    return value
 
 
 def delivery_from_value(v: dict[str, Any]) -> Delivery:
-    return Delivery(v["from"], v["text"], Kind(v["kind"]), float(v["at"]), v["id"], tuple(v["to"]))
+    return Delivery(
+        v["from"], v["text"], Kind(v["kind"]), float(v["at"]), v["id"], tuple(v["to"]), v.get("room", "")
+    )
 
 
 def session_value(s: SessionInfo) -> dict[str, Any]:

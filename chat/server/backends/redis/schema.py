@@ -81,7 +81,8 @@ async def _history_by_conversation(link: RedisLink, old: list[str], limit: int) 
     by_conversation: dict[str, list[tuple[int, str]]] = {}
     for seq, value in entries.items():
         delivery = rediskeys.delivery_from_value(json.loads(value)["d"])
-        by_conversation.setdefault(conversations.of(delivery), []).append((seq, value))
+        for key in conversations.of(delivery):
+            by_conversation.setdefault(key, []).append((seq, value))
     for key, kept in by_conversation.items():
         newest_first = [value for _, value in sorted(kept, reverse=True)][: max(limit, 1)]
         # After what nodes may have saved meanwhile: those are newer.

@@ -35,7 +35,7 @@ from chat.server.backends.redis import schema
 from chat.server.backends.redis.link import RedisLink
 from chat.server.events import Delivery, StoredMessage
 from chat.server.health import Health
-from chat.server.interfaces import IStore, Snapshot, StoreError
+from chat.server.interfaces import ConversationState, IStore, Room, Snapshot, StoreError
 
 T = TypeVar("T")
 
@@ -90,6 +90,82 @@ for _, conversation in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   lists[#lists + 1] = redis.call('LRANGE', ARGV[2] .. conversation, 0, last)
 end
 return lists
+"""
+
+_CONVERSATION_PAGE = """
+-- KEYS[1]: a conversation's list (newest first).  ARGV[1]: how many;
+-- ARGV[2]: the id of the message the page ends before, or ''.  Gives the
+-- page (newest first) and whether older entries are kept, or nothing if
+-- that message is no longer kept.
+local entries = redis.call('LRANGE', KEYS[1], 0, -1)
+local start = 1
+if ARGV[2] ~= '' then
+  start = nil
+  for i, value in ipairs(entries) do
+    if cjson.decode(value)['d']['id'] == ARGV[2] then
+      start = i + 1
+      break
+    end
+  end
+  if not start then return {{}, 0} end
+end
+local count = tonumber(ARGV[1])
+local page = {}
+for i = start, math.min(#entries, start + count - 1) do
+  page[#page + 1] = entries[i]
+end
+local more = 0
+if start + count - 1 < #entries then more = 1 end
+return {page, more}
+"""
+
+_CONVERSATIONS_OF = """
+-- KEYS[1]: the user's conversations (a set); KEYS[2]: their read markers;
+-- KEYS[3]: everyone's list.  ARGV[1]: the user; ARGV[2]: the time unread
+-- counts start from where there is no marker; ARGV[3]: a conversation's
+-- list's prefix.  Gives key, newest time and unread count of each.
+local out = {}
+local function count(key, list)
+  local marker = redis.call('HGET', KEYS[2], key)
+  marker = tonumber(marker or ARGV[2])
+  local last, unread = '0', 0
+  for i, value in ipairs(redis.call('LRANGE', list, 0, -1)) do
+    local d = cjson.decode(value)['d']
+    if i == 1 then last = tostring(d['at']) end
+    if tonumber(d['at']) > marker and d['from'] ~= ARGV[1] then unread = unread + 1 end
+  end
+  out[#out + 1] = key
+  out[#out + 1] = last
+  out[#out + 1] = unread
+end
+count('', KEYS[3])
+for _, key in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  count(key, ARGV[3] .. key)
+end
+return out
+"""
+
+_MARK_READ = """
+-- KEYS[1]: the user's read markers; ARGV: conversation and time, in pairs.
+-- A marker never moves back.
+for i = 1, #ARGV, 2 do
+  local current = redis.call('HGET', KEYS[1], ARGV[i])
+  if not current or tonumber(current) < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+  end
+end
+return 1
+"""
+
+_LOAD_ROOMS = """
+-- KEYS[1]: the rooms; ARGV[1]: a room's members' prefix.  Gives each
+-- room's key, name and members.
+local out = {}
+local rooms = redis.call('HGETALL', KEYS[1])
+for i = 1, #rooms, 2 do
+  out[#out + 1] = {rooms[i], rooms[i + 1], redis.call('SMEMBERS', ARGV[1] .. rooms[i])}
+end
+return out
 """
 
 _SAVE_TOKEN = """
@@ -188,6 +264,10 @@ class RedisStore:
         self._known: set[str] = set()
         link.on_connect(self._known.clear)
         self._read_history = link.script(_READ_HISTORY)
+        self._conversation_page = link.script(_CONVERSATION_PAGE)
+        self._conversations_of = link.script(_CONVERSATIONS_OF)
+        self._mark_read = link.script(_MARK_READ)
+        self._load_rooms = link.script(_LOAD_ROOMS)
         self._save_token = link.script(_SAVE_TOKEN)
         self._use_token = link.script(_USE_TOKEN)
         self._revoke_tokens = link.script(_REVOKE_TOKENS)
@@ -204,15 +284,18 @@ class RedisStore:
         upgraded = schema.upgrade(self._link, self._history_limit)
         seen = self._link.execute("HGETALL", rediskeys.LAST_SEEN)
         intros = self._link.execute("HGETALL", rediskeys.INTROS)
+        rooms = self._load_rooms([rediskeys.ROOMS], [rediskeys.ROOM_MEMBERS])
 
         def loaded(replies: list[Any]) -> Snapshot:
-            _, seen, intros = replies
+            _, seen, intros, rooms = replies
             self._snapshot = Snapshot(
-                {name: float(when) for name, when in _pairs(seen).items()}, _pairs(intros)
+                {name: float(when) for name, when in _pairs(seen).items()},
+                _pairs(intros),
+                {key: Room(name, frozenset(members)) for key, name, members in rooms},
             )
             return self._snapshot
 
-        return _all([upgraded, seen, intros]).addCallback(loaded)
+        return _all([upgraded, seen, intros, rooms]).addCallback(loaded)
 
     def snapshot(self) -> Snapshot:
         """What C{load} read (empty before it): not kept up to date after."""
@@ -310,11 +393,65 @@ class RedisStore:
 
         def merge(lists: list[list[str]]) -> list[Delivery]:
             values = [json.loads(text) for kept in lists for text in kept]
-            values.sort(key=lambda v: int(v["seq"]))
-            return [rediskeys.delivery_from_value(v["d"]) for v in values[-count:]]
+            kept = [(int(v["seq"]), rediskeys.delivery_from_value(v["d"])) for v in values]
+            return conversations.newest(kept, count)
 
         keys = [rediskeys.conversations_of(name), rediskeys.history(conversations.EVERYONE)]
         return self._read_history(keys, [count, rediskeys.HISTORY]).addCallback(merge)
+
+    def conversation_history(
+        self, key: str, count: int, before: str | None = None
+    ) -> Deferred[tuple[list[Delivery], bool]]:
+        if count <= 0:
+            return succeed(([], False))
+
+        def page(reply: list[Any]) -> tuple[list[Delivery], bool]:
+            entries, more = reply
+            found = [rediskeys.delivery_from_value(json.loads(text)["d"]) for text in entries]
+            found.reverse()
+            return found, bool(int(more))
+
+        keys = [rediskeys.history(key)]
+        return self._conversation_page(keys, [count, before or ""]).addCallback(page)
+
+    # --- rooms and read markers --------------------------------------------------------
+
+    def save_room(self, key: str, name: str) -> Deferred[bool]:
+        made = self._link.execute("HSETNX", rediskeys.ROOMS, key, name)
+        return self._durable(made).addCallback(lambda created: bool(int(created)))
+
+    def join_room(self, key: str, user: str) -> Deferred[None]:
+        self._link.execute("SADD", rediskeys.ROOM_MEMBERS + key, user)
+        joined = self._link.execute("SADD", rediskeys.conversations_of(user), key)
+        return self._durable(joined).addCallback(_none)
+
+    def leave_room(self, key: str, user: str) -> Deferred[None]:
+        self._link.execute("SREM", rediskeys.ROOM_MEMBERS + key, user)
+        left = self._link.execute("SREM", rediskeys.conversations_of(user), key)
+        return self._durable(left).addCallback(_none)
+
+    def mark_read(self, name: str, marks: Mapping[str, float]) -> Deferred[None]:
+        if not marks:
+            return succeed(None)
+        args = [value for key, at in marks.items() for value in (key, repr(float(at)))]
+        return self._mark_read([rediskeys.READ + name], args).addCallback(_none)
+
+    def conversations_of(self, name: str, since: float) -> Deferred[list[ConversationState]]:
+        def states(flat: list[Any]) -> list[ConversationState]:
+            found = []
+            for i in range(0, len(flat), 3):
+                key, last, unread = flat[i], float(flat[i + 1]), int(flat[i + 2])
+                if last or conversations.is_room(key):
+                    found.append(ConversationState(key, last, unread))
+            return sorted(found, key=lambda state: state.key)
+
+        keys = [
+            rediskeys.conversations_of(name),
+            rediskeys.READ + name,
+            rediskeys.history(conversations.EVERYONE),
+        ]
+        args = [name, repr(float(since)), rediskeys.HISTORY]
+        return self._conversations_of(keys, args).addCallback(states)
 
     # --- resume tokens -----------------------------------------------------------------
 

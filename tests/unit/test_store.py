@@ -717,6 +717,72 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
             {EVERYONE: 1, pair("columbia", "seas"): 3, pair("columbia", "google"): 1},
         )
 
+    async def test_a_version_4_groups_messages_move_to_each_recipients_pair_in_order(self) -> None:
+        """
+        Version 4 kept a message to several users in the group's
+        conversation; version 5 keeps it in each recipient's conversation
+        with its sender, in the order the messages were sent, and drops the
+        group's conversation.
+        """
+        path = self.first_release_database(4)
+        with closing(sqlite3.connect(path)) as conn:
+            conn.executescript(
+                """
+                ALTER TABLE offline ADD COLUMN message_id TEXT NOT NULL DEFAULT '';
+                CREATE TABLE resume_token (
+                    digest TEXT PRIMARY KEY, name TEXT NOT NULL, expires REAL NOT NULL,
+                    used INTEGER NOT NULL DEFAULT 0
+                );
+                CREATE TABLE conversation (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE);
+                CREATE TABLE message (
+                    seq INTEGER PRIMARY KEY, conversation INTEGER NOT NULL, message_id TEXT NOT NULL,
+                    sender TEXT NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL, sent_at REAL NOT NULL,
+                    recipients TEXT NOT NULL
+                );
+                CREATE INDEX message_by_conversation ON message (conversation, seq);
+                CREATE TABLE member (name TEXT NOT NULL, conversation INTEGER NOT NULL,
+                    PRIMARY KEY (name, conversation)) WITHOUT ROWID;
+                """
+            )
+            group = "@columbia\tgoogle\tseas"
+            conn.executemany(
+                "INSERT INTO conversation (id, key) VALUES (?, ?)",
+                [(1, pair("columbia", "seas")), (2, group), (3, EVERYONE)],
+            )
+            conn.executemany(
+                "INSERT INTO member (name, conversation) VALUES (?, ?)",
+                [("columbia", 1), ("seas", 1), ("columbia", 2), ("google", 2), ("seas", 2)],
+            )
+            conn.executemany(
+                "INSERT INTO message (seq, conversation, message_id, sender, kind, text, sent_at, recipients)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (1, 1, "p1", "columbia", "private", "first", 1.0, "seas"),
+                    (2, 2, "g1", "columbia", "broadcast", "to you two", 2.0, "seas\tgoogle"),
+                    (3, 3, "b1", "google", "broadcast", "to all", 3.0, ""),
+                    (4, 1, "p2", "seas", "private", "last", 4.0, "columbia"),
+                ],
+            )
+            conn.commit()
+        store = SQLiteStore(path, reactor)
+        self.addCleanup(store.close)
+        self.assertEqual(user_version(path), SCHEMA_VERSION)
+        self.assertEqual(
+            rows_per_conversation(path),
+            {pair("columbia", "seas"): 3, pair("columbia", "google"): 1, EVERYONE: 1},
+        )
+        page, _ = await store.conversation_history(pair("columbia", "seas"), 10)
+        self.assertEqual([d.text for d in page], ["first", "to you two", "last"])
+        self.assertEqual(page[1].to, ("seas", "google"))
+        self.assertEqual([d.text for d in await store.history_for("google", 20)], ["to you two", "to all"])
+        listed = await store.conversations_of("google", 0.0)
+        self.assertEqual({c.key for c in listed}, {pair("columbia", "google"), EVERYONE})
+        # Rooms work in the migrated file.
+        self.assertTrue(await store.save_room("#dev", "#Dev"))
+        await store.join_room("#dev", "google")
+        listed = await store.conversations_of("google", 0.0)
+        self.assertIn("#dev", {c.key for c in listed})
+
     def test_a_database_from_a_newer_server_is_refused_and_left_alone(self) -> None:
         path = self.first_release_database(SCHEMA_VERSION + 1)
         with self.assertRaises(StoreError) as caught:

@@ -115,6 +115,9 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # than once per user who sent or received it; who is in which
     # conversation, in member.
     lambda conn: _history_by_conversation(conn),
+    # Version 5: rooms and read markers; a message to several users kept in
+    # each recipient's conversation with its sender rather than the group's.
+    lambda conn: _rooms_and_pairs(conn),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -162,41 +165,104 @@ def _migrate(conn: sqlite3.Connection) -> None:
 
 def _history_by_conversation(conn: sqlite3.Connection) -> None:
     """
-    Version 3 to 4: history by conversation, rooms and read markers.  Each
-    message of the users' histories is kept once per conversation it
-    belongs to, in the order it was first kept.  The copies of a message
-    share its id; messages of the first releases have none, and are told
-    apart by what they say and when.
+    Version 3 to 4: each message of the users' histories once, in its
+    conversation (everyone's, or the group of its sender and recipients),
+    in the order it was first kept.  The copies of a message share its id;
+    messages of the first releases have none, and are told apart by what
+    they say and when.  Version 4's layout is written out here, as it was
+    released, for version 5 to take from.
     """
-    for statement in _CONVERSATION_TABLES:
-        conn.execute(statement)
+    conn.execute("CREATE TABLE conversation (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)")
+    conn.execute(
+        """
+        CREATE TABLE message (
+            seq INTEGER PRIMARY KEY,
+            conversation INTEGER NOT NULL,
+            message_id TEXT NOT NULL,
+            sender TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            text TEXT NOT NULL,
+            sent_at REAL NOT NULL,
+            recipients TEXT NOT NULL
+        )
+        """
+    )
+    conn.execute("CREATE INDEX message_by_conversation ON message (conversation, seq)")
+    conn.execute(
+        "CREATE TABLE member (name TEXT NOT NULL, conversation INTEGER NOT NULL,"
+        " PRIMARY KEY (name, conversation)) WITHOUT ROWID"
+    )
     ids: dict[str, int] = {}
     seen: set[tuple[object, ...]] = set()
     rows = []
     for message_id, sender, kind, text, sent_at, to in conn.execute(
         "SELECT message_id, sender, kind, text, sent_at, recipients FROM history ORDER BY seq"
     ):
-        recipients = _RECIPIENTS.join(json.loads(to))
-        delivery = _row_delivery(message_id, sender, kind, text, sent_at, recipients, "")
-        for key in conversations.of(delivery):
-            same = (key, message_id) if message_id else (key, sender, kind, text, sent_at)
-            if same in seen:
-                continue
-            seen.add(same)
-            number = ids.setdefault(key, len(ids) + 1)
-            rows.append((number, message_id, sender, kind, text, sent_at, recipients, ""))
+        names = json.loads(to)
+        if kind == Kind.BROADCAST.value and not names:
+            key = conversations.EVERYONE
+        else:
+            key = "@" + _RECIPIENTS.join(sorted({sender, *names}))
+        same = (key, message_id) if message_id else (key, sender, kind, text, sent_at)
+        if same in seen:
+            continue
+        seen.add(same)
+        number = ids.setdefault(key, len(ids) + 1)
+        rows.append((number, message_id, sender, kind, text, sent_at, _RECIPIENTS.join(names)))
     conn.executemany("INSERT INTO conversation (id, key) VALUES (?, ?)", [(n, k) for k, n in ids.items()])
     conn.executemany(
         "INSERT INTO member (name, conversation) VALUES (?, ?)",
-        [(name, n) for k, n in ids.items() for name in conversations.members(k)],
+        [(name, n) for k, n in ids.items() if k for name in k[1:].split(_RECIPIENTS)],
     )
-    conn.executemany(_insert_history(1), rows)
+    conn.executemany(
+        "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
     conn.execute("DROP TABLE history")
 
 
-#: Version 4's tables: each conversation numbered once; its messages; who
+def _rooms_and_pairs(conn: sqlite3.Connection) -> None:
+    """
+    Version 4 to 5: the tables of rooms and read markers, and a room
+    column for messages.  Version 4 kept a message to several users in the
+    conversation of the whole group; now it is in each recipient's
+    conversation with its sender, so every message is read again, in order,
+    into the conversations L{conversations.of} names, and the groups'
+    conversations go.
+    """
+    conn.execute("DROP INDEX message_by_conversation")
+    conn.execute("ALTER TABLE message RENAME TO message_v4")
+    for statement in _CONVERSATION_TABLES[1:]:
+        conn.execute(statement)
+    ids = {key: number for number, key in conn.execute("SELECT id, key FROM conversation")}
+    fresh = max(ids.values(), default=0)
+    rows = []
+    for message_id, sender, kind, text, sent_at, to in conn.execute(
+        "SELECT message_id, sender, kind, text, sent_at, recipients FROM message_v4 ORDER BY seq"
+    ):
+        delivery = _row_delivery(message_id, sender, kind, text, sent_at, to, "")
+        for key in conversations.of(delivery):
+            if key not in ids:
+                fresh += 1
+                ids[key] = fresh
+                conn.execute("INSERT INTO conversation (id, key) VALUES (?, ?)", (fresh, key))
+                conn.executemany(
+                    "INSERT OR IGNORE INTO member (name, conversation) VALUES (?, ?)",
+                    [(name, fresh) for name in conversations.members(key)],
+                )
+            rows.append((ids[key], message_id, sender, kind, text, sent_at, to, ""))
+    conn.executemany(_insert_history(1), rows)
+    conn.execute("DROP TABLE message_v4")
+    groups = [(number,) for key, number in ids.items() if key.startswith("@") and key.count(_RECIPIENTS) > 1]
+    conn.executemany("DELETE FROM member WHERE conversation = ?", groups)
+    conn.executemany("DELETE FROM conversation WHERE id = ?", groups)
+
+
+#: Version 5's tables: each conversation numbered once; its messages; who
 #: is in which (direct conversations and rooms); the rooms; how far each
-#: user has read each conversation.
+#: user has read each conversation.  A new database gets them through
+#: versions 4 and 5.
 _CONVERSATION_TABLES = (
     "CREATE TABLE conversation (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE)",
     """
@@ -213,8 +279,6 @@ _CONVERSATION_TABLES = (
     )
     """,
     "CREATE INDEX message_by_conversation ON message (conversation, seq)",
-    "CREATE TABLE member (name TEXT NOT NULL, conversation INTEGER NOT NULL,"
-    " PRIMARY KEY (name, conversation)) WITHOUT ROWID",
     "CREATE TABLE room (key TEXT PRIMARY KEY, name TEXT NOT NULL, created REAL NOT NULL) WITHOUT ROWID",
     "CREATE TABLE read_marker (name TEXT NOT NULL, conversation INTEGER NOT NULL, at REAL NOT NULL,"
     " PRIMARY KEY (name, conversation)) WITHOUT ROWID",
@@ -336,6 +400,9 @@ class SQLiteStore:
         #: first message (again, if that write failed).
         self._conversations: dict[str, int] = {}
         self._written: set[str] = set()
+        #: The highest number given to a conversation (numbers may have
+        #: gaps: version 5 dropped the groups' conversations).
+        self._last_number = 0
         #: Rows in each conversation, to prune one once it has some to spare
         #: rather than on every insert.
         self._history_rows: dict[int, int] = {}
@@ -404,6 +471,7 @@ class SQLiteStore:
         for number, key in self._conn.execute("SELECT id, key FROM conversation"):
             self._conversations[key] = number
         self._written.update(self._conversations)
+        self._last_number = max(self._conversations.values(), default=0)
         for number, count in self._conn.execute(
             "SELECT conversation, count(*) FROM message GROUP BY conversation"
         ):
@@ -652,11 +720,16 @@ class SQLiteStore:
         for key in keys:
             number = numbers.get(key)
             if number is None:
-                number = numbers[key] = len(numbers) + 1
+                number = self._new_number(key)
             if key not in written:
                 new.append((number, key))
             out.append(number)
         return out, new
+
+    def _new_number(self, key: str) -> int:
+        number = self._last_number = self._last_number + 1
+        self._conversations[key] = number
+        return number
 
     def _write_numbers(self, conn: sqlite3.Connection, new: Sequence[tuple[int, str]]) -> None:
         """The rows of new conversations, and the members of the direct ones."""
@@ -691,7 +764,7 @@ class SQLiteStore:
         for d, key in entries:
             number = numbers.get(key)
             if number is None:
-                number = numbers[key] = len(numbers) + 1
+                number = self._new_number(key)
             if key not in written:
                 new.append((number, key))
             count = counts[number] = counts.get(number, 0) + 1

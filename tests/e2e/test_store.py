@@ -136,6 +136,42 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
         await (await self.other_store()).load()
         self.assertEqual(await store.history_for("seas", 20), [hi, shout, two, after[0]])
 
+    async def test_a_groups_messages_move_to_each_recipients_conversation_in_order(self) -> None:
+        """
+        Version 2 kept a message to several users in the group's list;
+        version 3 merges it into each recipient's conversation with its
+        sender, by sequence number, and the group's list is gone.
+        """
+
+        def value(seq: int, d: Delivery) -> str:
+            return f'{{"seq":{seq},"d":{rediskeys.encode_delivery(d)}}}'
+
+        first = Delivery("columbia", "first", Kind.PRIVATE, 1.0, "p1", ("seas",))
+        two = Delivery("columbia", "to you two", Kind.BROADCAST, 2.0, "g1", ("seas", "google"))
+        last = Delivery("seas", "last", Kind.PRIVATE, 3.0, "p2", ("columbia",))
+        group = "@columbia\tgoogle\tseas"
+        await self.link.execute("SET", rediskeys.SCHEMA, 2)
+        await self.link.execute(
+            "LPUSH", rediskeys.history(pair("columbia", "seas")), value(1, first), value(3, last)
+        )
+        await self.link.execute("LPUSH", rediskeys.history(group), value(2, two))
+        for name in ("columbia", "seas", "google"):
+            await self.link.execute("SADD", rediskeys.conversations_of(name), group)
+        for name in ("columbia", "seas"):
+            await self.link.execute("SADD", rediskeys.conversations_of(name), pair("columbia", "seas"))
+        await self.link.execute("SET", rediskeys.HISTORY_SEQ, 3)
+        store = await self.other_store()
+        page, _ = await store.conversation_history(pair("columbia", "seas"), 10)
+        self.assertEqual(page, [first, two, last])
+        self.assertEqual(await store.history_for("google", 20), [two])
+        self.assertEqual(await store.history_for("columbia", 20), [first, two, last])
+        self.assertEqual(await self.link.execute("EXISTS", rediskeys.history(group)), 0)
+        self.assertEqual(
+            set(await self.link.execute("SMEMBERS", rediskeys.conversations_of("google"))),
+            {pair("columbia", "google")},
+        )
+        self.assertEqual(await self.link.execute("GET", rediskeys.SCHEMA), "3")
+
     async def test_two_stores_on_one_redis_see_what_the_other_saved(self) -> None:
         """Two nodes of a cluster: what one keeps, the other reads, and an ack by either counts."""
         other = await self.other_store()

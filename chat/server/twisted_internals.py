@@ -33,6 +33,7 @@ __all__ = [
     "raise_send_limit",
     "server_bootstrap",
     "tcp_endpoint_port",
+    "tcp_unjoined_bytes",
     "tcp_write_must_queue",
     "upgrade_channel",
     "wire_connection",
@@ -82,6 +83,15 @@ def tcp_write_must_queue(transport: tcp.Server) -> bool:
         or transport.TLS
         or (transport.producer is not None and not transport.streamingProducer)
     )
+
+
+def tcp_unjoined_bytes(transport: tcp.Server) -> int:
+    """
+    Bytes written to C{transport} but not yet joined into its C{dataBuffer}
+    (Twisted gathers small writes in a list first): with the buffer, what
+    is queued and not yet sent.
+    """
+    return int(cast(Any, transport)._tempDataLen)
 
 
 def tcp_endpoint_port(

@@ -72,6 +72,7 @@ class TcpTests(unittest.TestCase):
         self.assertFalse(twisted_internals.tcp_write_must_queue(server))
         server._tempDataLen = 1
         self.assertTrue(twisted_internals.tcp_write_must_queue(server))
+        self.assertEqual(twisted_internals.tcp_unjoined_bytes(server), 1)
 
     def test_a_parsed_tcp_endpoint_gives_its_port_backlog_and_interface(self) -> None:
         endpoint: Any = serverFromString(reactor, "tcp:4119:interface=127.0.0.1:backlog=7")

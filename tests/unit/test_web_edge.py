@@ -18,7 +18,6 @@ from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial import unittest
-from twisted.web._websocket_impl import serverBootstrap
 from twisted.web.test.requesthelper import DummyRequest
 from wsproto.events import CloseConnection, Ping, Pong, TextMessage
 from wsproto.utilities import RemoteProtocolError
@@ -28,6 +27,7 @@ from chat.server.commands import Limits
 from chat.server.context import Settings
 from chat.server.edges import jsonwire
 from chat.server.edges.web import MAX_MESSAGE, PING_INTERVAL, ChatWebSocket, ChatWebSocketResource, _ChatWire
+from chat.server.twisted_internals import server_bootstrap, wire_connection
 from tests.unit.harness import PASSWORDS, Harness
 
 T0 = 1_700_000_000.0
@@ -811,7 +811,7 @@ class WireTests(unittest.TestCase):
 
     def setUp(self) -> None:
         self.edge = RecordingEdge()
-        self.wire = _ChatWire(wsproto.Connection(wsproto.ConnectionType.SERVER), serverBootstrap, self.edge)
+        self.wire = _ChatWire(wsproto.Connection(wsproto.ConnectionType.SERVER), server_bootstrap, self.edge)
         self.wire.makeConnection(StringTransport())
 
     def test_a_message_over_the_limit_in_two_parts_is_refused_not_delivered(self) -> None:
@@ -858,7 +858,7 @@ class WireToEdgeTests(unittest.TestCase):
         server = Harness()
         transport = StringTransport()
         edge = ChatWebSocket(server.context, "10.0.0.9", 256 * 1024, lambda: None)
-        wire = _ChatWire(wsproto.Connection(wsproto.ConnectionType.SERVER), serverBootstrap, edge)
+        wire = _ChatWire(wsproto.Connection(wsproto.ConnectionType.SERVER), server_bootstrap, edge)
         wire.makeConnection(transport)
         edge.negotiationFinished()
         transport.clear()
@@ -903,7 +903,7 @@ class WireCloseTests(unittest.TestCase):
         self.server = Harness()
         self.transport = StringTransport()
         self.edge = ChatWebSocket(self.server.context, "10.0.0.9", 256 * 1024, lambda: None)
-        self.wire = _ChatWire(wsproto.Connection(wsproto.ConnectionType.SERVER), serverBootstrap, self.edge)
+        self.wire = _ChatWire(wsproto.Connection(wsproto.ConnectionType.SERVER), server_bootstrap, self.edge)
         self.wire.makeConnection(self.transport)
         self.edge.negotiationFinished()
         self.client = wsproto.Connection(wsproto.ConnectionType.CLIENT)
@@ -970,9 +970,10 @@ class WireCloseTests(unittest.TestCase):
         self.assertTrue(self.transport.disconnecting)
 
     def test_a_frame_wsproto_refuses_aborts_without_raising(self) -> None:
-        self.patch(
-            self.wire._wsconn, "receive_data", lambda data: (_ for _ in ()).throw(RemoteProtocolError("no"))
-        )
+        def refuse(data: bytes) -> None:
+            raise RemoteProtocolError("no")
+
+        self.patch(wire_connection(self.wire), "receive_data", refuse)
         self.wire.dataReceived(b"anything")
         self.assertTrue(self.transport.disconnected)
 

@@ -49,6 +49,7 @@ from chat.server.edges.writethrough import (
     WriteThroughServer,
     write_through,
 )
+from chat.server.twisted_internals import tcp_unjoined_bytes
 from tests.certificates import make_certificate
 
 if TYPE_CHECKING:
@@ -441,7 +442,7 @@ class WriteThroughTests(unittest.TestCase):
         self.assertEqual(bytes(h.sock.wire), b"hello")
         self.assertEqual(h.transport.dataBuffer, b"")
         self.assertEqual(h.transport._tempDataBuffer, [])
-        self.assertEqual(h.transport._tempDataLen, 0)
+        self.assertEqual(tcp_unjoined_bytes(h.transport), 0)
         self.assertEqual(h.reactor.writer_requests, 0)
         self.assertFalse(h.watched)
 
@@ -467,7 +468,7 @@ class WriteThroughTests(unittest.TestCase):
         self.assertEqual(h.sock.offered, [b"hello world"])
         self.assertEqual(bytes(h.sock.wire), b"hello")
         self.assertEqual(h.queued, b" world")
-        self.assertEqual(h.transport._tempDataLen + len(h.transport.dataBuffer), len(b" world"))
+        self.assertEqual(tcp_unjoined_bytes(h.transport) + len(h.transport.dataBuffer), len(b" world"))
         self.assertEqual(h.reactor.writer_requests, 1)
         self.assertTrue(h.watched)
 
@@ -489,7 +490,7 @@ class WriteThroughTests(unittest.TestCase):
         h.sock.room = 3
         h.turn()
         self.assertEqual(h.queued, b"rld")
-        self.assertEqual(h.transport._tempDataLen, 0)
+        self.assertEqual(tcp_unjoined_bytes(h.transport), 0)
         offered = len(h.sock.offered)
         h.transport.write(b"!")
         self.assertEqual(len(h.sock.offered), offered)
@@ -675,7 +676,9 @@ class Flood(Protocol):
         self.pauses += 1
         if not self.first_pause.called:
             transport: Any = self.transport
-            self.queued_at_first_pause = len(transport.dataBuffer) - transport.offset + transport._tempDataLen
+            self.queued_at_first_pause = (
+                len(transport.dataBuffer) - transport.offset + tcp_unjoined_bytes(transport)
+            )
             self.watched_at_first_pause = transport in reactor.getWriters()
             self.first_pause.callback(None)
 
@@ -789,7 +792,7 @@ class LoopbackTests(unittest.TestCase):
                 served.append(transport)
                 transport.write(b"hello over IPv6\r\n")
                 # The kernel took it at once: nothing queued, nothing watched.
-                at_once.append(transport._tempDataLen == 0 and transport not in reactor.getWriters())
+                at_once.append(tcp_unjoined_bytes(transport) == 0 and transport not in reactor.getWriters())
                 transport.loseConnection()
 
         served: list[Any] = []

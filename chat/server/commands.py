@@ -258,14 +258,22 @@ class Fields:
 
 
 def closest(word: str, candidates: tuple[str, ...] | list[str]) -> str | None:
-    """The candidate a typist most likely meant, or None if nothing is close."""
-    matches = difflib.get_close_matches(word, candidates, n=1, cutoff=0.6)
+    """
+    The candidate a typist most likely meant, or None if nothing is close.
+    Case does not count (C{SEAS} means C{seas}), since names are typed from
+    memory and caps lock is on by mistake.
+    """
+    by_lower: dict[str, str] = {}
+    for c in candidates:
+        by_lower.setdefault(c.lower(), c)
+    typed = word.lower()
+    matches = difflib.get_close_matches(typed, list(by_lower), n=1, cutoff=0.6)
     if matches:
-        return matches[0]
+        return by_lower[matches[0]]
     # Prefixes ("who", "broad") are common and score low on ratio alone.
-    prefixed = [c for c in candidates if word and c.startswith(word)]
+    prefixed = [c for c in by_lower if typed and c.startswith(typed)]
     if len(prefixed) >= 1 and len(word) >= 3:
-        return prefixed[0]
+        return by_lower[prefixed[0]]
     return None
 
 

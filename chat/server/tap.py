@@ -31,6 +31,7 @@ from chat.server.auth import PlainSecret, UsersFileError, load_users, valid_name
 from chat.server.build import RedisConfig, ServerConfig, build_server
 from chat.server.commands import Limits
 from chat.server.context import Settings
+from chat.server.edges.tcp import ChatProtocol
 from chat.server.edges.web import parse_hosts
 from chat.server.edges.writethrough import write_through
 from chat.server.interfaces import StoreError
@@ -63,6 +64,11 @@ def endpoint_description(port: str) -> str:
 
 
 # name, default, what it means, (type, smallest allowed)
+#: The longest --max-message: what one line of the text protocol carries
+#: (4,096 bytes) less room for the command and a name or room
+#: (C{message #ROOM ...}).
+MAX_MESSAGE_CHARACTERS = 4000
+
 _NUMBERS: list[tuple[str, str, str, type, float]] = [
     (
         "block-time",
@@ -200,6 +206,12 @@ class Options(usage.Options):
             self[name] = _number(name, str(self[name]), kind, smallest)
         if self["last-hour"] > 24 * 60:
             raise usage.UsageError("--last-hour must be at most 1440 minutes (a day)")
+        if self["max-message"] > MAX_MESSAGE_CHARACTERS:
+            raise usage.UsageError(
+                f"--max-message must be at most {MAX_MESSAGE_CHARACTERS} characters: a line of"
+                f" the text protocol (and a WebSocket message) carries at most"
+                f" {ChatProtocol.MAX_LENGTH} bytes, command included"
+            )
         self["endpoint"] = endpoint_description(self["port"])
         self["web-origins"] = tuple(o.strip().rstrip("/") for o in self["web-origin"].split(",") if o.strip())
         try:

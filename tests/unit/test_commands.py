@@ -144,6 +144,11 @@ class ExampleTests(unittest.TestCase):
         self.assertEqual(closest("saes", ["columbia", "seas"]), "seas")
         self.assertIsNone(closest("q", ["columbia", "seas"]))
 
+    def test_closest_does_not_mind_case(self) -> None:
+        self.assertEqual(closest("SEAS", ["columbia", "seas"]), "seas")
+        self.assertEqual(closest("Colombia", ["columbia", "seas"]), "columbia")
+        self.assertEqual(closest("WHOELSE", ["whoelse", "wholast"]), "whoelse")
+
 
 commands_text = st.text(alphabet=st.characters(codec="utf-8", exclude_characters="\r\n"), max_size=80)
 names = st.text(alphabet=st.characters(categories=("Ll", "Lu", "Nd")), min_size=1, max_size=12).filter(

@@ -115,6 +115,14 @@ class OptionsTests(unittest.TestCase):
         self.refuse("--max-attempts", "0")
         self.refuse("--max-message", "0")
 
+    def test_a_message_length_no_line_can_carry_is_refused_in_one_line(self) -> None:
+        self.assertEqual(
+            self.refuse("--max-message", "10000"),
+            "twistd chat: --max-message must be at most 4000 characters: a line of the text"
+            " protocol (and a WebSocket message) carries at most 4096 bytes, command included",
+        )
+        self.assertEqual(self.parse("--max-message", "4000")["max-message"], 4000)
+
     def test_missing_users_file_is_one_line(self) -> None:
         self.assertEqual(
             self.refuse("--users", "/nonexistent/users.txt"),

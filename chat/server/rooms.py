@@ -129,14 +129,23 @@ class Rooms:
         now = service.clock.seconds()
 
         def made(created: bool) -> Deferred[Any]:
+            if not created and key not in self._rooms:
+                # Made on another node, whose word of it has not come yet:
+                # its name is the one it was made with, not as typed here.
+                named = getattr(store, "room_name", None)
+                if named is not None:
+                    return named(key).addCallback(lambda kept: joining(created, kept or name))
+            return joining(created, name)
+
+        def joining(created: bool, name: str) -> Deferred[Any]:
             room = self._rooms.setdefault(key, _Room(name))
             if created:
                 room.name = name
                 log.info("{user} made the room {room}", user=user, room=name)
-            joining = store.join_room(key, user)
+            membership = store.join_room(key, user)
             # What was said before joining is not news to them.
             store.mark_read(user, {key: now}).addErrback(lambda f: None)
-            return joining.addCallback(lambda _: (created, room))
+            return membership.addCallback(lambda _: (created, room))
 
         def joined(result: tuple[bool, _Room]) -> RoomJoined:
             created, room = result

@@ -91,6 +91,16 @@ class RoomTests(unittest.TestCase):
         self.assertEqual(said(self.columbia, "join #Dev"), "You made the room #Dev and joined it.\r\n")
         self.assertEqual(said(self.seas, "join #dev"), "You joined #Dev (2 members).\r\n")
 
+    def test_a_room_made_on_another_node_not_yet_heard_of_here_is_joined_under_its_own_name(self) -> None:
+        """
+        In a cluster a join may come before the word that another node made
+        the room: the room keeps the name it was made with, not the one typed.
+        """
+        store = self.server.store
+        store.save_room("#dev", "#Dev")  # by a user of another node
+        self.assertEqual(said(self.seas, "join #DEV"), "You joined #Dev (1 member).\r\n")
+        self.assertEqual(said(self.columbia, "rooms"), "Rooms (1):\r\n  #Dev  1 member\r\n")
+
     def test_a_rooms_message_reaches_its_members_online_and_nobody_else(self) -> None:
         google = self.server.login("google")
         said(self.columbia, "join #dev")

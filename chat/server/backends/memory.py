@@ -107,6 +107,11 @@ class MemoryStore:
         self._rooms[key] = Room(name)
         return succeed(True)
 
+    def room_name(self, key: str) -> Deferred[str | None]:
+        """The name the room C{key} was made with, or None if there is no such room."""
+        room = self._rooms.get(key)
+        return succeed(room.name if room is not None else None)
+
     def join_room(self, key: str, user: str) -> Deferred[None]:
         room = self._rooms[key]
         self._rooms[key] = Room(room.name, room.members | {user})

@@ -420,6 +420,11 @@ class RedisStore:
         made = self._link.execute("HSETNX", rediskeys.ROOMS, key, name)
         return self._durable(made).addCallback(lambda created: bool(int(created)))
 
+    def room_name(self, key: str) -> Deferred[str | None]:
+        """The name the room C{key} was made with (on any node), or None if there is no such room."""
+        kept = self._link.execute("HGET", rediskeys.ROOMS, key)
+        return kept.addCallback(lambda name: None if name is None else str(name))
+
     def join_room(self, key: str, user: str) -> Deferred[None]:
         self._link.execute("SADD", rediskeys.ROOM_MEMBERS + key, user)
         joined = self._link.execute("SADD", rediskeys.conversations_of(user), key)

@@ -46,29 +46,50 @@ DEFAULT_BACKLOG = 1024
 DEFAULT_EXEMPT = "127.0.0.0/8,::1"
 
 
-def endpoint_description(port: str) -> str:
+def dual_stack() -> bool:
+    """
+    Whether one IPv6 socket on C{::} takes IPv4 connections too here: the
+    machine has IPv6, and does not make such sockets IPv6-only.
+    """
+    if not socket.has_ipv6:
+        return False
+    try:
+        with socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as probe:
+            if probe.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY):
+                return False
+            probe.bind(("::", 0))
+    except OSError:
+        return False
+    return True
+
+
+def endpoint_description(port: str, both: bool | None = None) -> str:
     """
     Turn C{--port} into a server endpoint string.
 
-    A bare number means TCP on that port.  TCP and TLS listeners get a
-    backlog of 1024 unless one is given: Twisted's default of 50 makes a
-    burst of connections fail.
+    A bare number means TCP on that port, on IPv6 and IPv4 where the
+    machine has both (C{both}, found out if not given; an IPv4 client then
+    shows as its IPv4 address all the same), else on IPv4.  TCP and TLS
+    listeners get a backlog of 1024 unless one is given: Twisted's default
+    of 50 makes a burst of connections fail.
     """
     port = port.strip()
     if port.isdigit():
-        port = f"tcp:{port}"
+        if both is None:
+            both = dual_stack()
+        port = f"tcp6:{port}:interface=\\:\\:" if both else f"tcp:{port}"
     kind = port.split(":", 1)[0]
     if kind in ("tcp", "tcp6", "ssl") and "backlog=" not in port:
         port = f"{port}:backlog={DEFAULT_BACKLOG}"
     return port
 
 
-# name, default, what it means, (type, smallest allowed)
 #: The longest --max-message: what one line of the text protocol carries
 #: (4,096 bytes) less room for the command and a name or room
 #: (C{message #ROOM ...}).
 MAX_MESSAGE_CHARACTERS = 4000
 
+# name, default, what it means, (type, smallest allowed)
 _NUMBERS: list[tuple[str, str, str, type, float]] = [
     (
         "block-time",
@@ -125,7 +146,13 @@ class Options(usage.Options):
     )
 
     optParameters = [
-        ["port", "p", "tcp:4119", "Server endpoint to listen on; a bare number means TCP on that port."],
+        [
+            "port",
+            "p",
+            "4119",
+            "Server endpoint to listen on, e.g. tcp:4119:interface=127.0.0.1; a bare number means TCP on"
+            " that port, on IPv6 and IPv4 where the machine has both.",
+        ],
         ["users", "u", "user_pass.txt", "The users file: '<username> <password>' per line."],
         [
             "admins",
@@ -143,7 +170,8 @@ class Options(usage.Options):
             "web",
             None,
             None,
-            "Server endpoint for the web page and its WebSocket (/ws), e.g. tcp:8080; off if not given.",
+            "Server endpoint for the web page and its WebSocket (/ws), e.g. 8080 (IPv6 and IPv4, as for"
+            " --port) or tcp:8080:interface=127.0.0.1; off if not given.",
         ],
         [
             "web-origin",

@@ -39,7 +39,7 @@ from collections.abc import Awaitable, Mapping
 from typing import Any, TypeVar
 
 from twisted.internet import defer, protocol, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
 from twisted.internet.error import ProcessDone, ProcessTerminated
 from twisted.python.failure import Failure
 from twisted.trial import unittest
@@ -706,10 +706,14 @@ class Lab:
 
     # --- clients ------------------------------------------------------------
 
-    async def connect(self, port: int, source: str | None = None) -> LineClient:
-        """Connect to C{port}, from the loopback address C{source} if given."""
+    async def connect(self, port: int, source: str | None = None, host: str = "127.0.0.1") -> LineClient:
+        """Connect to C{port} on C{host} (IPv4 or IPv6), from the loopback address C{source} if given."""
         bind = (source, 0) if source is not None else None
-        endpoint = TCP4ClientEndpoint(reactor, "127.0.0.1", port, timeout=30, bindAddress=bind)
+        endpoint: TCP4ClientEndpoint | TCP6ClientEndpoint
+        if ":" in host:
+            endpoint = TCP6ClientEndpoint(reactor, host, port, timeout=30, bindAddress=bind)
+        else:
+            endpoint = TCP4ClientEndpoint(reactor, host, port, timeout=30, bindAddress=bind)
         client = await connectProtocol(endpoint, LineClient())
         self.case.addCleanup(abort, client)
         return client

@@ -6,10 +6,12 @@ server with one line naming the problem, a non-zero exit and no traceback.
 from __future__ import annotations
 
 import os
+import re
 
 from twisted.trial import unittest
 
-from tests.e2e.support import Lab, startup_failure
+from chat.server.tap import dual_stack
+from tests.e2e.support import COMMAND, PASSWORD, USERNAME, USERS, Lab, startup_failure
 
 
 class GoodOptionTests(unittest.TestCase):
@@ -20,6 +22,25 @@ class GoodOptionTests(unittest.TestCase):
         client = await lab.login(port, "columbia")
         client.send("whoelse")
         await client.expect("Nobody else is online")
+
+    async def test_bare_ports_listen_on_ipv6_and_ipv4_and_log_ipv4_clients_as_ipv4(self) -> None:
+        if not dual_stack():
+            raise unittest.SkipTest("this machine has no IPv6 socket that takes IPv4 too")
+        lab = Lab(self)
+        server, port = await lab.start("--port", "0", "--web", "0")
+        for name, host in (("columbia", "127.0.0.1"), ("seas", "::1")):
+            client = await lab.connect(port, host=host)
+            await client.expect(USERNAME)
+            client.send(name)
+            await client.expect(PASSWORD)
+            client.send(USERS[name])
+            await client.expect(COMMAND)
+            await server.expect_log(rf"{name} logged in from {re.escape(host)} over tcp")
+        assert server.web_port is not None
+        page = await lab.connect(server.web_port, host="::1")
+        request = f"GET / HTTP/1.1\r\nHost: [::1]:{server.web_port}\r\nConnection: close\r\n\r\n"
+        page.transport.write(request.encode())  # type: ignore[union-attr]
+        await page.expect(r"^HTTP/1.1 200 OK\r\n")
 
 
 class BadOptionTests(unittest.TestCase):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 
 from twisted.application.service import IServiceCollection
+from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.internet.testing import MemoryReactorClock
 from twisted.plugin import getPlugins
 from twisted.python import usage
@@ -14,15 +15,20 @@ from twisted.trial import unittest
 
 from chat.server.backends.memory import MemoryStore
 from chat.server.backends.sqlite import SQLiteStore
+from chat.server.edges.tcp import host_of
 from chat.server.service import ChatService
 from chat.server.signals import Signals
 from chat.server.systemd import Notifier
-from chat.server.tap import Listener, Options, endpoint_description, makeService
+from chat.server.tap import Listener, Options, dual_stack, endpoint_description, makeService
 
 
 class EndpointTests(unittest.TestCase):
     def test_bare_number_means_tcp_with_a_large_backlog(self) -> None:
-        self.assertEqual(endpoint_description("4119"), "tcp:4119:backlog=1024")
+        self.assertEqual(endpoint_description("4119", both=False), "tcp:4119:backlog=1024")
+
+    def test_bare_number_means_ipv6_and_ipv4_where_the_machine_has_both(self) -> None:
+        self.assertEqual(endpoint_description("4119", both=True), "tcp6:4119:interface=\\:\\::backlog=1024")
+        self.assertEqual(endpoint_description("4119"), endpoint_description("4119", dual_stack()))
 
     def test_tcp_and_ssl_get_a_backlog_unless_given(self) -> None:
         self.assertEqual(
@@ -34,6 +40,11 @@ class EndpointTests(unittest.TestCase):
             "ssl:4443:privateKey=k.pem:certKey=c.pem:backlog=1024",
         )
         self.assertEqual(endpoint_description("tcp:4119:backlog=5"), "tcp:4119:backlog=5")
+
+    def test_an_ipv4_client_of_a_dual_stack_socket_is_known_by_its_ipv4_address(self) -> None:
+        self.assertEqual(host_of(IPv6Address("TCP", "::ffff:10.0.0.1", 4119)), "10.0.0.1")
+        self.assertEqual(host_of(IPv6Address("TCP", "::1", 4119)), "::1")
+        self.assertEqual(host_of(IPv4Address("TCP", "10.0.0.1", 4119)), "10.0.0.1")
 
     def test_other_endpoints_are_left_alone(self) -> None:
         self.assertEqual(endpoint_description("unix:/tmp/chat.sock"), "unix:/tmp/chat.sock")
@@ -60,8 +71,8 @@ class OptionsTests(unittest.TestCase):
 
     def test_defaults(self) -> None:
         options = self.parse()
-        self.assertEqual(options["port"], "tcp:4119")
-        self.assertEqual(options["endpoint"], "tcp:4119:backlog=1024")
+        self.assertEqual(options["port"], "4119")
+        self.assertEqual(options["endpoint"], endpoint_description("4119"))
         self.assertEqual(options["database"], "chat.sqlite")
         self.assertEqual(options["block-time"], 60)
         self.assertEqual(options["max-attempts"], 3)
@@ -94,7 +105,7 @@ class OptionsTests(unittest.TestCase):
 
     def test_values_are_converted(self) -> None:
         options = self.parse("--port", "5000", "--block-time", "2.5", "--max-attempts", "5")
-        self.assertEqual(options["endpoint"], "tcp:5000:backlog=1024")
+        self.assertEqual(options["endpoint"], endpoint_description("5000"))
         self.assertEqual(options["block-time"], 2.5)
         self.assertEqual(options["max-attempts"], 5)
 

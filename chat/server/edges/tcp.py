@@ -42,8 +42,18 @@ from chat.server.session import Session
 
 
 def host_of(address: IAddress | None) -> str:
+    """
+    The client's address as the limits, the guard and the log use it: an
+    IPv4 client of a socket that takes both (C{::ffff:10.0.0.1}) is
+    C{10.0.0.1}, as it would be on an IPv4 socket.
+    """
     host = getattr(address, "host", None)
-    return str(host) if host is not None else type(address).__name__
+    if host is None:
+        return type(address).__name__
+    host = str(host)
+    if host.startswith("::ffff:") and "." in host:
+        return host[7:]
+    return host
 
 
 @implementer(IEdge)

@@ -63,6 +63,9 @@ from chat.server.rooms import Rooms
 
 log = Logger()
 
+#: A time after every message: unread counts from there are those of read markers alone.
+_NEVER = 1e18
+
 
 class UnknownUser(Exception):
     """Some recipients are not users; C{suggestions} has the closest name to each, or None."""
@@ -110,6 +113,9 @@ class ChatService(Service):
         self.admin = Admin(self, admins)
         #: Users online here: when they were last seen before this login.
         self._away_since: dict[str, float] = {}
+        #: What sessions that ended left to write (read markers), by user: a
+        #: stop waits for it, and so does counting what that user has read.
+        self._settling: dict[str, set[Deferred[Any]]] = {}
         self.rooms = Rooms(self, snapshot.rooms)
         self.quiet = QuietLog(log, clock)
         self.new_id = MessageIds()
@@ -192,7 +198,8 @@ class ChatService(Service):
         def record(_: object) -> Deferred[Any]:
             now = self.clock.seconds()
             self._seen.pending().update(dict.fromkeys(online, now))
-            return DeferredList([self._history.write(), self._seen.write()])
+            settling = [work for works in self._settling.values() for work in works]
+            return DeferredList([self._history.write(), self._seen.write(), *settling])
 
         gone.addCallback(record)
         gone.addBoth(lambda _: self.store.close())
@@ -276,7 +283,64 @@ class ChatService(Service):
         self.flush()
         if self.presences.left(name, participant):
             self._handed.pop(name, None)
-            self._away_since.pop(name, None)
+            since = self._away_since.pop(name, None)
+            if since is not None:
+                self._keep_unread(name, since)
+
+    def _keep_unread(self, name: str, since: float) -> None:
+        """
+        C{name}'s session is over: in their conversations without a read
+        marker, unread counts started at C{since} (when they were last
+        away).  The next login starts from a later time, so they get a
+        marker there: the counts stay as they were, after a reload, a
+        resume, a restart or a login on another node.
+
+        A conversation has no marker where its count depends on where
+        counting starts; a marker never moves back, so one set meanwhile
+        (a terminal's logout reads what it showed) stays.
+        """
+        if not self.store.health.available:
+            return
+        self._history.write()
+        counted = DeferredList(
+            [self.store.conversations_of(name, 0.0), self.store.conversations_of(name, _NEVER)],
+            fireOnOneErrback=True,
+            consumeErrors=True,
+        )
+
+        def keep(results: list[tuple[bool, list[ConversationState]]]) -> Deferred[None]:
+            (_, everything), (_, marked) = results
+            unread = {state.key: state.unread for state in marked}
+            unmarked = {state.key: since for state in everything if state.unread != unread.get(state.key, 0)}
+            return self.store.mark_read(name, unmarked)
+
+        def failed(f: Failure) -> None:
+            self.quiet.failure("read markers", "could not keep the unread counts of {user}", f, user=name)
+
+        self.settling(name, counted.addCallback(keep).addErrback(failed))
+
+    def settling(self, name: str, work: Deferred[Any]) -> None:
+        """
+        Store work an ended session of C{name} left behind: a stop waits for
+        it before closing the store, and their unread counts for it.
+        """
+        works = self._settling.setdefault(name, set())
+        works.add(work)
+
+        def done(result: object) -> object:
+            works.discard(work)
+            if not works and self._settling.get(name) is works:
+                del self._settling[name]
+            return result
+
+        work.addBoth(done)
+
+    def _settled(self, name: str) -> Deferred[Any]:
+        """Fires once what ended sessions of C{name} left to write is written (or failed)."""
+        works = self._settling.get(name)
+        if not works:
+            return succeed(None)
+        return DeferredList(list(works), consumeErrors=True)
 
     def whoelse(self, me: str) -> list[RosterEntry]:
         return self.presences.whoelse(me)
@@ -506,7 +570,8 @@ class ChatService(Service):
         self.flush()
         self._history.write()
         since = self._away_since.get(name, self.clock.seconds())
-        return self.store.conversations_of(name, since)
+        # After the read markers their last session here left (a reload comes back at once).
+        return self._settled(name).addCallback(lambda _: self.store.conversations_of(name, since))
 
     # --- stored messages ---------------------------------------------------------
 

@@ -955,20 +955,21 @@ class Session(TimeoutMixin):
 
     def _read_while_here(self, avatar: IChatUser) -> None:
         """
-        A terminal shows everything as it comes: at its logout, what was
-        said in everyone's conversation and in the user's rooms has been
-        read, but in the rooms whose unread messages it was told of at login
+        A terminal shows everything as it comes: at its logout, everything
+        it showed has been read (everyone's conversation, the user's rooms,
+        their direct conversations, the offline messages it showed at
+        login), but the rooms whose unread messages it was told of at login
         and that it did not look at.
         """
-        rooms = [
-            avatar_room
-            for avatar_room in (
-                self.context.service.rooms.name_of(key).lower()
-                for key in self.context.service.rooms.of(avatar.name)
-            )
-            if avatar_room not in self._unread_rooms
-        ]
-        avatar.mark_read(["everyone", *rooms]).addErrback(self._not_marked)
+        now = self.context.service.clock.seconds()
+        told = set(self._unread_rooms)
+
+        def read(listed: Conversations) -> Deferred[None]:
+            shown = [c.id for c in listed.conversations if c.id.lower() not in told]
+            return avatar.mark_read(["everyone", *shown], now)
+
+        reading = avatar.conversations().addCallback(read).addErrback(self._not_marked)
+        self.context.service.settling(avatar.name, reading)
 
     def _not_marked(self, f: Failure) -> None:
         if not f.check(Unavailable):

@@ -290,6 +290,42 @@ class PageConversationTests(unittest.TestCase):
         [listed] = answers(again, type="conversations")
         self.assertEqual({c["id"]: c["unread"] for c in listed["conversations"]}["#dev"], 0)
 
+    def test_a_direct_conversation_never_read_keeps_its_count_through_reloads_and_later_logins(self) -> None:
+        """
+        Where the user has no read marker, counting starts when they were
+        last away; their next login starts from a later time, so the
+        session's end keeps the count with a marker.
+        """
+        seas = logged_in(self.server, "seas")
+        said(self.columbia, "message seas while the page is open")
+        [listed] = answers(seas, type="conversations")
+        self.assertEqual({c["id"]: c["unread"] for c in listed["conversations"]}, {"@columbia": 1})
+        for _ in range(2):
+            seas.lose()
+            self.server.clock.advance(60)
+            seas = logged_in(self.server, "seas")
+            [listed] = answers(seas, type="conversations")
+            self.assertEqual({c["id"]: c["unread"] for c in listed["conversations"]}["@columbia"], 1)
+        answers(seas, type="read", conversation="@columbia")
+        seas.lose()
+        seas = logged_in(self.server, "seas")
+        [listed] = answers(seas, type="conversations")
+        self.assertEqual({c["id"]: c["unread"] for c in listed["conversations"]}["@columbia"], 0)
+
+    def test_what_a_terminal_showed_in_direct_conversations_is_read_at_its_logout(self) -> None:
+        seas = self.server.login("seas")
+        said(self.columbia, "message seas shown live")
+        self.assertIn("columbia (private): shown live", seas.read())
+        seas.send("logout")
+        seas.lose()
+        said(self.columbia, "message seas shown at login")
+        seas = self.server.login("seas")
+        seas.send("logout")
+        seas.lose()
+        page = logged_in(self.server, "seas")
+        [listed] = answers(page, type="conversations")
+        self.assertEqual({c["id"]: c["unread"] for c in listed["conversations"]}["@columbia"], 0)
+
     def test_a_read_up_to_a_time_leaves_what_came_after_unread(self) -> None:
         seas = logged_in(self.server, "seas")
         answers(seas, type="join", room="#dev")

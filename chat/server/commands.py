@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 
 import attrs
 
+from chat.server import search
 from chat.server.events import BadRoomName, BadUsage, IntroTooLong, TooLong, UnknownCommand
 
 
@@ -86,6 +87,19 @@ class ShowHistory:
     #: C{@user}); None: all of theirs together.
     conversation: str | None = None
     #: The id of the message the page ends before (the JSON protocol's paging).
+    before: str | None = None
+
+
+@attrs.frozen
+class Search:
+    """Messages the user may see that have every one of C{words}, newest first."""
+
+    command: ClassVar[str] = "search"
+    #: What was typed, and its words as compared (L{chat.server.search.words}).
+    text: str
+    words: tuple[str, ...]
+    count: int = 20
+    #: The id of the hit the page ends before (the JSON protocol's paging).
     before: str | None = None
 
 
@@ -166,6 +180,7 @@ Command = (
     | PersonalIntro
     | Help
     | ShowHistory
+    | Search
     | Logout
     | ListSessions
     | Kick
@@ -185,6 +200,7 @@ COMMAND_TYPES = (
     PersonalIntro,
     Help,
     ShowHistory,
+    Search,
     Logout,
     ListSessions,
     Kick,
@@ -520,6 +536,40 @@ def _json_history(fields: Fields, limits: Limits) -> Parsed:
     return attrs.evolve(shown, conversation=conversation, before=before)
 
 
+#: The most hits one search answers with; the JSON protocol pages for more.
+MAX_SEARCH_PAGE = 100
+
+
+def _search(text: str, limits: Limits) -> Parsed:
+    text = text.strip()
+    if not text:
+        return _bad("search", "missing_text", limits)
+    if len(text) > limits.max_message:
+        return TooLong(len(text), limits.max_message)
+    found = search.words(text)
+    if not found:
+        return _bad("search", "no_words", limits, word=text[:64])
+    if len(found) > search.MAX_WORDS:
+        return _bad("search", "too_many_words", limits, number=len(found), limit=search.MAX_WORDS)
+    return Search(text, found)
+
+
+def _text_search(rest: str, limits: Limits) -> Parsed:
+    return _search(rest, limits)
+
+
+def _json_search(fields: Fields, limits: Limits) -> Parsed:
+    found = _search(fields.text(), limits)
+    if not isinstance(found, Search):
+        return found
+    count = fields.get("count", int, "a whole number", required=False)
+    if count is not None:
+        if count < 1:
+            return _bad("search", "not_a_count", limits, word=str(count))
+        found = attrs.evolve(found, count=min(count, MAX_SEARCH_PAGE))
+    return attrs.evolve(found, before=fields.get("before", str, "a message id", required=False))
+
+
 def _text_help(rest: str, limits: Limits) -> Parsed:
     words = rest.split()
     if not words:
@@ -642,6 +692,15 @@ COMMANDS: dict[str, Entry] = {
             "history",
             _json_history,
             "do_history",
+        ),
+        Entry(
+            "search",
+            "search WORDS",
+            "the messages you can see that have all of WORDS, newest first",
+            _text_search,
+            "search",
+            _json_search,
+            "do_search",
         ),
         Entry(
             "join",

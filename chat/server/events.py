@@ -414,6 +414,29 @@ class ConversationHistory:
     owner: str
 
 
+@attrs.frozen
+class SearchHit:
+    """A message a search found, in the conversation the user sees it in."""
+
+    #: How the user names the conversation (C{everyone}, C{#room}, C{@user}), and what to call it.
+    conversation: str
+    name: str
+    message: Delivery
+
+
+@attrs.frozen
+class SearchResults:
+    """A page of what a search found, newest first."""
+
+    text: str
+    words: tuple[str, ...]
+    hits: tuple[SearchHit, ...]
+    #: Whether older hits are kept.
+    more: bool
+    #: The user asking: their own messages to several name the recipients.
+    owner: str
+
+
 # --- errors -----------------------------------------------------------------
 #
 # Each has a stable C{code}.  The parser's rejections (an unknown command, a
@@ -585,5 +608,6 @@ Event = (
     | Unread
     | Conversations
     | ConversationHistory
+    | SearchResults
     | Error
 )

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         RoomMembers,
         RoomReceipt,
         RosterEntry,
+        SearchResults,
         SessionInfo,
         Sessions,
         StoredMessage,
@@ -201,6 +202,9 @@ class IChatUser(Interface):
 
     def conversation_history(named: str, count: int, before: str | None) -> Deferred[ConversationHistory]:
         """A page of the conversation the user calls C{named} (C{everyone}, C{#room}, C{@user})."""
+
+    def search(text: str, words: Sequence[str], count: int, before: str | None) -> Deferred[SearchResults]:
+        """What the user may see that has every one of C{words}, newest first."""
 
     def conversations() -> Deferred[Conversations]:
         """The user's conversations, with their unread counts."""
@@ -389,6 +393,18 @@ class IStore(Interface):
         the newest ones, or those older than the message with id C{before};
         and whether older ones are kept.  None if C{before} is no longer
         kept: the answer is then empty.
+        """
+
+    def search(
+        name: str, words: Sequence[str], count: int, before: str | None = None
+    ) -> Deferred[tuple[list[tuple[Delivery, str]], bool] | None]:
+        """
+        Up to C{count} kept messages that C{name} may see (everyone's, their
+        direct conversations, the rooms they are in) and that have every
+        one of the folded C{words} (L{chat.server.search}), newest first,
+        each with its conversation's key, each message once; older than the
+        message with id C{before} if given; and whether there are more.
+        None if C{before} is no longer kept.
         """
 
     def save_room(key: str, name: str) -> Deferred[bool]:

@@ -33,12 +33,14 @@ from chat.server.events import (
     RoomMembers,
     RoomReceipt,
     RosterEntry,
+    SearchHit,
+    SearchResults,
     Sessions,
     StoredMessage,
     Unread,
 )
 from chat.server.interfaces import ConversationState, IAdmin, IChatUser, IParticipant, Joining
-from chat.server.rooms import NotAMember
+from chat.server.rooms import NotAMember, Rooms
 from chat.server.service import ChatService
 
 
@@ -145,6 +147,34 @@ class ChatUser:
 
         return self.service.conversation_history(key, count, before).addCallback(page)
 
+    def search(
+        self, text: str, words: Sequence[str], count: int, before: str | None
+    ) -> Deferred[SearchResults]:
+        rooms = self.service.rooms
+
+        def shown(found: tuple[list[tuple[Delivery, str]], bool] | None) -> SearchResults:
+            hits, more = found if found is not None else ([], False)
+            return SearchResults(
+                text,
+                tuple(words),
+                tuple(
+                    SearchHit(conversations.for_client(key, self.name), self._called(key, rooms), delivery)
+                    for delivery, key in hits
+                ),
+                more,
+                self.name,
+            )
+
+        return self.service.search(self.name, words, count, before).addCallback(shown)
+
+    def _called(self, key: str, rooms: Rooms) -> str:
+        """What the user calls the conversation C{key}."""
+        if key == conversations.EVERYONE:
+            return "Everyone"
+        if conversations.is_room(key):
+            return rooms.name_of(key)
+        return conversations.for_client(key, self.name)[1:]
+
     def conversations(self) -> Deferred[Conversations]:
         rooms = self.service.rooms
 
@@ -153,13 +183,14 @@ class ChatUser:
             for state in states:
                 shown = conversations.for_client(state.key, self.name)
                 if state.key == conversations.EVERYONE:
-                    kind, name = "everyone", "Everyone"
+                    kind = "everyone"
                 elif conversations.is_room(state.key):
                     if not rooms.is_member(state.key, self.name):
                         continue
-                    kind, name = "room", rooms.name_of(state.key)
+                    kind = "room"
                 else:
-                    kind, name = "direct", shown[1:]
+                    kind = "direct"
+                name = self._called(state.key, rooms)
                 entries.append(ConversationEntry(shown, kind, name, state.unread, state.last))
             entries.sort(key=lambda e: (e.kind != "everyone", -e.last, e.name))
             return Conversations(tuple(entries))

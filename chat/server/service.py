@@ -562,6 +562,14 @@ class ChatService(Service):
         self._history.write()
         return self.store.conversation_history(key, count, before)
 
+    def search(
+        self, name: str, words: Sequence[str], count: int, before: str | None = None
+    ) -> Deferred[tuple[list[tuple[Delivery, str]], bool] | None]:
+        """What C{name} may see that has C{words}, after every message sent so far."""
+        self.flush()
+        self._history.write()
+        return self.store.search(name, words, count, before)
+
     def conversations_of(self, name: str) -> Deferred[list[ConversationState]]:
         """
         C{name}'s conversations with their unread counts: where they have not

@@ -947,6 +947,15 @@ class Session(TimeoutMixin):
 
         self._wait(avatar.history(cmd.count), show, failed)
 
+    def do_search(self, cmd: commands.Search) -> None:
+        assert self.avatar is not None
+
+        def failed(f: Failure) -> None:
+            self._store_failed(f, "could not search for {user}", Fault.HISTORY_UNAVAILABLE)
+
+        found = self.avatar.search(cmd.text, cmd.words, cmd.count, cmd.before)
+        self._wait(found, self.say, failed)
+
     def _read_through(self, page: ConversationHistory) -> ConversationHistory:
         if self.avatar is not None:
             self._unread_rooms.discard(page.conversation.lower())

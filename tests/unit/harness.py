@@ -133,6 +133,11 @@ class HeldStore:
     ) -> Deferred[tuple[list[Delivery], bool]]:
         return self._hold(lambda: self.inner.conversation_history(key, count, before))
 
+    def search(
+        self, name: str, words: Sequence[str], count: int, before: str | None = None
+    ) -> Deferred[tuple[list[tuple[Delivery, str]], bool] | None]:
+        return self._hold(lambda: self.inner.search(name, words, count, before))
+
     def save_room(self, key: str, name: str) -> Deferred[bool]:
         return self._hold(lambda: self.inner.save_room(key, name))
 

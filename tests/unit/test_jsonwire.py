@@ -598,8 +598,24 @@ class RequestTests(unittest.TestCase):
                 "members",
                 "read",
                 "conversations",
+                "search",
             },
         )
+
+    def test_search_requests(self) -> None:
+        self.assertEqual(
+            request(type="search", text="Déploy  prod"), commands.Search("Déploy  prod", ("deploy", "prod"))
+        )
+        self.assertEqual(
+            request(type="search", text="deploy", count=5, before="m1"),
+            commands.Search("deploy", ("deploy",), 5, "m1"),
+        )
+        self.assertEqual(request(type="search", text="x", count=1000).count, commands.MAX_SEARCH_PAGE)
+        self.assertEqual(request(type="search", text="  ").problem, "missing_text")
+        self.assertEqual(request(type="search", text="?!").problem, "no_words")
+        self.assertEqual(request(type="search", text="a b c d e f g h i").problem, "too_many_words")
+        self.assertEqual(request(type="search", text="x", count=0).problem, "not_a_count")
+        self.assertEqual(request(type="search"), BadRequest("missing_field", "text"))
 
     def test_rooms_requests(self) -> None:
         self.assertEqual(request(type="join", room="#Dev"), commands.Join("#Dev"))

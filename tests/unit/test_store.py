@@ -18,9 +18,10 @@ from twisted.logger import formatEvent
 from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
+from chat.server import search
 from chat.server.backends.memory import MemoryStore
 from chat.server.backends.redis.link import Unavailable
-from chat.server.backends.sqlite import SCHEMA_VERSION, SQLiteStore
+from chat.server.backends.sqlite import SCHEMA_VERSION, SQLiteStore, has_fts5
 from chat.server.conversations import EVERYONE, entries, pair
 from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.interfaces import ConversationState, IStore, Room, StoreError
@@ -259,6 +260,86 @@ class StoreContract:
         nothing = await self.store.conversation_history(pair("seas", "google"), 3)
         self.assertEqual(nothing, ([], False))  # type: ignore[attr-defined]
 
+    async def found(self, name: str, text: str, count: int = 20, before: str | None = None) -> Any:
+        """The texts and conversations a search by C{name} finds, newest first, and whether there are more."""
+        result = await self.store.search(name, search.words(text), count, before)
+        if result is None:
+            return None
+        hits, more = result
+        return [(d.text, key) for d, key in hits], more
+
+    async def test_search_finds_every_word_in_any_order_whatever_the_case_and_accents(self) -> None:
+        await self.store.save_history([private("columbia", "seas", "Deploy the café tonight", 1.0)])
+        await self.store.save_history([everyone("google", "the deploy is done", 2.0)])
+        await self.store.save_history([private("seas", "columbia", "cafe deploy again", 3.0)])
+        await self.store.save_history([private("columbia", "seas", "deployment", 4.0)])
+        self.assertEqual(  # type: ignore[attr-defined]
+            await self.found("seas", "CAFÉ deploy"),
+            (
+                [
+                    ("cafe deploy again", pair("columbia", "seas")),
+                    ("Deploy the café tonight", pair("columbia", "seas")),
+                ],
+                False,
+            ),
+        )
+        self.assertEqual(  # type: ignore[attr-defined]
+            [text for text, _ in (await self.found("seas", "deploy"))[0]],
+            ["cafe deploy again", "the deploy is done", "Deploy the café tonight"],
+        )
+        self.assertEqual(await self.found("seas", "nothing here"), ([], False))  # type: ignore[attr-defined]
+
+    async def test_search_never_finds_others_private_messages_or_rooms_one_is_not_in(self) -> None:
+        await self.store.save_room("#ops", "#ops")
+        await self.store.join_room("#ops", "google")
+        await self.store.save_history([private("columbia", "seas", "secret deploy", 1.0)])
+        said = Delivery("google", "ops deploy", Kind.ROOM, 2.0, "r-1", (), "#ops")
+        await self.store.save_history([(said, "#ops")])
+        await self.store.save_history([everyone("seas", "public deploy", 3.0)])
+        self.assertEqual(  # type: ignore[attr-defined]
+            await self.found("google", "deploy"),
+            ([("public deploy", EVERYONE), ("ops deploy", "#ops")], False),
+        )
+        self.assertEqual(  # type: ignore[attr-defined]
+            await self.found("facebook", "deploy"), ([("public deploy", EVERYONE)], False)
+        )
+        await self.store.leave_room("#ops", "google")
+        self.assertEqual(  # type: ignore[attr-defined]
+            await self.found("google", "deploy"), ([("public deploy", EVERYONE)], False)
+        )
+
+    async def test_search_pages_back_by_message_id_and_shows_a_message_to_several_once(self) -> None:
+        for i in range(5):
+            await self.store.save_history([private("columbia", "seas", f"deploy {i}", float(i))])
+        both = Delivery("columbia", "deploy to both", Kind.BROADCAST, 10.0, "m-both", ("seas", "google"))
+        await self.store.save_history(entries(both))
+        first = await self.found("columbia", "deploy", 3)
+        self.assertEqual(  # type: ignore[attr-defined]
+            first,
+            (
+                [
+                    ("deploy to both", pair("columbia", "google")),
+                    ("deploy 4", pair("columbia", "seas")),
+                    ("deploy 3", pair("columbia", "seas")),
+                ],
+                True,
+            ),
+        )
+        hits, _ = await self.store.search("columbia", ("deploy",), 3)
+        older = await self.found("columbia", "deploy", 3, hits[-1][0].id)
+        self.assertEqual(  # type: ignore[attr-defined]
+            older,
+            (
+                [
+                    ("deploy 2", pair("columbia", "seas")),
+                    ("deploy 1", pair("columbia", "seas")),
+                    ("deploy 0", pair("columbia", "seas")),
+                ],
+                False,
+            ),
+        )
+        self.assertIsNone(await self.found("columbia", "deploy", 3, "no-such-id"))  # type: ignore[attr-defined]
+
     async def test_a_room_keeps_its_first_name_and_its_members(self) -> None:
         self.assertIs(await self.store.save_room("#dev", "#Dev"), True)  # type: ignore[attr-defined]
         self.assertIs(await self.store.save_room("#dev", "#DEV"), False)  # type: ignore[attr-defined]
@@ -383,6 +464,32 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
             return self.store
 
         return self.store.close().addCallback(opened)
+
+    async def test_search_uses_the_full_text_index_and_a_scan_finds_the_same(self) -> None:
+        self.assertTrue(self.store.indexed)
+        self.assertTrue(has_fts5(sqlite3.connect(":memory:")))
+        for i, text in enumerate(["Déploy prod", "prod is down", "deploy staging", "PROD deploy"]):
+            await self.store.save_history([private("columbia", "seas", text, float(i))])
+        indexed = await self.found("seas", "deploy prod")
+        self.store.indexed = False
+        self.assertEqual(await self.found("seas", "deploy prod"), indexed)
+        self.assertEqual(
+            indexed,
+            ([("PROD deploy", pair("columbia", "seas")), ("Déploy prod", pair("columbia", "seas"))], False),
+        )
+
+    async def test_pruned_messages_leave_the_index(self) -> None:
+        self.store = self.make_store(history=2)
+        for i in range(60):
+            await self.store.save_history([private("columbia", "seas", f"deploy {i}", float(i))])
+        hits, _ = await self.found("seas", "deploy", 100)
+        self.assertLess(len(hits), 60)
+        with closing(sqlite3.connect(self.path)) as conn:
+            [indexed] = conn.execute(
+                "SELECT count(*) FROM message_text WHERE message_text MATCH 'deploy'"
+            ).fetchone()
+            [kept] = conn.execute("SELECT count(*) FROM message").fetchone()
+        self.assertEqual((indexed, len(hits)), (kept, kept))
 
     async def check_snapshot(self, seen: dict[str, float], intros: dict[str, str]) -> None:
         """
@@ -777,6 +884,10 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         self.assertEqual([d.text for d in await store.history_for("google", 20)], ["to you two", "to all"])
         listed = await store.conversations_of("google", 0.0)
         self.assertEqual({c.key for c in listed}, {pair("columbia", "google"), EVERYONE})
+        # What was kept before is found by a search.
+        result = await store.search("google", ("you", "two"), 10)
+        assert result is not None
+        self.assertEqual([d.id for d, _ in result[0]], ["g1"])
         # Rooms work in the migrated file.
         self.assertTrue(await store.save_room("#dev", "#Dev"))
         await store.join_room("#dev", "google")

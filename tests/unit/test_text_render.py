@@ -299,6 +299,30 @@ class RosterTextTests(unittest.TestCase):
         )
 
 
+class SearchTextTests(unittest.TestCase):
+    def test_hits_are_listed_newest_first_with_their_conversation(self) -> None:
+        room = Delivery("seas", "deploy at 5", Kind.ROOM, T0 + 60, "r1", (), "#Dev")
+        mine = Delivery("columbia", "Deploy done?", Kind.BROADCAST, T0, "g1", ("seas", "google"))
+        found = events.SearchResults(
+            "deploy",
+            ("deploy",),
+            (events.SearchHit("#dev", "#Dev", room), events.SearchHit("@seas", "seas", mine)),
+            True,
+            "columbia",
+        )
+        self.assertEqual(
+            render(found),
+            "Found 2 messages with 'deploy', newest first:\n"
+            "  in #Dev: [2023-11-14 22:14:20 UTC] seas (#Dev): deploy at 5\n"
+            f"  in seas: {T0_STAMP} columbia to seas, google (broadcast): Deploy done?\n"
+            "(only the newest 2 are shown: add a word to narrow the search)",
+        )
+
+    def test_nothing_found_says_what_was_looked_for(self) -> None:
+        nothing = events.SearchResults("Deploy  prod", ("deploy", "prod"), (), False, "columbia")
+        self.assertEqual(render(nothing), "No messages with 'deploy prod'.")
+
+
 class HelpTextTests(unittest.TestCase):
     def test_help_lists_every_command_a_user_may_run_with_its_usage_and_summary(self) -> None:
         self.assertEqual(
@@ -316,6 +340,8 @@ class HelpTextTests(unittest.TestCase):
             "      set the intro others see in whoelse and wholast\r\n"
             f"  {HISTORY_USAGE}\r\n"
             "      the messages you sent and received lately (or in one conversation), oldest first\r\n"
+            "  search WORDS\r\n"
+            "      the messages you can see that have all of WORDS, newest first\r\n"
             "  join #ROOM\r\n"
             "      join a room, making it if there is none\r\n"
             "  leave #ROOM\r\n"
@@ -641,6 +667,7 @@ class EncodeTests(unittest.TestCase):
             events.Unread: events.Unread((("#dev", 2),)),
             events.Conversations: events.Conversations(()),
             events.ConversationHistory: events.ConversationHistory("#dev", "#dev", (), False, "columbia"),
+            events.SearchResults: events.SearchResults("deploy", ("deploy",), (), False, "columbia"),
             events.UnknownRoom: events.UnknownRoom("#dve", "#dev"),
             events.BadRoomName: events.BadRoomName("#no!"),
             events.NotInRoom: events.NotInRoom("#dev"),

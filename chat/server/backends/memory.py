@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
 from zope.interface import implementer
 
-from chat.server import conversations
+from chat.server import conversations, search
 from chat.server.events import Delivery, StoredMessage
 from chat.server.health import Health
 from chat.server.interfaces import ConversationState, IStore, Room, Snapshot
@@ -100,6 +100,13 @@ class MemoryStore:
             kept = kept[:at]
         page = kept[-count:] if count > 0 else []
         return succeed((page, len(kept) > len(page)))
+
+    def search(
+        self, name: str, words: Sequence[str], count: int, before: str | None = None
+    ) -> Deferred[tuple[list[tuple[Delivery, str]], bool] | None]:
+        keys = (conversations.EVERYONE, *self._members.get(name, ()))
+        kept = [(seq, d, key) for key in keys for seq, d in self._history.get(key, ())]
+        return succeed(search.newest_matching(kept, words, count, before))
 
     def save_room(self, key: str, name: str) -> Deferred[bool]:
         if key in self._rooms:

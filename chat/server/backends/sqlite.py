@@ -25,7 +25,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 from zope.interface import implementer
 
-from chat.server import conversations
+from chat.server import conversations, search
 from chat.server.counters import Durations
 from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.health import Backoff, Health
@@ -118,6 +118,9 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # Version 5: rooms and read markers; a message to several users kept in
     # each recipient's conversation with its sender rather than the group's.
     lambda conn: _rooms_and_pairs(conn),
+    # Version 6: the full-text index of messages, for search (where this
+    # SQLite has FTS5; made later on a database opened without it).
+    lambda conn: _search_index(conn),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
 
@@ -259,6 +262,45 @@ def _rooms_and_pairs(conn: sqlite3.Connection) -> None:
     conn.executemany("DELETE FROM conversation WHERE id = ?", groups)
 
 
+def has_fts5(conn: sqlite3.Connection) -> bool:
+    """Whether this SQLite has FTS5, the full-text index search uses."""
+    try:
+        conn.execute("CREATE VIRTUAL TABLE temp.fts5_probe USING fts5(x)")
+    except sqlite3.OperationalError:
+        return False
+    conn.execute("DROP TABLE temp.fts5_probe")
+    return True
+
+
+def _has_index(conn: sqlite3.Connection) -> bool:
+    found = conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'message_text'")
+    return found.fetchone() is not None
+
+
+def _search_index(conn: sqlite3.Connection) -> None:
+    """
+    The full-text index of the messages' text (FTS5, with the folding of
+    L{chat.server.search}: case and accents do not count), kept by triggers
+    as rows are written and pruned, and filled with what is kept already.
+    Without FTS5 there is none, and search scans instead.
+    """
+    if _has_index(conn) or not has_fts5(conn):
+        return
+    conn.execute(
+        "CREATE VIRTUAL TABLE message_text USING fts5(text, content='message', content_rowid='seq',"
+        " tokenize='unicode61 remove_diacritics 2')"
+    )
+    conn.execute(
+        "CREATE TRIGGER message_text_insert AFTER INSERT ON message BEGIN"
+        " INSERT INTO message_text (rowid, text) VALUES (new.seq, new.text); END"
+    )
+    conn.execute(
+        "CREATE TRIGGER message_text_delete AFTER DELETE ON message BEGIN"
+        " INSERT INTO message_text (message_text, rowid, text) VALUES ('delete', old.seq, old.text); END"
+    )
+    conn.execute("INSERT INTO message_text (message_text) VALUES ('rebuild')")
+
+
 #: Version 5's tables: each conversation numbered once; its messages; who
 #: is in which (direct conversations and rooms); the rooms; how far each
 #: user has read each conversation.  A new database gets them through
@@ -297,6 +339,7 @@ _INSERT_HISTORY = (
     "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients, room) VALUES "
 )
 _SELECTED = "seq, message_id, sender, kind, text, sent_at, recipients, room"
+_SELECTED_AS_M = ", ".join("m." + column for column in _SELECTED.split(", "))
 
 
 @functools.cache
@@ -420,6 +463,8 @@ class SQLiteStore:
         try:
             self._conn = self._connect()
             self._snapshot = self._load()
+            #: Whether search has the full-text index (FTS5), or scans.
+            self.indexed = _has_index(self._conn)
         except sqlite3.Error as e:
             raise StoreError(f"cannot use database {path!r}: {_why_not(path, e)}") from None
         # Started with the first operation, so that a server which fails to
@@ -452,6 +497,11 @@ class SQLiteStore:
             conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
             conn.execute(f"PRAGMA wal_autocheckpoint={CHECKPOINT_PAGES}")
             _migrate(conn)
+            if not _has_index(conn) and has_fts5(conn):
+                # Made on a machine whose SQLite had no FTS5.
+                conn.execute("BEGIN IMMEDIATE")
+                _search_index(conn)
+                conn.execute("COMMIT")
         except BaseException:
             conn.close()
             raise
@@ -853,6 +903,49 @@ class SQLiteStore:
             ).fetchall()
             page = [_row_delivery(*row[1:]) for row in reversed(rows[:count])]
             return page, len(rows) > count
+
+        return self._submit(select)
+
+    def search(
+        self, name: str, words: Sequence[str], count: int, before: str | None = None
+    ) -> Deferred[tuple[list[tuple[Delivery, str]], bool] | None]:
+        indexed = self.indexed
+
+        def select(conn: sqlite3.Connection) -> tuple[list[tuple[Delivery, str]], bool] | None:
+            # The conversations C{name} may see: everyone's, and those they
+            # are a member of (their direct ones, the rooms they are in).
+            visible = (
+                "SELECT id FROM conversation WHERE key = ''"
+                " UNION SELECT conversation FROM member WHERE name = :name"
+            )
+            below = 1 << 62
+            if before is not None:
+                row = conn.execute(
+                    f"SELECT min(seq) FROM message WHERE message_id = :id AND conversation IN ({visible})",
+                    {"id": before, "name": name},
+                ).fetchone()
+                if row[0] is None:
+                    return None
+                below = row[0]
+            args = {"name": name, "below": below, "query": search.fts_query(words)}
+            if indexed:
+                rows = conn.execute(
+                    f"SELECT {_SELECTED_AS_M}, c.key FROM message_text"
+                    " JOIN message AS m ON m.seq = message_text.rowid"
+                    " JOIN conversation AS c ON c.id = m.conversation"
+                    f" WHERE message_text MATCH :query AND m.conversation IN ({visible}) AND m.seq < :below"
+                    " ORDER BY m.seq DESC",
+                    args,
+                )
+            else:
+                rows = conn.execute(
+                    f"SELECT {_SELECTED_AS_M}, c.key FROM message AS m"
+                    " JOIN conversation AS c ON c.id = m.conversation"
+                    f" WHERE m.conversation IN ({visible}) AND m.seq < :below ORDER BY m.seq DESC",
+                    args,
+                )
+            kept = ((row[0], _row_delivery(*row[1:-1]), row[-1]) for row in rows)
+            return search.newest_matching(kept, words, count, None)
 
         return self._submit(select)
 

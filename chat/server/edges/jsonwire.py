@@ -61,6 +61,7 @@ from chat.server.events import (
     RoomMembers,
     RoomReceipt,
     Roster,
+    SearchResults,
     Sessions,
     TooLong,
     TooManyConnections,
@@ -154,6 +155,24 @@ def _conversation_history(event: ConversationHistory) -> dict[str, Any]:
         "name": event.name,
         "more": event.more,
         "messages": [message(d, with_recipients=d.sender == event.owner) for d in event.messages],
+    }
+
+
+@as_json.register
+def _search_results(event: SearchResults) -> dict[str, Any]:
+    return {
+        "type": "found",
+        "query": event.text,
+        "words": list(event.words),
+        "more": event.more,
+        "hits": [
+            {
+                "conversation": hit.conversation,
+                "name": hit.name,
+                **message(hit.message, with_recipients=hit.message.sender == event.owner),
+            }
+            for hit in event.hits
+        ],
     }
 
 

@@ -26,10 +26,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypeVar
 
 from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
+from twisted.internet.threads import deferToThread
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from chat.server import conversations
+from chat.server import conversations, search
 from chat.server.backends.redis import keys as rediskeys
 from chat.server.backends.redis import schema
 from chat.server.backends.redis.link import RedisLink
@@ -90,6 +91,18 @@ for _, conversation in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   lists[#lists + 1] = redis.call('LRANGE', ARGV[2] .. conversation, 0, last)
 end
 return lists
+"""
+
+_SEARCHED_LISTS = """
+-- KEYS[1]: the set of the user's conversations; KEYS[2]: everyone's list.
+-- ARGV[1]: the prefix of a conversation's list.  Each conversation's key
+-- and its whole list (bounded by --history), at one instant.
+local found = {'', redis.call('LRANGE', KEYS[2], 0, -1)}
+for _, conversation in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  found[#found + 1] = conversation
+  found[#found + 1] = redis.call('LRANGE', ARGV[1] .. conversation, 0, -1)
+end
+return found
 """
 
 _CONVERSATION_PAGE = """
@@ -265,6 +278,7 @@ class RedisStore:
         link.on_connect(self._known.clear)
         self._read_history = link.script(_READ_HISTORY)
         self._conversation_page = link.script(_CONVERSATION_PAGE)
+        self._searched_lists = link.script(_SEARCHED_LISTS)
         self._conversations_of = link.script(_CONVERSATIONS_OF)
         self._mark_read = link.script(_MARK_READ)
         self._load_rooms = link.script(_LOAD_ROOMS)
@@ -413,6 +427,27 @@ class RedisStore:
 
         keys = [rediskeys.history(key)]
         return self._conversation_page(keys, [count, before or ""]).addCallback(page)
+
+    def search(
+        self, name: str, words: Sequence[str], count: int, before: str | None = None
+    ) -> Deferred[tuple[list[tuple[Delivery, str]], bool] | None]:
+        """
+        A scan of every message kept in the user's conversations (Redis has
+        no full-text index here): at most C{--history} per conversation,
+        read in one script and matched in a thread, off the reactor.
+        """
+
+        def scan(flat: list[Any]) -> tuple[list[tuple[Delivery, str]], bool] | None:
+            kept = []
+            for key, values in zip(flat[::2], flat[1::2], strict=True):
+                for text in values:
+                    value = json.loads(text)
+                    kept.append((int(value["seq"]), rediskeys.delivery_from_value(value["d"]), str(key)))
+            return search.newest_matching(kept, words, count, before)
+
+        keys = [rediskeys.conversations_of(name), rediskeys.history(conversations.EVERYONE)]
+        read = self._searched_lists(keys, [rediskeys.HISTORY])
+        return read.addCallback(lambda flat: deferToThread(scan, flat))
 
     # --- rooms and read markers --------------------------------------------------------
 

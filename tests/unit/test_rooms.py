@@ -223,6 +223,11 @@ class RoomTests(unittest.TestCase):
         self.assertNotIn("google", shown)
         self.assertTrue(shown.startswith("The last message in your conversation with seas:"))
 
+    def test_history_of_someone_who_is_no_user_gets_the_closest_name_and_no_word_of_sending(self) -> None:
+        self.assertEqual(
+            said(self.columbia, "history seaz"), "No user named 'seaz'; did you mean 'seas'?\r\n"
+        )
+
     def test_a_message_to_several_is_in_each_recipients_conversation_and_once_in_the_senders_history(
         self,
     ) -> None:

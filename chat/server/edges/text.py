@@ -56,6 +56,7 @@ from chat.server.events import (
     RoomMembers,
     RoomReceipt,
     Roster,
+    SearchResults,
     Sessions,
     TooLong,
     TooManyConnections,
@@ -189,13 +190,31 @@ def _conversation_history(event: ConversationHistory) -> str:
         return f"No messages in {where} yet."
     count = len(event.messages)
     lines = [f"The last {count} messages in {where}:" if count > 1 else f"The last message in {where}:"]
-    for d in event.messages:
-        if d.sender == event.owner and len(d.to) > 1:
-            lines.append(f"{stamp(d.sent_at)} {d.sender} to {', '.join(d.to)} ({d.kind.value}): {d.text}")
-        else:
-            lines.append(f"{stamp(d.sent_at)} {message_line(d)}")
+    lines.extend(_history_line(d, event.owner) for d in event.messages)
     if event.more:
         lines.append("(older messages are kept: the page shows them, or ask for more with a larger N)")
+    return "\n".join(lines)
+
+
+def _history_line(d: Delivery, owner: str) -> str:
+    """A kept message, as history shows it: the owner's own message to several names them."""
+    if d.sender == owner and len(d.to) > 1:
+        return f"{stamp(d.sent_at)} {d.sender} to {', '.join(d.to)} ({d.kind.value}): {d.text}"
+    return f"{stamp(d.sent_at)} {message_line(d)}"
+
+
+@render.register
+def _search_results(event: SearchResults) -> str:
+    asked = " ".join(event.words)
+    if not event.hits:
+        return f"No messages with {asked!r}."
+    count = len(event.hits)
+    lines = [f"Found {plural(count, 'message')} with {asked!r}, newest first:"]
+    for hit in event.hits:
+        where = "everyone" if hit.conversation == "everyone" else hit.name
+        lines.append(f"  in {where}: {_history_line(hit.message, event.owner)}")
+    if event.more:
+        lines.append(f"(only the newest {count} are shown: add a word to narrow the search)")
     return "\n".join(lines)
 
 

@@ -76,7 +76,8 @@ def log_in(page: Page, url: str, name: str, password: str | None = None) -> None
     expect(page.locator("#chat")).to_be_visible()
     expect(page.locator("#me")).to_have_text(name)
     expect(page.locator("#login")).to_be_hidden()
-    expect(page).to_have_title("chat")
+    # With the count of unread messages in front, if there are any.
+    expect(page).to_have_title(re.compile(r"^(\(\d+\) )?chat$"))
 
 
 def send(page: Page, to: str, text: str) -> None:
@@ -944,10 +945,25 @@ class UnreadTests(BrowserTestCase):
         def counted() -> None:
             shows(columbia, "two", "google", "private")
             expect(columbia).to_have_title("(2) chat")
+            # Back to the tab: still unread, in the conversation with google, until it is opened.
+            set_hidden(columbia, False)
+            expect(columbia).to_have_title("(2) chat")
+            columbia.click('#sidebar .conv[data-conv="@google"]')
+            expect(columbia).to_have_title("chat")
+            set_hidden(columbia, True)
+
+        await b.run(counted)
+        # In the open conversation, a message counts while the tab is hidden, and is read once it is shown.
+        google.send("message columbia three")
+        await google.expect(r"Sent to columbia\.")
+
+        def read_when_shown() -> None:
+            shows(columbia, "three", "google", "private")
+            expect(columbia).to_have_title("(1) chat")
             set_hidden(columbia, False)
             expect(columbia).to_have_title("chat")
 
-        await b.run(counted)
+        await b.run(read_when_shown)
 
 
 class PhoneTests(BrowserTestCase):
@@ -971,6 +987,8 @@ class PhoneTests(BrowserTestCase):
             await google.expect(r"Sent to columbia\.\r\n" + COMMAND)
 
         def on_screen() -> dict[str, Any]:
+            # A phone shows the list of conversations first; the one with google is a tap away.
+            phone.click('#sidebar .conv[data-conv="@google"]')
             last = entry(phone, "line 30 of a long conversation")
             expect(last).to_have_count(1)
             try:
@@ -1015,6 +1033,8 @@ class ScreenshotTests(BrowserTestCase):
         )
         await b.run(log_in, desktop, url, "columbia")
         await b.run(log_in, phone, url, "seas")
+        # A phone starts on its list of conversations: to the one with everyone.
+        await b.run(phone.click, '#sidebar .conv[data-conv="everyone"]')
 
         await b.run(send, desktop, "", "Good morning, everyone! Standup in 10 minutes.")
         await b.run(shows, phone, "Good morning, everyone! Standup in 10 minutes.", "columbia", "broadcast")
@@ -1046,8 +1066,10 @@ class ScreenshotTests(BrowserTestCase):
         }
 
         def photograph() -> None:
+            expect(desktop.locator('#roster li[data-name="google"]')).to_be_visible()
+            # The phone in its conversation with columbia (the roster is on its other screen).
+            expect(phone.locator("#conv-title")).to_have_text("columbia")
             for page in (desktop, phone):
-                expect(page.locator('#roster li[data-name="google"]')).to_be_visible()
                 page.locator("#message").blur()
             desktop.screenshot(path=shots["desktop"])
             phone.screenshot(path=shots["phone"])

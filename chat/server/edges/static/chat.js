@@ -13,8 +13,18 @@
  * resume with one click.  Stored messages (those of "offline", and live ones
  * marked "stored") are acknowledged ("ack") once shown.
  *
- * Announcements (notices from the server to everyone) show in the
- * conversation in a box of their own.  For an admin (the server's welcome
+ * Everything shown belongs to one conversation (docs/protocol.rst,
+ * "Conversations"): everyone, a room, or the one with a person.  The sidebar
+ * lists them with the unread counts the server keeps; the timeline holds the
+ * messages of all of them and shows those of the open one only, so that a
+ * message arriving elsewhere raises a count without moving the view.  Each
+ * conversation's history is paged in from the server, older pages as the
+ * reader scrolls up, and what is shown is marked read on the server ("read"),
+ * so the counts are the same after a reload or on another device.  On a
+ * phone the list and the open conversation are two screens.
+ *
+ * Announcements (notices from the server to everyone) show in every
+ * conversation, in a box of their own.  For an admin (the server's welcome
  * says "admin": true) the page builds an Admin panel: the sessions on every
  * server, with a Kick button each, and a form to announce; for anyone else
  * none of it exists in the page.
@@ -36,6 +46,13 @@
   // Acknowledgements of live stored messages are sent together, this long
   // (milliseconds) after the first of them.
   const ACK_DELAY = 250;
+  // Messages asked for in one page of a conversation's history.
+  const PAGE = 50;
+  // "read" requests are gathered for this long (milliseconds).
+  const READ_DELAY = 300;
+  const EVERYONE = "everyone";
+  const OPEN_KEY = "chat.open";
+  const PHONE = window.matchMedia("(max-width: 760px)");
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -91,6 +108,28 @@
     helpPanel: $("help-panel"),
     helpClose: $("help-close"),
     helpCommands: $("help-commands"),
+    everyoneList: $("everyone-list"),
+    roomList: $("room-list"),
+    roomsEmpty: $("rooms-empty"),
+    directList: $("direct-list"),
+    directEmpty: $("direct-empty"),
+    browseRooms: $("browse-rooms"),
+    conversation: $("conversation"),
+    back: $("back"),
+    backCount: $("back-count"),
+    convTitle: $("conv-title"),
+    convSub: $("conv-sub"),
+    roomMembers: $("room-members"),
+    leaveRoom: $("leave-room"),
+    older: $("older"),
+    loadOlder: $("load-older"),
+    olderStart: $("older-start"),
+    roomsPanel: $("rooms-panel"),
+    roomName: $("room-name"),
+    roomJoin: $("room-join"),
+    roomsError: $("rooms-error"),
+    roomDirectory: $("room-directory"),
+    roomsClose: $("rooms-close"),
   };
 
   const state = {
@@ -147,6 +186,16 @@
     legacy: false,
     // The Admin button and panel, for an admin only (see buildAdmin), else null.
     admin: null,
+    // The conversations, by id ("everyone", "#room" in lower case, "@name"):
+    // {id, kind, name, unread, last, joined, loaded, loading, more, oldest, members}.
+    convs: new Map(),
+    // The id of the open conversation.
+    open: EVERYONE,
+    // On a phone: the list of conversations is the screen, not the open one.
+    listOpen: false,
+    // Conversations to mark read with the next "read", and its timer.
+    readIds: new Set(),
+    readTimer: 0,
   };
 
   // --- small helpers ----------------------------------------------------------
@@ -605,6 +654,17 @@
       enterChat(fresh);
       request({ type: "whoelse" }, "whoelse");
       request({ type: "history" }, "history");
+      request({ type: "conversations" }, "conversations");
+      // Back after a lost connection: what was said meanwhile comes with the pages again.
+      for (const c of state.convs.values()) c.loaded = false;
+      if (fresh) {
+        const saved = loadOpen();
+        openConversation(saved && /^(everyone|#[a-z0-9_-]{1,32}|@\S+)$/.test(saved) && saved !== "@" + name ? saved : EVERYONE, { bottom: true });
+        // A phone starts on its list of conversations.
+        if (PHONE.matches) showList(true);
+      } else {
+        openConversation(state.open, { keepTo: true });
+      }
       if (state.recent) requestRecent(state.recentMinutes);
       if (!ui.helpPanel.hidden && !state.helpLoaded) request({ type: "help" }, "help");
       // The Admin panel for an admin, and none of it for anyone else.
@@ -655,8 +715,78 @@
     },
 
     history(msg) {
-      takePending(["history", "line"]);
-      addMessages(Array.isArray(msg.messages) ? msg.messages : [], {});
+      const req = takePending(["history", "page", "line"]);
+      if (req && req.kind === "page") {
+        gotPage(req, msg);
+        return;
+      }
+      addMessages(Array.isArray(msg.messages) ? msg.messages : [], { page: typeof msg.conversation === "string" ? msg.conversation : null });
+    },
+
+    conversations(msg) {
+      takePending(["conversations"]);
+      setConversations(Array.isArray(msg.conversations) ? msg.conversations : []);
+    },
+
+    joined(msg) {
+      const req = takePending(["join", "line"]);
+      if (typeof msg.room !== "string") return;
+      const c = conversation(roomId(msg.room));
+      c.joined = true;
+      c.name = msg.room;
+      if (Number.isInteger(msg.members)) c.members = msg.members;
+      closeRooms(false);
+      ui.roomName.value = "";
+      openConversation(c.id, { focus: !!req });
+      showNote(msg.text || "You joined " + msg.room + ".");
+    },
+
+    left(msg) {
+      takePending(["leave", "line"]);
+      if (typeof msg.room !== "string") return;
+      const c = conversation(roomId(msg.room));
+      c.joined = false;
+      c.unread = 0;
+      // Rejoined later: what was said meanwhile comes with a fresh page.
+      c.loaded = false;
+      if (state.open === c.id) openConversation(EVERYONE, {});
+      else renderConversations();
+      showNote(msg.text || "You left " + msg.room + ".");
+    },
+
+    rooms(msg) {
+      const req = takePending(["rooms", "line"]);
+      const rooms = Array.isArray(msg.rooms) ? msg.rooms : [];
+      for (const r of rooms) {
+        if (!r || typeof r.room !== "string") continue;
+        const c = state.convs.get(roomId(r.room));
+        if (c && Number.isInteger(r.members)) c.members = r.members;
+      }
+      renderRoomDirectory(rooms);
+      renderConvHead();
+      if (req && req.kind === "line" && ui.roomsPanel.hidden) {
+        ui.roomsPanel.hidden = false;
+        ui.browseRooms.setAttribute("aria-expanded", "true");
+      }
+    },
+
+    members(msg) {
+      takePending(["members", "line"]);
+      const list = (Array.isArray(msg.members) ? msg.members : []).filter((m) => m && typeof m.name === "string");
+      if (typeof msg.room === "string") {
+        const c = state.convs.get(roomId(msg.room));
+        if (c) {
+          c.members = list.length;
+          renderConvHead();
+        }
+      }
+      showNote(null, 0, (box) => {
+        box.append(make("strong", "", "Members of " + String(msg.room || "the room") + ": "));
+        list.forEach((m, i) => {
+          if (i) box.append(", ");
+          box.append(make("span", m.online ? "member online" : "member", m.name + (m.online ? " (online)" : "")));
+        });
+      });
     },
 
     receipt(msg) {
@@ -672,11 +802,15 @@
       const own = {
         id: id,
         from: state.me,
-        kind: display.to.length === 1 ? "private" : "broadcast",
+        kind: display.room ? "room" : display.to.length === 1 ? "private" : "broadcast",
         text: display.text,
         time: typeof msg.time === "number" ? msg.time : Date.now() / 1000,
         to: display.to,
       };
+      if (display.room) own.room = typeof msg.room === "string" && msg.room ? msg.room : display.room;
+      // What is sent shows where it went: that conversation opens.
+      const target = conversationsOf(own)[0];
+      if (target !== state.open) openConversation(target, { keepTo: true });
       const node = addMessages([own], { mine: true });
       if (node) describeReceipt(node, msg);
     },
@@ -877,6 +1011,19 @@
       }
       if (req && ADMIN_KINDS.includes(req.kind) && state.admin) {
         adminError(req, msg);
+        return;
+      }
+      if (req && req.kind === "page") {
+        const c = conversation(req.conversation);
+        c.loading = false;
+        renderOlder();
+        showNote(msg.text || "The history could not be read now.", 0);
+        return;
+      }
+      if (req && req.kind === "conversations") return;
+      if (req && (req.kind === "join" || req.kind === "rooms") && !ui.roomsPanel.hidden) {
+        ui.roomsError.textContent = msg.text || "The server refused that.";
+        ui.roomName.focus();
         return;
       }
       if (req && req.restore && !ui.message.value.trim()) {
@@ -1097,6 +1244,7 @@
     closeIntro(false);
     closeHelp(false);
     closeAdmin(false);
+    closeRooms(false);
     ui.chat.hidden = true;
     ui.loginView.hidden = false;
     setLoginBusy(false);
@@ -1107,8 +1255,15 @@
   }
 
   function resetChatData() {
-    ui.timeline.replaceChildren();
+    ui.timeline.replaceChildren(ui.older);
     state.byId.clear();
+    state.convs.clear();
+    state.open = EVERYONE;
+    state.readIds.clear();
+    clearTimeout(state.readTimer);
+    state.readTimer = 0;
+    closeRooms(false);
+    showList(false);
     state.roster.clear();
     state.recent = null;
     state.sent = [];
@@ -1134,6 +1289,9 @@
     recipientsChanged();
     updateCounter();
     renderRoster();
+    renderConversations();
+    renderConvHead();
+    renderOlder();
     updateEmpty();
   }
 
@@ -1147,6 +1305,11 @@
   }
 
   function finishLogout(text) {
+    try {
+      sessionStorage.removeItem(OPEN_KEY);
+    } catch (e) {
+      /* nothing to forget */
+    }
     hideBanner();
     resetChatData();
     state.me = null;
@@ -1169,11 +1332,21 @@
   }
 
   function updateEmpty() {
-    ui.timelineEmpty.hidden = state.byId.size > 0 || ui.timeline.querySelector(".announcement") !== null;
+    ui.timelineEmpty.hidden = ui.timeline.querySelector(".message:not([hidden]), .announcement") !== null;
+    const c = conversation(state.open);
+    let text = "No messages yet. Write to everyone online, or pick a room or a person from the list.";
+    if (c.kind === "room") text = "No messages in " + c.name + " yet. Say hello to its members.";
+    else if (c.kind === "direct") text = "No messages with " + c.name + " yet. What you write here goes to " + c.name + " alone.";
+    if (c.loading) text = "Loading…";
+    ui.timelineEmpty.textContent = text;
+  }
+
+  function kindOf(m) {
+    return m.kind === "private" || m.kind === "room" ? m.kind : "broadcast";
   }
 
   function kindLabel(m, mine) {
-    const kind = m.kind === "private" ? "private" : "broadcast";
+    const kind = kindOf(m);
     if (!mine) return kind;
     const to = Array.isArray(m.to) ? m.to : null;
     if (!to) return kind;
@@ -1183,7 +1356,7 @@
 
   function renderMessage(m, flags) {
     const date = asDate(m.time);
-    const kind = m.kind === "private" ? "private" : "broadcast";
+    const kind = kindOf(m);
     const from = String(m.from == null ? "" : m.from);
     const node = make("article", "message " + kind);
     if (flags.mine) node.classList.add("mine");
@@ -1193,6 +1366,8 @@
     node.dataset.time = String(date.getTime() / 1000);
     node.dataset.day = dayKey(date);
     if (flags.mine && Array.isArray(m.to)) node.dataset.to = m.to.join(" ");
+    node.dataset.conv = flags.convs.join(" ");
+    node.hidden = !flags.convs.includes(state.open);
 
     const body = make("div", "message-body");
     const meta = make("div", "meta");
@@ -1202,12 +1377,13 @@
     // A mouse shortcut; from the keyboard, the list of people (or To) does it,
     // and the timeline is not a long row of tab stops.
     sender.tabIndex = -1;
-    sender.title = flags.mine ? "Write to the same people again" : "Write to " + from;
-    const tag = make("span", "tag" + (kind === "private" ? " private" : ""), kindLabel(m, flags.mine));
+    sender.title = flags.mine ? "Write to the same people again" : "Open your conversation with " + from;
     const time = make("time", "time", hhmm(date));
     time.dateTime = date.toISOString();
     time.title = fullTime(date);
-    meta.append(sender, time, tag);
+    meta.append(sender, time);
+    // In a room's own view, a tag would only repeat its name.
+    if (kind !== "room") meta.append(make("span", "tag" + (kind === "private" ? " private" : ""), kindLabel(m, flags.mine)));
     if (flags.away) meta.append(make("span", "tag away-tag", "while you were away"));
     const text = make("div", "text");
     appendLinkified(text, String(m.text == null ? "" : m.text));
@@ -1241,7 +1417,8 @@
       prev.after(node);
       return;
     }
-    const at = prev ? prev.nextElementSibling : ui.timeline.firstElementChild;
+    // Nothing earlier: after the bar that loads older messages, which stays first.
+    const at = prev ? prev.nextElementSibling : ui.older.nextElementSibling;
     if (at && at.classList.contains("day") && at.dataset.day === day) {
       at.after(node);
       return;
@@ -1252,29 +1429,38 @@
     sep.after(node);
   }
 
-  // Adds the messages not shown yet; returns the last node added.
+  // Adds the messages not shown yet, each in its conversations (flags.page:
+  // a page of that conversation's history, where each of them belongs);
+  // returns the last node added.
   function addMessages(list, flags) {
     const stick = nearBottom();
     let added = null;
     let fresh = 0;
+    let shown = 0;
     for (const m of list) {
       if (!m || typeof m !== "object") continue;
       const id = typeof m.id === "string" && m.id ? m.id : "local-" + ++state.localIds;
       if (state.byId.has(id)) continue;
       const mine = !!flags.mine || (state.me !== null && m.from === state.me);
-      const node = renderMessage(Object.assign({}, m, { id: id }), { mine: mine, away: !!flags.away });
+      const convs = conversationsOf(m);
+      if (flags.page && !convs.includes(flags.page)) convs.push(flags.page);
+      for (const cid of convs) noteMessage(conversation(cid), m, flags, mine);
+      const node = renderMessage(Object.assign({}, m, { id: id }), { mine: mine, away: !!flags.away, convs: convs });
       insertByTime(node);
       state.byId.set(id, node);
       added = node;
+      if (!node.hidden) shown += 1;
       if (flags.fresh && !mine) {
-        fresh += 1;
+        if (!node.hidden) fresh += 1;
         alertNewMessage(m);
       }
     }
     if (!added) return null;
+    fixDays();
     updateEmpty();
-    if (stick || flags.mine) scrollToBottom();
-    else if (fresh) ui.jump.hidden = false;
+    renderConversations();
+    if (shown && !flags.page && (stick || flags.mine)) scrollToBottom();
+    else if (fresh && !stick) ui.jump.hidden = false;
     return added;
   }
 
@@ -1369,10 +1555,12 @@
 
   // --- unread count and notifications --------------------------------------------
 
+  // The title counts every unread message (the conversations' counts) and
+  // the announcements that came while the tab was in the background.
   function alertNewMessage(m) {
+    if (m.kind === "announcement" && document.hidden) state.unread += 1;
+    updateTitle();
     if (!document.hidden) return;
-    state.unread += 1;
-    document.title = "(" + state.unread + ") " + TITLE;
     if (state.notify && m.kind === "private" && "Notification" in window && Notification.permission === "granted") {
       try {
         const n = new Notification(String(m.from) + " (private message)", {
@@ -1383,7 +1571,7 @@
         n.onclick = () => {
           window.focus();
           ui.message.focus();
-          if (typeof m.from === "string") setRecipients(m.from, false);
+          if (typeof m.from === "string") openConversation("@" + m.from, {});
           n.close();
         };
       } catch (e) {
@@ -1394,7 +1582,7 @@
 
   function clearUnread() {
     state.unread = 0;
-    document.title = TITLE;
+    updateTitle();
   }
 
   function shorten(text, n) {
@@ -1436,6 +1624,375 @@
     updateNotifyButton();
   }
 
+  // --- conversations ----------------------------------------------------------
+
+  // The id of a room's conversation: its name with "#", in lower case (rooms
+  // are the same whatever the case).
+  function roomId(name) {
+    const s = String(name);
+    return (s.startsWith("#") ? s : "#" + s).toLowerCase();
+  }
+
+  function conversation(id) {
+    let c = state.convs.get(id);
+    if (!c) {
+      let kind = "direct";
+      let name = id.slice(1);
+      if (id === EVERYONE) {
+        kind = "everyone";
+        name = "Everyone";
+      } else if (id.startsWith("#")) {
+        kind = "room";
+        name = id;
+      }
+      c = { id: id, kind: kind, name: name, unread: 0, last: 0, joined: false, loaded: false, loading: false,
+        more: true, oldest: null, members: null, counted: [] };
+      state.convs.set(id, c);
+    }
+    return c;
+  }
+
+  // The conversations a message belongs to, from this user's side: a message
+  // this user sent to several people is in the conversation with each.
+  function conversationsOf(m) {
+    if (m.kind === "room" && typeof m.room === "string" && m.room) return [roomId(m.room)];
+    const to = nameList(m.to);
+    if (state.me !== null && m.from === state.me) {
+      if (m.kind === "broadcast" && to.length === 0) return [EVERYONE];
+      const others = to.filter((n) => n !== state.me);
+      return others.length ? others.map((n) => "@" + n) : [EVERYONE];
+    }
+    if (m.kind === "broadcast" && to.length === 0) return [EVERYONE];
+    return ["@" + String(m.from)];
+  }
+
+  // Where the open conversation is read: the tab shown, the chat on screen,
+  // and on a phone the conversation (not the list).
+  function reading() {
+    return state.inChat && !document.hidden && !(PHONE.matches && state.listOpen);
+  }
+
+  // A message, live or from history, in conversation C: its time, and its
+  // count if it is new and not read where it shows.
+  function noteMessage(c, m, flags, mine) {
+    const t = typeof m.time === "number" && isFinite(m.time) ? m.time : 0;
+    if (t > c.last) c.last = t;
+    if (c.kind === "room" && typeof m.room === "string" && m.room) c.name = m.room;
+    // Only a member gets a room's messages as they come.
+    if (c.kind === "room" && flags.fresh) c.joined = true;
+    if (!flags.fresh || mine) return;
+    if (c.id === state.open && reading()) {
+      markRead(c);
+    } else {
+      c.unread += 1;
+      c.counted.push(t);
+    }
+  }
+
+  // The server keeps how far each conversation was read; counts start again from there.
+  function markRead(c) {
+    c.unread = 0;
+    c.counted = [];
+    if (state.legacy) return;
+    state.readIds.add(c.id);
+    if (!state.readTimer) state.readTimer = setTimeout(flushReads, READ_DELAY);
+  }
+
+  function flushReads() {
+    clearTimeout(state.readTimer);
+    state.readTimer = 0;
+    const ids = Array.from(state.readIds);
+    state.readIds.clear();
+    // No answer comes: it is not a pending request.
+    if (ids.length && connected() && !state.legacy) rawSend(ids.length === 1 ? { type: "read", conversation: ids[0] } : { type: "read", conversations: ids });
+  }
+
+  function totalUnread() {
+    let n = 0;
+    for (const c of state.convs.values()) if (c.kind !== "room" || c.joined) n += c.unread;
+    return n;
+  }
+
+  function updateTitle() {
+    const n = state.inChat ? totalUnread() + state.unread : 0;
+    document.title = n ? "(" + n + ") " + TITLE : TITLE;
+    const others = n - (state.convs.has(state.open) ? state.convs.get(state.open).unread : 0);
+    ui.backCount.textContent = others > 0 ? String(others) : "";
+    ui.backCount.hidden = others <= 0;
+  }
+
+  function saveOpen() {
+    try {
+      sessionStorage.setItem(OPEN_KEY, state.open);
+    } catch (e) {
+      /* the first conversation again after a reload */
+    }
+  }
+
+  function loadOpen() {
+    try {
+      return sessionStorage.getItem(OPEN_KEY);
+    } catch (e) {
+      return null;
+    }
+  }
+
+  // The answer to "conversations": the server's counts replace the page's.
+  function setConversations(list) {
+    const seen = new Set();
+    for (const item of list) {
+      if (!item || typeof item.id !== "string" || !item.id) continue;
+      const c = conversation(item.id);
+      seen.add(c.id);
+      if (typeof item.name === "string" && item.name) c.name = item.name;
+      const last = typeof item.last === "number" ? item.last : 0;
+      if (Number.isInteger(item.unread) && item.unread >= 0) {
+        // The server counted up to its newest message then; what came after
+        // it, and was counted here, is added.
+        c.counted = c.counted.filter((t) => t > last);
+        c.unread = item.unread + c.counted.length;
+      }
+      if (last > c.last) c.last = last;
+      if (c.kind === "room") c.joined = true;
+    }
+    // Rooms left elsewhere meanwhile.
+    for (const c of state.convs.values()) if (c.kind === "room" && !seen.has(c.id)) c.joined = false;
+    const open = conversation(state.open);
+    if (open.kind === "room" && !open.joined) {
+      openConversation(EVERYONE, {});
+      return;
+    }
+    if (open.unread && reading()) markRead(open);
+    renderConversations();
+  }
+
+  function convItem(c) {
+    const li = make("li", "");
+    const button = make("button", "conv conv-" + c.kind);
+    button.type = "button";
+    button.dataset.conv = c.id;
+    if (c.id === state.open) button.setAttribute("aria-current", "true");
+    if (c.kind === "direct") {
+      button.append(avatar(c.name, state.roster.has(c.name)));
+    } else {
+      const mark = make("span", "conv-icon", c.kind === "room" ? "#" : "");
+      mark.setAttribute("aria-hidden", "true");
+      if (c.kind === "everyone") mark.append(icon("everyone"));
+      button.append(mark);
+    }
+    const label = c.kind === "room" ? c.name.replace(/^#/, "") : c.name;
+    button.append(make("span", "conv-name", label));
+    const badge = make("span", "badge", c.unread > 0 ? String(c.unread) : "");
+    badge.hidden = !(c.unread > 0);
+    button.append(badge);
+    if (c.unread > 0) button.classList.add("unread");
+    button.title = c.name + (c.unread > 0 ? " · " + plural(c.unread, "unread message", "unread messages") : "");
+    if (c.unread > 0) button.setAttribute("aria-label", c.name + ", " + plural(c.unread, "unread message", "unread messages"));
+    li.append(button);
+    return li;
+  }
+
+  const newestFirst = (a, b) => b.last - a.last || byName(a.name, b.name);
+
+  function renderConversations() {
+    const everyone = conversation(EVERYONE);
+    const rooms = [];
+    const direct = [];
+    for (const c of state.convs.values()) {
+      if (c.kind === "room" && c.joined) rooms.push(c);
+      else if (c.kind === "direct" && (c.last > 0 || c.id === state.open)) direct.push(c);
+    }
+    rooms.sort(newestFirst);
+    direct.sort(newestFirst);
+    ui.everyoneList.replaceChildren(convItem(everyone));
+    ui.roomList.replaceChildren(...rooms.map(convItem));
+    ui.directList.replaceChildren(...direct.map(convItem));
+    ui.roomsEmpty.hidden = rooms.length > 0;
+    ui.directEmpty.hidden = direct.length > 0;
+    updateTitle();
+  }
+
+  function renderConvHead() {
+    const c = conversation(state.open);
+    ui.convTitle.textContent = c.name;
+    let sub = "";
+    if (c.kind === "everyone") sub = "Broadcasts to everyone online";
+    else if (c.kind === "room") sub = c.members === null ? "Room" : plural(c.members, "member", "members");
+    else if (state.roster.has(c.name)) sub = (state.roster.get(c.name).intro ? state.roster.get(c.name).intro + " · " : "") + "online";
+    else sub = "Direct messages";
+    ui.convSub.textContent = sub;
+    ui.convSub.title = sub;
+    ui.roomMembers.hidden = c.kind !== "room";
+    ui.leaveRoom.hidden = c.kind !== "room";
+    ui.timeline.setAttribute("aria-label", "Messages in " + (c.kind === "everyone" ? "the conversation with everyone" : c.name));
+  }
+
+  // Shows conversation ID: its messages only, its history loaded, its count read.
+  // opts.keepTo leaves To as typed (a message just sent to several people).
+  function openConversation(id, opts) {
+    const c = conversation(id);
+    const changed = state.open !== id;
+    state.open = id;
+    saveOpen();
+    if (!opts.keepTo) {
+      ui.to.value = c.kind === "everyone" ? "" : c.name;
+      recipientsChanged();
+    }
+    applyFilter();
+    renderConvHead();
+    if (PHONE.matches) showList(false);
+    if (!c.loaded && !c.loading) loadPage(c, false);
+    if (c.unread && reading()) markRead(c);
+    renderConversations();
+    renderOlder();
+    if (changed || opts.bottom) scrollToBottom();
+    if (opts.focus) ui.message.focus();
+  }
+
+  // A phone's two screens: the list of conversations, or the open one.
+  function showList(on) {
+    state.listOpen = on;
+    ui.chat.classList.toggle("list-open", on);
+    if (!on) {
+      const c = conversation(state.open);
+      if (c.unread && reading()) {
+        markRead(c);
+        renderConversations();
+      }
+    }
+  }
+
+  function inOpen(node) {
+    return (node.dataset.conv || "").split(" ").includes(state.open);
+  }
+
+  // Only the open conversation's messages show, and the days they are in.
+  function applyFilter() {
+    for (const node of ui.timeline.querySelectorAll(".message")) node.hidden = !inOpen(node);
+    fixDays();
+    updateEmpty();
+  }
+
+  function fixDays() {
+    let sep = null;
+    let seen = false;
+    for (const node of ui.timeline.children) {
+      if (node.classList.contains("day")) {
+        if (sep) sep.hidden = !seen;
+        sep = node;
+        seen = false;
+      } else if (node.dataset.time !== undefined && !node.hidden) {
+        seen = true;
+      }
+    }
+    if (sep) sep.hidden = !seen;
+  }
+
+  // One page of history of conversation C: the newest, or the one before its oldest shown.
+  function loadPage(c, older) {
+    if (c.loading || (older && (!c.more || !c.oldest))) return;
+    const obj = { type: "history", conversation: c.id, count: PAGE };
+    if (older) obj.before = c.oldest;
+    if (!request(obj, "page", { conversation: c.id, older: older })) return;
+    c.loading = true;
+    renderOlder();
+  }
+
+  function gotPage(req, msg) {
+    const c = conversation(req.conversation);
+    const messages = Array.isArray(msg.messages) ? msg.messages : [];
+    c.loading = false;
+    c.loaded = true;
+    c.more = msg.more === true && messages.length > 0;
+    if (messages.length && typeof messages[0].id === "string") c.oldest = messages[0].id;
+    if (c.kind === "room" && typeof msg.name === "string" && msg.name) c.name = msg.name;
+    const t = ui.timeline;
+    const fromBottom = t.scrollHeight - t.scrollTop;
+    addMessages(messages, { page: c.id });
+    if (c.id === state.open) {
+      // An older page goes above what is read now, which stays where it is.
+      if (req.older) t.scrollTop = t.scrollHeight - fromBottom;
+      else scrollToBottom();
+      renderConvHead();
+    }
+    renderOlder();
+    renderConversations();
+    // Not enough to scroll: the next page at once.
+    if (c.id === state.open && c.more && t.scrollHeight <= t.clientHeight + 8) loadPage(c, true);
+  }
+
+  function renderOlder() {
+    const c = conversation(state.open);
+    const start = c.loaded && !c.more;
+    ui.loadOlder.hidden = start;
+    ui.loadOlder.disabled = c.loading;
+    ui.loadOlder.textContent = c.loading ? "Loading…" : "Load older messages";
+    ui.olderStart.hidden = !start;
+    ui.olderStart.textContent = c.kind === "room" ? "The start of " + c.name + " (as far as it is kept)" : "The start of this conversation (as far as it is kept)";
+  }
+
+  function onTimelineScroll() {
+    if (!ui.jump.hidden && nearBottom()) ui.jump.hidden = true;
+    if (ui.timeline.scrollTop < 40) {
+      const c = conversation(state.open);
+      if (c.loaded && c.more && !c.loading) loadPage(c, true);
+    }
+  }
+
+  // --- rooms ------------------------------------------------------------------
+
+  function openRooms() {
+    closeIntro(false);
+    ui.roomsPanel.hidden = false;
+    ui.browseRooms.setAttribute("aria-expanded", "true");
+    ui.roomsError.textContent = "";
+    request({ type: "rooms" }, "rooms");
+    ui.roomName.focus();
+  }
+
+  function closeRooms(restoreFocus) {
+    if (ui.roomsPanel.hidden) return;
+    ui.roomsPanel.hidden = true;
+    ui.browseRooms.setAttribute("aria-expanded", "false");
+    if (restoreFocus) ui.browseRooms.focus();
+  }
+
+  function joinRoom(name) {
+    const room = String(name).trim();
+    if (!room) {
+      ui.roomsError.textContent = "Write the room's name first.";
+      ui.roomName.focus();
+      return;
+    }
+    const full = room.startsWith("#") ? room : "#" + room;
+    if (!request({ type: "join", room: full }, "join", { room: full })) {
+      ui.roomsError.textContent = "Not connected; try again once the connection is back.";
+      return;
+    }
+    ui.roomsError.textContent = "";
+  }
+
+  function renderRoomDirectory(rooms) {
+    const items = rooms
+      .filter((r) => r && typeof r.room === "string")
+      .sort((a, b) => (b.members || 0) - (a.members || 0) || byName(a.room, b.room))
+      .map((r) => {
+        const li = make("li", "room-entry");
+        li.dataset.room = r.room;
+        const text = make("span", "room-entry-text");
+        text.append(make("span", "room-entry-name", r.room), make("span", "room-entry-count", plural(Number(r.members) || 0, "member", "members")));
+        const go = make("button", "small-button" + (r.joined ? "" : " primary"), r.joined ? "Open" : "Join");
+        go.type = "button";
+        go.dataset.room = r.room;
+        go.dataset.joined = r.joined ? "true" : "false";
+        go.setAttribute("aria-label", (r.joined ? "Open " : "Join ") + r.room);
+        li.append(text, go);
+        return li;
+      });
+    if (!items.length) items.push(make("li", "side-empty", "No rooms yet: make the first one."));
+    ui.roomDirectory.replaceChildren(...items);
+  }
+
   // --- people ---------------------------------------------------------------
 
   function personItem(name, info, opts) {
@@ -1471,6 +2028,8 @@
     const names = Array.from(state.roster.keys()).sort(byName);
     ui.roster.replaceChildren(...names.map((n) => personItem(n, state.roster.get(n), { online: true })));
     ui.onlineCount.textContent = names.length ? String(names.length) : "";
+    renderConversations();
+    renderConvHead();
     ui.rosterEmpty.hidden = names.length > 0;
     const known = new Set(names);
     if (state.recent) for (const n of state.recent.users.keys()) known.add(n);
@@ -1515,8 +2074,11 @@
     markSelected();
   }
 
+  // People picked as recipients of one message (Shift-click); one person is
+  // the open conversation, shown as such in the list of conversations.
   function markSelected() {
-    const chosen = new Set(parseRecipients(ui.to.value));
+    const to = parseRecipients(ui.to.value);
+    const chosen = new Set(to.length > 1 ? to : []);
     for (const b of ui.sidebar.querySelectorAll(".person")) {
       const on = chosen.has(b.dataset.name);
       b.classList.toggle("selected", on);
@@ -1547,11 +2109,13 @@
 
   function recipientsChanged() {
     const to = parseRecipients(ui.to.value);
+    const room = to.length === 1 && to[0].startsWith("#");
     let placeholder = "Message everyone";
-    if (to.length === 1) placeholder = "Private message to " + to[0];
+    if (room) placeholder = "Message " + to[0];
+    else if (to.length === 1) placeholder = "Private message to " + to[0];
     else if (to.length > 1) placeholder = "Message " + to.join(", ");
     ui.message.placeholder = placeholder;
-    ui.to.classList.toggle("private", to.length === 1);
+    ui.to.classList.toggle("private", to.length === 1 && !room);
     ui.clearTo.hidden = ui.to.value.length === 0;
     ui.toHint.hidden = ui.to.value.length > 0;
     markSelected();
@@ -1573,6 +2137,7 @@
   // The display of what a typed command sends, to show it once it is receipted.
   function parseLine(line) {
     let m = /^message\s+(\S+)\s+([\s\S]+)$/i.exec(line);
+    if (m && m[1].startsWith("#")) return { to: [], room: m[1], text: m[2].trim() };
     if (m) return { to: [m[1]], text: m[2].trim() };
     m = /^broadcast\s+message\s+([\s\S]+)$/i.exec(line);
     if (m) return { to: [], text: m[1].trim() };
@@ -1614,9 +2179,18 @@
     } else {
       if (text.startsWith("//")) text = text.slice(1);
       const to = parseRecipients(ui.to.value);
-      obj = to.length === 0 ? { type: "broadcast", text: text } : { type: "message", to: to.length === 1 ? to[0] : to, text: text };
+      const rooms = to.filter((n) => n.startsWith("#"));
       kind = "send";
-      display = { text: text, to: to };
+      if (rooms.length && to.length > 1) {
+        showComposerError({ text: "A message goes to one room, or to people: To has " + to.join(", ") + "." });
+        return;
+      } else if (rooms.length) {
+        obj = { type: "message", room: rooms[0], text: text };
+        display = { text: text, to: [], room: rooms[0] };
+      } else {
+        obj = to.length === 0 ? { type: "broadcast", text: text } : { type: "message", to: to.length === 1 ? to[0] : to, text: text };
+        display = { text: text, to: to };
+      }
     }
     if (utf8Length(JSON.stringify(obj)) > state.maxFrame) {
       showComposerError({
@@ -1783,6 +2357,7 @@
 
   function openIntro(mode) {
     state.introMode = mode === "line" ? "line" : "intro";
+    closeRooms(false);
     ui.introForm.hidden = false;
     ui.setIntro.setAttribute("aria-expanded", "true");
     ui.introError.textContent = "";
@@ -2297,8 +2872,45 @@
     if (!requestRecent(Math.min(RECENT_MINUTES, state.lastHour))) showComposerError({ text: "Not connected; try again once the connection is back." });
   });
   ui.sidebar.addEventListener("click", (event) => {
+    const conv = event.target.closest(".conv");
+    if (conv) {
+      openConversation(conv.dataset.conv, { bottom: true, focus: !PHONE.matches });
+      return;
+    }
     const person = event.target.closest(".person");
-    if (person) setRecipients(person.dataset.name, event.shiftKey || event.ctrlKey || event.metaKey);
+    if (!person) return;
+    // Shift-click adds the person to To; a click opens the conversation with them.
+    if (event.shiftKey || event.ctrlKey || event.metaKey) setRecipients(person.dataset.name, true);
+    else openConversation("@" + person.dataset.name, { bottom: true, focus: !PHONE.matches });
+  });
+  ui.browseRooms.addEventListener("click", () => (ui.roomsPanel.hidden ? openRooms() : closeRooms(true)));
+  ui.roomsClose.addEventListener("click", () => closeRooms(true));
+  ui.roomsPanel.addEventListener("submit", (event) => {
+    event.preventDefault();
+    joinRoom(ui.roomName.value);
+  });
+  ui.roomDirectory.addEventListener("click", (event) => {
+    const go = event.target.closest("button[data-room]");
+    if (!go) return;
+    if (go.dataset.joined === "true") {
+      closeRooms(false);
+      openConversation(roomId(go.dataset.room), { bottom: true, focus: !PHONE.matches });
+    } else {
+      joinRoom(go.dataset.room);
+    }
+  });
+  ui.leaveRoom.addEventListener("click", () => {
+    const c = conversation(state.open);
+    if (c.kind === "room" && !request({ type: "leave", room: c.name }, "leave")) showComposerError({ text: "Not connected; try again once the connection is back." });
+  });
+  ui.roomMembers.addEventListener("click", () => {
+    const c = conversation(state.open);
+    if (c.kind === "room" && !request({ type: "members", room: c.name }, "members")) showComposerError({ text: "Not connected; try again once the connection is back." });
+  });
+  ui.back.addEventListener("click", () => showList(true));
+  ui.loadOlder.addEventListener("click", () => loadPage(conversation(state.open), true));
+  PHONE.addEventListener("change", () => {
+    if (!PHONE.matches && state.listOpen) showList(false);
   });
   ui.timeline.addEventListener("click", (event) => {
     const sender = event.target.closest(".sender");
@@ -2312,11 +2924,10 @@
       ui.message.focus();
       return;
     }
-    setRecipients(sender.dataset.name, event.shiftKey || event.ctrlKey || event.metaKey);
+    if (event.shiftKey || event.ctrlKey || event.metaKey) setRecipients(sender.dataset.name, true);
+    else openConversation("@" + sender.dataset.name, { bottom: true, focus: true });
   });
-  ui.timeline.addEventListener("scroll", () => {
-    if (!ui.jump.hidden && nearBottom()) ui.jump.hidden = true;
-  });
+  ui.timeline.addEventListener("scroll", onTimelineScroll);
   ui.jump.addEventListener("click", () => {
     scrollToBottom();
     ui.message.focus();
@@ -2327,6 +2938,9 @@
     if (!ui.introForm.hidden) {
       event.preventDefault();
       cancelIntro();
+    } else if (!ui.roomsPanel.hidden) {
+      event.preventDefault();
+      closeRooms(true);
     } else if (!ui.helpPanel.hidden) {
       event.preventDefault();
       closeHelp(true);
@@ -2348,6 +2962,12 @@
   document.addEventListener("visibilitychange", () => {
     if (!document.hidden) {
       noteActivity();
+      // Back to the tab: what came meanwhile in the open conversation is read now.
+      const c = state.inChat ? conversation(state.open) : null;
+      if (c && c.unread && reading()) {
+        markRead(c);
+        renderConversations();
+      }
       clearUnread();
       // Back to the tab while waiting to reconnect: try now.
       if (state.reconnectTimer && state.reconnectAt - Date.now() > 1500) reconnectNow();
@@ -2364,6 +2984,8 @@
   updateNotifyButton();
   recipientsChanged();
   renderRoster();
+  renderConvHead();
+  renderOlder();
   updateEmpty();
   const saved = loadToken();
   if (saved && saved.idle) {

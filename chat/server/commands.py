@@ -55,12 +55,16 @@ class WhoLast:
 @attrs.frozen
 class Broadcast:
     command: ClassVar[str] = "broadcast"
+    #: Its text may hold line breaks (the JSON protocol's).
+    multiline: ClassVar[bool] = True
     text: str
 
 
 @attrs.frozen
 class BroadcastTo:
     command: ClassVar[str] = "broadcast"
+    #: Its text may hold line breaks (the JSON protocol's).
+    multiline: ClassVar[bool] = True
     recipients: tuple[str, ...]
     text: str
 
@@ -68,6 +72,8 @@ class BroadcastTo:
 @attrs.frozen
 class Message:
     command: ClassVar[str] = "message"
+    #: Its text may hold line breaks (the JSON protocol's).
+    multiline: ClassVar[bool] = True
     recipient: str
     text: str
 
@@ -106,6 +112,8 @@ class Search:
 @attrs.frozen
 class RoomMessage:
     command: ClassVar[str] = "message"
+    #: Its text may hold line breaks (the JSON protocol's).
+    multiline: ClassVar[bool] = True
     room: str
     text: str
 
@@ -427,8 +435,13 @@ def _text_broadcast(rest: str, limits: Limits) -> Parsed:
     return _bad("broadcast", "bad_mode", limits, word=mode, suggestion=closest(mode, ["message", "user"]))
 
 
+def _lines(fields: Fields) -> str:
+    """A message's text from JSON: its line breaks (CR LF taken for LF), blank lines at its ends trimmed."""
+    return fields.text().replace("\r\n", "\n").strip("\n")
+
+
 def _json_broadcast(fields: Fields, limits: Limits) -> Parsed:
-    text = message_text(fields.text(), "broadcast", limits)
+    text = message_text(_lines(fields), "broadcast", limits)
     if not isinstance(text, str):
         return text
     if fields.present("to"):
@@ -454,10 +467,10 @@ def _json_message(fields: Fields, limits: Limits) -> Parsed:
         room = _room(fields.get("room", str, "a room's name"))
         if isinstance(room, BadRoomName):
             return room
-        text = message_text(fields.text(), "message", limits)
+        text = message_text(_lines(fields), "message", limits)
         return text if not isinstance(text, str) else RoomMessage(room, text)
     to = fields.names("to")
-    text = message_text(fields.text(), "message", limits)
+    text = message_text(_lines(fields), "message", limits)
     if not isinstance(text, str):
         return text
     if len(to) == 1 and to[0].startswith("#"):

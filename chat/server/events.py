@@ -521,6 +521,7 @@ class Fault(enum.Enum):
     INVISIBLE_CHARACTERS = "invisible_characters"
     STACKED_MARKS = "stacked_marks"
     SPACE_RUN = "space_run"
+    TOO_MANY_LINES = "too_many_lines"
     NOT_UTF8 = "not_utf8"
     BAD_USERNAME = "bad_username"
     SELF_MESSAGE = "self_message"

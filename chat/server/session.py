@@ -307,9 +307,17 @@ class Session(TimeoutMixin):
         if self.state is not State.COMMAND:
             self.input_error(Failed(Fault.BUSY))
             return
-        for value in attrs.astuple(command, recurse=False):
+        multiline = getattr(command, "multiline", False)
+        for field in attrs.fields(type(command)):
+            value = getattr(command, field.name)
             for text in value if isinstance(value, tuple) else (value,):
-                refused = _refused_text(text) if isinstance(text, str) else None
+                if not isinstance(text, str):
+                    continue
+                if multiline and field.name == "text":
+                    fault = textrules.refused_message(text)
+                    refused = None if fault is None else Failed(fault)
+                else:
+                    refused = _refused_text(text)
                 if refused is not None:
                     self.input_error(refused)
                     return

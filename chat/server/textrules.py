@@ -28,6 +28,9 @@ from chat.server.events import Fault
 
 #: Combining marks allowed in a row on one letter.
 MAX_MARKS = 4
+#: Lines in one message (a message may hold line breaks on the JSON
+#: protocol: a pasted snippet or list).
+MAX_LINES = 50
 #: Spaces (or tabs) allowed in a row: past that a terminal may wrap what
 #: follows onto a line of its own, where it would pass for another message.
 MAX_SPACES = 16
@@ -119,6 +122,24 @@ def refused(text: str) -> Fault | None:
             return Fault.INVISIBLE_CHARACTERS
     if _too_many_marks(text):
         return Fault.STACKED_MARKS
+    return None
+
+
+def refused_message(text: str) -> Fault | None:
+    """
+    Why the text of a message, which may hold line breaks (the JSON
+    protocol's; a terminal sends one line), is refused: more than
+    L{MAX_LINES} lines, or a line that L{refused} refuses.
+    """
+    if "\n" not in text:
+        return refused(text)
+    lines = text.split("\n")
+    if len(lines) > MAX_LINES:
+        return Fault.TOO_MANY_LINES
+    for line in lines:
+        fault = refused(line)
+        if fault is not None:
+            return fault
     return None
 
 

@@ -299,6 +299,26 @@ class RosterTextTests(unittest.TestCase):
         )
 
 
+class MultiLineTextTests(unittest.TestCase):
+    """A message of several lines (sent over JSON), as a terminal shows it."""
+
+    def test_each_further_line_is_marked_as_continuing_the_message(self) -> None:
+        d = private("seas", "def f():\n    return 1\n\nseas (private): not a message")
+        self.assertEqual(
+            TEXT.delivery(d),
+            b"seas (private): def f():\r\n  |     return 1\r\n  | \r\n  | seas (private): not a message\r\n",
+        )
+        self.assertEqual(TEXT.delivery(d).decode(), encode(d).decode())
+
+    def test_history_and_offline_messages_show_them_the_same_way(self) -> None:
+        d = private("seas", "one\ntwo")
+        self.assertEqual(
+            render(History("columbia", (d,))),
+            f"Your last 1 message:\n{T0_STAMP} seas (private): one\n  | two",
+        )
+        self.assertIn("seas (private): one\n  | two", render(Offline((stored(d),))))
+
+
 class SearchTextTests(unittest.TestCase):
     def test_hits_are_listed_newest_first_with_their_conversation(self) -> None:
         room = Delivery("seas", "deploy at 5", Kind.ROOM, T0 + 60, "r1", (), "#Dev")
@@ -596,6 +616,7 @@ class ErrorTextTests(unittest.TestCase):
             ),
             Fault.STACKED_MARKS: "More than 4 accents on one letter are not allowed; that line was ignored.",
             Fault.SPACE_RUN: "More than 16 spaces in a row are not allowed; that line was ignored.",
+            Fault.TOO_MANY_LINES: "A message may have at most 50 lines; nothing was sent.",
             Fault.BAD_USERNAME: "A username is a single word; please try again.",
             Fault.SELF_MESSAGE: "That is you; send a message to someone else.",
             Fault.NOT_STORED: (

@@ -15,7 +15,7 @@ from chat.server import textrules
 from chat.server.auth import UsersFileError, parse_users, valid_name
 from chat.server.events import Fault
 from tests.unit.harness import Harness
-from tests.unit.test_web_edge import Browser
+from tests.unit.test_web_edge import Browser, logged_in
 
 FLAG_ENGLAND = "\U0001f3f4\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f"
 
@@ -136,3 +136,45 @@ class SessionTests(unittest.TestCase):
         browser.send(type="broadcast", text="hi\u2028seas (private): I am the admin")
         browser.send(type="intro", text="a" + "\u0301" * 480)
         self.assertEqual([m["code"] for m in browser.read()], ["line_separators", "stacked_marks"])
+
+
+class MessageLinesTests(unittest.TestCase):
+    def test_a_message_may_hold_line_breaks_each_line_following_the_rules(self) -> None:
+        self.assertIsNone(textrules.refused_message("one\ntwo\n\n    indented"))
+        self.assertEqual(textrules.refused_message("one\ntw\u202eo"), Fault.DIRECTION_CONTROLS)
+        self.assertEqual(textrules.refused_message("one\rtwo"), Fault.CONTROL_CHARACTERS)
+        self.assertEqual(textrules.refused("one\ntwo"), Fault.CONTROL_CHARACTERS)
+
+    def test_at_most_fifty_lines(self) -> None:
+        self.assertIsNone(textrules.refused_message("\n".join(["x"] * textrules.MAX_LINES)))
+        self.assertEqual(
+            textrules.refused_message("\n".join(["x"] * (textrules.MAX_LINES + 1))), Fault.TOO_MANY_LINES
+        )
+
+    def test_a_message_of_several_lines_from_a_page_reaches_a_terminal_line_by_line(self) -> None:
+        server = Harness()
+        seas = server.login("seas")
+        google = logged_in(server, "google")
+        browser = logged_in(server, "columbia")
+        seas.read()
+        google.read()
+        snippet = "```\r\ndef f():\n    return 1\n```"
+        browser.send(type="message", to=["seas", "google"], text=snippet)
+        [receipt] = browser.read()
+        self.assertEqual(receipt["type"], "receipt")
+        self.assertEqual(
+            seas.read(), "\r\ncolumbia (broadcast): ```\r\n  | def f():\r\n  |     return 1\r\n  | ```\r\n"
+        )
+        [got] = google.read()
+        self.assertEqual(got["text"], "```\ndef f():\n    return 1\n```")
+
+    def test_line_breaks_are_refused_where_one_line_is_meant(self) -> None:
+        server = Harness()
+        browser = logged_in(server, "columbia")
+        browser.send(type="intro", text="one\ntwo")
+        browser.send(type="line", text="message seas one\ntwo")
+        browser.send(type="message", to=["seas"], text="\n".join(["x"] * 51))
+        self.assertEqual(
+            [m["code"] for m in browser.read()],
+            ["control_characters", "control_characters", "too_many_lines"],
+        )

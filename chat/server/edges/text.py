@@ -95,9 +95,20 @@ def stamp(when: float) -> str:
     return time.strftime("[%Y-%m-%d %H:%M:%S UTC]", time.gmtime(when))
 
 
+#: What starts each line of a message after its first: no message or
+#: prompt starts so (they start with a name, a time or a word), so a
+#: terminal user tells a message of several lines from several messages.
+CONTINUATION = "  | "
+
+
+def shown(text: str) -> str:
+    """A message's text as a terminal shows it: its further lines marked as continuing it."""
+    return text.replace("\n", "\n" + CONTINUATION) if "\n" in text else text
+
+
 def message_line(d: Delivery) -> str:
     """A message as it is shown when it arrives."""
-    return f"{d.sender} ({d.room or d.kind.value}): {d.text}"
+    return f"{d.sender} ({d.room or d.kind.value}): {shown(d.text)}"
 
 
 @singledispatch
@@ -169,7 +180,8 @@ def _history(event: History) -> str:
     lines = [f"Your last {plural(len(event.messages), 'message')}:"]
     for d in event.messages:
         if d.sender == event.owner and d.to:
-            lines.append(f"{stamp(d.sent_at)} {d.sender} to {', '.join(d.to)} ({d.kind.value}): {d.text}")
+            to = ", ".join(d.to)
+            lines.append(f"{stamp(d.sent_at)} {d.sender} to {to} ({d.kind.value}): {shown(d.text)}")
         else:
             lines.append(f"{stamp(d.sent_at)} {message_line(d)}")
     return "\n".join(lines)
@@ -199,7 +211,7 @@ def _conversation_history(event: ConversationHistory) -> str:
 def _history_line(d: Delivery, owner: str) -> str:
     """A kept message, as history shows it: the owner's own message to several names them."""
     if d.sender == owner and len(d.to) > 1:
-        return f"{stamp(d.sent_at)} {d.sender} to {', '.join(d.to)} ({d.kind.value}): {d.text}"
+        return f"{stamp(d.sent_at)} {d.sender} to {', '.join(d.to)} ({d.kind.value}): {shown(d.text)}"
     return f"{stamp(d.sent_at)} {message_line(d)}"
 
 
@@ -533,6 +545,7 @@ _FAULTS: dict[Fault, str] = {
     ),
     Fault.STACKED_MARKS: "More than 4 accents on one letter are not allowed; that line was ignored.",
     Fault.SPACE_RUN: "More than 16 spaces in a row are not allowed; that line was ignored.",
+    Fault.TOO_MANY_LINES: "A message may have at most 50 lines; nothing was sent.",
     Fault.BAD_USERNAME: "A username is a single word; please try again.",
     Fault.SELF_MESSAGE: "That is you; send a message to someone else.",
     Fault.NOT_STORED: (
@@ -591,7 +604,10 @@ class TextFormat:
     presence = False
 
     def delivery(self, d: Delivery) -> bytes:
-        return (f"{d.sender} ({d.room or d.kind.value}): {d.text}\r\n").encode()
+        text = d.text
+        if "\n" in text:
+            text = shown(text).replace("\n", "\r\n")
+        return (f"{d.sender} ({d.room or d.kind.value}): {text}\r\n").encode()
 
     def join(self, payloads: Sequence[bytes]) -> bytes:
         return b"".join(payloads)

@@ -318,15 +318,19 @@ class UnreadAtLoginTests(unittest.TestCase):
         await say(columbia, "join #dev")
         google = await lab.ws_login(web, "google")
         await request(google, {"type": "join", "room": "#dev"}, type="joined")
+        # Shown on the page, not read there yet.
+        await say(columbia, "message google while the page is open")
+        await google.expect(type="message", text="while the page is open")
+        self.assertEqual(await conversations(google), {"#dev": 0, "@columbia": 1})
         token = latest_token(google)
-        # The connection is lost, not logged out.
+        # The connection is lost, not logged out (a reload).
         google.transport.abortConnection()
         await closing(google)
 
         await say(columbia, "message #dev one")
         await say(columbia, "message #dev two")
         await say(columbia, "message google psst")
-        want = {"#dev": 2, "@columbia": 1}
+        want = {"#dev": 2, "@columbia": 2}
 
         async def comes_back(google: WebSocketClient) -> str:
             """The unread line after the welcome, the counts, and the next token."""

@@ -415,6 +415,14 @@ class ConversationHistory:
 
 
 @attrs.frozen
+class Typing:
+    """C{sender} is typing in a conversation (as the recipient names it); for pages only."""
+
+    sender: str
+    conversation: str
+
+
+@attrs.frozen
 class SearchHit:
     """A message a search found, in the conversation the user sees it in."""
 
@@ -610,5 +618,6 @@ Event = (
     | Conversations
     | ConversationHistory
     | SearchResults
+    | Typing
     | Error
 )

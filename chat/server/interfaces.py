@@ -203,6 +203,9 @@ class IChatUser(Interface):
     def conversation_history(named: str, count: int, before: str | None) -> Deferred[ConversationHistory]:
         """A page of the conversation the user calls C{named} (C{everyone}, C{#room}, C{@user})."""
 
+    def typing(named: str) -> None:
+        """The user is typing in the conversation they call C{named}; the others in it may be told."""
+
     def search(text: str, words: Sequence[str], count: int, before: str | None) -> Deferred[SearchResults]:
         """What the user may see that has every one of C{words}, newest first."""
 
@@ -488,6 +491,9 @@ class IPeerListener(Interface):
     def remote_room_change(key: str, name: str, user: str, joined: bool) -> None:
         """A user of another node joined or left a room (made it, if it was new)."""
 
+    def remote_typing(name: str, key: str) -> None:
+        """C{name}, on another node, is typing in the conversation C{key}."""
+
     def remote_room_messages(deliveries: Sequence[Delivery]) -> None:
         """Messages to rooms sent by users of another node."""
 
@@ -532,6 +538,9 @@ class IPeers(Interface):
 
     def room_changed(key: str, name: str, user: str, joined: bool) -> None:
         """Tell the other nodes that C{user} joined or left the room C{key} (kept in the store already)."""
+
+    def typing(name: str, key: str) -> None:
+        """Tell the other nodes that C{name} is typing in the conversation C{key} (not kept, best effort)."""
 
     def room_messages(deliveries: Sequence[Delivery]) -> None:
         """Hand messages to rooms to the members on the other nodes."""

@@ -40,8 +40,8 @@ from chat.server.events import (
     Unread,
 )
 from chat.server.interfaces import ConversationState, IAdmin, IChatUser, IParticipant, Joining
-from chat.server.rooms import NotAMember, Rooms
-from chat.server.service import ChatService
+from chat.server.rooms import NoSuchRoom, NotAMember, Rooms
+from chat.server.service import ChatService, UnknownUser
 
 
 class SelfMessage(Exception):
@@ -146,6 +146,15 @@ class ChatUser:
             return ConversationHistory(shown, name, tuple(messages), more, self.name)
 
         return self.service.conversation_history(key, count, before).addCallback(page)
+
+    def typing(self, named: str) -> None:
+        try:
+            key, _ = self.conversation(named)
+        except (NoSuchRoom, UnknownUser, SelfMessage):
+            return
+        if conversations.is_room(key) and not self.service.rooms.is_member(key, self.name):
+            return
+        self.service.typists.typing(self.name, key)
 
     def search(
         self, text: str, words: Sequence[str], count: int, before: str | None

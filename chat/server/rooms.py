@@ -104,6 +104,11 @@ class Rooms:
         present = self._service.registry.present
         return tuple((name, name in present) for name in sorted(self._rooms[key].members))
 
+    def members_of(self, key: str) -> frozenset[str]:
+        """The members of the room C{key} (none if there is no such room)."""
+        room = self._rooms.get(key)
+        return frozenset(room.members) if room is not None else frozenset()
+
     def of(self, user: str) -> list[str]:
         """The keys of the rooms C{user} is in."""
         return [key for key, room in self._rooms.items() if user in room.members]

@@ -60,6 +60,7 @@ from chat.server.presence import Presences
 from chat.server.quietlog import QuietLog
 from chat.server.registry import LocalRegistry
 from chat.server.rooms import Rooms
+from chat.server.typists import Typists
 
 log = Logger()
 
@@ -117,6 +118,7 @@ class ChatService(Service):
         #: stop waits for it, and so does counting what that user has read.
         self._settling: dict[str, set[Deferred[Any]]] = {}
         self.rooms = Rooms(self, snapshot.rooms)
+        self.typists = Typists(self)
         self.quiet = QuietLog(log, clock)
         self.new_id = MessageIds()
         self.peers = peers
@@ -618,6 +620,9 @@ class ChatService(Service):
 
     def remote_room_change(self, key: str, name: str, user: str, joined: bool) -> None:
         self.rooms.changed(key, name, user, joined)
+
+    def remote_typing(self, name: str, key: str) -> None:
+        self.typists.tell(name, key)
 
     def remote_room_messages(self, deliveries: Sequence[Delivery]) -> None:
         self.rooms.remote(list(deliveries))

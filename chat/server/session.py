@@ -350,6 +350,18 @@ class Session(TimeoutMixin):
             return
         self.avatar.mark_read(named, until).addErrback(self._not_marked)
 
+    def typing(self, named: str) -> None:
+        """
+        The user is typing in the conversation C{named}: the others in it
+        who show such notices are told.  No answer, even when refused (an
+        unknown conversation, one they may not write in, the flood limit).
+        """
+        if self.avatar is None or self.state is State.CLOSED:
+            return
+        if not self._admit(answer=False):
+            return
+        self.avatar.typing(named)
+
     def list_conversations(self) -> None:
         """The user's conversations, with their unread counts (a page's sidebar)."""
         if self.avatar is None or self.state is State.CLOSED:

@@ -82,6 +82,7 @@ class RecordingListener:
         self.sessions: list[SessionInfo] = []
         self.room_changes: list[tuple[str, str, str, bool]] = []
         self.room_messages: list[Delivery] = []
+        self.typing: list[tuple[str, str]] = []
         #: Called on an eviction, after recording it: the service ends the
         #: session there and then, which removes it from the registry.
         self.on_evicted: Callable[[str, IParticipant], None] | None = None
@@ -120,6 +121,9 @@ class RecordingListener:
 
     def remote_room_messages(self, deliveries: Sequence[Delivery]) -> None:
         self.room_messages.extend(deliveries)
+
+    def remote_typing(self, name: str, key: str) -> None:
+        self.typing.append((name, key))
 
 
 class Node:
@@ -615,6 +619,14 @@ class MessageTests(ClusterTestCase):
         self.b.cluster.intro_changed("seas", "hi")
         await until(lambda: self.a.listener.intros, "node a hears node b's intro")
         self.assertEqual(self.a.listener.intros, [("seas", "hi")], "a node is not told its own intros")
+
+    async def test_typing_reaches_the_other_nodes_and_not_its_own(self) -> None:
+        self.a.cluster.typing("columbia", "#dev")
+        await until(lambda: self.b.listener.typing, "node b hears columbia typing")
+        self.assertEqual(self.b.listener.typing, [("columbia", "#dev")])
+        self.b.cluster.intro_changed("seas", "hi")
+        await until(lambda: self.a.listener.intros, "node a hears node b")
+        self.assertEqual(self.a.listener.typing, [], "a node is not told of its own typists")
 
 
 class RedisDownTests(ClusterTestCase):

@@ -33,6 +33,7 @@ from chat.server.edges.jsonwire import (
     Ack,
     Active,
     BadRequest,
+    IsTyping,
     Line,
     Login,
     Resume,
@@ -599,8 +600,13 @@ class RequestTests(unittest.TestCase):
                 "read",
                 "conversations",
                 "search",
+                "typing",
             },
         )
+
+    def test_a_typing_notice(self) -> None:
+        self.assertEqual(request(type="typing", conversation="#dev"), IsTyping("#dev"))
+        self.assertEqual(request(type="typing"), BadRequest("missing_field", "conversation"))
 
     def test_search_requests(self) -> None:
         self.assertEqual(

@@ -185,6 +185,9 @@ class TwoNodes(LocalRegistry):
     def room_messages(self, deliveries: Sequence[Delivery]) -> None:
         pass
 
+    def typing(self, name: str, key: str) -> None:
+        pass
+
     def stop(self) -> Deferred[None]:
         return succeed(None)
 

@@ -689,6 +689,7 @@ class EncodeTests(unittest.TestCase):
             events.Conversations: events.Conversations(()),
             events.ConversationHistory: events.ConversationHistory("#dev", "#dev", (), False, "columbia"),
             events.SearchResults: events.SearchResults("deploy", ("deploy",), (), False, "columbia"),
+            events.Typing: events.Typing("seas", "@seas"),
             events.UnknownRoom: events.UnknownRoom("#dve", "#dev"),
             events.BadRoomName: events.BadRoomName("#no!"),
             events.NotInRoom: events.NotInRoom("#dev"),

@@ -65,6 +65,7 @@ from chat.server.events import (
     Sessions,
     TooLong,
     TooManyConnections,
+    Typing,
     UnknownCommand,
     UnknownRoom,
     UnknownUsers,
@@ -174,6 +175,11 @@ def _search_results(event: SearchResults) -> dict[str, Any]:
             for hit in event.hits
         ],
     }
+
+
+@as_json.register
+def _typing(event: Typing) -> dict[str, Any]:
+    return {"type": "typing", "from": event.sender, "conversation": event.conversation}
 
 
 @as_json.register
@@ -512,11 +518,21 @@ class Read:
 
 
 @attrs.frozen
+class IsTyping:
+    """The user is typing in a conversation (C{everyone}, C{#room}, C{@user}).  No answer."""
+
+    conversation: str
+
+
+@attrs.frozen
 class ListConversations:
     """The user's conversations, with their unread counts."""
 
 
-Request = Login | Resume | Line | Active | Ack | Read | ListConversations | commands.Command
+Request = Login | Resume | Line | Active | Ack | Read | IsTyping | ListConversations | commands.Command
+
+#: The requests of a logged-in user that are not commands of the command table.
+NOT_COMMANDS = (Active, Ack, Read, IsTyping, ListConversations)
 
 
 @attrs.frozen
@@ -569,6 +585,7 @@ _REQUESTS: dict[str, Callable[[commands.Fields], Any]] = {
     "ack": lambda f: Ack(_ids(f)),
     "read": lambda f: _read(f),
     "conversations": lambda f: ListConversations(),
+    "typing": lambda f: IsTyping(f.get("conversation", str, "a conversation")),
 }
 
 

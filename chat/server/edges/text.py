@@ -60,6 +60,7 @@ from chat.server.events import (
     Sessions,
     TooLong,
     TooManyConnections,
+    Typing,
     UnknownCommand,
     UnknownRoom,
     UnknownUsers,
@@ -228,6 +229,12 @@ def _search_results(event: SearchResults) -> str:
     if event.more:
         lines.append(f"(only the newest {count} are shown: add a word to narrow the search)")
     return "\n".join(lines)
+
+
+@render.register
+def _typing(event: Typing) -> str:
+    # Never sent to a terminal (its format shows no presence); said for completeness.
+    return f"{event.sender} is typing..."
 
 
 @render.register

@@ -323,11 +323,16 @@ class ChatWebSocket(BoundedOutput):
                 session.login(request.username, request.password)
         elif isinstance(request, jsonwire.Line):
             session.line_received(request.text)
-        elif isinstance(request, jsonwire.Active | jsonwire.Ack | jsonwire.Read | jsonwire.ListConversations):
+        elif isinstance(
+            request,
+            jsonwire.Active | jsonwire.Ack | jsonwire.Read | jsonwire.IsTyping | jsonwire.ListConversations,
+        ):
             if session.state.logging_in:
                 self._refuse(jsonwire.BadRequest("login_first", "type"))
             elif isinstance(request, jsonwire.Active):
                 session.active()
+            elif isinstance(request, jsonwire.IsTyping):
+                session.typing(request.conversation)
             elif isinstance(request, jsonwire.Read):
                 session.read(request.conversations, request.until)
             elif isinstance(request, jsonwire.ListConversations):

@@ -488,11 +488,18 @@ class RedisCluster:
     def room_messages(self, deliveries: Sequence[Delivery]) -> None:
         self._to_rooms({"d": [keys.delivery_value(d) for d in deliveries]}, "room messages")
 
+    def typing(self, name: str, key: str) -> None:
+        # Not worth a warning when it fails: the next notice comes in seconds.
+        message = json.dumps({"typing": name, "in": key, "node": self.node}, separators=(",", ":"))
+        self.link.execute("PUBLISH", keys.ROOMS_CHANNEL, message).addErrback(lambda f: None)
+
     def _room_message(self, listener: IPeerListener, value: dict[str, Any]) -> None:
         if value.get("node") == self.node:
             return
         if "d" in value:
             listener.remote_room_messages([keys.delivery_from_value(d) for d in value["d"]])
+        elif "typing" in value:
+            listener.remote_typing(str(value["typing"]), str(value["in"]))
         else:
             listener.remote_room_change(
                 str(value["room"]), str(value["name"]), str(value["user"]), bool(value["joined"])

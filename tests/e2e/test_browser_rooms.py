@@ -360,11 +360,17 @@ class HistoryTests(BrowserTestCase):
             expect(columbia.locator("#load-older")).to_be_visible()
             expect(entry(columbia, first)).to_have_count(0)
             # Up to the top: the page before the oldest shown comes, and the view stays put.
+            shown = "#timeline .message:not([hidden])"
             for _ in range(10):
                 if columbia.locator("#older-start").is_visible():
                     break
+                before = columbia.locator(shown).count()
                 scroll_to_top(columbia)
-                columbia.wait_for_timeout(50)
+                columbia.wait_for_function(
+                    """([shown, before]) => document.querySelectorAll(shown).length > before
+                        || !document.querySelector("#older-start").hidden""",
+                    arg=[shown, before],
+                )
             expect(columbia.locator("#older-start")).to_be_visible()
             expect(columbia.locator("#load-older")).to_be_hidden()
             seen(columbia, first)
@@ -531,6 +537,8 @@ class ScreenshotTests(BrowserTestCase):
         }
 
         def photograph() -> None:
+            open_conversation(desktop, "#dev", "#dev")
+            expect(desktop.locator("#conv-sub")).to_have_text("4 members")
             badge(desktop, "@wikipedia", 2)
             badge(desktop, "@seas", 1)
             badge(desktop, "everyone", 1)
@@ -546,6 +554,18 @@ class ScreenshotTests(BrowserTestCase):
                 page.mouse.move(5, 790)
             desktop.screenshot(path=shots["rooms-desktop"])
             phone.screenshot(path=shots["rooms-phone"])
+            # Not in docs/, to look at: the rooms panel, a phone in a room, the dark theme.
+            desktop.click("#browse-rooms")
+            expect(desktop.locator('#room-directory li[data-room="#design"]')).to_be_visible()
+            desktop.screenshot(path=os.path.join(directory, "rooms-panel-desktop.png"))
+            desktop.keyboard.press("Escape")
+            open_conversation(phone, "#dev", "#dev")
+            phone.locator("#message").blur()
+            phone.screenshot(path=os.path.join(directory, "room-phone.png"))
+            desktop.emulate_media(color_scheme="dark")
+            open_conversation(desktop, "@wikipedia", "wikipedia")
+            desktop.locator("#message").blur()
+            desktop.screenshot(path=os.path.join(directory, "direct-desktop-dark.png"))
 
         await b.run(photograph)
         for path in shots.values():

@@ -747,6 +747,7 @@
       const c = conversation(roomId(msg.room));
       c.joined = false;
       c.unread = 0;
+      c.counted = [];
       // Rejoined later: what was said meanwhile comes with a fresh page.
       c.loaded = false;
       if (state.open === c.id) openConversation(EVERYONE, {});
@@ -1382,8 +1383,8 @@
     time.dateTime = date.toISOString();
     time.title = fullTime(date);
     meta.append(sender, time);
-    // In a room's own view, a tag would only repeat its name.
-    if (kind !== "room") meta.append(make("span", "tag" + (kind === "private" ? " private" : ""), kindLabel(m, flags.mine)));
+    // The view says where a message is; a tag only says who a message to several went to.
+    if (kind === "broadcast" && nameList(m.to).length) meta.append(make("span", "tag" + (kind === "private" ? " private" : ""), kindLabel(m, flags.mine)));
     if (flags.away) meta.append(make("span", "tag away-tag", "while you were away"));
     const text = make("div", "text");
     appendLinkified(text, String(m.text == null ? "" : m.text));
@@ -1518,7 +1519,7 @@
     const failed = nameList(receipt.failed);
     const delivery = deliveryOf(receipt);
     node.dataset.delivery = delivery;
-    const tag = node.querySelector(".tag");
+    const tag = node.querySelector(".tag") || node.querySelector(".time");
     if (receipt.text && tag) tag.title = receipt.text;
     if (delivery === "delivered") return;
     const status = make("div", "status " + delivery, receipt.text || "");
@@ -1842,6 +1843,8 @@
     renderConvHead();
     if (PHONE.matches) showList(false);
     if (!c.loaded && !c.loading) loadPage(c, false);
+    // The room's member count, as of now (the list of rooms has it).
+    if (c.kind === "room") request({ type: "rooms" }, "rooms");
     if (c.unread && reading()) markRead(c);
     renderConversations();
     renderOlder();
@@ -1896,6 +1899,7 @@
     if (!request(obj, "page", { conversation: c.id, older: older })) return;
     c.loading = true;
     renderOlder();
+    if (c.id === state.open) updateEmpty();
   }
 
   function gotPage(req, msg) {
@@ -1910,6 +1914,7 @@
     const fromBottom = t.scrollHeight - t.scrollTop;
     addMessages(messages, { page: c.id });
     if (c.id === state.open) {
+      updateEmpty();
       // An older page goes above what is read now, which stays where it is.
       if (req.older) t.scrollTop = t.scrollHeight - fromBottom;
       else scrollToBottom();

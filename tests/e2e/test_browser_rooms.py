@@ -26,7 +26,7 @@ from tests import ROOT
 from tests.e2e.browser import evidence, expect
 from tests.e2e.redis_server import redis_server
 from tests.e2e.support import COMMAND, WEB, delivered
-from tests.e2e.test_browser import BrowserTestCase, entry, log_in, shows
+from tests.e2e.test_browser import BrowserTestCase, entry, free_ports, log_in, shows
 from tests.expect import until
 
 if TYPE_CHECKING:  # Playwright may be missing when the tests skip
@@ -275,6 +275,52 @@ class UnreadTests(BrowserTestCase):
         self.assertIn("3 unread messages in #dev", terminal.text)
         self.assertNotIn("in @google", terminal.text)
 
+    @evidence
+    async def test_unread_counts_are_the_same_after_the_server_restarts(self) -> None:
+        tcp, web = free_ports(2)
+        server = self.lab.server(
+            "--port", f"tcp:{tcp}:interface=127.0.0.1", "--web", f"tcp:{web}:interface=127.0.0.1"
+        )
+        self.servers.append(server)
+        port = await server.start()
+        url = f"http://127.0.0.1:{web}/"
+        google = await self.login(port, "google")
+        google.send("join #dev")
+        await google.expect(r"You made the room #dev and joined it\.")
+        b = await self.browser()
+        columbia = await b.run(b.page, "columbia", **DESKTOP)
+        record = b.record(columbia)
+        await b.run(log_in, columbia, url, "columbia")
+        await b.run(make_room, columbia, "#dev")
+        await b.run(open_conversation, columbia, "everyone", "Everyone")
+        google.send("message columbia before the restart")
+        await google.expect(r"Sent to columbia\.")
+        google.send("message #dev the deploy starts now")
+        await google.expect(r"Sent to #dev")
+
+        def counted() -> None:
+            badge(columbia, "@google", 1)
+            badge(columbia, "#dev", 1)
+            columbia.wait_for_function("() => sessionStorage.length > 0")
+
+        await b.run(counted)
+        resumes = len(record.sent("resume"))
+        first_log = server.log
+        await server.stop()
+        server.earlier_log = first_log  # type: ignore[attr-defined]
+        await b.run(lambda: expect(columbia.locator("#banner")).to_be_visible())
+        await server.start()
+
+        def same() -> None:
+            expect(columbia.locator("#banner")).to_be_hidden(timeout=30_000)
+            b.wait_until(columbia, lambda: len(record.sent("resume")) > resumes, "the page to resume")
+            b.wait_until(columbia, lambda: len(record.received("conversations")) >= 2, "the counts again")
+            badge(columbia, "@google", 1)
+            badge(columbia, "#dev", 1)
+            title_counts(columbia, 2)
+
+        await b.run(same)
+
 
 class DirectTests(BrowserTestCase):
     @evidence
@@ -328,12 +374,12 @@ class DirectTests(BrowserTestCase):
 class HistoryTests(BrowserTestCase):
     @evidence
     async def test_scrolling_up_pages_back_to_the_first_kept_message(self) -> None:
-        # 60 kept per conversation (some more until the next pruning): more than a page of 50.
-        port, url = await self.serve("--history", "60", "--rate", "1000", "--burst", "1000")
+        # 120 kept per conversation (some more until the next pruning): pages of 50, 50 and the rest.
+        port, url = await self.serve("--history", "120", "--rate", "1000", "--burst", "1000")
         google = await self.login(port, "google")
         google.send("join #dev")
         await google.expect(r"You made the room #dev and joined it\.")
-        total = 90
+        total = 160
         for i in range(1, total + 1):
             google.send(f"message #dev note {i}")
         for _ in range(total):
@@ -346,7 +392,7 @@ class HistoryTests(BrowserTestCase):
         kept = await ws.expect({"type": "history", "conversation": "#dev"})
         first, last = kept["messages"][0]["text"], kept["messages"][-1]["text"]
         self.assertEqual(last, f"note {total}")
-        self.assertGreater(len(kept["messages"]), 50)
+        self.assertGreater(len(kept["messages"]), 100)
         self.assertLess(len(kept["messages"]), total)
 
         b = await self.browser()
@@ -361,16 +407,26 @@ class HistoryTests(BrowserTestCase):
             expect(entry(columbia, first)).to_have_count(0)
             # Up to the top: the page before the oldest shown comes, and the view stays put.
             shown = "#timeline .message:not([hidden])"
-            for _ in range(10):
+            for i in range(10):
                 if columbia.locator("#older-start").is_visible():
                     break
                 before = columbia.locator(shown).count()
-                scroll_to_top(columbia)
+                top = columbia.locator(shown).first.locator(".text").text_content() or ""
+                # The first older page by the button (activated where it is: a
+                # click would scroll it into view, which loads the page as
+                # well), the others by scrolling to the top.
+                if i == 0:
+                    columbia.locator("#load-older").dispatch_event("click")
+                else:
+                    scroll_to_top(columbia)
                 columbia.wait_for_function(
                     """([shown, before]) => document.querySelectorAll(shown).length > before
                         || !document.querySelector("#older-start").hidden""",
                     arg=[shown, before],
                 )
+                if i > 0:
+                    # What was at the top stays in view: the older page went above it.
+                    expect(entry(columbia, top)).to_be_in_viewport()
             expect(columbia.locator("#older-start")).to_be_visible()
             expect(columbia.locator("#load-older")).to_be_hidden()
             seen(columbia, first)
@@ -379,7 +435,7 @@ class HistoryTests(BrowserTestCase):
             )
             self.assertEqual(ids, [m["text"] for m in kept["messages"]])
             pages = [m for m in record.sent("history") if m.get("conversation") == "#dev"]
-            self.assertGreaterEqual(len(pages), 2)
+            self.assertGreaterEqual(len(pages), 3)
             self.assertIn("before", pages[-1])
 
         await b.run(back_to_the_start)

@@ -321,6 +321,35 @@ class UnreadTests(BrowserTestCase):
 
         await b.run(same)
 
+    @evidence
+    async def test_a_room_member_who_was_offline_sees_what_is_unread_at_login(self) -> None:
+        port, url = await self.serve()
+        seas = await self.login(port, "seas")
+        seas.send("join #dev")
+        await seas.expect(r"You made the room #dev and joined it\.")
+        seas.send("logout")
+        await seas.closed
+        google = await self.login(port, "google")
+        google.send("join #dev")
+        await google.expect(r"You joined #dev")
+        for i in range(1, 6):
+            google.send(f"message #dev while seas was away {i}")
+            await google.expect(r"Sent to #dev \(0 of 1 other member online\)\.")
+        b = await self.browser()
+        page = await b.run(b.page, "seas", **DESKTOP)
+
+        def told() -> None:
+            log_in(page, url, "seas")
+            badge(page, "#dev", 5)
+            title_counts(page, 5)
+            open_conversation(page, "#dev", "#dev")
+            for i in range(1, 6):
+                seen(page, f"while seas was away {i}")
+            badge(page, "#dev", 0)
+            title_counts(page, 0)
+
+        await b.run(told)
+
 
 class DirectTests(BrowserTestCase):
     @evidence

@@ -663,7 +663,7 @@
         // A phone starts on its list of conversations.
         if (PHONE.matches) showList(true);
       } else {
-        openConversation(state.open, { keepTo: true });
+        openConversation(state.open, { keepTo: true, stay: true });
       }
       if (state.recent) requestRecent(state.recentMinutes);
       if (!ui.helpPanel.hidden && !state.helpLoaded) request({ type: "help" }, "help");
@@ -1760,7 +1760,7 @@
     for (const c of state.convs.values()) if (c.kind === "room" && !seen.has(c.id)) c.joined = false;
     const open = conversation(state.open);
     if (open.kind === "room" && !open.joined) {
-      openConversation(EVERYONE, {});
+      openConversation(EVERYONE, { stay: true });
       return;
     }
     if (open.unread && reading()) markRead(open);
@@ -1805,9 +1805,15 @@
     }
     rooms.sort(newestFirst);
     direct.sort(newestFirst);
+    // Drawn again: the entry that had the keyboard's focus keeps it.
+    const active = document.activeElement;
+    const focused = active && active.classList.contains("conv") ? active.dataset.conv : null;
     ui.everyoneList.replaceChildren(convItem(everyone));
     ui.roomList.replaceChildren(...rooms.map(convItem));
     ui.directList.replaceChildren(...direct.map(convItem));
+    if (focused !== null) {
+      for (const b of ui.sidebar.querySelectorAll(".conv")) if (b.dataset.conv === focused) b.focus();
+    }
     ui.roomsEmpty.hidden = rooms.length > 0;
     ui.directEmpty.hidden = direct.length > 0;
     updateTitle();
@@ -1829,7 +1835,8 @@
   }
 
   // Shows conversation ID: its messages only, its history loaded, its count read.
-  // opts.keepTo leaves To as typed (a message just sent to several people).
+  // opts.keepTo leaves To as typed (a message just sent to several people);
+  // opts.stay leaves a phone on the screen it shows.
   function openConversation(id, opts) {
     const c = conversation(id);
     const changed = state.open !== id;
@@ -1841,7 +1848,7 @@
     }
     applyFilter();
     renderConvHead();
-    if (PHONE.matches) showList(false);
+    if (PHONE.matches && !opts.stay) showList(false);
     if (!c.loaded && !c.loading) loadPage(c, false);
     // The room's member count, as of now (the list of rooms has it).
     if (c.kind === "room") request({ type: "rooms" }, "rooms");
@@ -2006,7 +2013,7 @@
     const button = make("button", "person");
     button.type = "button";
     button.dataset.name = name;
-    button.title = "Write to " + name + " (Shift-click adds " + name + " to the recipients)";
+    button.title = "Open your conversation with " + name + " (Shift-click adds " + name + " to the recipients)";
     const text = make("span", "person-text");
     text.append(make("span", "person-name", name));
     const intro = info.intro ? String(info.intro) : "";

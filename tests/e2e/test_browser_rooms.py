@@ -156,6 +156,18 @@ class RoomTests(BrowserTestCase):
         await b.run(apart)
         await google.expect(delivered("columbia", "#Dev", "thanks google"))
 
+        # Markup in a room's message is text.
+        markup = '<img src=x onerror="alert(1)"> <b>bold</b>'
+        google.send(f"message #dev {markup}")
+        await google.expect(r"Sent to #Dev")
+
+        def literal() -> None:
+            seen(columbia, markup)
+            expect(columbia.locator("#timeline img, #timeline b, #sidebar img, #sidebar b")).to_have_count(0)
+            self.assertEqual(b.record(columbia).dialogs, [])
+
+        await b.run(literal)
+
         # A typed command still works, and joins another room from the terminal side of the page.
         def typed() -> None:
             write_command(columbia, "/join #ops")

@@ -188,6 +188,9 @@ class ChatUser:
         rooms = self.service.rooms
 
         def listed(states: list[ConversationState]) -> Conversations:
+            if not any(state.key == conversations.EVERYONE for state in states):
+                # Everyone's conversation is always listed, first, though nobody said anything yet.
+                states = [ConversationState(conversations.EVERYONE, 0.0, 0), *states]
             entries = []
             for state in states:
                 shown = conversations.for_client(state.key, self.name)

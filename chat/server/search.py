@@ -26,7 +26,10 @@ _WORD = re.compile(r"[^\W_]+")
 
 def fold(text: str) -> str:
     """C{text} without case or accents: what two words are compared as."""
-    decomposed = unicodedata.normalize("NFKD", text.casefold())
+    # Decomposed before and after case folding: a compatibility character
+    # may decompose to a capital (U+2115 to N), and folding may make one
+    # that decomposes.
+    decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", text).casefold())
     return "".join(c for c in decomposed if not unicodedata.combining(c))
 
 

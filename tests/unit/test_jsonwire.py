@@ -166,7 +166,15 @@ class EventJsonTests(unittest.TestCase):
                 "type": "offline",
                 "messages": [
                     {"id": "abc-1", "from": "columbia", "kind": "private", "text": "one", "time": T0},
-                    {"id": "abc-2", "from": "google", "kind": "broadcast", "text": "two", "time": T0 + 60},
+                    {
+                        "id": "abc-2",
+                        "from": "google",
+                        "kind": "broadcast",
+                        "text": "two",
+                        "time": T0 + 60,
+                        # A broadcast to named users names them to each of them.
+                        "to": ["seas"],
+                    },
                 ],
             },
         )

@@ -304,7 +304,9 @@ class PageConversationTests(unittest.TestCase):
         seas = logged_in(self.server, "seas")
         said(self.columbia, "message seas while the page is open")
         [listed] = answers(seas, type="conversations")
-        self.assertEqual({c["id"]: c["unread"] for c in listed["conversations"]}, {"@columbia": 1})
+        self.assertEqual(
+            {c["id"]: c["unread"] for c in listed["conversations"]}, {"everyone": 0, "@columbia": 1}
+        )
         for _ in range(2):
             seas.lose()
             self.server.clock.advance(60)

@@ -47,6 +47,7 @@ from chat.server.events import (
     History,
     IntroTooLong,
     Kicked,
+    Kind,
     LineTooLong,
     LoginRefused,
     Notice,
@@ -92,7 +93,9 @@ def message(d: Delivery, with_recipients: bool = False) -> dict[str, Any]:
         "text": d.text,
         "time": d.sent_at,
     }
-    if with_recipients:
+    if with_recipients or (d.to and d.kind is Kind.BROADCAST):
+        # A broadcast to named users names them to each of them too: it is
+        # not one to everyone.
         out["to"] = list(d.to)
     if d.room:
         out["room"] = d.room

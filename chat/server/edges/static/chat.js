@@ -53,6 +53,15 @@
   const EVERYONE = "everyone";
   const OPEN_KEY = "chat.open";
   const PHONE = window.matchMedia("(max-width: 760px)");
+  // Lines in one message (docs/protocol.rst: a message may hold line breaks).
+  const MAX_LINES = 50;
+  // "typing" at most this often (milliseconds), and how long a notice shows.
+  const TYPING_EVERY = 3000;
+  const TYPING_SHOWN = 6000;
+  // Hits asked for in one page of search results, and older pages of a
+  // conversation loaded at most to reach a hit.
+  const HITS = 20;
+  const SEEK_PAGES = 20;
 
   const $ = (id) => document.getElementById(id);
   const ui = {
@@ -130,6 +139,17 @@
     roomsError: $("rooms-error"),
     roomDirectory: $("room-directory"),
     roomsClose: $("rooms-close"),
+    search: $("search"),
+    searchText: $("search-text"),
+    searchResults: $("search-results"),
+    searchStatus: $("search-status"),
+    searchHits: $("search-hits"),
+    searchMore: $("search-more"),
+    searchClose: $("search-close"),
+    typing: $("typing"),
+    rosterStale: $("roster-stale"),
+    topbar: document.querySelector(".topbar"),
+    main: document.querySelector(".main"),
   };
 
   const state = {
@@ -196,6 +216,16 @@
     // Conversations to mark read with the next "read", and its timer.
     readIds: new Set(),
     readTimer: 0,
+    // Who is typing where: conversation id -> Map(name -> timer).
+    typing: new Map(),
+    // When this page last said its user types, and in which conversation.
+    typingSentAt: 0,
+    typingSentIn: null,
+    // The search shown: {text, hits, more}; a hit being opened: {conv, id, pages}.
+    search: null,
+    seek: null,
+    // When the connection was lost (seconds), while the roster is as of then.
+    staleSince: null,
   };
 
   // --- small helpers ----------------------------------------------------------
@@ -309,6 +339,44 @@
     }
     if (last < text.length) parent.append(document.createTextNode(text.slice(last)));
   }
+
+  // A message's text: its lines as sent, and what is between ``` as code (a
+  // block, or inline on one line); the rest with its links.
+  const FENCE = "```";
+
+  function appendMessageText(parent, text) {
+    let at = 0;
+    for (;;) {
+      const open = text.indexOf(FENCE, at);
+      const close = open < 0 ? -1 : text.indexOf(FENCE, open + FENCE.length);
+      if (close < 0) {
+        if (at < text.length) appendLinkified(parent, text.slice(at));
+        return;
+      }
+      let code = text.slice(open + FENCE.length, close);
+      const block = code.includes("\n");
+      let before = text.slice(at, open);
+      at = close + FENCE.length;
+      if (block) {
+        // The fences stand on lines of their own (the first may name a language).
+        code = code.replace(/^[\w+#.-]*[ \t]*\n/, "").replace(/\n[ \t]*$/, "");
+        before = before.replace(/\n[ \t]*$/, "");
+        if (text[at] === "\n") at += 1;
+      }
+      if (before) appendLinkified(parent, before);
+      if (block) {
+        const pre = make("pre", "code");
+        pre.dir = "ltr";
+        pre.append(make("code", "", code));
+        parent.append(pre);
+      } else {
+        parent.append(make("code", "inline-code", code));
+      }
+    }
+  }
+
+  // The text a message node was made from (its .text shows it without the fences).
+  const rawText = new WeakMap();
 
   // --- the session token ------------------------------------------------------
 
@@ -497,6 +565,9 @@
     state.phase = "idle";
     state.pending = [];
     dropAcks();
+    clearAllTyping();
+    // Who is online is as of now, until the connection is back.
+    if (state.inChat) setStale(true);
     setLoginBusy(false);
     setResumeBusy(false);
     const auth = state.auth;
@@ -720,7 +791,10 @@
         gotPage(req, msg);
         return;
       }
-      addMessages(Array.isArray(msg.messages) ? msg.messages : [], { page: typeof msg.conversation === "string" ? msg.conversation : null });
+      const messages = Array.isArray(msg.messages) ? msg.messages : [];
+      addMessages(messages, { page: typeof msg.conversation === "string" ? msg.conversation : null });
+      // Typed as "/history": the answer shows, whether or not its messages are on screen already.
+      if (req && req.kind === "line") showHistoryNote(msg, messages);
     },
 
     conversations(msg) {
@@ -817,11 +891,14 @@
     },
 
     roster(msg) {
-      takePending(["whoelse", "wholast", "line"]);
+      const req = takePending(["whoelse", "wholast", "line"]);
       const users = Array.isArray(msg.users) ? msg.users : [];
+      if (req && req.kind === "line") showRosterNote(msg, users);
       if (msg.view === "recent") {
         showRecent(msg.minutes, users);
       } else {
+        // Fresh from the server: no longer as of a lost connection.
+        setStale(false);
         state.roster.clear();
         for (const u of users) {
           if (u && typeof u.name === "string" && u.name !== state.me) state.roster.set(u.name, { intro: u.intro || null });
@@ -837,6 +914,8 @@
         state.roster.set(name, { intro: msg.intro || null });
       } else {
         state.roster.delete(name);
+        // Gone: not typing any more.
+        clearTypingOf(name);
       }
       renderRoster();
       if (state.recent) {
@@ -848,6 +927,16 @@
         state.recent.users.set(name, entry);
         renderRecent();
       }
+    },
+
+    typing(msg) {
+      if (typeof msg.from !== "string" || typeof msg.conversation !== "string" || msg.from === state.me) return;
+      setTyping(convKey(msg.conversation), msg.from, true);
+    },
+
+    found(msg) {
+      takePending(["search", "line"]);
+      gotHits(msg);
     },
 
     help(msg) {
@@ -1022,6 +1111,12 @@
         return;
       }
       if (req && req.kind === "conversations") return;
+      if (req && req.kind === "search") {
+        showSearch();
+        ui.searchStatus.textContent = msg.text || "The search failed.";
+        ui.searchMore.disabled = false;
+        return;
+      }
       if (req && (req.kind === "join" || req.kind === "rooms") && !ui.roomsPanel.hidden) {
         ui.roomsError.textContent = msg.text || "The server refused that.";
         ui.roomName.focus();
@@ -1032,6 +1127,11 @@
         if (req.kind === "send") ui.to.value = req.restore.to;
         recipientsChanged();
         updateCounter();
+      }
+      if (req && req.askIntro) {
+        // The server did not ask for the intro after all.
+        state.introMode = "intro";
+        closeIntro(true);
       }
       if (req && (req.kind === "intro" || (req.kind === "line" && req.intro))) {
         ui.introSave.disabled = false;
@@ -1264,6 +1364,11 @@
     clearTimeout(state.readTimer);
     state.readTimer = 0;
     closeRooms(false);
+    closeSearch(false);
+    ui.searchText.value = "";
+    state.seek = null;
+    clearAllTyping();
+    setStale(false);
     showList(false);
     state.roster.clear();
     state.recent = null;
@@ -1346,13 +1451,9 @@
     return m.kind === "private" || m.kind === "room" ? m.kind : "broadcast";
   }
 
-  function kindLabel(m, mine) {
-    const kind = kindOf(m);
-    if (!mine) return kind;
-    const to = Array.isArray(m.to) ? m.to : null;
-    if (!to) return kind;
-    if (to.length === 0) return "broadcast to everyone";
-    return kind + " to " + to.join(", ");
+  // Whom a message to several people went to: "to seas, google" (this user: "you").
+  function recipientsLabel(m) {
+    return "to " + nameList(m.to).map((n) => (n === state.me ? "you" : n)).join(", ");
   }
 
   function renderMessage(m, flags) {
@@ -1384,10 +1485,18 @@
     time.title = fullTime(date);
     meta.append(sender, time);
     // The view says where a message is; a tag only says who a message to several went to.
-    if (kind === "broadcast" && nameList(m.to).length) meta.append(make("span", "tag" + (kind === "private" ? " private" : ""), kindLabel(m, flags.mine)));
+    if (kind === "broadcast" && nameList(m.to).length) {
+      const tag = make("span", "tag recipients", recipientsLabel(m));
+      tag.title = "A message to " + nameList(m.to).join(", ") + ", not to everyone";
+      meta.append(tag);
+    }
     if (flags.away) meta.append(make("span", "tag away-tag", "while you were away"));
+    const raw = String(m.text == null ? "" : m.text);
     const text = make("div", "text");
-    appendLinkified(text, String(m.text == null ? "" : m.text));
+    // Right to left where the text is.
+    text.dir = "auto";
+    appendMessageText(text, raw);
+    rawText.set(node, raw);
     body.append(meta, text);
     node.append(avatar(from), body);
     return node;
@@ -1446,6 +1555,8 @@
       const convs = conversationsOf(m);
       if (flags.page && !convs.includes(flags.page)) convs.push(flags.page);
       for (const cid of convs) noteMessage(conversation(cid), m, flags, mine);
+      // Their message came: they are no longer typing it.
+      if (flags.fresh && typeof m.from === "string") for (const cid of convs) if (state.typing.has(cid)) setTyping(cid, m.from, false);
       const node = renderMessage(Object.assign({}, m, { id: id }), { mine: mine, away: !!flags.away, convs: convs });
       insertByTime(node);
       state.byId.set(id, node);
@@ -1485,6 +1596,7 @@
     label.append(make("span", "sr-only", ":"));
     meta.append(label, time, make("span", "tag announcement-tag", "from the server"));
     const text = make("div", "text");
+    text.dir = "auto";
     appendLinkified(text, String(msg.text == null ? "" : msg.text));
     const body = make("div", "announcement-body");
     body.append(meta, text);
@@ -1542,7 +1654,7 @@
       again.type = "button";
       again.addEventListener("click", () => {
         ui.to.value = failed.join(", ");
-        ui.message.value = node.querySelector(".text").textContent;
+        ui.message.value = rawText.get(node) || node.querySelector(".text").textContent;
         recipientsChanged();
         updateCounter();
         hideComposerError();
@@ -1783,6 +1895,11 @@
     }
     const label = c.kind === "room" ? c.name.replace(/^#/, "") : c.name;
     button.append(make("span", "conv-name", label));
+    if (state.typing.has(c.id) && c.id !== state.open) {
+      const typing = make("span", "conv-typing", "typing…");
+      typing.title = typingText(Array.from(state.typing.get(c.id).keys()));
+      button.append(typing);
+    }
     const badge = make("span", "badge", c.unread > 0 ? String(c.unread) : "");
     badge.hidden = !(c.unread > 0);
     button.append(badge);
@@ -1825,7 +1942,7 @@
     let sub = "";
     if (c.kind === "everyone") sub = "Broadcasts to everyone online";
     else if (c.kind === "room") sub = c.members === null ? "Room" : plural(c.members, "member", "members");
-    else if (state.roster.has(c.name)) sub = (state.roster.get(c.name).intro ? state.roster.get(c.name).intro + " · " : "") + "online";
+    else if (state.roster.has(c.name)) sub = (state.roster.get(c.name).intro ? state.roster.get(c.name).intro + " · " : "") + "online" + (state.staleSince !== null ? " as of " + hhmm(asDate(state.staleSince)) : "");
     else sub = "Direct messages";
     ui.convSub.textContent = sub;
     ui.convSub.title = sub;
@@ -1855,6 +1972,7 @@
     if (c.unread && reading()) markRead(c);
     renderConversations();
     renderOlder();
+    renderTypingLine();
     if (changed || opts.bottom) scrollToBottom();
     if (opts.focus) ui.message.focus();
   }
@@ -1929,6 +2047,10 @@
     }
     renderOlder();
     renderConversations();
+    if (state.seek && state.seek.conv === c.id) {
+      seekHit();
+      return;
+    }
     // Not enough to scroll: the next page at once.
     if (c.id === state.open && c.more && t.scrollHeight <= t.clientHeight + 8) loadPage(c, true);
   }
@@ -1948,6 +2070,246 @@
     if (ui.timeline.scrollTop < 40) {
       const c = conversation(state.open);
       if (c.loaded && c.more && !c.loading) loadPage(c, true);
+    }
+  }
+
+  // --- who is typing -------------------------------------------------------------
+
+  // The page's id of a conversation the server names (rooms in lower case).
+  function convKey(id) {
+    return id.startsWith("#") ? roomId(id) : id;
+  }
+
+  // Where what is typed now goes (To says), or null for several people.
+  function typingTarget() {
+    const to = parseRecipients(ui.to.value);
+    if (to.length === 0) return EVERYONE;
+    if (to.length > 1) return null;
+    return to[0].startsWith("#") ? roomId(to[0]) : "@" + to[0];
+  }
+
+  // The user types a message: the others in its conversation are told, at
+  // most every TYPING_EVERY (the server drops more).  No answer comes.
+  function sendTyping() {
+    const value = ui.message.value;
+    if (!value.trim() || isCommand(value) || !connected() || state.legacy) return;
+    const conv = typingTarget();
+    if (!conv || conv === "@" + state.me) return;
+    const now = performance.now();
+    if (state.typingSentIn === conv && state.typingSentAt && now - state.typingSentAt < TYPING_EVERY) return;
+    state.typingSentAt = now;
+    state.typingSentIn = conv;
+    rawSend({ type: "typing", conversation: conv });
+  }
+
+  function typingText(names) {
+    if (names.length === 1) return names[0] + " is typing…";
+    if (names.length === 2) return names[0] + " and " + names[1] + " are typing…";
+    return names.length + " people are typing…";
+  }
+
+  // NAME types in conversation CID (shown for TYPING_SHOWN), or no longer.
+  function setTyping(cid, name, on) {
+    let who = state.typing.get(cid);
+    if (!on && !(who && who.has(name))) return;
+    if (who && who.has(name)) clearTimeout(who.get(name));
+    if (on) {
+      if (!who) {
+        who = new Map();
+        state.typing.set(cid, who);
+      }
+      who.set(name, setTimeout(() => setTyping(cid, name, false), TYPING_SHOWN));
+    } else {
+      who.delete(name);
+      if (!who.size) state.typing.delete(cid);
+    }
+    renderTypingLine();
+    renderConversations();
+  }
+
+  function clearTypingOf(name) {
+    for (const cid of Array.from(state.typing.keys())) setTyping(cid, name, false);
+  }
+
+  function clearAllTyping() {
+    for (const who of state.typing.values()) for (const timer of who.values()) clearTimeout(timer);
+    state.typing.clear();
+    renderTypingLine();
+  }
+
+  function renderTypingLine() {
+    const who = state.typing.get(state.open);
+    ui.typing.textContent = who ? typingText(Array.from(who.keys())) : "";
+  }
+
+  // --- a roster as of a lost connection ---------------------------------------------
+
+  function setStale(on) {
+    if (on && state.staleSince === null) state.staleSince = Date.now() / 1000;
+    if (!on) state.staleSince = null;
+    const stale = state.staleSince !== null;
+    const at = stale ? hhmm(asDate(state.staleSince)) : "";
+    ui.sidebar.classList.toggle("stale", stale);
+    ui.rosterStale.hidden = !stale;
+    ui.rosterStale.textContent = stale ? "as of " + at : "";
+    ui.rosterStale.title = stale ? "Not connected: who was online at " + at + "; it is brought up to date once the connection is back." : "";
+    renderConvHead();
+  }
+
+  // --- search -------------------------------------------------------------------
+
+  function startSearch(text, before) {
+    const words = String(text).trim();
+    if (!words) return;
+    const obj = { type: "search", text: words, count: HITS };
+    if (before) obj.before = before;
+    showSearch();
+    if (!request(obj, "search", { more: !!before })) {
+      ui.searchStatus.textContent = "Not connected; search once the connection is back.";
+      return;
+    }
+    if (!before) {
+      state.search = { text: words, hits: [], more: false };
+      ui.searchHits.replaceChildren();
+      ui.searchMore.hidden = true;
+    }
+    ui.searchMore.disabled = true;
+    ui.searchStatus.textContent = "Searching…";
+  }
+
+  function showSearch() {
+    ui.searchResults.hidden = false;
+    ui.sidebar.classList.add("searching");
+  }
+
+  function closeSearch(restoreFocus) {
+    if (ui.searchResults.hidden) return;
+    ui.searchResults.hidden = true;
+    ui.sidebar.classList.remove("searching");
+    state.search = null;
+    ui.searchHits.replaceChildren();
+    if (restoreFocus) ui.searchText.focus();
+  }
+
+  // The answer to "search" (or a typed "/search"): a page of hits.
+  function gotHits(msg) {
+    const hits = (Array.isArray(msg.hits) ? msg.hits : []).filter((h) => h && typeof h.id === "string" && typeof h.conversation === "string");
+    const query = typeof msg.query === "string" ? msg.query : "";
+    if (!state.search || state.search.text !== query) {
+      state.search = { text: query, hits: [], more: false };
+      ui.searchHits.replaceChildren();
+      if (ui.searchText.value.trim() !== query) ui.searchText.value = query;
+    }
+    showSearch();
+    const words = nameList(msg.words);
+    state.search.hits = state.search.hits.concat(hits);
+    state.search.more = msg.more === true && hits.length > 0;
+    ui.searchHits.append(...hits.map((h) => hitItem(h, words)));
+    const n = state.search.hits.length;
+    ui.searchStatus.textContent = n
+      ? plural(n, "message", "messages") + " with “" + query + "”" + (state.search.more ? ", newest first" : ".")
+      : "Nothing found for “" + query + "”.";
+    ui.searchMore.hidden = !state.search.more;
+    ui.searchMore.disabled = false;
+  }
+
+  function hitItem(h, words) {
+    const li = make("li", "");
+    const button = make("button", "hit");
+    button.type = "button";
+    button.dataset.id = h.id;
+    button.dataset.conv = convKey(h.conversation);
+    const date = asDate(h.time);
+    const head = make("span", "hit-head");
+    const where = typeof h.name === "string" && h.name ? h.name : h.conversation;
+    head.append(make("span", "hit-conv", h.conversation === EVERYONE ? "Everyone" : h.conversation.startsWith("@") ? "with " + where : where));
+    head.append(make("span", "hit-from " + colorOf(String(h.from)), String(h.from)));
+    const time = make("time", "hit-time", (dayKey(date) === dayKey(new Date()) ? "" : date.toLocaleDateString(undefined, { month: "short", day: "numeric" }) + ", ") + hhmm(date));
+    time.dateTime = date.toISOString();
+    time.title = fullTime(date);
+    head.append(time);
+    const text = make("span", "hit-text");
+    text.dir = "auto";
+    appendMarked(text, String(h.text == null ? "" : h.text).replace(/\n+/g, " ⏎ "), words);
+    button.append(head, text);
+    li.append(button);
+    return li;
+  }
+
+  // Folded for matching: lower case, without accents (as the server's search).
+  function fold(ch) {
+    return ch.normalize("NFKD").replace(/\p{M}/gu, "").toLowerCase();
+  }
+
+  // TEXT with the words found marked (<mark>), whatever their case and accents.
+  function appendMarked(parent, text, words) {
+    const chars = Array.from(text);
+    let folded = "";
+    const from = [];
+    chars.forEach((ch, i) => {
+      const f = fold(ch);
+      for (let k = 0; k < f.length; k += 1) from.push(i);
+      folded += f;
+    });
+    const marked = new Array(chars.length).fill(false);
+    const letter = /[\p{L}\p{N}]/u;
+    for (const word of words) {
+      const w = fold(word);
+      if (!w) continue;
+      for (let at = folded.indexOf(w); at >= 0; at = folded.indexOf(w, at + 1)) {
+        const end = at + w.length;
+        if ((at > 0 && letter.test(folded[at - 1])) || (end < folded.length && letter.test(folded[end]))) continue;
+        for (let k = from[at]; k <= from[end - 1]; k += 1) marked[k] = true;
+      }
+    }
+    let run = "";
+    let on = false;
+    const flush = () => {
+      if (run) parent.append(on ? make("mark", "", run) : document.createTextNode(run));
+      run = "";
+    };
+    chars.forEach((ch, i) => {
+      if (marked[i] !== on) {
+        flush();
+        on = marked[i];
+      }
+      run += ch;
+    });
+    flush();
+  }
+
+  // A hit opens its conversation at that message: older pages are loaded
+  // until it shows (at most SEEK_PAGES), and it is highlighted.
+  function openHit(cid, id) {
+    for (const node of ui.timeline.querySelectorAll(".message.found")) node.classList.remove("found");
+    state.seek = { conv: cid, id: id, pages: 0 };
+    openConversation(cid, { focus: false });
+    seekHit();
+  }
+
+  function seekHit() {
+    const seek = state.seek;
+    if (!seek || seek.conv !== state.open) {
+      state.seek = null;
+      return;
+    }
+    const node = state.byId.get(seek.id);
+    if (node && !node.hidden) {
+      state.seek = null;
+      node.classList.add("found");
+      node.scrollIntoView({ block: "center" });
+      return;
+    }
+    const c = conversation(seek.conv);
+    if (c.loading) return;
+    if (c.loaded && c.more && seek.pages < SEEK_PAGES) {
+      seek.pages += 1;
+      loadPage(c, true);
+      return;
+    }
+    if (c.loaded) {
+      state.seek = null;
+      showNote("That message is no longer kept in this conversation.");
     }
   }
 
@@ -2162,11 +2524,27 @@
     return new TextEncoder().encode(text).length;
   }
 
+  // A message as it is sent: its lines (at most MAX_LINES), with no spaces at
+  // their ends, nor blank lines at its ends; the indentation of code stays.
+  function messageText(typed) {
+    const text = typed
+      .replace(/\r\n?|[\u2028\u2029]/g, "\n")
+      .replace(/[ \t]+$/gm, "")
+      .replace(/^\n+|\n+$/g, "");
+    return text.includes("\n") ? text : text.trim();
+  }
+
+  // A command is one line, as typed at a terminal.
+  function isCommand(typed) {
+    const start = typed.trimStart();
+    return start.startsWith("/") && !start.startsWith("//");
+  }
+
   function onComposerSubmit(event) {
     event.preventDefault();
     const typed = ui.message.value;
-    let text = typed.replace(/\s*[\r\n]+\s*/g, " ").trim();
-    if (!text) {
+    let text = isCommand(typed) ? typed.replace(/\s*[\r\n]+\s*/g, " ").trim() : messageText(typed);
+    if (!text.trim()) {
       ui.message.focus();
       return;
     }
@@ -2182,14 +2560,22 @@
     let obj;
     let kind;
     let display;
-    if (text.startsWith("/") && !text.startsWith("//")) {
+    let extra = {};
+    if (isCommand(text)) {
       const line = text.slice(1).trim();
       if (!line) return;
       obj = { type: "line", text: line };
       kind = "line";
       display = parseLine(line);
+      // The server asks for the intro as the next line: the intro form owns the keyboard at once.
+      if (/^personalintro$/i.test(line)) extra = { askIntro: true };
     } else {
-      if (text.startsWith("//")) text = text.slice(1);
+      const lines = text.split("\n").length;
+      if (lines > MAX_LINES) {
+        showComposerError({ text: "A message can have at most " + MAX_LINES + " lines; this one has " + lines + ". Nothing was sent." });
+        return;
+      }
+      if (text.trimStart().startsWith("//")) text = text.replace("/", "");
       const to = parseRecipients(ui.to.value);
       const rooms = to.filter((n) => n.startsWith("#"));
       kind = "send";
@@ -2210,14 +2596,19 @@
       });
       return;
     }
-    if (!request(obj, kind, { display: display, restore: { text: typed, to: ui.to.value } })) return;
+    if (!request(obj, kind, Object.assign({ display: display, restore: { text: typed, to: ui.to.value } }, extra))) return;
     if (state.sent[state.sent.length - 1] !== typed) state.sent.push(typed);
     if (state.sent.length > SENT_KEEP) state.sent.shift();
     state.recall = -1;
     ui.message.value = "";
+    // Sent: the next "typing" may go at once, and no old note stays above the composer.
+    state.typingSentAt = 0;
     updateCounter();
+    fitComposer();
     hideComposerError();
-    ui.message.focus();
+    hideNote();
+    if (extra.askIntro) openIntro("line");
+    else ui.message.focus();
   }
 
   function recallTo(index) {
@@ -2229,7 +2620,8 @@
   }
 
   function onMessageKey(event) {
-    if (event.key === "Enter" && !event.isComposing && event.keyCode !== 229) {
+    // Enter sends; Shift+Enter is a new line (the textarea's own).
+    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();
       ui.composer.requestSubmit();
       return;
@@ -2238,6 +2630,11 @@
     const value = ui.message.value;
     const sent = state.sent;
     const recalling = state.recall >= 0 && value === sent[state.recall];
+    // Up and Down move between the lines of a message; only from its first
+    // (or last) line do they step through what was sent.
+    const caret = ui.message.selectionStart;
+    if (event.key === "ArrowUp" && value.slice(0, caret).includes("\n")) return;
+    if (event.key === "ArrowDown" && value.slice(ui.message.selectionEnd).includes("\n")) return;
     if (event.key === "ArrowUp") {
       if (!sent.length) return;
       let index = -1;
@@ -2359,6 +2756,50 @@
     if (keep > 0) state.noteTimer = setTimeout(hideNote, keep * 1000);
   }
 
+  // A list in the note: a title, then one line per item (each filled by FILL).
+  function showListNote(title, items, fill, empty) {
+    showNote(null, 0, (box) => {
+      box.append(make("strong", "note-title", title));
+      if (!items.length) {
+        box.append(make("span", "", empty));
+        return;
+      }
+      const list = make("ul", "note-list");
+      for (const item of items) {
+        const li = make("li", "");
+        fill(li, item);
+        list.append(li);
+      }
+      box.append(list);
+    });
+  }
+
+  // The answer to a typed "/whoelse" or "/wholast N".
+  function showRosterNote(msg, users) {
+    const others = users.filter((u) => u && typeof u.name === "string");
+    const recent = msg.view === "recent";
+    const title = recent ? "Online in the last " + plural(Number(msg.minutes) || 0, "minute", "minutes") + ":" : "Online now:";
+    showListNote(title, others, (li, u) => {
+      li.append(make("b", "", u.name));
+      if (u.intro) li.append(" ", make("span", "", "<" + u.intro + ">"));
+      if (recent && !u.online && typeof u.last_seen === "number") li.append(" ", make("span", "note-when", "last seen " + hhmm(asDate(u.last_seen))));
+    }, "Nobody else.");
+  }
+
+  // The answer to a typed "/history [N]": the messages, one line each.
+  function showHistoryNote(msg, messages) {
+    const list = messages.filter((m) => m && typeof m === "object");
+    const title = (typeof msg.name === "string" && msg.name ? "Last messages in " + msg.name : "Your last messages") + " (" + list.length + "):";
+    showListNote(title, list, (li, m) => {
+      li.append(make("span", "note-when", hhmm(asDate(m.time))), " ", make("b", "", String(m.from)));
+      const where = m.kind === "room" && m.room ? " in " + m.room : nameList(m.to).length ? " " + recipientsLabel(m) : "";
+      if (where) li.append(make("span", "note-when", where));
+      const text = make("span", "note-text", ": " + String(m.text == null ? "" : m.text).replace(/\n+/g, " ⏎ "));
+      text.dir = "auto";
+      li.append(text);
+    }, "No messages yet.");
+  }
+
   function hideNote() {
     clearTimeout(state.noteTimer);
     ui.composerNote.hidden = true;
@@ -2367,10 +2808,19 @@
 
   // --- the intro form ---------------------------------------------------------
 
+  // The form owns the keyboard while it is open: the rest of the page is
+  // inert, so nothing typed meanwhile goes to the composer (where the server,
+  // waiting for the intro as the next line, would take it as the intro).
   function openIntro(mode) {
-    state.introMode = mode === "line" ? "line" : "intro";
+    const line = mode === "line";
+    // Opened as the command was sent, and now the server's ask: as it is.
+    if (!ui.introForm.hidden && line && state.introMode === "line") return;
+    state.introMode = line ? "line" : "intro";
     closeRooms(false);
+    closeSearch(false);
     ui.introForm.hidden = false;
+    ui.topbar.inert = true;
+    ui.main.inert = true;
     ui.setIntro.setAttribute("aria-expanded", "true");
     ui.introError.textContent = "";
     ui.introSave.disabled = false;
@@ -2382,6 +2832,8 @@
   function closeIntro(restoreFocus) {
     if (ui.introForm.hidden) return;
     ui.introForm.hidden = true;
+    ui.topbar.inert = false;
+    ui.main.inert = false;
     ui.setIntro.setAttribute("aria-expanded", "false");
     ui.introSave.disabled = false;
     if (restoreFocus) ui.message.focus();
@@ -2854,7 +3306,18 @@
   ui.login.addEventListener("submit", onLoginSubmit);
   ui.composer.addEventListener("submit", onComposerSubmit);
   ui.message.addEventListener("keydown", onMessageKey);
-  ui.message.addEventListener("input", updateCounter);
+  // The composer grows with its lines (up to its max-height), where CSS cannot say so.
+  const GROWS = window.CSS && CSS.supports && CSS.supports("field-sizing", "content");
+  function fitComposer() {
+    if (GROWS) return;
+    ui.message.style.height = "auto";
+    ui.message.style.height = ui.message.scrollHeight + 2 + "px";
+  }
+  ui.message.addEventListener("input", () => {
+    updateCounter();
+    fitComposer();
+    sendTyping();
+  });
   ui.to.addEventListener("input", recipientsChanged);
   ui.to.addEventListener("keydown", (event) => {
     if (event.key === "Enter") {
@@ -2894,6 +3357,32 @@
     // Shift-click adds the person to To; a click opens the conversation with them.
     if (event.shiftKey || event.ctrlKey || event.metaKey) setRecipients(person.dataset.name, true);
     else openConversation("@" + person.dataset.name, { bottom: true, focus: !PHONE.matches });
+  });
+  ui.search.addEventListener("submit", (event) => {
+    event.preventDefault();
+    startSearch(ui.searchText.value);
+  });
+  ui.searchText.addEventListener("keydown", (event) => {
+    if (event.key !== "Escape" || ui.searchResults.hidden) return;
+    event.preventDefault();
+    event.stopPropagation();
+    ui.searchText.value = "";
+    closeSearch(true);
+  });
+  ui.searchClose.addEventListener("click", () => {
+    ui.searchText.value = "";
+    closeSearch(true);
+  });
+  ui.searchMore.addEventListener("click", () => {
+    const s = state.search;
+    if (s && s.hits.length) startSearch(s.text, s.hits[s.hits.length - 1].id);
+  });
+  ui.searchHits.addEventListener("click", (event) => {
+    const hit = event.target.closest(".hit");
+    if (!hit) return;
+    for (const b of ui.searchHits.querySelectorAll(".hit")) b.removeAttribute("aria-current");
+    hit.setAttribute("aria-current", "true");
+    openHit(hit.dataset.conv, hit.dataset.id);
   });
   ui.browseRooms.addEventListener("click", () => (ui.roomsPanel.hidden ? openRooms() : closeRooms(true)));
   ui.roomsClose.addEventListener("click", () => closeRooms(true));

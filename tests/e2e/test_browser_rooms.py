@@ -571,8 +571,9 @@ class ScreenshotTests(BrowserTestCase):
     @evidence
     async def test_screenshots_of_rooms_and_conversations(self) -> None:
         """
-        The pictures in docs/: a #dev room with a few messages, two direct
-        conversations and unread counts, on a desktop and on a phone.
+        The pictures in docs/: a #dev room with a few messages (one of them
+        code, on several lines) and someone typing, two direct conversations
+        and unread counts, on a desktop and on a phone.
         Taken on every run; written to docs/ only with CHAT_SCREENSHOTS=1.
         """
         port, url = await self.serve()
@@ -608,6 +609,23 @@ class ScreenshotTests(BrowserTestCase):
         await google.expect(r"Sent to #dev")
         await b.run(seen, desktop, "Works for me")
 
+        def phone_writes_code() -> None:
+            phone.fill(
+                "#message",
+                "Found it, the check was inverted:\n```\nif not user.online:\n    store(message)\n```",
+            )
+            phone.click("#send")
+            expect(phone.locator("#message")).to_have_value("")
+            expect(desktop.locator("#timeline .message pre.code")).to_have_count(1)
+
+        await b.run(phone_writes_code)
+        # Someone on a page of their own, about to answer in #dev.
+        web_port = self.servers[0].web_port
+        assert web_port is not None
+        facebook = await self.lab.ws_login(web_port, "facebook")
+        facebook.send({"type": "join", "room": "#dev"})
+        await facebook.expect({"type": "joined"})
+
         def phone_writes() -> None:
             phone.click("#back")
             phone.locator('#roster .person[data-name="columbia"]').click()
@@ -635,10 +653,11 @@ class ScreenshotTests(BrowserTestCase):
 
         def photograph() -> None:
             open_conversation(desktop, "#dev", "#dev")
-            expect(desktop.locator("#conv-sub")).to_have_text("4 members")
+            expect(desktop.locator("#conv-sub")).to_have_text("5 members")
             badge(desktop, "@wikipedia", 2)
             badge(desktop, "@seas", 1)
             badge(desktop, "everyone", 1)
+            expect(desktop.locator("#typing")).to_have_text("facebook is typing…")
             # The phone on its list: the conversations with their counts, and who is online.
             phone.click("#back")
             badge(phone, "@google", 1)
@@ -656,6 +675,14 @@ class ScreenshotTests(BrowserTestCase):
             expect(desktop.locator('#room-directory li[data-room="#design"]')).to_be_visible()
             desktop.screenshot(path=os.path.join(directory, "rooms-panel-desktop.png"))
             desktop.keyboard.press("Escape")
+            # The search box's results, a hit opened.
+            desktop.fill("#search-text", "search page")
+            desktop.press("#search-text", "Enter")
+            expect(desktop.locator("#search-hits .hit")).to_have_count(2)
+            desktop.locator("#search-hits .hit").last.click()
+            expect(desktop.locator("#timeline .message.found")).to_have_count(1)
+            desktop.screenshot(path=os.path.join(directory, "search-desktop.png"))
+            desktop.click("#search-close")
             open_conversation(phone, "#dev", "#dev")
             phone.locator("#message").blur()
             phone.screenshot(path=os.path.join(directory, "room-phone.png"))
@@ -664,6 +691,7 @@ class ScreenshotTests(BrowserTestCase):
             desktop.locator("#message").blur()
             desktop.screenshot(path=os.path.join(directory, "direct-desktop-dark.png"))
 
+        facebook.send({"type": "typing", "conversation": "#dev"})
         await b.run(photograph)
         for path in shots.values():
             self.assertGreater(os.path.getsize(path), 10_000, path)

@@ -792,7 +792,7 @@
         return;
       }
       const messages = Array.isArray(msg.messages) ? msg.messages : [];
-      addMessages(messages, { page: typeof msg.conversation === "string" ? msg.conversation : null });
+      addMessages(messages, { page: typeof msg.conversation === "string" ? msg.conversation : null, history: true });
       // Typed as "/history": the answer shows, whether or not its messages are on screen already.
       if (req && req.kind === "line") showHistoryNote(msg, messages);
     },
@@ -1512,13 +1512,18 @@
 
   // Messages and announcements are kept in the order of their times (history
   // comes above what is shown already), with a separator at the start of each
-  // day.
-  function insertByTime(node) {
+  // day.  BATCH: the nodes of the page of history NODE comes with, or null
+  // for a live one; a page's message goes after those of its page of the
+  // same time, and before the others (sent together, messages may have the
+  // same time).
+  function insertByTime(node, batch) {
     const t = Number(node.dataset.time);
     const day = node.dataset.day;
     let prev = null;
     for (let c = ui.timeline.lastElementChild; c; c = c.previousElementSibling) {
-      if (c.dataset.time !== undefined && Number(c.dataset.time) <= t) {
+      if (c.dataset.time === undefined) continue;
+      const ct = Number(c.dataset.time);
+      if (ct < t || (ct === t && (!batch || batch.has(c)))) {
         prev = c;
         break;
       }
@@ -1547,6 +1552,7 @@
     let added = null;
     let fresh = 0;
     let shown = 0;
+    const batch = flags.page || flags.history ? new Set() : null;
     for (const m of list) {
       if (!m || typeof m !== "object") continue;
       const id = typeof m.id === "string" && m.id ? m.id : "local-" + ++state.localIds;
@@ -1558,7 +1564,8 @@
       // Their message came: they are no longer typing it.
       if (flags.fresh && typeof m.from === "string") for (const cid of convs) if (state.typing.has(cid)) setTyping(cid, m.from, false);
       const node = renderMessage(Object.assign({}, m, { id: id }), { mine: mine, away: !!flags.away, convs: convs });
-      insertByTime(node);
+      insertByTime(node, batch);
+      if (batch) batch.add(node);
       state.byId.set(id, node);
       added = node;
       if (!node.hidden) shown += 1;
@@ -1601,7 +1608,7 @@
     const body = make("div", "announcement-body");
     body.append(meta, text);
     node.append(mark, body);
-    insertByTime(node);
+    insertByTime(node, null);
     updateEmpty();
     if (stick) scrollToBottom();
     else ui.jump.hidden = false;
@@ -2188,6 +2195,7 @@
     ui.sidebar.classList.remove("searching");
     state.search = null;
     ui.searchHits.replaceChildren();
+    for (const node of ui.timeline.querySelectorAll(".message.found")) node.classList.remove("found");
     if (restoreFocus) ui.searchText.focus();
   }
 

@@ -8,7 +8,7 @@ from twisted.trial import unittest
 
 from chat.server import search
 from chat.server.events import Delivery, Kind
-from tests.unit.harness import Harness
+from tests.unit.harness import Harness, HeldStore
 from tests.unit.test_rooms import answers, said
 from tests.unit.test_web_edge import logged_in
 
@@ -96,3 +96,34 @@ class SessionSearchTests(unittest.TestCase):
             [(h["conversation"], h["text"]) for h in older["hits"]], [("@columbia", "deploy tonight?")]
         )
         self.assertIs(older["more"], False)
+
+
+class SearchUnderLoadTests(unittest.TestCase):
+    """An attacker's view: searches cannot pile up on the store or leak what the store failed on."""
+
+    def test_searches_typed_as_fast_as_possible_go_to_the_store_one_at_a_time(self) -> None:
+        store = HeldStore()
+        server = Harness(store=store)
+        columbia = server.login("columbia")
+        columbia.send(*(["search deploy"] * 50))
+        self.assertEqual(len(store.waiting), 1, "input is held while a search waits for the store")
+        for _ in range(50):
+            store.release()
+        shown = columbia.read()
+        self.assertEqual(shown.count("No messages with 'deploy'."), 20, shown[-300:])
+        self.assertIn("Slow down", shown)
+
+    def test_a_search_the_store_cannot_answer_says_so_in_one_line_and_the_session_goes_on(self) -> None:
+        store = HeldStore()
+        server = Harness(store=store)
+        browser = logged_in(server, "columbia")
+        store.release()  # what the login asked of the store
+        browser.read()
+        store.broken = True
+        browser.send(type="search", text="deploy")
+        browser.send(type="whoelse")
+        store.release()
+        answers = [(m["type"], m.get("code")) for m in browser.read()]
+        self.assertEqual(answers, [("error", "history_unavailable"), ("roster", None)])
+        # Logged once, as the store's failure, for the operator; the user got one line.
+        self.assertEqual(len(self.flushLoggedErrors(OSError)), 1)

@@ -228,6 +228,23 @@ class SearchTests(BrowserTestCase):
             expect(columbia.locator("#search-hits .hit")).to_have_count(1)
             expect(hit(columbia, "can you deploy tonight?")).to_have_count(1)
 
+            # Many hits come a page at a time.
+            columbia.fill("#search-text", "chatter")
+            columbia.press("#search-text", "Enter")
+            hits = columbia.locator("#search-hits .hit .hit-text")
+            expect(hits).to_have_count(20)
+            expect(hits.first).to_have_text("chatter 59")
+            columbia.click("#search-more")
+            expect(hits).to_have_count(40)
+            last_shown = record.received("found")[-2]["hits"][-1]["id"]
+            self.assertEqual(record.sent("search")[-1]["before"], last_shown)
+            expect(hits.nth(20)).to_have_text("chatter 39")
+            # Escape in the box closes the results.
+            columbia.locator("#search-text").focus()
+            columbia.keyboard.press("Escape")
+            expect(columbia.locator("#search-results")).to_be_hidden()
+            expect(item(columbia, "#ops")).to_be_visible()
+
         await b.run(found)
 
 
@@ -294,6 +311,9 @@ class RoughEdgeTests(BrowserTestCase):
         await google.expect(r"Broadcast to 1 user\.\r\n" + COMMAND + r".*Broadcast to 1 user\.")
 
         def aligned() -> None:
+            # What is typed follows its own direction too.
+            for box in ("#message", "#search-text", "#intro-text"):
+                expect(columbia.locator(box)).to_have_attribute("dir", "auto")
             for text, direction in ((hebrew, "rtl"), ("hello from the left", "ltr")):
                 body = entry(columbia, text).locator(".text")
                 expect(body).to_have_attribute("dir", "auto")

@@ -996,10 +996,12 @@
           closeIntro(true);
           showNote(msg.text || "Your introduction was not changed.");
           break;
-        case "ask_intro":
-          takePending(["line"]);
-          openIntro("line");
+        case "ask_intro": {
+          const req = takePending(["line"]);
+          // The form, opened as "/personalintro" was sent, was closed (or saved) meanwhile.
+          if (!(req && req.askIntro && req.done)) openIntro("line");
           break;
+        }
         default:
           if (msg.text) showNote(msg.text, 0);
       }
@@ -2847,9 +2849,15 @@
     if (restoreFocus) ui.message.focus();
   }
 
+  // The "/personalintro" sent is answered: its ask must not open the form again.
+  function introAnswered() {
+    for (const r of state.pending) if (r.askIntro) r.done = true;
+  }
+
   function cancelIntro() {
     // The server asked for the intro as the next line: an empty one leaves it unchanged.
     if (state.introMode === "line") {
+      introAnswered();
       state.introMode = "intro";
       request({ type: "line", text: "" }, "line", { intro: true });
     }
@@ -2870,6 +2878,7 @@
       return;
     }
     state.introDraft = text;
+    if (state.introMode === "line") introAnswered();
     const ok =
       state.introMode === "line"
         ? request({ type: "line", text: text }, "line", { intro: true })

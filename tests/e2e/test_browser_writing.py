@@ -24,6 +24,7 @@ from tests.e2e.support import COMMAND
 from tests.e2e.test_browser import BrowserTestCase, entry, free_ports, log_in, shows
 from tests.e2e.test_browser_rooms import (
     DESKTOP,
+    PHONE,
     badge,
     item,
     make_room,
@@ -143,6 +144,34 @@ class MultiLineTests(BrowserTestCase):
 
         await b.run(two_lines)
         await google.expect(re.escape("seas (broadcast): first line\r\n  | second line\r\n"))
+
+    @evidence
+    async def test_on_a_touch_screen_enter_starts_a_line_and_send_sends(self) -> None:
+        port, url = await self.serve()
+        google = await self.login(port, "google")
+        b = await self.browser()
+        phone = await b.run(b.page, "phone", **PHONE)
+        record = b.record(phone)
+        await b.run(log_in, phone, url, "columbia")
+
+        def list_of_two() -> None:
+            phone.locator('#roster .person[data-name="google"]').click()
+            expect(phone.locator("#conv-title")).to_have_text("google")
+            box = phone.locator("#message")
+            # The keyboard's key says "enter", not "send".
+            expect(box).to_have_attribute("enterkeyhint", "enter")
+            box.focus()
+            phone.keyboard.type("milk")
+            phone.keyboard.press("Enter")
+            phone.keyboard.type("eggs")
+            expect(box).to_have_value("milk\neggs")
+            self.assertEqual(record.sent("message"), [])
+            phone.click("#send")
+            expect(box).to_have_value("")
+            expect(entry(phone, "milk\neggs", ".mine")).to_have_count(1)
+
+        await b.run(list_of_two)
+        await google.expect(re.escape("columbia (private): milk\r\n  | eggs\r\n"))
 
 
 class SearchTests(BrowserTestCase):

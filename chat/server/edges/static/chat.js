@@ -53,6 +53,9 @@
   const EVERYONE = "everyone";
   const OPEN_KEY = "chat.open";
   const PHONE = window.matchMedia("(max-width: 760px)");
+  // A touch screen's keyboard has no Shift+Enter: there Enter is a new line,
+  // and the Send button sends.
+  const TOUCH = window.matchMedia("(hover: none) and (pointer: coarse)");
   // Lines in one message (docs/protocol.rst: a message may hold line breaks).
   const MAX_LINES = 50;
   // "typing" at most this often (milliseconds), and how long a notice shows.
@@ -2630,8 +2633,10 @@
   }
 
   function onMessageKey(event) {
-    // Enter sends; Shift+Enter is a new line (the textarea's own).
-    if (event.key === "Enter" && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
+    // Enter sends (Ctrl+Enter too, and only it on a touch screen); Shift+Enter
+    // is a new line (the textarea's own).
+    const sends = event.ctrlKey || event.metaKey || !TOUCH.matches;
+    if (event.key === "Enter" && sends && !event.shiftKey && !event.isComposing && event.keyCode !== 229) {
       event.preventDefault();
       ui.composer.requestSubmit();
       return;
@@ -3323,6 +3328,9 @@
   ui.login.addEventListener("submit", onLoginSubmit);
   ui.composer.addEventListener("submit", onComposerSubmit);
   ui.message.addEventListener("keydown", onMessageKey);
+  const enterHint = () => (ui.message.enterKeyHint = TOUCH.matches ? "enter" : "send");
+  TOUCH.addEventListener("change", enterHint);
+  enterHint();
   // The composer grows with its lines (up to its max-height), where CSS cannot say so.
   const GROWS = window.CSS && CSS.supports && CSS.supports("field-sizing", "content");
   function fitComposer() {

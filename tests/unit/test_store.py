@@ -19,6 +19,7 @@ from twisted.trial import unittest
 from zope.interface.verify import verifyObject
 
 from chat.server import search
+from chat.server.backends import sqlite as sqlite_backend
 from chat.server.backends.memory import MemoryStore
 from chat.server.backends.redis.link import Unavailable
 from chat.server.backends.sqlite import SCHEMA_VERSION, SQLiteStore, has_fts5
@@ -477,6 +478,20 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
             indexed,
             ([("PROD deploy", pair("columbia", "seas")), ("Déploy prod", pair("columbia", "seas"))], False),
         )
+
+    async def test_without_fts5_the_store_says_so_once_and_search_scans(self) -> None:
+        self.patch(sqlite_backend, "has_fts5", lambda conn: False)
+        logged = capture_log(self)
+        path = os.path.abspath(self.mktemp())
+        store = SQLiteStore(path, reactor)
+        self.addCleanup(store.close)
+        self.assertFalse(store.indexed)
+        [warning] = [e for e in logged if "FTS5" in e.get("log_format", "")]
+        self.assertIn("search reads through the kept history", warning["log_format"])
+        await store.save_history([private("columbia", "seas", "deploy now", 1.0)])
+        result = await store.search("seas", ("deploy",), 10)
+        assert result is not None
+        self.assertEqual([d.text for d, _ in result[0]], ["deploy now"])
 
     async def test_pruned_messages_leave_the_index(self) -> None:
         self.store = self.make_store(history=2)

@@ -465,6 +465,12 @@ class SQLiteStore:
             self._snapshot = self._load()
             #: Whether search has the full-text index (FTS5), or scans.
             self.indexed = _has_index(self._conn)
+            if not self.indexed:
+                self.log.warn(
+                    "this SQLite ({version}) has no FTS5: search reads through the kept history"
+                    " instead of an index",
+                    version=sqlite3.sqlite_version,
+                )
         except sqlite3.Error as e:
             raise StoreError(f"cannot use database {path!r}: {_why_not(path, e)}") from None
         # Started with the first operation, so that a server which fails to

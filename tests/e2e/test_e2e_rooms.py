@@ -321,7 +321,8 @@ class UnreadAtLoginTests(unittest.TestCase):
         # Shown on the page, not read there yet.
         await say(columbia, "message google while the page is open")
         await google.expect(type="message", text="while the page is open")
-        self.assertEqual(await conversations(google), {"#dev": 0, "@columbia": 1})
+        # Everyone's conversation is listed though nobody broadcast anything.
+        self.assertEqual(await conversations(google), {"everyone": 0, "#dev": 0, "@columbia": 1})
         token = latest_token(google)
         # The connection is lost, not logged out (a reload).
         google.transport.abortConnection()
@@ -330,7 +331,7 @@ class UnreadAtLoginTests(unittest.TestCase):
         await say(columbia, "message #dev one")
         await say(columbia, "message #dev two")
         await say(columbia, "message google psst")
-        want = {"#dev": 2, "@columbia": 2}
+        want = {"everyone": 0, "#dev": 2, "@columbia": 2}
 
         async def comes_back(google: WebSocketClient) -> str:
             """The unread line after the welcome, the counts, and the next token."""

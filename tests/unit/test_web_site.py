@@ -28,7 +28,7 @@ from twisted.trial import unittest
 from twisted.web.http import datetimeToString
 from wsproto.events import TextMessage
 
-from chat.server.edges.web import REQUEST_DEADLINE, STATIC, ChatSite, make_site
+from chat.server.edges.web import REQUEST_DEADLINE, STATIC, ChatSite, content_security_policy, make_site
 from chat.server.limits import ConnectionCount
 from chat.server.tap import Options
 from tests.unit.harness import PASSWORDS, Harness, capture_log
@@ -52,6 +52,18 @@ TYPES = {
 }
 
 TOO_MANY = "Too many connections from your address (limit 20).\n"
+
+
+class PolicyTests(unittest.TestCase):
+    def test_the_pages_own_websocket_is_named_unless_it_is_reached_by_an_ipv6_address(self) -> None:
+        self.assertIn(
+            b"connect-src 'self' ws://127.0.0.1:8080;", content_security_policy("127.0.0.1:8080", False)
+        )
+        self.assertIn(
+            b"connect-src 'self' wss://chat.example:8443;", content_security_policy("chat.example:8443", True)
+        )
+        self.assertIn(b"connect-src 'self';", content_security_policy("[::1]:8080", False))
+        self.assertIn(b"connect-src 'self';", content_security_policy("evil;script-src *", False))
 
 
 @attrs.frozen

@@ -53,20 +53,34 @@ def fts_query(wanted: Sequence[str]) -> str:
 
 
 def newest_matching(
-    kept: Iterable[tuple[int, Delivery, str]], wanted: Sequence[str], count: int, before: str | None
+    kept: Iterable[tuple[int, Delivery, str]],
+    wanted: Sequence[str],
+    count: int,
+    before: str | None,
+    newest_first: bool = False,
 ) -> tuple[list[tuple[Delivery, str]], bool] | None:
     """
     The newest C{count} of C{kept} (sequence number, message, conversation)
     that have the words C{wanted} and are older than the message with id
     C{before}, newest first, each message once; and whether there are
     more.  None if C{before} is no longer kept.  For the stores that scan.
+    C{kept} already C{newest_first} (a query's rows) is read only as far as
+    the page needs.
     """
+    if newest_first and before is None:
+        return _first_matching(kept, wanted, count)
     ordered = sorted(kept, key=lambda item: item[0], reverse=True)
     if before is not None:
         at = next((i for i, (_, d, _) in enumerate(ordered) if d.id == before), None)
         if at is None:
             return None
         ordered = [item for item in ordered[at:] if item[1].id != before]
+    return _first_matching(ordered, wanted, count)
+
+
+def _first_matching(
+    ordered: Iterable[tuple[int, Delivery, str]], wanted: Sequence[str], count: int
+) -> tuple[list[tuple[Delivery, str]], bool]:
     found: list[tuple[Delivery, str]] = []
     seen: set[str] = set()
     for _, delivery, key in ordered:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 from hypothesis import given
 from hypothesis import strategies as st
 from twisted.trial import unittest
@@ -51,6 +53,20 @@ class NewestMatchingTests(unittest.TestCase):
         assert older is not None
         self.assertEqual(([d.text for d, _ in older[0]], older[1]), (["deploy a"], False))
         self.assertIsNone(search.newest_matching(kept, ("deploy",), 2, "gone"))
+
+    def test_rows_already_newest_first_are_read_only_as_far_as_the_page_needs(self) -> None:
+        read: list[int] = []
+
+        def rows() -> Iterator[tuple[int, Delivery, str]]:
+            for item in reversed(self.kept(*[f"deploy {i}" for i in range(100)])):
+                read.append(item[0])
+                yield item
+
+        found = search.newest_matching(rows(), ("deploy",), 3, None, newest_first=True)
+        assert found is not None
+        self.assertEqual([d.text for d, _ in found[0]], ["deploy 99", "deploy 98", "deploy 97"])
+        self.assertIs(found[1], True)
+        self.assertEqual(len(read), 4)
 
 
 class SessionSearchTests(unittest.TestCase):

@@ -951,7 +951,8 @@ class SQLiteStore:
                     args,
                 )
             kept = ((row[0], _row_delivery(*row[1:-1]), row[-1]) for row in rows)
-            return search.newest_matching(kept, words, count, None)
+            # Newest first already: read only as many rows as the page needs.
+            return search.newest_matching(kept, words, count, None, newest_first=True)
 
         return self._submit(select)
 

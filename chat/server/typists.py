@@ -50,11 +50,21 @@ class Typists:
 
     def tell(self, name: str, key: str) -> None:
         """Tell those online here who are in C{key} (and show such notices) that C{name} types."""
+        online = self._service.registry.online
+        # Everyone's conversation and a room are named alike by all: one
+        # render per format; a direct conversation has one other person.
+        rendered: dict[object, object] = {}
         for recipient in self._audience(name, key):
-            participant = self._service.registry.online.get(recipient)
-            if participant is not None and participant.format.presence:
-                notice = Typing(name, conversations.for_client(key, recipient))
-                participant.deliver(participant.format.event(notice))
+            participant = online.get(recipient)
+            if participant is None or not participant.format.presence:
+                continue
+            fmt = participant.format
+            payload = rendered.get(fmt)
+            if payload is None:
+                payload = fmt.event(Typing(name, conversations.for_client(key, recipient)))
+                if not conversations.members(key):
+                    rendered[fmt] = payload
+            participant.deliver(payload)
 
     def _audience(self, name: str, key: str) -> Iterable[str]:
         if key == conversations.EVERYONE:

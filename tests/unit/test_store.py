@@ -22,7 +22,7 @@ from chat.server import search
 from chat.server.backends import sqlite as sqlite_backend
 from chat.server.backends.memory import MemoryStore
 from chat.server.backends.redis.link import Unavailable
-from chat.server.backends.sqlite import SCHEMA_VERSION, SQLiteStore, has_fts5
+from chat.server.backends.sqlite import INDEX_AFTER, SCHEMA_VERSION, SQLiteStore, has_fts5
 from chat.server.conversations import EVERYONE, entries, pair
 from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.interfaces import ConversationState, IStore, Room, StoreError
@@ -466,18 +466,140 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
 
         return self.store.close().addCallback(opened)
 
+    def timed_store(self, history: int = 200) -> Clock:
+        """Make C{self.store} a store on a clock of the test's; give the clock."""
+        clock = Clock()
+        self.path = os.path.abspath(self.mktemp())
+        store = SQLiteStore(self.path, reactor, history, clock=clock)
+        self.addCleanup(lambda: store.close() if store._closed is None else None)
+        self.store = store
+        return clock
+
+    def in_index(self, word: str) -> int:
+        """How many rows the full-text index has for C{word} (read from the file, as another reader would)."""
+        with closing(sqlite3.connect(self.path)) as conn:
+            query = "SELECT count(*) FROM message_text WHERE message_text MATCH ?"
+            [count] = conn.execute(query, (word,)).fetchone()
+        return int(count)
+
     async def test_search_uses_the_full_text_index_and_a_scan_finds_the_same(self) -> None:
+        clock = self.timed_store()
         self.assertTrue(self.store.indexed)
         self.assertTrue(has_fts5(sqlite3.connect(":memory:")))
         for i, text in enumerate(["Déploy prod", "prod is down", "deploy staging", "PROD deploy"]):
             await self.store.save_history([private("columbia", "seas", text, float(i))])
+        clock.advance(INDEX_AFTER)
+        # Indexed with a later write (the earlier ones have been kept long
+        # enough); this one and the next are read through.
+        await self.store.save_history([private("columbia", "seas", "deploy prod again", 10.0)])
+        await self.store.save_history([private("columbia", "seas", "prod deploy, later", 11.0)])
+        self.assertEqual(self.in_index("deploy"), 3)
         indexed = await self.found("seas", "deploy prod")
         self.store.indexed = False
         self.assertEqual(await self.found("seas", "deploy prod"), indexed)
+        conversation = pair("columbia", "seas")
         self.assertEqual(
             indexed,
-            ([("PROD deploy", pair("columbia", "seas")), ("Déploy prod", pair("columbia", "seas"))], False),
+            (
+                [
+                    ("prod deploy, later", conversation),
+                    ("deploy prod again", conversation),
+                    ("PROD deploy", conversation),
+                    ("Déploy prod", conversation),
+                ],
+                False,
+            ),
         )
+
+    async def test_messages_enter_the_index_once_kept_a_while_a_chunk_per_write(self) -> None:
+        clock = self.timed_store()
+        self.patch(sqlite_backend, "INDEX_CHUNK", 3)
+        for i in range(5):
+            await self.store.save_history([private("columbia", "seas", f"deploy {i}", float(i))])
+            clock.advance(1)
+        self.assertEqual(self.in_index("deploy"), 0)
+        clock.advance(INDEX_AFTER)
+        await self.store.save_history([private("columbia", "seas", "deploy 5", 5.0)])
+        self.assertEqual(self.in_index("deploy"), 3)
+        await self.store.save_history([private("columbia", "seas", "deploy 6", 6.0)])
+        self.assertEqual(self.in_index("deploy"), 5)
+        # Whatever is indexed, search finds each message once.
+        hits, _ = await self.found("seas", "deploy")
+        self.assertEqual([text for text, _ in hits], [f"deploy {i}" for i in reversed(range(7))])
+
+    async def test_the_index_lasts_over_a_restart(self) -> None:
+        clock = self.timed_store()
+        await self.store.save_history([private("columbia", "seas", "deploy 1", 1.0)])
+        clock.advance(INDEX_AFTER)
+        await self.store.save_history([private("columbia", "seas", "deploy 2", 2.0)])
+        await self.store.close()
+        store = SQLiteStore(self.path, reactor, clock=clock)
+        self.addCleanup(store.close)
+        self.store = store
+        self.assertEqual(self.in_index("deploy"), 1)
+        hits, _ = await self.found("seas", "deploy")
+        self.assertEqual([text for text, _ in hits], ["deploy 2", "deploy 1"])
+
+    async def test_pruned_messages_leave_the_index(self) -> None:
+        clock = self.timed_store(history=2)
+        for i in range(10):
+            await self.store.save_history([private("columbia", "seas", f"deploy {i}", float(i))])
+        clock.advance(INDEX_AFTER)
+        await self.store.save_history([private("columbia", "seas", "deploy 10", 10.0)])
+        self.assertEqual(self.in_index("deploy"), 10)
+        for i in range(11, 60):
+            await self.store.save_history([private("columbia", "seas", f"deploy {i}", float(i))])
+        hits, _ = await self.found("seas", "deploy", 100)
+        with closing(sqlite3.connect(self.path)) as conn:
+            [kept] = conn.execute("SELECT count(*) FROM message").fetchone()
+        self.assertLess(kept, 60)
+        self.assertEqual(len(hits), kept)
+        # The ten indexed rows were pruned, and left the index with them.
+        self.assertEqual(self.in_index("deploy"), 0)
+
+    async def test_messages_pruned_before_they_are_indexed_never_reach_the_index(self) -> None:
+        clock = self.timed_store(history=2)
+        for i in range(60):
+            await self.store.save_history([private("columbia", "seas", f"deploy {i}", float(i))])
+        clock.advance(INDEX_AFTER)
+        await self.store.save_history([private("columbia", "seas", "deploy 60", 60.0)])
+        hits, _ = await self.found("seas", "deploy", 100)
+        with closing(sqlite3.connect(self.path)) as conn:
+            [kept] = conn.execute("SELECT count(*) FROM message").fetchone()
+        # Only the rows still kept were indexed (the newest, written at the
+        # later time, is not due yet): one index entry each.
+        self.assertEqual(self.in_index("deploy"), kept - 1)
+        self.assertEqual(len(hits), kept)
+
+    async def test_a_version_6_database_keeps_its_index_and_indexes_lazily_from_then_on(self) -> None:
+        self.path = os.path.abspath(self.mktemp())
+        with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
+            for step in sqlite_backend._MIGRATIONS[:6]:
+                conn.execute("BEGIN")
+                if callable(step):
+                    step(conn)
+                else:
+                    for statement in step.split(";"):
+                        if statement.strip():
+                            conn.execute(statement)
+                conn.execute("COMMIT")
+            conn.execute("PRAGMA user_version = 6")
+            conn.execute("INSERT INTO conversation (id, key) VALUES (1, ?)", (pair("columbia", "seas"),))
+            conn.executemany(
+                "INSERT INTO member (name, conversation) VALUES (?, 1)", [("columbia",), ("seas",)]
+            )
+            conn.execute(
+                "INSERT INTO message (conversation, message_id, sender, kind, text, sent_at, recipients,"
+                " room) VALUES (1, 'old', 'columbia', 'private', 'deploy from version 6', 1.0, 'seas', '')"
+            )
+        store = SQLiteStore(self.path, reactor, clock=Clock())
+        self.addCleanup(store.close)
+        self.store = store
+        self.assertEqual(self.in_index("deploy"), 1)
+        await store.save_history([private("columbia", "seas", "deploy from version 7", 2.0)])
+        self.assertEqual(self.in_index("deploy"), 1)
+        hits, _ = await self.found("seas", "deploy")
+        self.assertEqual([text for text, _ in hits], ["deploy from version 7", "deploy from version 6"])
 
     async def test_without_fts5_the_store_says_so_once_and_search_scans(self) -> None:
         self.patch(sqlite_backend, "has_fts5", lambda conn: False)
@@ -492,19 +614,6 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         result = await store.search("seas", ("deploy",), 10)
         assert result is not None
         self.assertEqual([d.text for d, _ in result[0]], ["deploy now"])
-
-    async def test_pruned_messages_leave_the_index(self) -> None:
-        self.store = self.make_store(history=2)
-        for i in range(60):
-            await self.store.save_history([private("columbia", "seas", f"deploy {i}", float(i))])
-        hits, _ = await self.found("seas", "deploy", 100)
-        self.assertLess(len(hits), 60)
-        with closing(sqlite3.connect(self.path)) as conn:
-            [indexed] = conn.execute(
-                "SELECT count(*) FROM message_text WHERE message_text MATCH 'deploy'"
-            ).fetchone()
-            [kept] = conn.execute("SELECT count(*) FROM message").fetchone()
-        self.assertEqual((indexed, len(hits)), (kept, kept))
 
     async def check_snapshot(self, seen: dict[str, float], intros: dict[str, str]) -> None:
         """

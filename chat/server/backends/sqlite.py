@@ -9,7 +9,9 @@ true.
 
 from __future__ import annotations
 
+import collections
 import functools
+import itertools
 import json
 import os
 import sqlite3
@@ -121,8 +123,17 @@ _MIGRATIONS: tuple[str | Callable[[sqlite3.Connection], None], ...] = (
     # Version 6: the full-text index of messages, for search (where this
     # SQLite has FTS5; made later on a database opened without it).
     lambda conn: _search_index(conn),
+    # Version 7: messages enter that index once they have been kept a
+    # while, not as they are written (L{_index_lazily}).
+    lambda conn: _index_lazily(conn),
 )
 SCHEMA_VERSION = len(_MIGRATIONS)
+
+#: Seconds a message is kept before it enters the search index, and the
+#: most rows one write indexes (a backlog is taken a chunk per write, so no
+#: write waits long for it).  Search reads the rows not indexed yet.
+INDEX_AFTER = 30.0
+INDEX_CHUNK = 5000
 
 #: How much the probe of a store that is down writes (and takes back).
 PROBE_BYTES = 65536
@@ -301,6 +312,32 @@ def _search_index(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO message_text (message_text) VALUES ('rebuild')")
 
 
+def _index_lazily(conn: sqlite3.Connection) -> None:
+    """
+    The search index no longer follows each insert (version 6's trigger):
+    it is filled by the writer, in chunks, with the messages kept for at
+    least L{INDEX_AFTER} seconds, up to the row C{search_indexed.upto};
+    search scans the rows after it.  A message pruned before then (the
+    history of a busy conversation turns over in seconds) never costs the
+    index anything: indexing it and taking it out again were half of what
+    the writer spent per message.  Rows up to C{upto} leave the index when
+    they are pruned, as before.
+    """
+    if not _has_index(conn):
+        return
+    conn.execute("DROP TRIGGER IF EXISTS message_text_insert")
+    conn.execute("DROP TRIGGER IF EXISTS message_text_delete")
+    conn.execute("CREATE TABLE IF NOT EXISTS search_indexed (upto INTEGER NOT NULL)")
+    conn.execute("DELETE FROM search_indexed")
+    # Version 6 indexed every row.
+    conn.execute("INSERT INTO search_indexed SELECT coalesce(max(seq), 0) FROM message")
+    conn.execute(
+        "CREATE TRIGGER message_text_delete AFTER DELETE ON message"
+        " WHEN old.seq <= (SELECT upto FROM search_indexed) BEGIN"
+        " INSERT INTO message_text (message_text, rowid, text) VALUES ('delete', old.seq, old.text); END"
+    )
+
+
 #: Version 5's tables: each conversation numbered once; its messages; who
 #: is in which (direct conversations and rooms); the rooms; how far each
 #: user has read each conversation.  A new database gets them through
@@ -465,6 +502,14 @@ class SQLiteStore:
             self._snapshot = self._load()
             #: Whether search has the full-text index (FTS5), or scans.
             self.indexed = _has_index(self._conn)
+            #: The writer's: the rows up to this one are in the index (or
+            #: pruned); and (time, last row) of recent writes, to find the
+            #: rows kept for L{INDEX_AFTER} seconds.
+            self._indexed_upto = (
+                self._conn.execute("SELECT upto FROM search_indexed").fetchone()[0] if self.indexed else 0
+            )
+            self._written_rows: collections.deque[tuple[float, int]] = collections.deque()
+            self._due_rows = 0
             if not self.indexed:
                 self.log.warn(
                     "this SQLite ({version}) has no FTS5: search reads through the kept history"
@@ -507,6 +552,7 @@ class SQLiteStore:
                 # Made on a machine whose SQLite had no FTS5.
                 conn.execute("BEGIN IMMEDIATE")
                 _search_index(conn)
+                _index_lazily(conn)
                 conn.execute("COMMIT")
         except BaseException:
             conn.close()
@@ -839,6 +885,8 @@ class SQLiteStore:
                 d.room,
             )
 
+        now = self._clock.seconds()
+
         def insert(conn: sqlite3.Connection) -> None:
             # A statement per _ROWS_PER_INSERT rows, not per row: sqlite3
             # lets go of the GIL around each statement, and a row at a time
@@ -847,10 +895,13 @@ class SQLiteStore:
             self._write_numbers(conn, new)
             step = _COLUMNS * _ROWS_PER_INSERT
             whole = len(values) - len(values) % step
+            cursor = None
             for start in range(0, whole, step):
-                conn.execute(_insert_history(_ROWS_PER_INSERT), values[start : start + step])
+                cursor = conn.execute(_insert_history(_ROWS_PER_INSERT), values[start : start + step])
             if whole < len(values):
-                conn.execute(_insert_history((len(values) - whole) // _COLUMNS), values[whole:])
+                cursor = conn.execute(_insert_history((len(values) - whole) // _COLUMNS), values[whole:])
+            if self.indexed and cursor is not None and cursor.lastrowid is not None:
+                self._index_kept(conn, now, cursor.lastrowid)
             for number in prune:
                 conn.execute(
                     "DELETE FROM message WHERE conversation = ? AND seq <"
@@ -859,6 +910,32 @@ class SQLiteStore:
                 )
 
         return self._numbers_written(self._submit(insert), new)
+
+    def _index_kept(self, conn: sqlite3.Connection, now: float, last: int) -> None:
+        """
+        In the writer thread, after a write whose last row is C{last}: put
+        into the search index the rows kept for L{INDEX_AFTER} seconds now
+        (those written up to a write that long ago), L{INDEX_CHUNK} at most;
+        a longer backlog goes with the next writes.
+        """
+        marks = self._written_rows
+        if marks and now - marks[-1][0] < 1.0:
+            marks[-1] = (marks[-1][0], last)  # a mark a second at most
+        else:
+            marks.append((now, last))
+        while marks and now - marks[0][0] >= INDEX_AFTER:
+            self._due_rows = max(self._due_rows, marks.popleft()[1])
+        if self._due_rows > self._indexed_upto:
+            self._index_rows(conn, min(self._due_rows, self._indexed_upto + INDEX_CHUNK))
+
+    def _index_rows(self, conn: sqlite3.Connection, until: int) -> None:
+        """In the writer thread: the rows after the indexed ones, up to C{until}, into the index."""
+        conn.execute(
+            "INSERT INTO message_text (rowid, text) SELECT seq, text FROM message WHERE seq > ? AND seq <= ?",
+            (self._indexed_upto, until),
+        )
+        conn.execute("UPDATE search_indexed SET upto = ?", (until,))
+        self._indexed_upto = until
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
         count = min(count, self._history_limit)
@@ -933,22 +1010,28 @@ class SQLiteStore:
                 if row[0] is None:
                     return None
                 below = row[0]
-            args = {"name": name, "below": below, "query": search.fts_query(words)}
+            upto = self._indexed_upto if indexed else 0
+            args = {"name": name, "below": below, "query": search.fts_query(words), "upto": upto}
+            # The rows not in the index yet (the newest), read through; then
+            # the index's: both newest first.
+            rows: Iterable[Any] = conn.execute(
+                f"SELECT {_SELECTED_AS_M}, c.key FROM message AS m"
+                " JOIN conversation AS c ON c.id = m.conversation"
+                f" WHERE m.conversation IN ({visible}) AND m.seq < :below AND m.seq > :upto"
+                " ORDER BY m.seq DESC",
+                args,
+            )
             if indexed:
-                rows = conn.execute(
-                    f"SELECT {_SELECTED_AS_M}, c.key FROM message_text"
-                    " JOIN message AS m ON m.seq = message_text.rowid"
-                    " JOIN conversation AS c ON c.id = m.conversation"
-                    f" WHERE message_text MATCH :query AND m.conversation IN ({visible}) AND m.seq < :below"
-                    " ORDER BY m.seq DESC",
-                    args,
-                )
-            else:
-                rows = conn.execute(
-                    f"SELECT {_SELECTED_AS_M}, c.key FROM message AS m"
-                    " JOIN conversation AS c ON c.id = m.conversation"
-                    f" WHERE m.conversation IN ({visible}) AND m.seq < :below ORDER BY m.seq DESC",
-                    args,
+                rows = itertools.chain(
+                    rows,
+                    conn.execute(
+                        f"SELECT {_SELECTED_AS_M}, c.key FROM message_text"
+                        " JOIN message AS m ON m.seq = message_text.rowid"
+                        " JOIN conversation AS c ON c.id = m.conversation"
+                        f" WHERE message_text MATCH :query AND m.conversation IN ({visible})"
+                        " AND m.seq < :below AND m.seq <= :upto ORDER BY m.seq DESC",
+                        args,
+                    ),
                 )
             kept = ((row[0], _row_delivery(*row[1:-1]), row[-1]) for row in rows)
             # Newest first already: read only as many rows as the page needs.

@@ -55,6 +55,7 @@ class TurnBatch(Generic[C]):
         health: Health,
         quiet: QuietLog,
         one_at_a_time: bool = False,
+        every: float = 0.0,
     ) -> None:
         self._clock = clock
         self._empty = empty
@@ -67,16 +68,25 @@ class TurnBatch(Generic[C]):
         self._call: IDelayedCall | None = None
         self._in_flight = 0
         self._one_at_a_time = one_at_a_time
+        #: Seconds from one write's start to the next's, at least (0: a turn).
+        self._every = every
+        self._started = -every
         self._backoff = Backoff(first=1.0, most=30.0)
         #: While the store is down: the timer and the wait for it to come
         #: back, whichever comes first starts the next write.
         self._retry: tuple[IDelayedCall, Deferred[None]] | None = None
 
     def pending(self) -> C:
-        """What will be written at the end of this turn; add to it."""
+        """What will be written at the end of this turn (or of its wait, with C{every}); add to it."""
         if self._call is None and self._retry is None:
-            self._call = self._clock.callLater(0, self._turn_ended)
+            self._call = self._clock.callLater(self._wait(), self._turn_ended)
         return self._items
+
+    def _wait(self) -> float:
+        """Seconds until the next write may start."""
+        if not self._every:
+            return 0
+        return max(0.0, self._started + self._every - self._clock.seconds())
 
     def compact(self, cut: Callable[[C], C]) -> int:
         """Replace what waits by C{cut} of it; give how much waits then."""
@@ -99,6 +109,8 @@ class TurnBatch(Generic[C]):
             return succeed(None)
         items, self._items = self._items, self._empty()
         self._in_flight += 1
+        if self._every:
+            self._started = self._clock.seconds()
         return self._write(items).addCallbacks(self._written, self._failed, errbackArgs=(items,))
 
     def _written(self, _: object) -> None:
@@ -109,7 +121,7 @@ class TurnBatch(Generic[C]):
     def _next(self) -> None:
         if not self._in_flight and self._items and self._call is None and self._retry is None:
             # What gathered while the store was busy: next turn, as one.
-            self._call = self._clock.callLater(0, self._turn_ended)
+            self._call = self._clock.callLater(self._wait(), self._turn_ended)
 
     def _failed(self, f: Failure, items: C) -> None:
         self._in_flight -= 1

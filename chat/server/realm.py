@@ -76,7 +76,7 @@ class ChatUser:
     def message(self, recipient: str, text: str) -> Receipt | Deferred[Receipt]:
         if recipient == self.name:
             raise SelfMessage(recipient)
-        return self.service.send(self.name, [recipient], text, Kind.PRIVATE)
+        return self.service.message(self.name, recipient, text)
 
     def set_intro(self, text: str) -> Deferred[None]:
         return self.service.set_intro(self.name, text)

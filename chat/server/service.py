@@ -44,7 +44,7 @@ from chat.server.events import (
     SessionInfo,
     StoredMessage,
 )
-from chat.server.fanout import Fanout, deliver
+from chat.server.fanout import Fanout
 from chat.server.interfaces import (
     ConversationState,
     IFormat,
@@ -63,6 +63,15 @@ from chat.server.rooms import Rooms
 from chat.server.typists import Typists
 
 log = Logger()
+
+#: Seconds between two writes of history at least: what is sent meanwhile
+#: goes in one transaction.  Nobody waits for history (a reader flushes it
+#: first), and each write costs the store's thread a commit and a trade of
+#: the GIL with the reactor's for each of its statements.
+HISTORY_EVERY = 0.1
+
+#: The counter of private messages (L{Kind.PRIVATE}'s value, looked up once).
+_PRIVATE = Kind.PRIVATE.value
 
 #: A time after every message: unread counts from there are those of read markers alone.
 _NEVER = 1e18
@@ -144,6 +153,7 @@ class ChatService(Service):
             store.health,
             self.quiet,
             one_at_a_time=True,
+            every=HISTORY_EVERY,
         )
         #: Messages kept per owner (the store's limit too): a backlog of
         #: history waiting for the store is trimmed to what it would keep.
@@ -402,6 +412,7 @@ class ChatService(Service):
         never behind a broadcast sent after it: broadcasts are delivered
         after what waits here.
         """
+        self.counters.deliveries += 1
         box = self._outbox.get(participant)
         if box is None:
             self._outbox[participant] = [payload]
@@ -420,9 +431,11 @@ class ChatService(Service):
 
     def _send_outbox(self) -> None:
         outbox, self._outbox = self._outbox, {}
-        self.counters.deliveries += sum(len(payloads) for payloads in outbox.values())
         for participant, payloads in outbox.items():
-            deliver(participant, payloads[0] if len(payloads) == 1 else participant.format.join(payloads))
+            try:
+                participant.deliver(payloads[0] if len(payloads) == 1 else participant.format.join(payloads))
+            except Exception:
+                log.failure("delivery to {participant!r} failed", participant=participant)
 
     def _publish(self, deliveries: Sequence[Delivery]) -> None:
         if self.peers is not None and self.peers.health.available:
@@ -443,6 +456,28 @@ class ChatService(Service):
                 self._sorted_users = sorted(self.users)
             candidates = self._sorted_users
             raise UnknownUser(unknown, [closest(n, candidates) for n in unknown])
+
+    def message(self, sender: str, recipient: str, text: str) -> Receipt | Deferred[Receipt]:
+        """
+        A private message: L{send} to one recipient, with the usual case
+        (they are online here) taken first and alone, since it is the
+        server's busiest path after fan-out: one lookup, one L{Delivery},
+        one render, one history entry, one L{Receipt}.  Anything else (an
+        unknown name, someone offline or on another node) is L{send}'s.
+        """
+        participant = self.registry.online.get(recipient)
+        if participant is None or recipient not in self.users:
+            return self.send(sender, [recipient], text, Kind.PRIVATE)
+        self.counters.messages[_PRIVATE] += 1
+        self.fanout.flush()
+        now = self.clock.seconds()
+        delivery = Delivery(sender, text, Kind.PRIVATE, now, self.new_id(), (recipient,))
+        self._post(participant, participant.format.delivery(delivery))
+        pending = self._history.pending()
+        pending.append((delivery, conversations.pair(sender, recipient)))
+        if len(pending) > self._history_trim_at:
+            self._trim_history()
+        return Receipt(delivery.to, (), delivery.id, now)
 
     def send(
         self, sender: str, recipients: Sequence[str], text: str, kind: Kind
@@ -470,13 +505,6 @@ class ChatService(Service):
         if not recipients:
             return Receipt((), (), delivery.id, delivery.sent_at)
         online = self.registry.online
-        if len(recipients) == 1:
-            # The usual private message, to someone online here: the hot path.
-            participant = online.get(recipients[0])
-            if participant is not None:
-                self._post(participant, participant.format.delivery(delivery))
-                self._keep([(delivery, conversations.pair(sender, recipients[0]))])
-                return Receipt(delivery.to, (), delivery.id, delivery.sent_at)
         present = self.registry.present
         here: list[tuple[str, IParticipant]] = []
         delivered: list[str] = []
@@ -543,11 +571,16 @@ class ChatService(Service):
         pending = self._history.pending()
         pending.extend(entries)
         if len(pending) > self._history_trim_at:
-            # The store falls behind (a flood of broadcasts, a slow disk):
-            # what waits is cut to what the store would keep of it, so the
-            # backlog is bounded by conversations, not by messages.
-            kept = self._history.compact(lambda items: newest_per_conversation(items, self._history_limit))
-            self._history_trim_at = max(TRIM_AT_LEAST, 2 * kept)
+            self._trim_history()
+
+    def _trim_history(self) -> None:
+        """
+        The store falls behind (a flood of broadcasts, a slow disk): what
+        waits is cut to what the store would keep of it, so the backlog is
+        bounded by conversations, not by messages.
+        """
+        kept = self._history.compact(lambda items: newest_per_conversation(items, self._history_limit))
+        self._history_trim_at = max(TRIM_AT_LEAST, 2 * kept)
 
     def history(self, name: str, count: int) -> Deferred[list[Delivery]]:
         """The last C{count} messages of C{name}'s history, after every one sent so far."""

@@ -177,6 +177,9 @@ class Session(TimeoutMixin):
         self._active = 0.0
         #: The rooms (lower case) a terminal was told at login it had not read.
         self._unread_rooms: set[str] = set()
+        #: Whether the user may use the admins' commands (the others are
+        #: told they do not exist); known at login.
+        self.admin = False
         #: Stored messages shown to the user and still in the store: they
         #: leave it once the user has shown they got them (L{_acknowledge}).
         self._unacked: list[StoredMessage] = []
@@ -239,12 +242,13 @@ class Session(TimeoutMixin):
             # An edge whose client cannot acknowledge (a terminal): a line
             # typed after the messages were shown is the sign they arrived.
             self._acknowledge(self._unacked)
-        refused = _refused_text(text, shown=self.state is not State.PASSWORD)
-        if refused is not None:
-            self.input_error(refused)
+        state = self.state
+        fault = textrules.refused(text) if state is not State.PASSWORD else textrules.refused_line(text)
+        if fault is not None:
+            self.input_error(Failed(fault))
             return
         try:
-            getattr(self, self.state.line_handler)(text)
+            getattr(self, state.line_handler)(text)
         except Exception:
             log.failure("error handling a line in {session!r}", session=self)
             self._server_error()
@@ -444,11 +448,6 @@ class Session(TimeoutMixin):
             self.avatar.name, edge.kind, edge.peer_host, self.context.service.node, self._since, self._active
         )
 
-    @property
-    def admin(self) -> bool:
-        """Whether the user may use the admins' commands (the others are told they do not exist)."""
-        return IAdmin.providedBy(self.avatar)
-
     # --- output helpers ---------------------------------------------------------
 
     def prompt(self) -> None:
@@ -617,6 +616,7 @@ class Session(TimeoutMixin):
             logout()
             return
         self.avatar = avatar
+        self.admin = IAdmin.providedBy(avatar)
         self.name = avatar.name  # a resumed session was never asked for it
         self._logout = logout
         self.state = State.WELCOMING
@@ -783,16 +783,18 @@ class Session(TimeoutMixin):
         if not self._admit():
             return
         parsed = commands.parse(text, self.context.settings.limits, self.admin)
-        if isinstance(parsed, commands.COMMAND_TYPES):
-            self._dispatch(parsed)
+        run = _HANDLERS.get(type(parsed))
+        if run is not None:
+            run(self, parsed)
         elif isinstance(parsed, commands.Blank):
             self.prompt()
         else:
+            assert not isinstance(parsed, commands.COMMAND_TYPES)
             self.reply(parsed)
 
     def _dispatch(self, command: commands.Command) -> None:
         """Run C{command} with the handler its entry of the command table names."""
-        getattr(self, commands.COMMANDS[command.command].handler)(command)
+        _HANDLERS[type(command)](self, command)
 
     def _run(self, command: commands.Command) -> None:
         """Run a parsed command, counting it against the rate like a typed one."""
@@ -815,9 +817,9 @@ class Session(TimeoutMixin):
         else:
             self._send(lambda: avatar.broadcast_to(cmd.recipients, cmd.text))
 
-    def _send(self, send: Callable[[], Receipt | Deferred[Receipt]]) -> None:
+    def _send(self, send: Callable[..., Receipt | Deferred[Receipt]], *args: Any) -> None:
         try:
-            result = send()
+            result = send(*args)
         except UnknownUser as e:
             self.reply(UnknownUsers(e.names, e.suggestions))
             return
@@ -853,12 +855,13 @@ class Session(TimeoutMixin):
     def do_message(self, cmd: commands.Message | commands.RoomMessage) -> None:
         assert self.avatar is not None
         avatar = self.avatar
-        if isinstance(cmd, commands.RoomMessage):
+        if type(cmd) is commands.RoomMessage:
             self._in_room(
                 lambda: avatar.room_message(cmd.room, cmd.text), "could not keep a message to a room"
             )
             return
-        self._send(lambda: avatar.message(cmd.recipient, cmd.text))
+        assert type(cmd) is commands.Message
+        self._send(avatar.message, cmd.recipient, cmd.text)
 
     # --- rooms --------------------------------------------------------------------
 
@@ -1110,3 +1113,10 @@ for _state, _handler in (
 
 def _on_node(node: str | None) -> str:
     return f" on node {node}" if node is not None else ""
+
+
+#: Each command value's handler (the method its entry in the command table
+#: names), looked up once rather than by name for every command.
+_HANDLERS: dict[type, Callable[[Session, Any], None]] = {
+    kind: getattr(Session, commands.COMMANDS[kind.command].handler) for kind in commands.COMMAND_TYPES
+}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
 from twisted.internet.task import Clock
@@ -16,7 +17,7 @@ from chat.server.edges.text import TEXT
 from chat.server.events import Delivery, Goodbye, Kind, SessionInfo, StoredMessage
 from chat.server.interfaces import IChatUser, IParticipant, Joining
 from chat.server.realm import ChatRealm, ChatUser
-from chat.server.service import ChatService
+from chat.server.service import HISTORY_EVERY, ChatService
 from tests.unit.harness import capture_log
 
 
@@ -267,6 +268,35 @@ class HistoryBacklogTests(unittest.TestCase):
         self.assertEqual([e[0].text for e in kept], ["b1", "a2", "a3"])
         self.assertEqual([e[0].text for e in newest_per_conversation(entries, 10)], ["a1", "b1", "a2", "a3"])
 
+    def test_history_is_written_at_most_once_an_interval_and_at_once_for_a_reader(self) -> None:
+        clock = Clock()
+        store = MemoryStore()
+        writes: list[list[str]] = []
+        save = store.save_history
+
+        def save_history(entries: Any) -> Deferred[None]:
+            writes.append([delivery.text for delivery, _ in entries])
+            return save(entries)
+
+        store.save_history = save_history  # type: ignore[method-assign]
+        service = ChatService(frozenset({"columbia", "seas"}), store, clock, history=200)
+        service.join("columbia", Recipient())
+        service.join("seas", Recipient())
+        service.broadcast("columbia", "one")
+        clock.advance(0)
+        self.assertEqual(writes, [["one"]])
+        service.broadcast("columbia", "two")
+        clock.advance(0)
+        service.message("seas", "columbia", "three")
+        clock.advance(HISTORY_EVERY / 2)
+        self.assertEqual(writes, [["one"]])
+        clock.advance(HISTORY_EVERY / 2)
+        self.assertEqual(writes, [["one"], ["two", "three"]])
+        # Someone reading history gets what was sent, without waiting.
+        service.broadcast("columbia", "four")
+        service.history("seas", 10)
+        self.assertEqual(writes[-1], ["four"])
+
     def test_a_flood_of_broadcasts_behind_a_stalled_store_keeps_a_bounded_backlog(self) -> None:
         clock = Clock()
         store = MemoryStore()
@@ -288,7 +318,10 @@ class HistoryBacklogTests(unittest.TestCase):
         waiting = service._history._items
         self.assertLess(len(waiting), 4 * 2000)
         self.assertEqual(waiting[-1][0].text, "spam 49999")
-        # The write in flight ends: what waits goes next, the newest kept.
+        # The write in flight ends: what waits goes next (once a write's
+        # interval has passed), the newest kept.
         stalled[0].callback(None)
         clock.advance(0)
+        self.assertEqual(len(stalled), 1)
+        clock.advance(HISTORY_EVERY)
         self.assertEqual(len(stalled), 2)

@@ -32,6 +32,9 @@ class BoundedOutput:
     peer_host: str
     _congested = False
     _backlog = 0
+    #: Whether the client was disconnected for not reading (a plain
+    #: attribute: the edges look at it for every line and write).
+    cut_off = False
 
     @property
     def max_backlog(self) -> int:
@@ -47,11 +50,6 @@ class BoundedOutput:
 
     def _reroute(self) -> None:
         raise NotImplementedError
-
-    @property
-    def cut_off(self) -> bool:
-        """Whether the client was disconnected for not reading."""
-        return self._backlog < 0
 
     def _write_congested(self, data: bytes) -> None:
         """
@@ -76,6 +74,7 @@ class BoundedOutput:
             bytes=queued,
         )
         self._backlog = -1
+        self.cut_off = True
         self.transport.abortConnection()
         self._reroute()
 

@@ -22,7 +22,7 @@ from zope.interface import implementer
 
 from chat.server.context import ServerContext
 from chat.server.edges.bounded import BoundedOutput
-from chat.server.edges.text import PROMPTS, TEXT, encode
+from chat.server.edges.text import PROMPT_BYTES, TEXT, encode
 from chat.server.events import (
     Ask,
     Error,
@@ -148,13 +148,34 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         if self._receiving or self.paused:
             self._buffer = buffer
             return
+        end = buffer.find(b"\n")
+        if end < 0:
+            # No whole line yet: nothing to answer.
+            if len(buffer) > self.MAX_LENGTH:
+                self._buffer = b""
+                self._discarding = True
+                self.lineLengthExceeded(buffer)
+            else:
+                self._buffer = buffer
+            return
         self._receiving = True
         self._out = []
-        self._reroute()
+        # A line ended: the user's cursor is at the start of a line, and
+        # what is written to them until the read is done waits in _out.
+        self._at_prompt = False
+        if self._live:
+            self.deliver = self._write
         try:
             at = 0
+            transport = self.transport
             while True:
-                if self.transport.disconnecting or self.cut_off:
+                line = buffer[at:end]
+                at = end + 1
+                if len(line) > self.MAX_LENGTH:
+                    self.lineLengthExceeded(line)
+                else:
+                    self.lineReceived(line)
+                if transport.disconnecting or self.cut_off:
                     self._buffer = b""
                     return
                 if self.paused:
@@ -163,13 +184,7 @@ class ChatProtocol(BoundedOutput, LineReceiver):
                 end = buffer.find(b"\n", at)
                 if end < 0:
                     break
-                line = buffer[at:end]
-                at = end + 1
-                if len(line) > self.MAX_LENGTH:
-                    self.lineLengthExceeded(line)
-                else:
-                    self.lineReceived(line)
-            rest = buffer[at:] if at else buffer
+            rest = buffer[at:]
             if len(rest) > self.MAX_LENGTH:
                 self._buffer = b""
                 self._discarding = True
@@ -186,19 +201,20 @@ class ChatProtocol(BoundedOutput, LineReceiver):
             self.session.input_done()
 
     def lineReceived(self, line: bytes) -> None:
-        if not self.session.admit_input():
+        session = self.session
+        if not session.admit_input():
             return
         if self._at_prompt:
             self._at_prompt = False
             self._reroute()
-        if line.endswith(b"\r"):
+        if line[-1:] == b"\r":
             line = line[:-1]
         try:
             text = line.decode("utf-8")
         except UnicodeDecodeError:
-            self.session.input_error(Failed(Fault.NOT_UTF8))
+            session.input_error(Failed(Fault.NOT_UTF8))
             return
-        self.session.line_received(text)
+        session.line_received(text)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         if not self.session.admit_input():
@@ -252,13 +268,18 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     def send(self, event: Event, prompt: Ask | None = None) -> None:
         self._write(encode(event, prompt))
         if prompt is not None:
-            self._at_prompt = True
-            self._reroute()
+            self._prompted()
 
     def send_prompt(self, prompt: Ask) -> None:
-        self._write(PROMPTS[prompt].encode("utf-8"))
+        self._write(PROMPT_BYTES[prompt])
+        self._prompted()
+
+    def _prompted(self) -> None:
         self._at_prompt = True
-        self._reroute()
+        if self._out is None:
+            # (While a read is answered, deliveries wait in _out anyway,
+            # and the route is set again once it is done.)
+            self._reroute()
 
     # --- IParticipant: messages from others ---------------------------------------
 

@@ -77,6 +77,10 @@ PROMPTS: dict[Ask, str] = {
 }
 
 
+#: The prompts as they are written, encoded once.
+PROMPT_BYTES: dict[Ask, bytes] = {ask: text.encode("utf-8") for ask, text in PROMPTS.items()}
+
+
 def plural(n: int, word: str) -> str:
     return f"{n} {word}{'' if n == 1 else 's'}"
 
@@ -595,10 +599,21 @@ def _failed(event: Failed) -> str:
 
 def encode(event: Any, prompt: Ask | None = None) -> bytes:
     """C{event} as the bytes of the text protocol, then C{prompt} if given."""
-    text = render(event).replace("\n", "\r\n") + "\r\n"
-    if prompt is not None:
-        text += PROMPTS[prompt]
-    return text.encode("utf-8")
+    kind = type(event)
+    renderer = _RENDERERS.get(kind)
+    if renderer is None:
+        renderer = _RENDERERS[kind] = render.dispatch(kind)
+    text = renderer(event)
+    if "\n" in text:
+        text = text.replace("\n", "\r\n")
+    if prompt is None:
+        return (text + "\r\n").encode("utf-8")
+    return (text + "\r\n" + PROMPTS[prompt]).encode("utf-8")
+
+
+#: Each event type's renderer, found once (C{render}'s own lookup is a
+#: weak dictionary and a call more, for every answer).
+_RENDERERS: dict[type, Callable[[Any], str]] = {}
 
 
 @implementer(IFormat)
@@ -614,7 +629,8 @@ class TextFormat:
         text = d.text
         if "\n" in text:
             text = shown(text).replace("\n", "\r\n")
-        return (f"{d.sender} ({d.room or d.kind.value}): {text}\r\n").encode()
+        # (_value_: an enum's value without its descriptor, per message.)
+        return (f"{d.sender} ({d.room or d.kind._value_}): {text}\r\n").encode()
 
     def join(self, payloads: Sequence[bytes]) -> bytes:
         return b"".join(payloads)

@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 
 from twisted.application.service import IServiceCollection
@@ -19,7 +20,7 @@ from chat.server.edges.tcp import host_of
 from chat.server.service import ChatService
 from chat.server.signals import Signals
 from chat.server.systemd import Notifier
-from chat.server.tap import Listener, Options, dual_stack, endpoint_description, makeService
+from chat.server.tap import Collector, Listener, Options, dual_stack, endpoint_description, makeService
 
 
 class EndpointTests(unittest.TestCase):
@@ -203,10 +204,21 @@ class MakeServiceTests(unittest.TestCase):
         service = makeService(self.options("--database", ":memory:"), MemoryReactorClock())
         collection = IServiceCollection(service)
         kinds = [type(s) for s in collection]
-        self.assertEqual(kinds, [ChatService, Signals, Listener, Notifier])
+        self.assertEqual(kinds, [ChatService, Signals, Listener, Notifier, Collector])
         chat = next(s for s in collection if isinstance(s, ChatService))
         self.assertIsInstance(chat.store, MemoryStore)
         self.assertEqual(set(chat.users), {"columbia"})
+
+    def test_the_collector_is_set_for_a_server_while_it_runs_and_put_back_after(self) -> None:
+        before = gc.get_threshold()
+        collector = Collector()
+        collector.startService()
+        self.addCleanup(lambda: collector.stopService() if collector.running else None)
+        self.assertEqual(gc.get_threshold(), Collector.THRESHOLDS)
+        self.assertGreater(gc.get_freeze_count(), 0)
+        collector.stopService()
+        self.assertEqual(gc.get_threshold(), before)
+        self.assertEqual(gc.get_freeze_count(), 0)
 
     def test_with_redis_the_service_is_a_node_of_a_cluster(self) -> None:
         from chat.server.backends.redis.cluster import RedisCluster
@@ -217,7 +229,7 @@ class MakeServiceTests(unittest.TestCase):
         service = makeService(options, MemoryReactorClock())
         collection = list(IServiceCollection(service))
         self.assertEqual(
-            [type(s) for s in collection], [ChatService, Signals, JoinCluster, Listener, Notifier]
+            [type(s) for s in collection], [ChatService, Signals, JoinCluster, Listener, Notifier, Collector]
         )
         chat = collection[0]
         assert isinstance(chat, ChatService)

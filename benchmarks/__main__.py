@@ -5,6 +5,7 @@
     python -m benchmarks fuzz [--quick] [--tcp 100000] [--ws 20000] [--seed 1] [--replay tcp:N,ws:M]
     python -m benchmarks users --n N FILE [--hashed]
     python -m benchmarks stacks PROFILE     (py-spy's --format raw)
+    python -m benchmarks hotpath [--messages 100000] [--pairs 50] [--repeat 5]
 
 Machine-readable output (JSON lines, the results table) goes to stdout;
 progress and problems are logged to stderr.
@@ -45,7 +46,7 @@ def _users(argv: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    if not argv or argv[0] not in ("load", "run", "cluster", "fuzz", "users", "stacks"):
+    if not argv or argv[0] not in ("load", "run", "cluster", "fuzz", "users", "stacks", "hotpath"):
         sys.stderr.write(__doc__ or "")
         return 2
     command, rest = argv[0], list(argv[1:])
@@ -55,6 +56,10 @@ def main(argv: Sequence[str]) -> int:
         from benchmarks import stacks
 
         return stacks.main(rest)
+    if command == "hotpath":
+        from benchmarks import hotpath
+
+        return hotpath.main(rest)
     if command == "load":
         from benchmarks import loadgen
 

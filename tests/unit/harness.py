@@ -241,7 +241,8 @@ class Connection:
         self.server.clock.advance(0)
 
     def read(self) -> str:
-        """Everything written since the last read."""
+        """Everything written since the last read (once the turn is over: a client reads after it)."""
+        self.server.factory.turn.flush()
         text = self.transport.value().decode("utf-8")
         self.transport.clear()
         return text

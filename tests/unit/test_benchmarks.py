@@ -616,3 +616,13 @@ class FuzzTests(unittest.TestCase):
         options = fuzz.parse(["--quick", "--seed", "5"])
         self.assertEqual((options.settings.tcp, options.settings.ws, options.settings.seed), (300, 100, 5))
         self.assertEqual(fuzz.parse(["--tcp", "10"]).settings.tcp, 10)
+
+
+class HotPathTests(unittest.TestCase):
+    def test_the_in_process_private_path_runs_and_checks_its_answers(self) -> None:
+        from benchmarks import hotpath
+
+        result = hotpath.run(messages=200, pairs=2, repeat=2)
+        self.assertEqual(result["messages_per_round"], 200)
+        self.assertGreater(result["us_per_message_median"], 0)
+        self.assertLessEqual(result["us_per_message_best"], result["us_per_message_median"])

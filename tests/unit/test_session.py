@@ -901,13 +901,48 @@ class ClosingTests(unittest.TestCase):
 
 
 class BroadcastTimingTests(unittest.TestCase):
-    def test_a_broadcast_is_delivered_by_the_end_of_the_read_that_carried_it(self) -> None:
+    def test_a_broadcast_is_delivered_by_the_end_of_the_turn_that_carried_it(self) -> None:
         server = Harness()
         seas = server.login("seas")
         columbia = server.login("columbia")
-        # No turn of the reactor passes: only the read itself.
+        # No timer runs: only the read, and the end of its turn.
         columbia.protocol.dataReceived(b"broadcast message now\r\n")
-        self.assertEqual(seas.read(), "\r\ncolumbia (broadcast): now\r\n")
+        server.factory.turn.flush()
+        self.assertEqual(seas.transport.value(), b"\r\ncolumbia (broadcast): now\r\n")
+
+    def test_writes_of_one_turn_to_a_client_go_out_in_one_send(self) -> None:
+        server = Harness()
+        seas = server.login("seas")
+        columbia = server.login("columbia")
+        sends: list[bytes] = []
+        write = seas.transport.write
+
+        def send(data: bytes) -> None:
+            sends.append(data)
+            write(data)
+
+        seas.transport.write = send  # type: ignore[method-assign]
+        # In one turn: seas's own command, then a message to seas from a
+        # line of columbia's read after it.
+        seas.protocol.dataReceived(b"whoelse\r\n")
+        columbia.protocol.dataReceived(b"message seas hi\r\n")
+        self.assertEqual(sends, [])
+        server.factory.turn.flush()
+        self.assertEqual(len(sends), 1)
+        self.assertEqual(
+            sends[0],
+            b"Online now (1):\r\n  columbia\r\nCommand: \r\ncolumbia (private): hi\r\n",
+        )
+
+    def test_a_write_outside_any_read_goes_at_once(self) -> None:
+        server = Harness()
+        seas = server.login("seas")
+        columbia = server.login("columbia")
+        seas.read()
+        server.service.broadcast("columbia", "from a timer")
+        server.service.flush()
+        self.assertEqual(seas.transport.value(), b"\r\ncolumbia (broadcast): from a timer\r\n")
+        self.assertIsNotNone(columbia)
 
     def test_broadcasts_in_one_read_reach_a_recipient_in_one_write(self) -> None:
         server = Harness()

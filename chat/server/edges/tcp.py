@@ -22,6 +22,7 @@ from zope.interface import implementer
 
 from chat.server.context import ServerContext
 from chat.server.edges.bounded import BoundedOutput
+from chat.server.edges.gathered import TurnWrites
 from chat.server.edges.text import PROMPT_BYTES, TEXT, encode
 from chat.server.events import (
     Ask,
@@ -94,10 +95,10 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         self._held: list[bytes] = []
         self._live = False
         self.deliver = self._held.append
-        #: While the lines of one read are handled, what is written to this
-        #: client gathers here and goes out as one write at the end: a
-        #: client that sends several commands at once gets its answers in
-        #: one send, as it got them before the transport wrote at once.
+        #: What is written to this client in a turn of the reactor that
+        #: handles reads gathers here and goes out as one send at the
+        #: turn's end (L{TurnWrites}): the answers to several commands sent
+        #: at once, and the messages others sent it in the same turn.
         self._out: list[bytes] | None = None
         self._out_bytes = 0
 
@@ -115,6 +116,7 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         self.session.start()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._out = None
         if self._abort_call is not None and self._abort_call.active():
             self._abort_call.cancel()
         if self.slot is not None:
@@ -159,12 +161,9 @@ class ChatProtocol(BoundedOutput, LineReceiver):
                 self._buffer = buffer
             return
         self._receiving = True
-        self._out = []
-        # A line ended: the user's cursor is at the start of a line, and
-        # what is written to them until the read is done waits in _out.
+        self.factory.turn.begin()
+        # A line ended: the user's cursor is at the start of a line.
         self._at_prompt = False
-        if self._live:
-            self.deliver = self._write
         try:
             at = 0
             transport = self.transport
@@ -193,11 +192,6 @@ class ChatProtocol(BoundedOutput, LineReceiver):
                 self._buffer = rest
         finally:
             self._receiving = False
-            out, self._out = self._out, None
-            self._out_bytes = 0
-            if out and not self.cut_off:
-                self._send_now(b"".join(out) if len(out) > 1 else out[0])
-            self._reroute()
             self.session.input_done()
 
     def lineReceived(self, line: bytes) -> None:
@@ -246,18 +240,39 @@ class ChatProtocol(BoundedOutput, LineReceiver):
             # fresh line rather than after "Command: ".
             data = b"\r\n" + data
             self._at_prompt = False
-            self._reroute()
-        if self._out is not None:
-            # Answers to one read, gathered for one write: bounded here, as
-            # they are made, so a burst of lines that each cost an answer
-            # cannot queue more than a client that stops reading may.
-            self._out_bytes += len(data)
-            if self._out_bytes > self.max_backlog:
-                self._cut_off(self._out_bytes)
+        out = self._out
+        if out is None:
+            turn = self.factory.turn
+            if not turn.gathering:
+                # Outside any read (a timer, another node): at once.
+                self._send_now(data)
+                self._reroute()
                 return
-            self._out.append(data)
-        else:
-            self._send_now(data)
+            # The first write of this turn: the rest of the turn's join it
+            # (L{TurnWrites}), and so do deliveries, to keep their order.
+            self._out = [data]
+            self._out_bytes = len(data)
+            if self._live:
+                self.deliver = self._write
+            turn.add(self)
+            return
+        # Bounded here, as they are made, so a burst of lines that each cost
+        # an answer cannot queue more than a client that stops reading may.
+        self._out_bytes += len(data)
+        if self._out_bytes > self.max_backlog:
+            self._cut_off(self._out_bytes)
+            return
+        out.append(data)
+
+    def flush_output(self) -> None:
+        """The turn is over: write what it gathered for this client, in one send."""
+        out, self._out = self._out, None
+        if out is None:
+            return
+        self._out_bytes = 0
+        if not self.cut_off:
+            self._send_now(b"".join(out) if len(out) > 1 else out[0])
+        self._reroute()
 
     def _send_now(self, data: bytes) -> None:
         if self._congested:
@@ -277,8 +292,8 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     def _prompted(self) -> None:
         self._at_prompt = True
         if self._out is None:
-            # (While a read is answered, deliveries wait in _out anyway,
-            # and the route is set again once it is done.)
+            # (While writes gather, deliveries join them anyway, and the
+            # route is set again once they are written.)
             self._reroute()
 
     # --- IParticipant: messages from others ---------------------------------------
@@ -319,6 +334,8 @@ class ChatProtocol(BoundedOutput, LineReceiver):
             self.deliver = self.transport.write
 
     def close(self) -> None:
+        # What gathered (a goodbye) goes before the connection closes.
+        self.flush_output()
         transport: Any = self.transport
         transport.loseConnection()
         if self._abort_call is None:
@@ -380,6 +397,8 @@ class ChatFactory(ServerFactory):
     def __init__(self, context: ServerContext, max_backlog: int = 256 * 1024) -> None:
         self.context = context
         self.max_backlog = max_backlog
+        #: The connections whose writes of this turn wait for its end.
+        self.turn = TurnWrites(context.clock)
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         connections = self.context.connections

@@ -527,6 +527,29 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         hits, _ = await self.found("seas", "deploy")
         self.assertEqual([text for text, _ in hits], [f"deploy {i}" for i in reversed(range(7))])
 
+    async def test_a_write_rolled_back_after_indexing_leaves_search_whole(self) -> None:
+        clock = self.timed_store()
+        for i in range(3):
+            await self.store.save_history([private("columbia", "seas", f"deploy {i}", float(i))])
+        clock.advance(INDEX_AFTER)
+        index_kept = self.store._index_kept
+
+        def then_fail(conn: Any, now: float, last: int) -> None:
+            index_kept(conn, now, last)
+            raise sqlite3.OperationalError("the write fails after indexing")
+
+        self.store._index_kept = then_fail
+        with self.assertRaises(sqlite3.OperationalError):
+            await self.store.save_history([private("columbia", "seas", "deploy 3", 3.0)])
+        self.flushLoggedErrors(sqlite3.OperationalError)
+        self.assertEqual(self.in_index("deploy"), 0)
+        hits, _ = await self.found("seas", "deploy")
+        self.assertEqual([text for text, _ in hits], ["deploy 2", "deploy 1", "deploy 0"])
+        # The next write indexes them after all.
+        del self.store._index_kept
+        await self.store.save_history([private("columbia", "seas", "deploy 4", 4.0)])
+        self.assertEqual(self.in_index("deploy"), 3)
+
     async def test_the_index_lasts_over_a_restart(self) -> None:
         clock = self.timed_store()
         await self.store.save_history([private("columbia", "seas", "deploy 1", 1.0)])

@@ -338,6 +338,11 @@ def _index_lazily(conn: sqlite3.Connection) -> None:
     )
 
 
+def _indexed_upto(conn: sqlite3.Connection) -> int:
+    """The last row in the search index: those up to it are in it (or pruned), the later ones not yet."""
+    return int(conn.execute("SELECT upto FROM search_indexed").fetchone()[0])
+
+
 #: Version 5's tables: each conversation numbered once; its messages; who
 #: is in which (direct conversations and rooms); the rooms; how far each
 #: user has read each conversation.  A new database gets them through
@@ -502,12 +507,11 @@ class SQLiteStore:
             self._snapshot = self._load()
             #: Whether search has the full-text index (FTS5), or scans.
             self.indexed = _has_index(self._conn)
-            #: The writer's: the rows up to this one are in the index (or
-            #: pruned); and (time, last row) of recent writes, to find the
-            #: rows kept for L{INDEX_AFTER} seconds.
-            self._indexed_upto = (
-                self._conn.execute("SELECT upto FROM search_indexed").fetchone()[0] if self.indexed else 0
-            )
+            #: The writer's: (time, last row) of recent writes, to find the
+            #: rows kept for L{INDEX_AFTER} seconds, and the last of those.
+            #: How far the index goes is read from the database, in the
+            #: transaction that uses it, so a write rolled back cannot leave
+            #: this store believing rows indexed that are not.
             self._written_rows: collections.deque[tuple[float, int]] = collections.deque()
             self._due_rows = 0
             if not self.indexed:
@@ -925,17 +929,18 @@ class SQLiteStore:
             marks.append((now, last))
         while marks and now - marks[0][0] >= INDEX_AFTER:
             self._due_rows = max(self._due_rows, marks.popleft()[1])
-        if self._due_rows > self._indexed_upto:
-            self._index_rows(conn, min(self._due_rows, self._indexed_upto + INDEX_CHUNK))
+        if self._due_rows > _indexed_upto(conn):
+            self._index_rows(conn, self._due_rows)
 
-    def _index_rows(self, conn: sqlite3.Connection, until: int) -> None:
-        """In the writer thread: the rows after the indexed ones, up to C{until}, into the index."""
+    def _index_rows(self, conn: sqlite3.Connection, due: int) -> None:
+        """In the writer thread: the rows after the indexed ones, up to C{due}, into the index."""
+        upto = _indexed_upto(conn)
+        until = min(due, upto + INDEX_CHUNK)
         conn.execute(
             "INSERT INTO message_text (rowid, text) SELECT seq, text FROM message WHERE seq > ? AND seq <= ?",
-            (self._indexed_upto, until),
+            (upto, until),
         )
         conn.execute("UPDATE search_indexed SET upto = ?", (until,))
-        self._indexed_upto = until
 
     def history_for(self, name: str, count: int) -> Deferred[list[Delivery]]:
         count = min(count, self._history_limit)
@@ -1010,7 +1015,7 @@ class SQLiteStore:
                 if row[0] is None:
                     return None
                 below = row[0]
-            upto = self._indexed_upto if indexed else 0
+            upto = _indexed_upto(conn) if indexed else 0
             args = {"name": name, "below": below, "query": search.fts_query(words), "upto": upto}
             # The rows not in the index yet (the newest), read through; then
             # the index's: both newest first.

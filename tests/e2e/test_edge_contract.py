@@ -189,7 +189,13 @@ class TerminalEdgeTests(EdgeContract, unittest.TestCase):
 
     async def ask(self, user: LineClient, request: dict[str, Any], line: str, answer: str) -> str:
         user.send(line)
-        m = await user.expect(r"(?s)(.*?)\r\n(?:" + COMMAND + r"|$)")
+        # The answer ends with the next prompt; only a goodbye ends the text
+        # instead.  (Taking the end of what has arrived for the end of any
+        # answer read an answer whose prompt came in a later segment, after
+        # a command the store had to confirm, as ended: the prompt was then
+        # read as the start of the next answer.)
+        end = "$" if answer == "goodbye" else COMMAND
+        m = await user.expect(r"(?s)(.*?)\r\n" + end)
         return m.group(1).strip()
 
     async def hear(self, user: LineClient, sender: str, kind: str, text: str) -> None:

@@ -597,16 +597,7 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
     async def test_a_version_6_database_keeps_its_index_and_indexes_lazily_from_then_on(self) -> None:
         self.path = os.path.abspath(self.mktemp())
         with closing(sqlite3.connect(self.path, isolation_level=None)) as conn:
-            for step in sqlite_backend._MIGRATIONS[:6]:
-                conn.execute("BEGIN")
-                if callable(step):
-                    step(conn)
-                else:
-                    for statement in step.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                conn.execute("COMMIT")
-            conn.execute("PRAGMA user_version = 6")
+            sqlite_backend._migrate(conn, until=6)
             conn.execute("INSERT INTO conversation (id, key) VALUES (1, ?)", (pair("columbia", "seas"),))
             conn.executemany(
                 "INSERT INTO member (name, conversation) VALUES (?, 1)", [("columbia",), ("seas",)]

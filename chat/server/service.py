@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -327,6 +327,12 @@ class ChatService(Service):
             return self.store.mark_read(name, unmarked)
 
         def failed(f: Failure) -> None:
+            if isinstance(f.value, FirstError):
+                f = f.value.subFailure
+            if f.check(Unavailable):
+                # The store went away meanwhile: its health said so once.
+                # The counts then start from when the user was last seen.
+                return
             self.quiet.failure("read markers", "could not keep the unread counts of {user}", f, user=name)
 
         self.settling(name, counted.addCallback(keep).addErrback(failed))

@@ -95,12 +95,15 @@ class HeldStore:
         self.waiting.append((call, d))
         return d
 
-    def release(self) -> None:
+    def release(self, error: Exception | None = None) -> None:
+        """Answer what waits: with C{error} if given (or a broken disk's), else the real answer."""
+        if error is None and self.broken:
+            error = OSError("disk on fire")
         while self.waiting:
             waiting, self.waiting = self.waiting, []
             for call, d in waiting:
-                if self.broken:
-                    d.errback(Failure(OSError("disk on fire")))
+                if error is not None:
+                    d.errback(Failure(error))
                 else:
                     call().chainDeferred(d)
 

@@ -18,7 +18,7 @@ from chat.server.backends.memory import MemoryStore
 from chat.server.conversations import EVERYONE
 from chat.server.events import Announcement, Broadcasted, Delivery, Kind, SessionInfo
 from chat.server.health import Health
-from chat.server.interfaces import IPeerListener, IPeers, IRegistry
+from chat.server.interfaces import IPeerListener, IPeers, IRegistry, Unavailable
 from chat.server.registry import LocalRegistry
 from chat.server.service import ChatService
 from tests.unit.harness import Harness, HeldStore, OutageStore, capture_log
@@ -137,6 +137,24 @@ class NothingRecordedThatWasNotSentTests(unittest.TestCase):
         columbia.send("history")
         store.release()
         self.assertIn("columbia to seas (broadcast): half", columbia.read())
+
+    def test_a_logout_as_the_store_goes_away_logs_no_traceback(self) -> None:
+        """
+        At logout the unread counts are kept with a read of the user's
+        conversations; the store lost meanwhile (a node stopping after its
+        Redis) is what its health says once, not a failure with a traceback.
+        """
+        store = HeldStore()
+        server = Harness(store=store)
+        log = capture_log(self)
+        columbia = server.login("columbia")
+        store.release()
+        columbia.send("logout")
+        self.assertTrue(store.waiting, "the unread counts were not read at logout")
+        store.release(Unavailable("Redis at unix:/run/redis.sock: the connection was lost"))
+        self.assertFalse(store.waiting)
+        self.assertEqual([e for e in log if e.get("log_failure") is not None], [])
+        self.assertEqual(self.flushLoggedErrors(), [])
 
 
 # --- broadcasts across nodes while the others cannot be reached -------------------

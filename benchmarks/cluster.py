@@ -63,12 +63,15 @@ NOT_COUNTED = frozenset({"info"})
 #: commandstats} counts these as well as the C{EVALSHA} that ran them, so
 #: they are told apart from the commands that cost a node a round trip.
 #: C{SET} is the heartbeat's (the login guard's own is only for failed
-#: logins).  C{HSET}, C{HGETALL}, C{PUBLISH}, C{DEL} and C{HDEL} are both
-#: sent and scripted, and counted as sent: while messages flow, the scripted
-#: ones are logins, logouts and the background heartbeats and sweeps.
+#: logins).  C{HSET}, C{HGETALL}, C{DEL} and C{HDEL} are both sent and
+#: scripted, and counted as sent: while messages flow, the scripted ones are
+#: logins, logouts and the background heartbeats and sweeps.  So is
+#: C{PUBLISH}, though a private message to another node is published by its
+#: hand-over script (one per turn), a broadcast by a command of its own.
 IN_SCRIPTS = frozenset(
     {
         "xadd",
+        "xdel",
         "lpush",
         "ltrim",
         "lrange",

@@ -473,6 +473,13 @@ class IPeerListener(Interface):
     def inbox_ready(name: str) -> None:
         """The store holds messages for C{name}, a user of this node."""
 
+    def inbox_arrived(name: str, messages: Sequence[StoredMessage]) -> None:
+        """
+        These C{messages} were put in the inbox of C{name}, a user of this
+        node, by another node, which passed them on: shown without reading
+        the inbox.
+        """
+
     def evicted(name: str, participant: IParticipant) -> None:
         """
         C{participant}'s claim to C{name} was taken over (a resumed session
@@ -518,8 +525,12 @@ class IPeers(Interface):
     def publish(deliveries: Sequence[Delivery]) -> None:
         """Hand broadcasts to everyone to the users of the other nodes."""
 
-    def notify(names: Sequence[str]) -> None:
-        """Tell the nodes of C{names} that their inboxes have something new."""
+    def hand_over(names: Sequence[str], delivery: Delivery) -> Deferred[None]:
+        """
+        Keep C{delivery} for C{names}, users online on other nodes, as the
+        store keeps offline messages, and pass it to their nodes; fires
+        when durable.
+        """
 
     def intro_changed(name: str, text: str) -> None:
         """Tell the other nodes of a new personal introduction."""

@@ -18,7 +18,7 @@ from typing import Any
 
 import attrs
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, succeed
+from twisted.internet.defer import Deferred, DeferredList, FirstError, fail, gatherResults, succeed
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.task import LoopingCall
 from twisted.logger import Logger
@@ -72,6 +72,17 @@ HISTORY_EVERY = 0.1
 
 #: The counter of private messages (L{Kind.PRIVATE}'s value, looked up once).
 _PRIVATE = Kind.PRIVATE.value
+
+
+def _both(first: Deferred[None], second: Deferred[None]) -> Deferred[None]:
+    """Wait for two writes; the first failure is the failure."""
+
+    def failed(f: Failure) -> Failure:
+        return f.value.subFailure if isinstance(f.value, FirstError) else f
+
+    both = gatherResults([first, second], consumeErrors=True)
+    return both.addCallbacks(lambda _: None, failed)
+
 
 #: A time after every message: unread counts from there are those of read markers alone.
 _NEVER = 1e18
@@ -542,13 +553,16 @@ class ChatService(Service):
         if not offline and not elsewhere:
             self._keep(conversations.entries(delivery))
             return receipt
-        saved = self.store.save_offline(offline + elsewhere, delivery)
+        if elsewhere:
+            peers = self.peers
+            assert peers is not None, "users online elsewhere without peers"
+            saved = peers.hand_over(elsewhere, delivery)
+            if offline:
+                saved = _both(saved, self.store.save_offline(offline, delivery))
+        else:
+            saved = self.store.save_offline(offline, delivery)
 
         def stored(_: None) -> Receipt:
-            if elsewhere:
-                peers = self.peers
-                assert peers is not None, "users online elsewhere without peers"
-                peers.notify(elsewhere)
             self._keep(conversations.entries(delivery))
             return receipt
 
@@ -689,22 +703,42 @@ class ChatService(Service):
         participant: IParticipant = found
 
         def hand_over(messages: list[StoredMessage]) -> None:
-            if not messages or self.registry.online.get(name) is not participant:
-                return
-            self.flush()
-            # They leave the inbox once the user has shown they got them
-            # (the session acknowledges them): a connection that drops
-            # before that gets them again at the next login.
-            try:
-                participant.handed(messages)
-            except Exception:
-                log.failure("handing stored messages to {participant!r}", participant=participant)
+            if messages and self.registry.online.get(name) is participant:
+                self._hand(participant, messages)
 
         def again(_: object) -> None:
             if self._reading.pop(name, False):
                 self.inbox_ready(name)
 
         self.unseen(name).addCallback(hand_over).addErrback(self._inbox_failed, name).addBoth(again)
+
+    def inbox_arrived(self, name: str, messages: Sequence[StoredMessage]) -> None:
+        """
+        Messages another node put in C{name}'s inbox and passed on: shown
+        without reading the inbox, unless a read of it is on its way (they
+        are in it, and come in order after what it finds).
+        """
+        participant = self.registry.online.get(name)
+        if participant is None:
+            return  # gone: the messages wait for the next login
+        if name in self._reading:
+            self._reading[name] = True
+            return
+        handed = self._handed.setdefault(name, set())
+        new = [m for m in messages if m.delivery.id not in handed or not m.delivery.id]
+        if new:
+            handed.update(m.delivery.id for m in new)
+            self._hand(participant, new)
+
+    def _hand(self, participant: IParticipant, messages: list[StoredMessage]) -> None:
+        self.flush()
+        # They leave the inbox once the user has shown they got them (the
+        # session acknowledges them): a connection that drops before that
+        # gets them again at the next login.
+        try:
+            participant.handed(messages)
+        except Exception:
+            log.failure("handing stored messages to {participant!r}", participant=participant)
 
     def _inbox_failed(self, f: Failure, name: str) -> None:
         # Redis away: the messages stay in the inbox, and the cluster looks

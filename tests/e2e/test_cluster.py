@@ -34,7 +34,7 @@ from chat.server.backends.redis.cluster import RESYNC_INTERVAL, SESSIONS_TIMEOUT
 from chat.server.backends.redis.guard import RedisLoginGuard
 from chat.server.backends.redis.link import REPLY_TIMEOUT, RedisLink, Subscriber
 from chat.server.backends.redis.store import RedisStore
-from chat.server.events import Announcement, Delivery, Kind, SessionInfo
+from chat.server.events import Announcement, Delivery, Kind, SessionInfo, StoredMessage
 from chat.server.interfaces import (
     AlreadyOnline,
     IParticipant,
@@ -75,6 +75,8 @@ class RecordingListener:
         self.broadcasts: list[Delivery] = []
         self.intros: list[tuple[str, str]] = []
         self.inboxes: list[str] = []
+        #: Messages passed on with a hand-over: (name, the messages).
+        self.arrived: list[tuple[str, list[StoredMessage]]] = []
         self.evictions: list[tuple[str, IParticipant]] = []
         #: What an admin elsewhere asked of this node, and the sessions it has.
         self.kicks: list[tuple[str, str, str]] = []
@@ -101,6 +103,9 @@ class RecordingListener:
 
     def inbox_ready(self, name: str) -> None:
         self.inboxes.append(name)
+
+    def inbox_arrived(self, name: str, messages: Sequence[StoredMessage]) -> None:
+        self.arrived.append((name, list(messages)))
 
     def evicted(self, name: str, participant: IParticipant) -> None:
         self.evictions.append((name, participant))
@@ -222,7 +227,7 @@ def make_node(
         link,
         subscriber,
         clock,
-        store.load,
+        store,
         timeout=NODE_TIMEOUT,
         on_guard=guard.remote if guard is not None else None,
     )
@@ -591,7 +596,7 @@ class MessageTests(ClusterTestCase):
         await until(lambda: self.a.listener.intros, "node a hears node b's intro")
         self.assertEqual(self.a.listener.broadcasts, [])
 
-    async def test_inbox_notifications_reach_the_node_of_each_name(self) -> None:
+    async def test_messages_handed_over_reach_the_node_of_each_name_with_their_inbox_ids(self) -> None:
         c = await start_node(self, self.server, "c")
         await self.b.add("seas", participant())
         await self.b.add("google", participant())
@@ -601,16 +606,36 @@ class MessageTests(ClusterTestCase):
             lambda: {"seas", "google", "csee4119"} <= set(self.a.cluster.present),
             "node a sees the others' users",
         )
-        self.a.cluster.notify(["seas", "csee4119"])
-        self.a.cluster.notify(["google", "nobody", "columbia", "seas"])
-        # The notifications of one turn go out together at its end: one per node.
-        self.assertEqual(self.b.listener.inboxes, [])
-        self.a.clock.advance(0)
+        one = Delivery("columbia", "one", Kind.PRIVATE, START, "m-1", ("seas", "csee4119"))
+        two = Delivery("columbia", "two ☃", Kind.BROADCAST, START, "m-2", ("google", "nobody", "seas"))
+        first = self.a.cluster.hand_over(["seas", "csee4119"], one)
+        second = self.a.cluster.hand_over(["google", "nobody", "seas"], two)
+        # The hand-overs of one turn go as one script at its end.
+        self.assertNoResult(first)
+        await gatherResults([first, second])
+        await until(lambda: len(self.b.listener.arrived) == 2, "node b is passed two users' messages")
+        await until(lambda: c.listener.arrived, "node c is passed csee4119's message")
+        # One message per node: seas's two in order, each with the id of its inbox entry.
+        arrived = dict(self.b.listener.arrived)
+        self.assertEqual(sorted(arrived), ["google", "seas"])
+        self.assertEqual([m.delivery for m in arrived["seas"]], [one, two])
+        self.assertEqual([m.delivery for m in arrived["google"]], [two])
+        for name, messages in [*self.b.listener.arrived, *c.listener.arrived]:
+            self.assertEqual(messages, await self.a.cluster.store.offline_for(name))
+        [(name, [kept])] = c.listener.arrived
+        self.assertEqual((name, kept.delivery), ("csee4119", one))
+        # Nobody online: kept, and no node is told.
+        [kept] = await self.a.cluster.store.offline_for("nobody")
+        self.assertEqual(kept.delivery, two)
+        self.assertEqual(self.a.listener.arrived, [])
+        self.assertEqual(self.b.listener.inboxes + c.listener.inboxes, [])
+
+    async def test_a_node_that_names_inboxes_only_still_gets_them_read(self) -> None:
+        """A node of an earlier version says which inboxes have something, without the messages."""
+        self.server.command("PUBLISH", keys.node_channel("b"), json.dumps({"inbox": ["seas", "google"]}))
         await until(lambda: len(self.b.listener.inboxes) == 2, "node b is told of two inboxes")
-        await until(lambda: c.listener.inboxes, "node c is told of an inbox")
-        self.assertEqual(sorted(self.b.listener.inboxes), ["google", "seas"])
-        self.assertEqual(c.listener.inboxes, ["csee4119"])
-        self.assertEqual(self.a.listener.inboxes, [])
+        self.assertEqual(self.b.listener.inboxes, ["seas", "google"])
+        self.assertEqual(self.b.listener.arrived, [])
 
     async def test_a_new_intro_reaches_the_other_nodes(self) -> None:
         self.a.cluster.intro_changed("columbia", "The lion ☃")

@@ -171,6 +171,8 @@ class TwoNodes(LocalRegistry):
         self.remote = set(remote)
         self.health = Health("Redis", clock)
         self.published: list[Delivery] = []
+        #: What was handed to the other nodes: (names, delivery).
+        self.handed: list[tuple[tuple[str, ...], Delivery]] = []
 
     @property
     def present(self) -> Collection[str]:  # type: ignore[override]
@@ -182,8 +184,9 @@ class TwoNodes(LocalRegistry):
     def publish(self, deliveries: Sequence[Delivery]) -> None:
         self.published.extend(deliveries)
 
-    def notify(self, names: Sequence[str]) -> None:
-        pass
+    def hand_over(self, names: Sequence[str], delivery: Delivery) -> Deferred[None]:
+        self.handed.append((tuple(names), delivery))
+        return succeed(None)
 
     def intro_changed(self, name: str, text: str) -> None:
         pass
@@ -215,7 +218,7 @@ class UnreachableNodesTests(unittest.TestCase):
         self.clock = Clock()
         self.nodes = TwoNodes(self.clock, ["google", "facebook"])
         self.store = MemoryStore()
-        users = frozenset({"columbia", "seas", "google", "facebook"})
+        users = frozenset({"columbia", "seas", "google", "facebook", "csee4119"})
         self.service = ChatService(users, self.store, self.clock, registry=self.nodes, peers=self.nodes)
         self.seas = Recipient()
         self.successResultOf(self.service.join("columbia", Recipient()))
@@ -235,6 +238,19 @@ class UnreachableNodesTests(unittest.TestCase):
         self.assertEqual(self.nodes.published, [])
         self.assertEqual(self.seas.received, [b"columbia (broadcast): here only\r\n"])
 
+    def test_a_message_to_a_user_of_another_node_is_handed_to_it_and_kept_for_one_offline(self) -> None:
+        sent = self.service.send("columbia", ["google", "csee4119", "seas"], "hi", Kind.PRIVATE)
+        assert isinstance(sent, Deferred), "a message that needs the store is answered once it is stored"
+        receipt = self.successResultOf(sent)
+        self.assertEqual((receipt.delivered, receipt.stored), (("google", "seas"), ("csee4119",)))
+        [(names, delivery)] = self.nodes.handed
+        self.assertEqual((names, delivery.text, delivery.id), (("google",), "hi", receipt.id))
+        [kept] = self.successResultOf(self.store.offline_for("csee4119"))
+        self.assertEqual(kept.delivery, delivery)
+        self.assertEqual(self.successResultOf(self.store.offline_for("google")), [])
+        self.clock.advance(0)
+        self.assertEqual(self.seas.received, [b"columbia (private): hi\r\n"])
+
     def test_a_private_message_to_another_node_is_refused_while_the_store_is_down(self) -> None:
         self.store.health.lost("connection refused")
         sent = self.service.send("columbia", ["google"], "hi", Kind.PRIVATE)
@@ -243,5 +259,6 @@ class UnreachableNodesTests(unittest.TestCase):
         self.clock.advance(0)
         self.store.health.restored()
         self.clock.advance(0)
+        self.assertEqual(self.nodes.handed, [])
         self.assertEqual(self.successResultOf(self.store.offline_for("google")), [])
         self.assertEqual(self.successResultOf(self.store.history_for("columbia", 10)), [])

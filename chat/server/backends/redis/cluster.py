@@ -44,7 +44,8 @@ from zope.interface import implementer
 
 from chat.server.backends.redis import keys
 from chat.server.backends.redis.link import RedisError, RedisLink, Subscriber
-from chat.server.events import Announcement, Delivery, SessionInfo
+from chat.server.backends.redis.store import RedisStore
+from chat.server.events import Announcement, Delivery, SessionInfo, StoredMessage
 from chat.server.health import Health
 from chat.server.interfaces import (
     AlreadyOnline,
@@ -208,11 +209,11 @@ class RedisCluster:
     fifth of it.
 
     C{link} is the cluster's own connection (heartbeats, claims, sweeps,
-    broadcasts); C{store_link}, the store's (by default the same), carries
-    the inbox notifications, which must follow the store's writes.  Apart,
-    a node busy writing history cannot delay its own heartbeat behind it
-    and be taken for dead.  Its L{health} is that of C{link}'s group: the
-    node's connections to Redis, together.
+    broadcasts); the C{store}'s link (which may be the same) carries the
+    messages for users of other nodes, in the store's order.  Apart, a node
+    busy writing history cannot delay its own heartbeat behind it and be
+    taken for dead.  Its L{health} is that of C{link}'s group: the node's
+    connections to Redis, together.
     """
 
     def __init__(
@@ -221,17 +222,17 @@ class RedisCluster:
         link: RedisLink,
         subscriber: Subscriber,
         clock: IReactorTime,
-        load: Any,
+        store: RedisStore,
         timeout: float = 15.0,
         on_guard: Any = None,
-        store_link: RedisLink | None = None,
     ) -> None:
         self.node = node
         self.link = link
-        self.store_link = store_link if store_link is not None else link
+        self.store = store
+        self.store_link = store.link
         self.subscriber = subscriber
         self.clock = clock
-        self._load = load
+        self._load = store.load
         self.timeout = timeout
         self._on_guard = on_guard
         self._instance = os.urandom(8).hex()
@@ -248,8 +249,6 @@ class RedisCluster:
         #: them late, for a login that was refused).
         self._unreleased: dict[tuple[str, str], None] = {}
         self._pending: set[Deferred[Any]] = set()
-        #: Inbox notifications of this turn: node to users.
-        self._to_notify: dict[str, set[str]] = {}
         #: An admin's questions to the other nodes, by id, waiting for answers.
         self._asking: dict[str, _Question] = {}
         self._listener: IPeerListener | None = None
@@ -441,30 +440,19 @@ class RedisCluster:
             )
         )
 
-    def notify(self, names: Sequence[str]) -> None:
+    def hand_over(self, names: Sequence[str], delivery: Delivery) -> Deferred[None]:
         """
-        The notifications of one turn of the reactor go out together, one
-        message per node: a busy pair of nodes sends one, not one per
-        message.
+        Into the inboxes of C{names} (users online on other nodes as far
+        as this node knows), and to their nodes with it, in one script per
+        turn (L{RedisStore.hand_over}).  A user who has just moved gets it
+        from their inbox at their next login, or the node's next read of it.
         """
-        if not self._to_notify:
-            self.clock.callLater(0, self._send_notifications)
+        remote = self._remote
+        routes = []
         for name in names:
-            node = self._remote.get(name)
-            if node is not None:
-                self._to_notify.setdefault(node, set()).add(name)
-
-    def _send_notifications(self) -> None:
-        pending, self._to_notify = self._to_notify, {}
-        for node, users in pending.items():
-            # At most once: a node that misses this delivers at the user's
-            # next login, or when it drains the inboxes after reconnecting.
-            message = json.dumps({"inbox": sorted(users)}, ensure_ascii=False)
-            self.store_link.execute("PUBLISH", keys.node_channel(node), message).addErrback(
-                lambda f: self._quiet.warn(
-                    "notify failed", "could not tell a node of new messages: {why}", why=f.getErrorMessage()
-                )
-            )
+            node = remote.get(name)
+            routes.append((name, keys.node_channel(node) if node is not None else ""))
+        return self.store.hand_over(routes, delivery)
 
     def intro_changed(self, name: str, text: str) -> None:
         message = json.dumps({"name": name, "text": text, "node": self.node}, ensure_ascii=False)
@@ -823,12 +811,29 @@ class RedisCluster:
         elif channel == keys.ADMIN_CHANNEL:
             self._admin_request(listener, value)
         elif channel == keys.node_channel(self.node):
-            for name in value.get("inbox", ()):
-                listener.inbox_ready(name)
+            if "m" in value:
+                self._arrived(listener, value["m"])
+            else:
+                # From a node that names the inboxes without their messages.
+                for name in value.get("inbox", ()):
+                    listener.inbox_ready(name)
             if "evict" in value:
                 self._evict(listener, value["evict"], value["claim"])
             if "sessions" in value:
                 self._sessions_answer(value)
+
+    def _arrived(self, listener: IPeerListener, entries: list[list[Any]]) -> None:
+        """Messages put in the inboxes of users of this node, each with its stream id."""
+        arrived: dict[str, list[StoredMessage]] = {}
+        for name, entry_id, value in entries:
+            message = StoredMessage(entry_id, name, keys.delivery_from_value(value))
+            found = arrived.get(name)
+            if found is None:
+                arrived[name] = [message]
+            else:
+                found.append(message)
+        for name, messages in arrived.items():
+            listener.inbox_arrived(name, messages)
 
     def _presence(self, listener: IPeerListener, name: str, online: bool, at: float, node: str) -> None:
         if node == self.node:

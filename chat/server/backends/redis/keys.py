@@ -133,8 +133,12 @@ def session_from_value(v: dict[str, Any]) -> SessionInfo:
     )
 
 
+#: Made once: C{json.dumps} with options makes an encoder per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
 def encode_delivery(d: Delivery) -> str:
-    return json.dumps(delivery_value(d), ensure_ascii=False, separators=(",", ":"))
+    return _ENCODER.encode(delivery_value(d))
 
 
 def decode_delivery(text: str) -> Delivery:

@@ -34,6 +34,7 @@ from chat.server import conversations, search
 from chat.server.backends.redis import keys as rediskeys
 from chat.server.backends.redis import schema
 from chat.server.backends.redis.link import RedisLink
+from chat.server.batching import TurnCalls
 from chat.server.events import Delivery, StoredMessage
 from chat.server.health import Health
 from chat.server.interfaces import ConversationState, IStore, Room, Snapshot, StoreError
@@ -51,12 +52,58 @@ WAITAOF_TIMEOUT = 1000
 #: How many conversations a node remembers having written the members of.
 KNOWN_CONVERSATIONS = 100_000
 
-_SAVE_OFFLINE = """
--- KEYS: the recipients' inboxes; ARGV[1]: the encoded delivery.
-for _, inbox in ipairs(KEYS) do
-  redis.call('XADD', inbox, '*', 'd', ARGV[1])
+_HAND_OVER = """
+-- KEYS: the inbox of each entry.  ARGV[1]: '1' to publish here, else the
+-- messages are returned (channel, message, ...) for the caller to publish
+-- once they are durable; then, for each entry, the encoded delivery, the
+-- recipient, and the channel of their node ('' if they are offline).
+-- Each node's channel gets one message for all of its entries: each with
+-- its stream id, so that node shows it without reading the inbox and can
+-- remove it once shown; "inbox" names the users, for a node that reads
+-- their inboxes instead.
+local parts, names, order = {}, {}, {}
+for i, inbox in ipairs(KEYS) do
+  local at = 2 + (i - 1) * 3
+  local d, name, channel = ARGV[at], ARGV[at + 1], ARGV[at + 2]
+  local id = redis.call('XADD', inbox, '*', 'd', d)
+  if channel ~= '' then
+    if not parts[channel] then
+      parts[channel], names[channel] = {}, {}
+      order[#order + 1] = channel
+    end
+    local quoted = cjson.encode(name)
+    local list = parts[channel]
+    list[#list + 1] = '[' .. quoted .. ',"' .. id .. '",' .. d .. ']'
+    names[channel][quoted] = true
+  end
 end
-return #KEYS
+local out = {}
+for _, channel in ipairs(order) do
+  local listed = {}
+  for quoted in pairs(names[channel]) do listed[#listed + 1] = quoted end
+  local message = '{"m":[' .. table.concat(parts[channel], ',') .. '],"inbox":[' ..
+                  table.concat(listed, ',') .. ']}'
+  if ARGV[1] == '1' then
+    redis.call('PUBLISH', channel, message)
+  else
+    out[#out + 1] = channel
+    out[#out + 1] = message
+  end
+end
+return out
+"""
+
+_ACK = """
+-- KEYS: inboxes; ARGV: for each, how many entries to remove, then their ids.
+local at = 1
+for _, inbox in ipairs(KEYS) do
+  local count = tonumber(ARGV[at])
+  for first = at + 1, at + count, 1000 do
+    redis.call('XDEL', inbox, unpack(ARGV, first, math.min(first + 999, at + count)))
+  end
+  at = at + count + 1
+end
+return 1
 """
 
 _SAVE_HISTORY = """
@@ -270,7 +317,13 @@ class RedisStore:
         self._link = link
         self._history_limit = history
         self._snapshot = Snapshot({}, {})
-        self._save_offline = link.script(_SAVE_OFFLINE)
+        self._hand_over = link.script(_HAND_OVER)
+        self._remove = link.script(_ACK)
+        #: This turn's inbox writes and removals, each sent as one script.
+        self._handing: TurnCalls[tuple[Sequence[tuple[str, str]], Delivery]] = TurnCalls(
+            link.clock, self._hand_over_all
+        )
+        self._acking: TurnCalls[Sequence[StoredMessage]] = TurnCalls(link.clock, self._ack_all)
         self._save_history = link.script(_SAVE_HISTORY)
         #: Conversations whose members' sets this node has written, since
         #: it last connected (Redis may have lost them) and up to a bound.
@@ -339,12 +392,42 @@ class RedisStore:
 
     # --- offline messages --------------------------------------------------------
 
+    @property
+    def link(self) -> RedisLink:
+        """The connection the store's commands go over, in order."""
+        return self._link
+
     def save_offline(self, recipients: Sequence[str], delivery: Delivery) -> Deferred[None]:
-        if not recipients:
+        return self.hand_over([(name, "") for name in recipients], delivery)
+
+    def hand_over(self, routes: Sequence[tuple[str, str]], delivery: Delivery) -> Deferred[None]:
+        """
+        Put C{delivery} in the inbox of each recipient, and pass it to
+        their node: C{routes} are (recipient, the channel of the node they
+        are online on, or "" if none).  Fires once it is durable; the
+        messages of one turn go as one script (L{TurnCalls}).
+        """
+        if not routes:
             return succeed(None)
-        inboxes = [rediskeys.inbox(name) for name in recipients]
-        saved = self._save_offline(inboxes, [rediskeys.encode_delivery(delivery)])
-        return self._durable(saved).addCallback(_none)
+        return self._handing.add((routes, delivery))
+
+    def _hand_over_all(self, items: list[tuple[Sequence[tuple[str, str]], Delivery]]) -> Deferred[None]:
+        keys: list[str] = []
+        args: list[Any] = ["0" if self.waitaof else "1"]
+        for routes, delivery in items:
+            encoded = rediskeys.encode_delivery(delivery)
+            for name, channel in routes:
+                keys.append(rediskeys.inbox(name))
+                args += (encoded, name, channel)
+        saved = self._durable(self._hand_over(keys, args))
+        # With WAITAOF the nodes are told only once the messages are durable.
+        return saved.addCallback(self._publish)
+
+    def _publish(self, messages: list[str]) -> None:
+        for channel, message in zip(messages[::2], messages[1::2], strict=True):
+            # At most once, as pub/sub is: a node that misses it shows the
+            # messages when it next reads the inbox (a reconnect, a login).
+            self._link.execute("PUBLISH", channel, message).addErrback(_none)
 
     def offline_for(self, name: str) -> Deferred[list[StoredMessage]]:
         def read(entries: list[list[Any]]) -> list[StoredMessage]:
@@ -353,15 +436,28 @@ class RedisStore:
                 for entry_id, fields in entries
             ]
 
+        # This turn's writes and removals first: the read must see them.
+        self._handing.send()
+        self._acking.send()
         return self._link.execute("XRANGE", rediskeys.inbox(name), "-", "+").addCallback(read)
 
     def ack(self, messages: Sequence[StoredMessage]) -> Deferred[None]:
+        if not messages:
+            return succeed(None)
+        return self._acking.add(messages)
+
+    def _ack_all(self, batches: list[Sequence[StoredMessage]]) -> Deferred[None]:
         # An emptied stream stays, empty: other nodes may be reading it.
         ids: dict[str, list[str]] = {}
-        for m in messages:
-            ids.setdefault(m.recipient, []).append(str(m.id))
-        sent = [self._link.execute("XDEL", rediskeys.inbox(name), *some) for name, some in ids.items()]
-        return _all(sent).addCallback(_none)
+        for messages in batches:
+            for m in messages:
+                ids.setdefault(m.recipient, []).append(str(m.id))
+        keys = [rediskeys.inbox(name) for name in ids]
+        args: list[Any] = []
+        for some in ids.values():
+            args.append(len(some))
+            args += some
+        return self._remove(keys, args).addCallback(_none)
 
     # --- profiles ------------------------------------------------------------------
 
@@ -515,4 +611,7 @@ class RedisStore:
         return self._durable(used).addCallback(answer)
 
     def close(self) -> Deferred[None]:
+        # What this turn gathered goes before the link is closed.
+        self._handing.send()
+        self._acking.send()
         return succeed(None)

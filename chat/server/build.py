@@ -31,6 +31,7 @@ from chat.server.backends.redis.link import RedisLink, Subscriber
 from chat.server.backends.redis.store import RedisStore
 from chat.server.backends.sqlite import SQLiteStore
 from chat.server.context import ServerContext, Settings
+from chat.server.edges.gathered import TurnWrites
 from chat.server.edges.tcp import ChatFactory
 from chat.server.edges.web import ChatSite, make_site
 from chat.server.interfaces import ILoginGuard, IStore
@@ -120,6 +121,8 @@ def build_server(
     @raise chat.server.interfaces.StoreError: the database cannot be used.
     """
     guard: ILoginGuard
+    # The turns whose writes to TCP clients gather, read from a client or from Redis.
+    turn = TurnWrites(reactor)
     if config.redis is None:
         if store is None:
             store = open_store(config.database, reactor, config.history)
@@ -128,7 +131,7 @@ def build_server(
         )
         guard = LoginGuard(reactor, config.max_attempts, config.block_time)
     else:
-        service, guard = _node(config, config.redis, reactor)
+        service, guard = _node(config, config.redis, reactor, turn)
     users = UsersChecker(config.users, reactor)
     checker: ICredentialsChecker = wrap_checker(users) if wrap_checker is not None else users
     tokens = ResumeTokens(service.store, reactor) if config.resume_tokens else None
@@ -142,7 +145,7 @@ def build_server(
     settings = config.settings
     connections = ConnectionCount(config.max_connections_per_ip, settings.exempt, config.descriptors)
     context = ServerContext(service, portal, guard, reactor, settings, connections, tokens)
-    factory = ChatFactory(context, max_backlog=config.max_output_buffer)
+    factory = ChatFactory(context, max_backlog=config.max_output_buffer, turn=turn)
     return Server(config, service, guard, checker, tokens, context, factory, users_file)
 
 
@@ -152,7 +155,9 @@ def open_store(path: str, reactor: Any, history: int = 200) -> IStore:
     return SQLiteStore(path, reactor, history)
 
 
-def _node(config: ServerConfig, redis: RedisConfig, reactor: Any) -> tuple[ChatService, ILoginGuard]:
+def _node(
+    config: ServerConfig, redis: RedisConfig, reactor: Any, turn: TurnWrites
+) -> tuple[ChatService, ILoginGuard]:
     """The service of one node of a cluster on Redis, and its login guard."""
     endpoint: IStreamClientEndpoint = clientFromString(reactor, redis.endpoint)
     described = f"Redis at {redis.endpoint}"
@@ -183,11 +188,12 @@ def _node(config: ServerConfig, redis: RedisConfig, reactor: Any) -> tuple[ChatS
         control,
         subscriber,
         reactor,
-        store.load,
+        store,
         redis.node_timeout,
         on_guard=guard.remote,
-        store_link=link,
     )
+    for each in (link, control, subscriber):
+        each.on_read = turn.begin
     users = frozenset(config.users)
     service = ChatService(
         users, store, reactor, registry=cluster, peers=cluster, history=config.history, admins=config.admins

@@ -14,6 +14,7 @@ from twisted.trial import unittest
 from chat.server.auth import loggable_name
 from chat.server.commands import Limits
 from chat.server.context import Settings
+from chat.server.edges.tcp import HELD_INPUT
 from chat.server.edges.text import describe_duration
 from chat.server.limits import Exemptions
 from tests.unit.harness import Connection, Harness, HeldStore, capture_log
@@ -548,6 +549,21 @@ class SlowStoreTests(unittest.TestCase):
         text = seas.read()
         self.assertLess(text.index("first"), text.index("second"), text)
         self.assertTrue(text.endswith("Command: "))
+
+    def test_input_while_a_command_waits_is_held_and_the_socket_read_on_up_to_a_bound(self) -> None:
+        transport = self.columbia.transport
+        self.columbia.send("message seas one", "whoelse")
+        # A few lines sent ahead: held in order, the socket still read.
+        self.assertEqual(transport.producerState, "producing")
+        padded = "whoelse" + " " * 4000
+        self.columbia.send(*[padded] * (HELD_INPUT // 4000 + 1))
+        self.assertEqual(transport.producerState, "paused")
+        self.assertEqual(self.columbia.read(), "")
+        self.store.release()
+        self.assertEqual(transport.producerState, "producing")
+        offline = "seas is offline; the message will be delivered when they next log in.\r\nCommand: "
+        nobody = "Nobody else is online.\r\nCommand: "
+        self.assertEqual(self.columbia.read(), offline + nobody * (HELD_INPUT // 4000 + 2))
 
     def test_intro_is_confirmed_after_it_is_stored(self) -> None:
         self.columbia.send("personalintro slow disk")

@@ -57,6 +57,11 @@ def host_of(address: IAddress | None) -> str:
     return host
 
 
+#: Bytes of input held while a command waits for the store before the
+#: socket is no longer read: a few lines of a client sending ahead.
+HELD_INPUT = 16 * 1024
+
+
 @implementer(IEdge)
 class ChatProtocol(BoundedOutput, LineReceiver):
     """
@@ -91,6 +96,9 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         self._at_prompt = False
         self._discarding = False
         self._receiving = False
+        #: Whether input waiting for a command passed L{HELD_INPUT}, and the
+        #: socket is no longer read.
+        self._held_socket = False
         self._abort_call: IDelayedCall | None = None
         self._held: list[bytes] = []
         self._live = False
@@ -149,6 +157,11 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         buffer = self._buffer + data if self._buffer else data
         if self._receiving or self.paused:
             self._buffer = buffer
+            if self.paused and not self._held_socket and len(buffer) > HELD_INPUT:
+                # A client sending on while its command waits: now the
+                # kernel holds the rest, not this buffer.
+                self._held_socket = True
+                self.transport.pauseProducing()
             return
         end = buffer.find(b"\n")
         if end < 0:
@@ -219,15 +232,22 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         self.session.input_error(LineTooLong(self.MAX_LENGTH))
 
     def pause_input(self) -> None:
+        """
+        Hold the lines that come while a command waits for the store.  The
+        socket is read on until L{HELD_INPUT} bytes wait: a command waits
+        for a few milliseconds, and taking the socket out of the reactor's
+        set and back costs two system calls per message.
+        """
         self.paused = True
-        self.transport.pauseProducing()
 
     def resume_input(self) -> None:
         if not self.paused:
             return
         self.paused = False
-        if not self.transport.disconnecting:
-            self.transport.resumeProducing()
+        if self._held_socket:
+            self._held_socket = False
+            if not self.transport.disconnecting:
+                self.transport.resumeProducing()
         self.dataReceived(b"")
 
     # --- output ---------------------------------------------------------------
@@ -394,11 +414,13 @@ class ChatFactory(ServerFactory):
     count of open connections, shared with every other edge).
     """
 
-    def __init__(self, context: ServerContext, max_backlog: int = 256 * 1024) -> None:
+    def __init__(
+        self, context: ServerContext, max_backlog: int = 256 * 1024, turn: TurnWrites | None = None
+    ) -> None:
         self.context = context
         self.max_backlog = max_backlog
         #: The connections whose writes of this turn wait for its end.
-        self.turn = TurnWrites(context.clock)
+        self.turn = turn if turn is not None else TurnWrites(context.clock)
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         connections = self.context.connections

@@ -145,6 +145,9 @@ class _Connection(Protocol):
         return d
 
     def dataReceived(self, data: bytes) -> None:
+        on_read = self._link.on_read
+        if on_read is not None:
+            on_read()
         try:
             replies = self._parser.feed(data)
         except ProtocolError as e:
@@ -234,6 +237,9 @@ class _Subscription(_Connection):
         return self.send("SUBSCRIBE", *channels)
 
     def dataReceived(self, data: bytes) -> None:
+        on_read = self._link.on_read
+        if on_read is not None:
+            on_read()
         try:
             replies = self._parser.feed(data)
         except ProtocolError as e:
@@ -337,6 +343,11 @@ class RedisLink:
         self.ping_interval = ping_interval
         #: The connections that come and go with this one (just this one if not given).
         self.group = group if group is not None else LinkGroup(description, clock)
+        #: Called as replies arrive, before any is handled: what they make
+        #: the server write to its clients can then gather until the end of
+        #: the turn (L{chat.server.edges.gathered.TurnWrites}), one send
+        #: per client for the many replies of one read.
+        self.on_read: Callable[[], None] | None = None
         self._factory = _Factory(self)
         self._hooks: list[Callable[[], Deferred[Any] | None]] = []
         self._lost_hooks: list[Callable[[], None]] = []

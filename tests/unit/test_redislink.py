@@ -403,6 +403,25 @@ class SubscriberTests(LinkTestCase):
         self.assertEqual(self.successResultOf(pong), ["pong", ""])
         self.assertEqual(got, [("a", "123"), ("b", "hi")])
 
+    def test_a_read_is_announced_before_its_replies_and_messages_are_handled(self) -> None:
+        """What they make the server write to its clients then gathers until the turn ends."""
+        seen: list[str] = []
+        subscriber = Subscriber(self.endpoint, self.clock, ["a"], lambda c, m: seen.append("message " + m))
+        link = self.make_link()
+        for each in (subscriber, link):
+            each.on_read = lambda: seen.append("read")
+        subscriber.start()
+        self.endpoint.connections[-1].dataReceived(b"+PONG\r\n*3\r\n$9\r\nsubscribe\r\n$1\r\na\r\n:1\r\n")
+        conn = self.endpoint.connections[-1]
+        seen.clear()
+        conn.dataReceived(b"*3\r\n$7\r\nmessage\r\n$1\r\na\r\n$2\r\nhi\r\n")
+        self.assertEqual(seen, ["read", "message hi"])
+        conn = self.connect(link)
+        seen.clear()
+        link.execute("GET", "a").addCallback(lambda value: seen.append(f"reply {value}"))
+        conn.dataReceived(b"$1\r\nA\r\n")
+        self.assertEqual(seen, ["read", "reply A"])
+
     def test_a_receiver_that_fails_does_not_stop_the_messages(self) -> None:
         got: list[str] = []
 

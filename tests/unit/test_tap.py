@@ -223,6 +223,7 @@ class MakeServiceTests(unittest.TestCase):
     def test_with_redis_the_service_is_a_node_of_a_cluster(self) -> None:
         from chat.server.backends.redis.cluster import RedisCluster
         from chat.server.backends.redis.store import RedisStore
+        from chat.server.edges.tcp import ChatFactory
         from chat.server.tap import JoinCluster
 
         options = self.options("--redis", "tcp:127.0.0.1:6379", "--node", "a", "--database", "/nonexistent/x")
@@ -237,6 +238,15 @@ class MakeServiceTests(unittest.TestCase):
         self.assertIsInstance(chat.store, RedisStore)
         self.assertIsInstance(chat.registry, RedisCluster)
         self.assertIs(chat.peers, chat.registry)
+        # Replies read from Redis start a turn whose writes to TCP clients gather, as client reads do.
+        cluster = chat.registry
+        assert isinstance(cluster, RedisCluster)
+        [listener] = [s for s in collection if isinstance(s, Listener)]
+        factory = listener.factory
+        assert isinstance(factory, ChatFactory)
+        turn = factory.turn
+        for link in (cluster.link, cluster.store_link, cluster.subscriber):
+            self.assertEqual(link.on_read, turn.begin, link)
 
     def test_database_file_is_sqlite(self) -> None:
         from twisted.internet import reactor

@@ -480,10 +480,19 @@ class ChatService(Service):
         (they are online here) taken first and alone, since it is the
         server's busiest path after fan-out: one lookup, one L{Delivery},
         one render, one history entry, one L{Receipt}.  Anything else (an
-        unknown name, someone offline or on another node) is L{send}'s.
+        unknown name, someone offline) is L{send}'s, but for someone online
+        on another node, the next busiest: L{_to_another_node}.
         """
         participant = self.registry.online.get(recipient)
         if participant is None or recipient not in self.users:
+            peers = self.peers
+            if (
+                peers is not None
+                and recipient in self.registry.present
+                and recipient in self.users
+                and self.store.health.available
+            ):
+                return self._to_another_node(sender, recipient, text, peers)
             return self.send(sender, [recipient], text, Kind.PRIVATE)
         self.counters.messages[_PRIVATE] += 1
         self.fanout.flush()
@@ -495,6 +504,24 @@ class ChatService(Service):
         if len(pending) > self._history_trim_at:
             self._trim_history()
         return Receipt(delivery.to, (), delivery.id, now)
+
+    def _to_another_node(self, sender: str, recipient: str, text: str, peers: IPeers) -> Deferred[Receipt]:
+        """
+        L{message} to a user online on another node: into their inbox and
+        to their node (L{IPeers.hand_over}), answered once it is durable
+        there, as L{send} answers it; if that fails, nothing was sent.
+        """
+        self.counters.messages[_PRIVATE] += 1
+        self.fanout.flush()
+        now = self.clock.seconds()
+        delivery = Delivery(sender, text, Kind.PRIVATE, now, self.new_id(), (recipient,))
+        entry = (delivery, conversations.pair(sender, recipient))
+
+        def stored(_: None) -> Receipt:
+            self._keep((entry,))
+            return Receipt(delivery.to, (), delivery.id, now)
+
+        return peers.hand_over(delivery.to, delivery).addCallback(stored)
 
     def send(
         self, sender: str, recipients: Sequence[str], text: str, kind: Kind

@@ -16,6 +16,7 @@ from chat.server.commands import Limits
 from chat.server.context import Settings
 from chat.server.edges.tcp import HELD_INPUT
 from chat.server.edges.text import describe_duration
+from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.limits import Exemptions
 from tests.unit.harness import Connection, Harness, HeldStore, capture_log
 
@@ -949,6 +950,36 @@ class BroadcastTimingTests(unittest.TestCase):
             sends[0],
             b"Online now (1):\r\n  columbia\r\nCommand: \r\ncolumbia (private): hi\r\n",
         )
+
+    def test_messages_from_another_node_join_the_turns_other_writes_to_the_client(self) -> None:
+        store = HeldStore()
+        server = Harness(store=store)
+        seas = server.login("seas")
+        store.release()
+        # seas's message waits for the store: no prompt, messages go straight to its transport.
+        seas.protocol.dataReceived(b"message google later\r\n")
+        server.factory.turn.flush()
+        seas.read()
+        sends: list[bytes] = []
+        write = seas.transport.write
+
+        def send(data: bytes) -> None:
+            sends.append(data)
+            write(data)
+
+        seas.transport.write = send  # type: ignore[method-assign]
+        # Turns of Redis replies: a message from another node; then another,
+        # and the store's answer to seas.
+        for i, answered in enumerate((False, True)):
+            server.factory.turn.begin()
+            sent = Delivery("csee4119", f"from b {i}", Kind.PRIVATE, 1.0, f"b-{i}", ("seas",))
+            server.service.inbox_arrived("seas", [StoredMessage(f"{i}-0", "seas", sent)])
+            if answered:
+                store.release()
+            server.factory.turn.flush()
+        self.assertEqual(len(sends), 2, sends)
+        self.assertIn(b"csee4119 (private): from b 1\r\n", sends[1])
+        self.assertTrue(sends[1].endswith(b"Command: "), sends[1])
 
     def test_a_write_outside_any_read_goes_at_once(self) -> None:
         server = Harness()

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.task import Clock
 from twisted.trial import unittest
 from zope.interface import implementer
@@ -251,11 +251,28 @@ class UnreachableNodesTests(unittest.TestCase):
         self.clock.advance(0)
         self.assertEqual(self.seas.received, [b"columbia (private): hi\r\n"])
 
+    def test_a_private_message_to_a_user_of_another_node_is_answered_once_handed_over(self) -> None:
+        sent = self.service.message("columbia", "google", "hi")
+        assert isinstance(sent, Deferred), "answered once the hand-over is durable"
+        receipt = self.successResultOf(sent)
+        [(names, delivery)] = self.nodes.handed
+        self.assertEqual((names, delivery.text, delivery.kind), (("google",), "hi", Kind.PRIVATE))
+        self.assertEqual((receipt.delivered, receipt.stored, receipt.id), (("google",), (), delivery.id))
+        self.assertEqual(self.successResultOf(self.service.history("columbia", 10)), [delivery])
+
+    def test_a_private_message_whose_hand_over_fails_is_not_kept(self) -> None:
+        self.nodes.hand_over = lambda names, delivery: fail(Unavailable("Redis is unavailable"))  # type: ignore[method-assign]
+        self.failureResultOf(self.service.message("columbia", "google", "lost"), Unavailable)
+        self.assertEqual(self.successResultOf(self.service.history("columbia", 10)), [])
+
     def test_a_private_message_to_another_node_is_refused_while_the_store_is_down(self) -> None:
         self.store.health.lost("connection refused")
         sent = self.service.send("columbia", ["google"], "hi", Kind.PRIVATE)
         self.assertIsInstance(sent, Deferred)
         self.failureResultOf(sent)
+        again = self.service.message("columbia", "google", "hi")
+        self.assertIsInstance(again, Deferred)
+        self.failureResultOf(again)
         self.clock.advance(0)
         self.store.health.restored()
         self.clock.advance(0)

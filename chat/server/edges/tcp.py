@@ -331,6 +331,11 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         self.deliver = _drop
 
     def handed(self, messages: Sequence[StoredMessage]) -> None:
+        if self._live:
+            # Messages from another node come as its replies are read: with
+            # the turn's other writes to this client (the answers to its own
+            # messages, read from Redis too), in one send.
+            self.deliver = self._write
         self.session.handed(messages)
 
     def goodbye(self, reason: Goodbye) -> Deferred[None]:

@@ -145,6 +145,8 @@ SERVER_ERROR = Failed(Fault.SERVER_ERROR)
 #: beyond this the oldest count as seen.
 MAX_UNACKED = 1000
 
+_NONE: frozenset[str] = frozenset()
+
 
 class Session(TimeoutMixin):
     """
@@ -166,7 +168,8 @@ class Session(TimeoutMixin):
             settings.prelogin_rate, settings.prelogin_burst, context.clock.seconds()
         )
         self._refused = 0
-        self._closed: list[Deferred[None]] = []
+        #: Waiting for the session to end (L{goodbye}); made when someone waits.
+        self._closed: list[Deferred[None]] | None = None
         #: Logging in with a resume token: the realm lets it take over.
         self.resuming = False
         #: Why the session ended, once it has (a goodbye's reason), for the log.
@@ -176,13 +179,15 @@ class Session(TimeoutMixin):
         #: When the user last sent a command (for an admin's C{sessions}).
         self._active = 0.0
         #: The rooms (lower case) a terminal was told at login it had not read.
-        self._unread_rooms: set[str] = set()
+        #: (The empty values here are shared, not made per session: a server
+        #: holds thousands of sessions, most with none.)
+        self._unread_rooms: frozenset[str] = _NONE
         #: Whether the user may use the admins' commands (the others are
         #: told they do not exist); known at login.
         self.admin = False
         #: Stored messages shown to the user and still in the store: they
         #: leave it once the user has shown they got them (L{_acknowledge}).
-        self._unacked: list[StoredMessage] = []
+        self._unacked: Sequence[StoredMessage] = ()
 
     def __repr__(self) -> str:
         return f"<Session {self.log_name} from {self.edge.peer_host} in {self.state}>"
@@ -411,7 +416,7 @@ class Session(TimeoutMixin):
 
     def _shown_stored(self, messages: Sequence[StoredMessage]) -> None:
         """Keep C{messages} until acknowledged; beyond a bound, the oldest count as seen."""
-        self._unacked.extend(messages)
+        self._unacked = [*self._unacked, *messages]
         excess = len(self._unacked) - MAX_UNACKED
         if excess > 0:
             self._acknowledge(self._unacked[:excess])
@@ -435,8 +440,8 @@ class Session(TimeoutMixin):
         self.setTimeout(None)
         self.context.service.detach(self.edge)
         self._leave()
-        waiters, self._closed = self._closed, []
-        for d in waiters:
+        waiters, self._closed = self._closed, None
+        for d in waiters or ():
             d.callback(None)
 
     def about(self) -> SessionInfo | None:
@@ -671,7 +676,7 @@ class Session(TimeoutMixin):
         if self.state is State.CLOSED:
             return
         if unread.rooms:
-            self._unread_rooms = {name.lower() for name, _ in unread.rooms}
+            self._unread_rooms = frozenset(name.lower() for name, _ in unread.rooms)
             self.say(unread)
         self._welcomed()
 
@@ -981,7 +986,7 @@ class Session(TimeoutMixin):
 
     def _read_through(self, page: ConversationHistory) -> ConversationHistory:
         if self.avatar is not None:
-            self._unread_rooms.discard(page.conversation.lower())
+            self._unread_rooms = self._unread_rooms - {page.conversation.lower()}
             self.avatar.mark_read([page.conversation]).addErrback(self._not_marked)
         return page
 
@@ -1077,6 +1082,8 @@ class Session(TimeoutMixin):
 
     def goodbye(self, reason: Goodbye) -> Deferred[None]:
         d: Deferred[None] = Deferred()
+        if self._closed is None:
+            self._closed = []
         self._closed.append(d)
         if self.state is not State.CLOSED:
             self.end(reason)

@@ -57,6 +57,9 @@ def host_of(address: IAddress | None) -> str:
     return host
 
 
+#: What a connection holds once deliveries go out (one shared empty value).
+_NOTHING_HELD = ()
+
 #: Bytes of input held while a command waits for the store before the
 #: socket is no longer read: a few lines of a client sending ahead.
 HELD_INPUT = 16 * 1024
@@ -100,7 +103,7 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         #: socket is no longer read.
         self._held_socket = False
         self._abort_call: IDelayedCall | None = None
-        self._held: list[bytes] = []
+        self._held: list[bytes] | tuple[()] = []
         self._live = False
         self.deliver = self._held.append
         #: What is written to this client in a turn of the reactor that
@@ -319,7 +322,7 @@ class ChatProtocol(BoundedOutput, LineReceiver):
     # --- IParticipant: messages from others ---------------------------------------
 
     def start_deliveries(self) -> None:
-        held, self._held = self._held, []
+        held, self._held = self._held, _NOTHING_HELD
         self._live = True
         for payload in held:
             self._write(payload)
@@ -327,8 +330,12 @@ class ChatProtocol(BoundedOutput, LineReceiver):
 
     def stop_deliveries(self) -> None:
         self._live = False
-        self._held = []
+        self._held = _NOTHING_HELD
         self.deliver = _drop
+
+    def logged_in(self) -> bool:
+        """Whether this connection's user has logged in (its L{Slot} asks, to make room)."""
+        return self.session.logged_in
 
     def handed(self, messages: Sequence[StoredMessage]) -> None:
         if self._live:
@@ -440,5 +447,5 @@ class ChatFactory(ServerFactory):
         protocol.factory = self
         protocol.slot = slot
         slot.owner = protocol
-        slot.logged_in = lambda: protocol.session.logged_in
+        slot.logged_in = protocol.logged_in
         return protocol

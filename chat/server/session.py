@@ -518,13 +518,14 @@ class Session(TimeoutMixin):
         self.state = State.BUSY
         self.edge.pause_input()
 
-        def resume(_: object) -> None:
+        def resume(result: T | Failure) -> None:
+            self._complete(result, done, failed)
             if self.state is State.BUSY:
                 self.state = State.COMMAND
                 self.prompt()
                 self.edge.resume_input()
 
-        d.addBoth(self._complete, done, failed).addBoth(resume)
+        d.addBoth(resume)
 
     def _complete(
         self, result: T | Failure, done: Callable[[T], None], failed: Callable[[Failure], None]

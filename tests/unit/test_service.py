@@ -190,7 +190,7 @@ class BroadcastBatchTests(unittest.TestCase):
 
 
 class InboxTests(unittest.TestCase):
-    """A cluster's notifications that a user's inbox has something (IPeerListener.inbox_ready)."""
+    """What another node put in the inbox of a user here: named (inbox_ready) or passed on (inbox_arrived)."""
 
     def setUp(self) -> None:
         self.clock = Clock()
@@ -226,6 +226,49 @@ class InboxTests(unittest.TestCase):
         self.assertEqual(len(reads), 2)
         reads[1].callback([])
         self.assertEqual(len(reads), 2)
+
+    def test_messages_passed_on_are_shown_without_a_read_and_not_again_by_one(self) -> None:
+        hi = Delivery("columbia", "hi", Kind.PRIVATE, 1.0, "m1", ("seas",))
+        self.store.save_offline(["seas"], hi)
+        [kept] = self.successResultOf(self.store.offline_for("seas"))
+        self.service.inbox_arrived("seas", [kept])
+        self.service.inbox_arrived("seas", [kept])
+        self.assertEqual(self.seas.kept, [kept])
+        # A read of the inbox (a reconnect) finds it again: not shown twice.
+        self.service.inbox_ready("seas")
+        self.assertEqual(self.seas.kept, [kept])
+        self.successResultOf(self.service.shown("seas", self.seas.kept))
+        self.assertEqual(self.successResultOf(self.store.offline_for("seas")), [])
+
+    def test_messages_passed_on_during_a_read_come_from_the_read_after_it_in_order(self) -> None:
+        first = Delivery("columbia", "first", Kind.PRIVATE, 1.0, "m1", ("seas",))
+        second = Delivery("columbia", "second", Kind.PRIVATE, 2.0, "m2", ("seas",))
+        self.store.save_offline(["seas"], first)
+        reads: list[Deferred[list[StoredMessage]]] = []
+        offline_for = self.store.offline_for
+
+        def held(name: str) -> Deferred[list[StoredMessage]]:
+            reads.append(Deferred())
+            return reads[-1]
+
+        self.store.offline_for = held  # type: ignore[method-assign]
+        self.service.inbox_ready("seas")
+        self.store.save_offline(["seas"], second)
+        [_, passed] = self.successResultOf(offline_for("seas"))
+        self.service.inbox_arrived("seas", [passed])
+        self.assertEqual(self.seas.kept, [], "shown before what the read on its way finds")
+        reads[0].callback(self.successResultOf(offline_for("seas"))[:1])
+        self.assertEqual(len(reads), 2, "the inbox is read again after")
+        reads[1].callback(self.successResultOf(offline_for("seas")))
+        self.assertEqual([m.delivery for m in self.seas.kept], [first, second])
+
+    def test_messages_passed_on_for_a_user_not_online_here_wait_in_the_inbox(self) -> None:
+        later = Delivery("seas", "later", Kind.PRIVATE, 1.0, "m2", ("columbia",))
+        self.store.save_offline(["columbia"], later)
+        kept = self.successResultOf(self.store.offline_for("columbia"))
+        self.service.inbox_arrived("columbia", kept)
+        self.assertEqual(len(self.successResultOf(self.store.offline_for("columbia"))), 1)
+        self.assertEqual(self.seas.kept, [])
 
     def test_a_user_not_online_here_is_left_for_the_next_login(self) -> None:
         self.store.save_offline(

@@ -182,9 +182,14 @@ class TurnCalls(Generic[T]):
     and the node one reply instead of one each.
     """
 
-    def __init__(self, clock: IReactorTime, send: Callable[[list[T]], Deferred[Any]]) -> None:
+    def __init__(
+        self, clock: IReactorTime, send: Callable[[list[T]], Deferred[Any]], most: int = 1000
+    ) -> None:
         self._clock = clock
         self._send = send
+        #: Items sent as one at most: a busy turn's calls go in several, so
+        #: that none holds Redis (a script runs alone) for long.
+        self._most = most
         self._items: list[T] = []
         self._waiting: list[Deferred[None]] = []
 
@@ -195,6 +200,8 @@ class TurnCalls(Generic[T]):
         self._items.append(item)
         d: Deferred[None] = Deferred()
         self._waiting.append(d)
+        if len(self._items) >= self._most:
+            self.send()
         return d
 
     def send(self) -> None:

@@ -134,6 +134,14 @@ class IEdge(IParticipant):
     def resume_input() -> None:
         """Deliver lines again, starting with any held back."""
 
+    def answering_held_line() -> None:
+        """
+        The session answers now a line it took and held (typed while its
+        messages waited for the store): what follows is that line's answer,
+        written where a line just typed leaves the user, not as output that
+        interrupts a prompt.
+        """
+
     def close() -> None:
         """Close once what was sent has been written."""
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import enum
 import math
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -145,7 +146,19 @@ SERVER_ERROR = Failed(Fault.SERVER_ERROR)
 #: beyond this the oldest count as seen.
 MAX_UNACKED = 1000
 
+#: Private messages of one session waiting for the store at once (in
+#: flight): a client that sends several before the first is answered has
+#: them stored together, its answers in order; past this, its input waits.
+MAX_IN_FLIGHT = 16
+
 _NONE: frozenset[str] = frozenset()
+
+
+@attrs.define(eq=False)
+class _Flight:
+    """A private message waiting for the store: its answer, once known."""
+
+    answer: Event | None = None
 
 
 class Session(TimeoutMixin):
@@ -188,6 +201,10 @@ class Session(TimeoutMixin):
         #: Stored messages shown to the user and still in the store: they
         #: leave it once the user has shown they got them (L{_acknowledge}).
         self._unacked: Sequence[StoredMessage] = ()
+        #: Private messages waiting for the store, in the order sent (L{_fly}).
+        self._flights: deque[_Flight] = deque()
+        #: A command that came while messages were in flight: run once they land.
+        self._after_flights: Callable[[], None] | None = None
 
     def __repr__(self) -> str:
         return f"<Session {self.log_name} from {self.edge.peer_host} in {self.state}>"
@@ -789,6 +806,12 @@ class Session(TimeoutMixin):
         if not self._admit():
             return
         parsed = commands.parse(text, self.context.settings.limits, self.admin)
+        if self._flights and type(parsed) is not commands.Message:
+            self._after_landing(lambda: self._answer(parsed))
+            return
+        self._answer(parsed)
+
+    def _answer(self, parsed: commands.Parsed) -> None:
         run = _HANDLERS.get(type(parsed))
         if run is not None:
             run(self, parsed)
@@ -805,6 +828,9 @@ class Session(TimeoutMixin):
     def _run(self, command: commands.Command) -> None:
         """Run a parsed command, counting it against the rate like a typed one."""
         if self._admit():
+            if self._flights and type(command) is not commands.Message:
+                self._after_landing(lambda: self._dispatch(command))
+                return
             self._dispatch(command)
 
     def do_whoelse(self, _: commands.WhoElse) -> None:
@@ -823,26 +849,102 @@ class Session(TimeoutMixin):
         else:
             self._send(lambda: avatar.broadcast_to(cmd.recipients, cmd.text))
 
-    def _send(self, send: Callable[..., Receipt | Deferred[Receipt]], *args: Any) -> None:
+    def _send(self, send: Callable[..., Receipt | Deferred[Receipt]], *args: Any, fly: bool = False) -> None:
+        """
+        Send and answer with the receipt.  With C{fly} (a private message)
+        a receipt that waits for the store does not hold the input: the
+        next messages are sent meanwhile (L{_fly}), and every answer comes
+        in the order the messages were typed.
+        """
+        answer: Event
         try:
             result = send(*args)
         except UnknownUser as e:
-            self.reply(UnknownUsers(e.names, e.suggestions))
-            return
+            answer = UnknownUsers(e.names, e.suggestions)
         except SelfMessage:
-            self.reply(Failed(Fault.SELF_MESSAGE))
-            return
-        if isinstance(result, Receipt):
-            # Everyone was online: the usual case, with no Deferred to wait on.
-            self.reply(result)
+            answer = Failed(Fault.SELF_MESSAGE)
         else:
-            self._wait(result, self.say, self._not_stored)
+            if not isinstance(result, Receipt):
+                if fly:
+                    self._fly(result)
+                else:
+                    self._wait(result, self.say, self._not_stored)
+                return
+            # Everyone was online: the usual case, with no Deferred to wait on.
+            answer = result
+        if self._flights:
+            # After the answers of the messages still waiting for the store.
+            self._flights.append(_Flight(answer))
+            self._land()
+        else:
+            self.reply(answer)
+
+    def _fly(self, d: Deferred[Receipt]) -> None:
+        """
+        A private message waiting for the store (another node's user, or
+        someone offline): answered once it lands, after those before it.
+        A client sending several at once gets them stored together, in one
+        write of the store, rather than one write and one answer per turn.
+        """
+        flight = _Flight()
+        self._flights.append(flight)
+        if len(self._flights) >= MAX_IN_FLIGHT:
+            self.edge.pause_input()
+
+        def landed(result: Receipt | Failure) -> None:
+            if isinstance(result, Failure):
+                flight.answer = self._store_fault(
+                    result, "could not store a message from {user}", Fault.NOT_STORED
+                )
+            else:
+                flight.answer = result
+            self._land()
+
+        d.addBoth(landed)
+
+    def _land(self) -> None:
+        """Answer the messages that landed, in order; then what came meanwhile."""
+        if self.state is State.CLOSED:
+            return
+        flights = self._flights
+        try:
+            while flights and flights[0].answer is not None:
+                answer = flights.popleft().answer
+                assert answer is not None
+                self.context.service.counters.said(answer)
+                # Each answer with its prompt, as one typed after another gets.
+                self.edge.answering_held_line()
+                self.edge.send(answer, Ask.COMMAND)
+        except Exception:
+            log.failure("error answering a message in {session!r}", session=self)
+            self.say(SERVER_ERROR)
+        if flights:
+            if len(flights) < MAX_IN_FLIGHT and self._after_flights is None:
+                self.edge.resume_input()
+            return
+        after, self._after_flights = self._after_flights, None
+        if after is not None:
+            self.state = State.COMMAND
+            self.edge.answering_held_line()
+            after()
+        if self.state is State.COMMAND:
+            self.edge.resume_input()
+
+    def _after_landing(self, run: Callable[[], None]) -> None:
+        """Run C{run} (a command other than a private message) once the messages in flight land."""
+        self._after_flights = run
+        self.state = State.BUSY
+        self.edge.pause_input()
 
     def _not_stored(self, f: Failure) -> None:
         self._store_failed(f, "could not store a message from {user}", Fault.NOT_STORED)
 
     def _store_failed(self, f: Failure, what: str, fault: Fault) -> None:
         """Say why a command that needed the store was not done."""
+        self.say(self._store_fault(f, what, fault))
+
+    def _store_fault(self, f: Failure, what: str, fault: Fault) -> Failed:
+        """Why a command that needed the store was not done (logged once a minute at most)."""
         if f.check(Unavailable):
             # Expected while the store is away, which its health said once:
             # a line a minute at most, no traceback.
@@ -856,7 +958,7 @@ class Session(TimeoutMixin):
             fault = Fault.UNAVAILABLE
         else:
             self.quiet.failure(what, what, f, user=self.name)
-        self.say(Failed(fault))
+        return Failed(fault)
 
     def do_message(self, cmd: commands.Message | commands.RoomMessage) -> None:
         assert self.avatar is not None
@@ -867,7 +969,7 @@ class Session(TimeoutMixin):
             )
             return
         assert type(cmd) is commands.Message
-        self._send(avatar.message, cmd.recipient, cmd.text)
+        self._send(avatar.message, cmd.recipient, cmd.text, fly=True)
 
     # --- rooms --------------------------------------------------------------------
 

@@ -18,6 +18,7 @@ from chat.server.edges.tcp import HELD_INPUT
 from chat.server.edges.text import describe_duration
 from chat.server.events import Delivery, Kind, StoredMessage
 from chat.server.limits import Exemptions
+from chat.server.session import MAX_IN_FLIGHT
 from tests.unit.harness import Connection, Harness, HeldStore, capture_log
 
 BIDI_REFUSED = (
@@ -571,6 +572,73 @@ class SlowStoreTests(unittest.TestCase):
         self.assertEqual(self.columbia.read(), "")
         self.store.release()
         self.assertEqual(self.columbia.read(), "Personal introduction saved.\r\nCommand: ")
+
+
+OFFLINE = "seas is offline; the message will be delivered when they next log in.\r\nCommand: "
+
+
+class MessagesInFlightTests(unittest.TestCase):
+    """
+    Private messages a client sends before the first is answered, while
+    each waits for the store (someone offline, or on another node): sent
+    together, answered in the order typed, with the same bytes as one
+    after another.
+    """
+
+    def setUp(self) -> None:
+        self.store = HeldStore()
+        self.server = Harness(store=self.store, settings=Settings(rate=1000, burst=1000))
+        self.columbia = self.server.login("columbia")
+        self.log = capture_log(self)
+
+    def test_messages_sent_ahead_wait_for_the_store_together_and_are_answered_in_order(self) -> None:
+        self.columbia.send("message seas one", "message seas two", "message seas three")
+        self.assertEqual(len(self.store.waiting), 3, "all three went to the store at once")
+        self.assertEqual(self.columbia.read(), "")
+        self.store.release()
+        self.assertEqual(self.columbia.read(), OFFLINE * 3)
+        kept = self.successResultOf(self.store.inner.offline_for("seas"))
+        self.assertEqual([m.delivery.text for m in kept], ["one", "two", "three"])
+
+    def test_another_command_waits_for_the_messages_in_flight_and_is_answered_after_them(self) -> None:
+        self.columbia.send("message seas one", "whoelse", "message seas two")
+        self.assertEqual(len(self.store.waiting), 1, "whoelse, and what follows it, wait")
+        self.store.release()
+        self.assertEqual(self.columbia.read(), OFFLINE + "Nobody else is online.\r\nCommand: " + OFFLINE)
+
+    def test_an_answer_known_at_once_comes_after_those_still_in_flight(self) -> None:
+        self.columbia.send("message seas one", "message nobody two", "message columbia three")
+        self.assertEqual(self.columbia.read(), "")
+        self.store.release()
+        text = self.columbia.read()
+        self.assertTrue(text.startswith(OFFLINE), text)
+        self.assertLess(text.index("nobody"), text.index("That is you"), text)
+        self.assertEqual(text.count("Command: "), 3, text)
+
+    def test_at_most_a_bound_wait_at_once_and_the_rest_of_the_input_waits(self) -> None:
+        count = MAX_IN_FLIGHT + 3
+        self.columbia.send(*[f"message seas number{i}" for i in range(count)])
+        self.assertEqual(len(self.store.waiting), MAX_IN_FLIGHT)
+        self.store.release()
+        self.assertEqual(self.columbia.read(), OFFLINE * count)
+        self.assertEqual(self.store.waiting, [])
+
+    def test_messages_that_could_not_be_stored_are_answered_in_their_place(self) -> None:
+        self.columbia.send("message seas one", "message seas two")
+        self.store.release(OSError("disk on fire"))
+        text = self.columbia.read()
+        self.assertEqual(text.count("could not be stored"), 2, text)
+        self.assertEqual(text.count("Command: "), 2, text)
+        self.flushLoggedErrors(OSError)
+        self.columbia.send("whoelse")
+        self.assertEqual(self.columbia.read(), "Nobody else is online.\r\nCommand: ")
+
+    def test_a_connection_lost_with_messages_in_flight_is_answered_nothing(self) -> None:
+        self.columbia.send("message seas one", "message seas two", "whoelse")
+        self.columbia.lose()
+        self.store.release()
+        self.assertEqual(self.columbia.transport.value(), b"")
+        self.assertEqual([e for e in self.log if e.get("log_failure") is not None], [])
 
 
 class BadInputTests(unittest.TestCase):

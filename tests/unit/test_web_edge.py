@@ -28,7 +28,7 @@ from chat.server.context import Settings
 from chat.server.edges import jsonwire
 from chat.server.edges.web import MAX_MESSAGE, PING_INTERVAL, ChatWebSocket, ChatWebSocketResource, _ChatWire
 from chat.server.twisted_internals import server_bootstrap, wire_connection
-from tests.unit.harness import PASSWORDS, Harness
+from tests.unit.harness import PASSWORDS, Harness, HeldStore
 
 T0 = 1_700_000_000.0
 BIDI_REFUSED = (
@@ -268,6 +268,23 @@ class LoginTests(unittest.TestCase):
             ],
         )
         self.assertEqual(browser.wire.closed, [1000])
+
+    def test_messages_waiting_for_the_store_and_a_request_after_them_are_answered_in_order(self) -> None:
+        store = HeldStore()
+        server = Harness(store=store)
+        browser = Browser(server)
+        browser.login("columbia")
+        store.release()
+        browser.read()
+        browser.send(type="message", to="seas", text="one")
+        browser.send(type="message", to="seas", text="two")
+        browser.send(type="whoelse")
+        self.assertEqual(len(store.waiting), 2, "both messages went to the store at once")
+        self.assertEqual(browser.read(), [])
+        store.release()
+        answers = browser.read()
+        self.assertEqual([a["type"] for a in answers], ["receipt", "receipt", "roster"], answers)
+        self.assertEqual([a["stored"] for a in answers[:2]], [["seas"], ["seas"]], answers)
 
     def test_held_requests_after_a_failed_login_are_answered_in_order(self) -> None:
         server = Harness(hold_logins=True)

@@ -243,6 +243,11 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         """
         self.paused = True
 
+    def answering_held_line(self) -> None:
+        if self._at_prompt:
+            self._at_prompt = False
+            self._reroute()
+
     def resume_input(self) -> None:
         if not self.paused:
             return

@@ -415,6 +415,9 @@ class ChatWebSocket(BoundedOutput):
     def _token_failed(self, f: Failure) -> None:
         log.failure("could not issue a resume token", f)
 
+    def answering_held_line(self) -> None:
+        pass  # frames are not lines after a prompt
+
     def send_prompt(self, prompt: Ask) -> None:
         asked = jsonwire.prompt(prompt)
         if asked is not None:

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import enum
 import math
-from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -202,7 +201,9 @@ class Session(TimeoutMixin):
         #: leave it once the user has shown they got them (L{_acknowledge}).
         self._unacked: Sequence[StoredMessage] = ()
         #: Private messages waiting for the store, in the order sent (L{_fly}).
-        self._flights: deque[_Flight] = deque()
+        #: (A list, made when the first flies: at most L{MAX_IN_FLIGHT} long,
+        #: and an empty deque costs 760 bytes a session.)
+        self._flights: list[_Flight] | None = None
         #: A command that came while messages were in flight: run once they land.
         self._after_flights: Callable[[], None] | None = None
 
@@ -887,6 +888,8 @@ class Session(TimeoutMixin):
         write of the store, rather than one write and one answer per turn.
         """
         flight = _Flight()
+        if self._flights is None:
+            self._flights = []
         self._flights.append(flight)
         if len(self._flights) >= MAX_IN_FLIGHT:
             self.edge.pause_input()
@@ -907,9 +910,11 @@ class Session(TimeoutMixin):
         if self.state is State.CLOSED:
             return
         flights = self._flights
+        if flights is None:
+            return
         try:
             while flights and flights[0].answer is not None:
-                answer = flights.popleft().answer
+                answer = flights.pop(0).answer
                 assert answer is not None
                 self.context.service.counters.said(answer)
                 # Each answer with its prompt, as one typed after another gets.

@@ -234,6 +234,15 @@ class Session(TimeoutMixin):
         """Whether the user has logged in (and the session has not ended)."""
         return self.avatar is not None and self.state is not State.CLOSED
 
+    @property
+    def settled(self) -> bool:
+        """
+        Whether every line taken so far has been answered: nothing waits
+        for the store or a login, no message is in flight.  A client that
+        ended its input (C{printf ... | nc -N}) is closed then, not before.
+        """
+        return self.state is not State.CLOSED and not self.state.waiting and not self._flights
+
     def admit_input(self) -> bool:
         """
         Count one unit of input (a line, a message), before the edge does
@@ -932,7 +941,9 @@ class Session(TimeoutMixin):
             self.state = State.COMMAND
             self.edge.answering_held_line()
             after()
-        if self.state is State.COMMAND:
+        # Unless that command waits in turn (or ended the session): its
+        # next state (a command, an introduction's line) reads input again.
+        if self.state is not State.CLOSED and not self.state.waiting:
             self.edge.resume_input()
 
     def _after_landing(self, run: Callable[[], None]) -> None:

@@ -606,6 +606,16 @@ class MessagesInFlightTests(unittest.TestCase):
         self.store.release()
         self.assertEqual(self.columbia.read(), OFFLINE + "Nobody else is online.\r\nCommand: " + OFFLINE)
 
+    def test_a_command_that_asks_for_more_after_messages_in_flight_reads_its_answer(self) -> None:
+        self.columbia.send("message seas one", "personalintro", "piped intro", "whoelse")
+        self.store.release()
+        self.assertEqual(
+            self.columbia.read(),
+            OFFLINE
+            + "Please enter your personal introduction (an empty line keeps the current one):\r\n"
+            + "Intro: Personal introduction saved.\r\nCommand: Nobody else is online.\r\nCommand: ",
+        )
+
     def test_an_answer_known_at_once_comes_after_those_still_in_flight(self) -> None:
         self.columbia.send("message seas one", "message nobody two", "message columbia three")
         self.assertEqual(self.columbia.read(), "")
@@ -639,6 +649,41 @@ class MessagesInFlightTests(unittest.TestCase):
         self.store.release()
         self.assertEqual(self.columbia.transport.value(), b"")
         self.assertEqual([e for e in self.log if e.get("log_failure") is not None], [])
+
+
+class EndOfInputTests(unittest.TestCase):
+    """A client that sends everything and ends its input (C{printf ... | nc -N})."""
+
+    def test_what_it_sent_is_answered_in_order_before_the_connection_closes(self) -> None:
+        store = HeldStore()
+        server = Harness(store=store)
+        columbia = server.login("columbia")
+        columbia.send("message seas one", "message seas two", "whoelse", "logout")
+        columbia.protocol.readConnectionLost()
+        self.assertFalse(columbia.closing, "closed before the messages were stored")
+        store.release()
+        self.assertEqual(
+            columbia.read(), OFFLINE * 2 + "Nobody else is online.\r\nCommand: Goodbye, columbia!\r\n"
+        )
+        self.assertTrue(columbia.closing)
+
+    def test_a_client_with_nothing_waiting_is_closed_at_the_end_of_its_input(self) -> None:
+        server = Harness()
+        columbia = server.login("columbia")
+        columbia.send("whoelse")
+        columbia.protocol.readConnectionLost()
+        self.assertEqual(columbia.read(), "Nobody else is online.\r\nCommand: ")
+        self.assertTrue(columbia.closing)
+
+    def test_a_login_waiting_for_its_password_check_is_answered_first(self) -> None:
+        server = Harness(hold_logins=True)
+        conn = server.connect()
+        conn.send("columbia", "116bway", "whoelse")
+        conn.protocol.readConnectionLost()
+        self.assertFalse(conn.closing)
+        server.checker.release()
+        self.assertIn("Welcome to chat, columbia!", conn.read())
+        self.assertTrue(conn.closing)
 
 
 class BadInputTests(unittest.TestCase):

@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IDelayedCall
+from twisted.internet.interfaces import IAddress, IDelayedCall, IHalfCloseableProtocol
 from twisted.internet.protocol import Protocol, ServerFactory, connectionDone
 from twisted.protocols.basic import LineReceiver
 from twisted.python.failure import Failure
@@ -65,7 +65,7 @@ _NOTHING_HELD = ()
 HELD_INPUT = 16 * 1024
 
 
-@implementer(IEdge)
+@implementer(IEdge, IHalfCloseableProtocol)
 class ChatProtocol(BoundedOutput, LineReceiver):
     """
     One TCP connection, speaking UTF-8 lines ending in LF or CRLF.
@@ -102,6 +102,8 @@ class ChatProtocol(BoundedOutput, LineReceiver):
         #: Whether input waiting for a command passed L{HELD_INPUT}, and the
         #: socket is no longer read.
         self._held_socket = False
+        #: Whether the client ended its input (L{readConnectionLost}).
+        self._input_ended = False
         self._abort_call: IDelayedCall | None = None
         self._held: list[bytes] | tuple[()] = []
         self._live = False
@@ -249,14 +251,36 @@ class ChatProtocol(BoundedOutput, LineReceiver):
             self._reroute()
 
     def resume_input(self) -> None:
-        if not self.paused:
+        if self.paused:
+            self.paused = False
+            if self._held_socket:
+                self._held_socket = False
+                if not self.transport.disconnecting:
+                    self.transport.resumeProducing()
+            self.dataReceived(b"")
+        if self._input_ended:
+            self._end_when_answered()
+
+    # --- IHalfCloseableProtocol: a client that ends its input -------------------
+
+    def readConnectionLost(self) -> None:
+        """
+        The client sent everything it will (C{printf ... | nc -N}, a
+        script): what it sent is still answered, in order, and then the
+        connection closes.  The socket is read while commands wait for the
+        store, so the end can come before their answers.
+        """
+        self._input_ended = True
+        self._end_when_answered()
+
+    def writeConnectionLost(self) -> None:
+        pass  # the server never half-closes its side
+
+    def _end_when_answered(self) -> None:
+        if self.paused or self._receiving or self.transport.disconnecting:
             return
-        self.paused = False
-        if self._held_socket:
-            self._held_socket = False
-            if not self.transport.disconnecting:
-                self.transport.resumeProducing()
-        self.dataReceived(b"")
+        if self.session.settled:
+            self.transport.loseConnection()
 
     # --- output ---------------------------------------------------------------
 

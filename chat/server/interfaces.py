@@ -101,9 +101,11 @@ class IEdge(IParticipant):
     how messages do (as their L{IParticipant}).
 
     An edge hands the session each line with L{Session.line_received}, and
-    calls L{Session.input_done} once it has handed over all the lines of one
-    read, so that what they sent goes out together.  It renders what the
-    session emits (L{chat.server.events}) in its own way.
+    what they sent others goes out together: at the end of the reactor's
+    turn for the TCP edge (with the other clients' lines of that turn, see
+    L{chat.server.edges.gathered.TurnWrites}), at the end of each read
+    (L{Session.input_done}) for the others.  It renders what the session
+    emits (L{chat.server.events}) in its own way.
     """
 
     peer_host = Attribute("The address the user connects from, as text.")

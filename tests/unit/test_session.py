@@ -1104,14 +1104,28 @@ class BroadcastTimingTests(unittest.TestCase):
         self.assertEqual(seas.transport.value(), b"\r\ncolumbia (broadcast): from a timer\r\n")
         self.assertEqual(columbia.transport.value(), b"")
 
-    def test_broadcasts_in_one_read_reach_a_recipient_in_one_write(self) -> None:
+    def test_broadcasts_of_the_reads_of_one_turn_reach_a_recipient_in_one_write(self) -> None:
+        """Several senders read in one turn: each other user gets their broadcasts in one write."""
         server = Harness()
         seas = server.login("seas")
         columbia = server.login("columbia")
+        google = server.login("google")
         writes: list[bytes] = []
         seas.protocol.deliver = writes.append
         columbia.protocol.dataReceived(b"broadcast message one\r\nbroadcast message two\r\n")
-        self.assertEqual(writes, [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\n"])
+        google.protocol.dataReceived(b"broadcast message three\r\n")
+        self.assertEqual(writes, [])
+        server.factory.turn.flush()
+        self.assertEqual(
+            writes,
+            [b"columbia (broadcast): one\r\ncolumbia (broadcast): two\r\ngoogle (broadcast): three\r\n"],
+        )
+        # Each sender has its answers first, then what the others sent, in one send.
+        self.assertEqual(
+            google.read(),
+            "Broadcast to 2 users.\r\nCommand: "
+            "\r\ncolumbia (broadcast): one\r\ncolumbia (broadcast): two\r\n",
+        )
 
 
 def stamped(when: float, line: str) -> str:

@@ -16,6 +16,7 @@ is handled.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -38,6 +39,9 @@ class TurnWrites:
         self._clock = clock
         self._waiting: list[Gathering] = []
         self._call: IDelayedCall | None = None
+        #: Run first at the turn's end: the service's delivery of what the
+        #: turn's lines sent others, so that it joins the turn's writes.
+        self.before: Callable[[], None] | None = None
 
     @property
     def gathering(self) -> bool:
@@ -58,6 +62,8 @@ class TurnWrites:
         if self._call is not None and self._call.active():
             self._call.cancel()
         self._call = None
+        if self.before is not None:
+            self.before()
         waiting, self._waiting = self._waiting, []
         for connection in waiting:
             connection.flush_output()

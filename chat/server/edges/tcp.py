@@ -209,8 +209,11 @@ class ChatProtocol(BoundedOutput, LineReceiver):
             else:
                 self._buffer = rest
         finally:
+            # What the lines sent others (broadcasts, private messages) goes
+            # out at the end of the turn, with what other clients' lines of
+            # the same turn sent (L{TurnWrites.before}): one write per
+            # recipient per turn, not one per sender read in it.
             self._receiving = False
-            self.session.input_done()
 
     def lineReceived(self, line: bytes) -> None:
         session = self.session
@@ -462,6 +465,7 @@ class ChatFactory(ServerFactory):
         self.max_backlog = max_backlog
         #: The connections whose writes of this turn wait for its end.
         self.turn = turn if turn is not None else TurnWrites(context.clock)
+        self.turn.before = context.service.flush
 
     def buildProtocol(self, addr: IAddress | None) -> Protocol:
         connections = self.context.connections

@@ -17,7 +17,7 @@ offline rely on it.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
@@ -136,14 +136,23 @@ class Rooms:
         def made(created: bool) -> Deferred[Any]:
             if not created and key not in self._rooms:
                 # Made on another node, whose word of it has not come yet:
-                # its name is the one it was made with, not as typed here.
+                # its name is the one it was made with, not as typed here,
+                # and its members are those the store has.
                 named = getattr(store, "room_name", None)
                 if named is not None:
-                    return named(key).addCallback(lambda kept: joining(created, kept or name))
+                    found = getattr(store, "room_members", None)
+
+                    def members(kept: str | None) -> Deferred[Any]:
+                        if found is None:
+                            return joining(created, kept or name)
+                        return found(key).addCallback(lambda them: joining(created, kept or name, them))
+
+                    return named(key).addCallback(members)
             return joining(created, name)
 
-        def joining(created: bool, name: str) -> Deferred[Any]:
+        def joining(created: bool, name: str, members: Iterable[str] = ()) -> Deferred[Any]:
             room = self._rooms.setdefault(key, _Room(name))
+            room.members.update(members)
             if created:
                 room.name = name
                 log.info("{user} made the room {room}", user=user, room=name)

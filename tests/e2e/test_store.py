@@ -195,6 +195,15 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
         await other.ack([m])
         self.assertEqual(await self.store.offline_for("seas"), [])
 
+    async def test_a_room_made_by_another_node_has_its_name_and_members_in_redis(self) -> None:
+        """What a node that has not heard of the room yet reads when a user of its joins it."""
+        other = await self.other_store()
+        self.assertIs(await self.store.save_room("#dev", "#Dev"), True)
+        await self.store.join_room("#dev", "seas")
+        self.assertEqual(await other.room_name("#dev"), "#Dev")
+        self.assertEqual(await other.room_members("#dev"), frozenset({"seas"}))
+        self.assertEqual(await other.room_members("#nowhere"), frozenset())
+
     async def test_a_message_to_several_recipients_is_in_each_inbox_once(self) -> None:
         await self.store.save_offline(["seas", "google", "facebook"], hello(text="all"))
         for name in ("seas", "google", "facebook"):

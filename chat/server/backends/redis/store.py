@@ -556,6 +556,11 @@ class RedisStore:
         kept = self._link.execute("HGET", rediskeys.ROOMS, key)
         return kept.addCallback(lambda name: None if name is None else str(name))
 
+    def room_members(self, key: str) -> Deferred[frozenset[str]]:
+        """Every member of the room C{key} (on any node), as Redis has them."""
+        kept = self._link.execute("SMEMBERS", rediskeys.ROOM_MEMBERS + key)
+        return kept.addCallback(lambda names: frozenset(str(n) for n in names))
+
     def join_room(self, key: str, user: str) -> Deferred[None]:
         self._link.execute("SADD", rediskeys.ROOM_MEMBERS + key, user)
         joined = self._link.execute("SADD", rediskeys.conversations_of(user), key)

@@ -671,15 +671,16 @@ class ChatService(Service):
         handed yet; they count as handed from now until L{shown}.
         """
 
-        def fresh(messages: list[StoredMessage]) -> list[StoredMessage]:
-            if not messages:
-                return messages  # the usual login: nothing waited
-            handed = self._handed.setdefault(name, set())
-            new = [m for m in messages if m.delivery.id not in handed or not m.delivery.id]
-            handed.update(m.delivery.id for m in new)
-            return new
+        return self.store.offline_for(name).addCallback(lambda messages: self._fresh(name, messages))
 
-        return self.store.offline_for(name).addCallback(fresh)
+    def _fresh(self, name: str, messages: Sequence[StoredMessage]) -> list[StoredMessage]:
+        """Those of C{messages} not handed to C{name} yet, counted as handed from now."""
+        if not messages:
+            return []  # the usual login: nothing waited
+        handed = self._handed.setdefault(name, set())
+        new = [m for m in messages if m.delivery.id not in handed or not m.delivery.id]
+        handed.update(m.delivery.id for m in new)
+        return new
 
     def shown(self, name: str, messages: Sequence[StoredMessage]) -> Deferred[None]:
         """Forget messages the user has been shown."""
@@ -718,13 +719,24 @@ class ChatService(Service):
     def remote_intro(self, name: str, text: str) -> None:
         self.presences.intro_changed(name, text)
 
-    def inbox_ready(self, name: str) -> None:
-        """Hand what waits in C{name}'s inbox to their session here, then forget it."""
-        found = self.registry.online.get(name)
-        if found is None:
-            return  # gone: the messages wait for the next login
+    def _to_hand(self, name: str) -> IParticipant | None:
+        """
+        The session here to hand C{name}'s inbox messages to, if any and no
+        read of the inbox is on its way (then it is read once more after
+        that one, and what came meanwhile is in it, in order).
+        """
+        participant = self.registry.online.get(name)
+        if participant is None:
+            return None  # gone: the messages wait for the next login
         if name in self._reading:
             self._reading[name] = True
+            return None
+        return participant
+
+    def inbox_ready(self, name: str) -> None:
+        """Hand what waits in C{name}'s inbox to their session here, then forget it."""
+        found = self._to_hand(name)
+        if found is None:
             return
         self._reading[name] = False
         participant: IParticipant = found
@@ -745,16 +757,11 @@ class ChatService(Service):
         without reading the inbox, unless a read of it is on its way (they
         are in it, and come in order after what it finds).
         """
-        participant = self.registry.online.get(name)
+        participant = self._to_hand(name)
         if participant is None:
-            return  # gone: the messages wait for the next login
-        if name in self._reading:
-            self._reading[name] = True
             return
-        handed = self._handed.setdefault(name, set())
-        new = [m for m in messages if m.delivery.id not in handed or not m.delivery.id]
+        new = self._fresh(name, messages)
         if new:
-            handed.update(m.delivery.id for m in new)
             self._hand(participant, new)
 
     def _hand(self, participant: IParticipant, messages: list[StoredMessage]) -> None:

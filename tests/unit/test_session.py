@@ -1030,6 +1030,19 @@ class ClosingTests(unittest.TestCase):
         self.assertEqual(conn.protocol._buffer, b"")
 
 
+def record_sends(conn: Connection) -> list[bytes]:
+    """Each write to C{conn}'s transport from now on (one per send the server makes), in order."""
+    sends: list[bytes] = []
+    write = conn.transport.write
+
+    def send(data: bytes) -> None:
+        sends.append(data)
+        write(data)
+
+    conn.transport.write = send  # type: ignore[method-assign]
+    return sends
+
+
 class BroadcastTimingTests(unittest.TestCase):
     def test_a_broadcast_is_delivered_by_the_end_of_the_turn_that_carried_it(self) -> None:
         server = Harness()
@@ -1044,14 +1057,7 @@ class BroadcastTimingTests(unittest.TestCase):
         server = Harness()
         seas = server.login("seas")
         columbia = server.login("columbia")
-        sends: list[bytes] = []
-        write = seas.transport.write
-
-        def send(data: bytes) -> None:
-            sends.append(data)
-            write(data)
-
-        seas.transport.write = send  # type: ignore[method-assign]
+        sends = record_sends(seas)
         # In one turn: seas's own command, then a message to seas from a
         # line of columbia's read after it.
         seas.protocol.dataReceived(b"whoelse\r\n")
@@ -1073,14 +1079,7 @@ class BroadcastTimingTests(unittest.TestCase):
         seas.protocol.dataReceived(b"message google later\r\n")
         server.factory.turn.flush()
         seas.read()
-        sends: list[bytes] = []
-        write = seas.transport.write
-
-        def send(data: bytes) -> None:
-            sends.append(data)
-            write(data)
-
-        seas.transport.write = send  # type: ignore[method-assign]
+        sends = record_sends(seas)
         # Turns of Redis replies: a message from another node; then another,
         # and the store's answer to seas.
         for i, answered in enumerate((False, True)):

@@ -74,6 +74,15 @@ HISTORY_EVERY = 0.1
 _PRIVATE = Kind.PRIVATE.value
 
 
+def _fresh(handed: set[str], messages: Sequence[StoredMessage]) -> list[StoredMessage]:
+    """Those of C{messages} not in C{handed} (ids of messages shown to a session), added to it."""
+    if not messages:
+        return []  # the usual login: nothing waited
+    new = [m for m in messages if m.delivery.id not in handed or not m.delivery.id]
+    handed.update(m.delivery.id for m in new)
+    return new
+
+
 def _both(first: Deferred[None], second: Deferred[None]) -> Deferred[None]:
     """Wait for two writes; the first failure is the failure."""
 
@@ -670,17 +679,11 @@ class ChatService(Service):
         The stored messages for C{name} that no session of theirs has been
         handed yet; they count as handed from now until L{shown}.
         """
-
-        return self.store.offline_for(name).addCallback(lambda messages: self._fresh(name, messages))
-
-    def _fresh(self, name: str, messages: Sequence[StoredMessage]) -> list[StoredMessage]:
-        """Those of C{messages} not handed to C{name} yet, counted as handed from now."""
-        if not messages:
-            return []  # the usual login: nothing waited
+        # The session's set as the read starts: if the user leaves before
+        # it is answered, what it finds is not counted as handed to the
+        # next session (whose login would then show nothing).
         handed = self._handed.setdefault(name, set())
-        new = [m for m in messages if m.delivery.id not in handed or not m.delivery.id]
-        handed.update(m.delivery.id for m in new)
-        return new
+        return self.store.offline_for(name).addCallback(lambda messages: _fresh(handed, messages))
 
     def shown(self, name: str, messages: Sequence[StoredMessage]) -> Deferred[None]:
         """Forget messages the user has been shown."""
@@ -760,7 +763,7 @@ class ChatService(Service):
         participant = self._to_hand(name)
         if participant is None:
             return
-        new = self._fresh(name, messages)
+        new = _fresh(self._handed.setdefault(name, set()), messages)
         if new:
             self._hand(participant, new)
 

@@ -540,6 +540,21 @@ class SlowStoreTests(unittest.TestCase):
         self.columbia.send("whoelse")
         self.assertIn("Nobody else", self.columbia.read())
 
+    def test_a_user_gone_while_their_offline_messages_are_read_gets_them_at_the_next_login(self) -> None:
+        self.columbia.send("message seas waiting")
+        self.store.release()
+        seas = self.server.connect()
+        seas.send("seas", "summerisover")
+        # The connection drops (a reset) while the store reads what waited.
+        seas.lose()
+        self.store.release()
+        again = self.server.connect()
+        again.send("seas", "summerisover")
+        self.store.release()
+        text = again.read()
+        self.assertIn("You have 1 offline message:", text)
+        self.assertIn("columbia (private): waiting", text)
+
     def test_live_messages_during_login_come_after_offline_ones(self) -> None:
         self.columbia.send("message seas first")
         self.store.release()

@@ -28,6 +28,11 @@ import attrs
 class Ask(enum.Enum):
     """What the session waits for next: the prompt an edge may show."""
 
+    #: Members are singletons, equal only to themselves: hashed as objects,
+    #: in C, not by Enum's Python-level hash of the name (a prompt is
+    #: looked up for every answer).
+    __hash__ = object.__hash__
+
     USERNAME = "username"
     PASSWORD = "password"
     COMMAND = "command"
@@ -38,6 +43,7 @@ class Ask(enum.Enum):
 
 
 class Kind(enum.Enum):
+    __hash__ = object.__hash__  # as Ask's
     PRIVATE = "private"
     BROADCAST = "broadcast"
     #: To the members of a room (L{Delivery.room}).

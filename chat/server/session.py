@@ -110,6 +110,11 @@ class State(enum.Enum):
     waiting: bool
     #: The L{Session} method that reads a line in this state.
     line_handler: str
+    #: The session has ended: nothing more is read or said.
+    closed: bool
+    #: What a line typed in this state must not hold (a password may hold
+    #: more than a command may), as L{textrules} says: the fault, or None.
+    text_rule: Callable[[str], Fault | None]
 
 
 for _state, _ask in (
@@ -126,6 +131,8 @@ for _state, _ask in (
     _state.logging_in = _state in (State.USERNAME, State.PASSWORD)
     _state.logged_in = _state in (State.WELCOMING, State.COMMAND, State.INTRO, State.BUSY)
     _state.waiting = _state in (State.AUTHENTICATING, State.WELCOMING, State.BUSY)
+    _state.closed = _state is State.CLOSED
+    _state.text_rule = textrules.refused_line if _state is State.PASSWORD else textrules.refused
 
 
 def _refused_text(text: str, shown: bool = True) -> Failed | None:
@@ -252,7 +259,7 @@ class Session(TimeoutMixin):
         login the command rate applies instead (L{_admit}).  False when the
         input must be dropped.
         """
-        if self.state is State.CLOSED:
+        if self.state.closed:
             return False
         if self.avatar is not None:
             return True
@@ -268,14 +275,15 @@ class Session(TimeoutMixin):
 
     def line_received(self, text: str) -> None:
         """One decoded line from the user, without its line ending."""
-        if self.state is State.CLOSED:
+        state = self.state
+        if state.closed:
             return
-        if self._unacked and not self.edge.acknowledges and self.state in (State.COMMAND, State.INTRO):
+        if self._unacked and not self.edge.acknowledges and state in (State.COMMAND, State.INTRO):
             # An edge whose client cannot acknowledge (a terminal): a line
             # typed after the messages were shown is the sign they arrived.
             self._acknowledge(self._unacked)
-        state = self.state
-        fault = textrules.refused(text) if state is not State.PASSWORD else textrules.refused_line(text)
+            state = self.state
+        fault = state.text_rule(text)
         if fault is not None:
             self.input_error(Failed(fault))
             return
@@ -793,7 +801,8 @@ class Session(TimeoutMixin):
         answered here, if C{answer} (or, after too many refusals in a row,
         the session is ended) and False returned.
         """
-        self.resetTimeout()
+        # The idle timer is not moved per command (a timed call's reset per
+        # line): when it fires, it looks at this time (L{timeoutConnection}).
         now = self._active = self.context.clock.seconds()
         bucket = self._bucket
         if bucket is not None and not bucket.take(now):
@@ -1044,7 +1053,7 @@ class Session(TimeoutMixin):
         self._save_intro(cmd.text)
 
     def line_INTRO(self, text: str) -> None:
-        self.resetTimeout()
+        self._active = self.context.clock.seconds()
         self.state = State.COMMAND
         text = text.strip()
         if not text:
@@ -1215,6 +1224,13 @@ class Session(TimeoutMixin):
 
     def timeoutConnection(self) -> None:
         settings = self.context.settings
+        if self.avatar is not None:
+            left = self._active + settings.idle_timeout - self.context.clock.seconds()
+            if left > 0:
+                # A command came since the timer was set: it fires again
+                # when the user has been idle for the whole timeout.
+                self.setTimeout(left)
+                return
         if self.avatar is None:
             self.quiet.info("login timeouts", "login timeout for {host}", self.edge.peer_host)
             self.end(Goodbye(Reason.LOGIN_TIMEOUT, seconds=settings.login_timeout))

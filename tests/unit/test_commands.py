@@ -24,6 +24,7 @@ from chat.server.commands import (
     UnknownCommand,
     WhoElse,
     WhoLast,
+    _parse_entry,
     closest,
     parse,
 )
@@ -172,6 +173,25 @@ class PropertyTests(unittest.TestCase):
     @given(names, texts)
     def test_message_round_trip(self, name: str, text: str) -> None:
         self.assertEqual(parse(f"message {name} {text}"), Message(name, text))
+
+    @given(
+        st.sampled_from(["message", "message ", "message #", "MESSAGE ", "message\t"]),
+        st.text(alphabet=st.sampled_from(" \t\u3000\x85ab#é"), max_size=12),
+        st.integers(min_value=1, max_value=8),
+    )
+    def test_private_message_short_path_parses_as_the_command_table_does(
+        self, start: str, rest: str, limit: int
+    ) -> None:
+        # parse() takes a line that starts "message" in one split; any such
+        # line, spaces of every kind and lengths around the limit, must get
+        # the table's answer.
+        line = start + rest
+        limits = Limits(max_message=limit)
+        self.assertEqual(parse(line, limits), _parse_entry(line, limits, False))
+
+    @given(commands_text)
+    def test_short_path_agrees_with_the_command_table_on_any_line(self, line: str) -> None:
+        self.assertEqual(parse(line), _parse_entry(line, Limits(), False))
 
     @given(st.lists(names, min_size=1, max_size=5, unique=True), texts)
     def test_broadcast_user_round_trip(self, recipients: list[str], text: str) -> None:

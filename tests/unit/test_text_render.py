@@ -651,6 +651,25 @@ class EncodeTests(unittest.TestCase):
         self.assertEqual(encode(event, Ask.INTRO), sentence + b"Intro: ")
         self.assertEqual(encode(event), sentence)
 
+    def test_the_answer_to_a_private_message_is_the_same_bytes_for_every_message(self) -> None:
+        # Made once per name and prompt, whatever the message's id and time.
+        first = encode(Receipt(("seas",), (), "a-1", 1.0), Ask.COMMAND)
+        self.assertEqual(first, b"Sent to seas.\r\nCommand: ")
+        self.assertIs(encode(Receipt(("seas",), (), "a-2", 2.0), Ask.COMMAND), first)
+        self.assertEqual(encode(Receipt(("seas",), ())), b"Sent to seas.\r\n")
+        self.assertEqual(
+            encode(Receipt(("seas",), (), failed=("google",)), Ask.COMMAND),
+            b"Sent to seas. Not sent to google: the server cannot reach its database right now; "
+            b"please send it to them again.\r\nCommand: ",
+        )
+
+    def test_the_answers_kept_are_bounded(self) -> None:
+        for n in range(text._SENT_KEPT + 10):
+            self.assertEqual(
+                encode(Receipt((f"user{n}",), ()), Ask.COMMAND), f"Sent to user{n}.\r\nCommand: ".encode()
+            )
+        self.assertLessEqual(len(text._SENT), text._SENT_KEPT)
+
     def test_text_is_sent_as_utf8(self) -> None:
         self.assertEqual(
             encode(private("columbia", "the café on 116th, 日本語")),

@@ -600,6 +600,26 @@ def _failed(event: Failed) -> str:
 def encode(event: Any, prompt: Ask | None = None) -> bytes:
     """C{event} as the bytes of the text protocol, then C{prompt} if given."""
     kind = type(event)
+    if kind is Receipt and len(event.delivered) == 1 and not event.stored and not event.failed:
+        # The answer to a private message, "Sent to NAME.", is the same
+        # bytes every time for the same name and prompt: made once.
+        key = (event.delivered[0], prompt)
+        sent = _SENT.get(key)
+        if sent is None:
+            if len(_SENT) >= _SENT_KEPT:
+                _SENT.clear()
+            sent = _SENT[key] = _encode(kind, event, prompt)
+        return sent
+    return _encode(kind, event, prompt)
+
+
+#: The answers "Sent to NAME." and their prompt, as bytes, by name and
+#: prompt; at most L{_SENT_KEPT} (then started afresh).
+_SENT: dict[tuple[str, Ask | None], bytes] = {}
+_SENT_KEPT = 4096
+
+
+def _encode(kind: type, event: Any, prompt: Ask | None) -> bytes:
     renderer = _RENDERERS.get(kind)
     if renderer is None:
         renderer = _RENDERERS[kind] = render.dispatch(kind)

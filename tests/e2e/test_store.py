@@ -10,6 +10,7 @@ import re
 import signal
 from typing import Any
 
+import attrs
 from twisted.internet import reactor as _reactor
 from twisted.internet.defer import Deferred
 from twisted.trial import unittest
@@ -214,6 +215,21 @@ class RedisStoreTests(StoreContract, unittest.TestCase):
         await self.store.ack([m])
         self.assertEqual(await self.store.offline_for("google"), [])
         self.assertEqual(len(await self.store.offline_for("seas")), 1)
+
+    async def test_history_of_a_message_handed_over_is_the_message_as_it_was_kept(self) -> None:
+        # The JSON made for the hand-over is reused for the history entry of
+        # the same message; one made from it (fewer recipients, the same id)
+        # is encoded afresh.
+        other = await self.other_store()
+        sent = Delivery("columbia", "to both", Kind.PRIVATE, 1.0, "m-1", ("seas", "google"))
+        await self.store.hand_over([("seas", ""), ("google", "")], sent)
+        reached = attrs.evolve(sent, to=("seas",))
+        await self.store.save_history([(reached, pair("columbia", "seas"))])
+        self.assertEqual(await other.history_for("seas", 20), [reached])
+        alone = Delivery("columbia", "hi", Kind.PRIVATE, 2.0, "m-2", ("seas",))
+        await self.store.hand_over([("seas", "")], alone)
+        await self.store.save_history([(alone, pair("columbia", "seas"))])
+        self.assertEqual(await other.history_for("seas", 20), [reached, alone])
 
     async def test_acking_messages_of_several_recipients_at_once(self) -> None:
         await self.store.save_offline(["seas", "google"], hello(text="one"))

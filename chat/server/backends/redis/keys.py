@@ -143,12 +143,17 @@ def encode_delivery(d: Delivery) -> str:
     message that crosses to another node or goes into history is encoded,
     and a dict handed to the encoder cost twice as much.
     """
-    to = ",".join(map(_quote, d.to))
+    to = d.to
+    names = _quote(to[0]) if len(to) == 1 else ",".join(map(_quote, to))
     room = f',"room":{_quote(d.room)}' if d.room else ""
     return (
-        f'{{"id":{_quote(d.id)},"from":{_quote(d.sender)},"kind":{_quote(d.kind.value)},'
-        f'"text":{_quote(d.text)},"at":{d.sent_at!r},"to":[{to}]{room}}}'
+        f'{{"id":{_quote(d.id)},"from":{_quote(d.sender)},"kind":{_KINDS[d.kind]},'
+        f'"text":{_quote(d.text)},"at":{d.sent_at!r},"to":[{names}]{room}}}'
     )
+
+
+#: Each kind as its JSON string (an enum's C{value} is a Python-level property).
+_KINDS = {kind: _quote(kind.value) for kind in Kind}
 
 
 def decode_delivery(text: str) -> Delivery:

@@ -51,6 +51,8 @@ WAITAOF_TIMEOUT = 1000
 
 #: How many conversations a node remembers having written the members of.
 KNOWN_CONVERSATIONS = 100_000
+#: Deliveries whose JSON is kept for their history entries (L{RedisStore._encoded}).
+ENCODED_KEPT = 10_000
 
 _HAND_OVER = """
 -- KEYS: the inbox of each entry.  ARGV[1]: '1' to publish here, else the
@@ -328,6 +330,11 @@ class RedisStore:
         #: Conversations whose members' sets this node has written, since
         #: it last connected (Redis may have lost them) and up to a bound.
         self._known: set[str] = set()
+        #: Deliveries handed over, by id, with their JSON: their history
+        #: entries (written a moment later) use it rather than encoding
+        #: them again.  Emptied by each history write; at most
+        #: L{ENCODED_KEPT}.
+        self._encoded: dict[str, tuple[Delivery, str]] = {}
         link.on_connect(self._known.clear)
         self._read_history = link.script(_READ_HISTORY)
         self._conversation_page = link.script(_CONVERSATION_PAGE)
@@ -414,8 +421,13 @@ class RedisStore:
     def _hand_over_all(self, items: list[tuple[Sequence[tuple[str, str]], Delivery]]) -> Deferred[None]:
         keys: list[str] = []
         args: list[Any] = ["0" if self.waitaof else "1"]
+        encodings = self._encoded if self._history_limit else None
+        if encodings is not None and len(encodings) >= ENCODED_KEPT:
+            encodings.clear()
         for routes, delivery in items:
             encoded = rediskeys.encode_delivery(delivery)
+            if encodings is not None:
+                encodings[delivery.id] = (delivery, encoded)
             for name, channel in routes:
                 keys.append(rediskeys.inbox(name))
                 args += (encoded, name, channel)
@@ -477,9 +489,17 @@ class RedisStore:
             return succeed(None)
         keys = [rediskeys.HISTORY_SEQ]
         args: list[Any] = [self._history_limit]
+        encodings, self._encoded = self._encoded, {}
         for delivery, key in entries:
             keys.append(rediskeys.history(key))
-            args.append(rediskeys.encode_delivery(delivery))
+            known = encodings.get(delivery.id)
+            # (The same message, not one made from it: a message that
+            # reached only some keeps its id with fewer recipients.)
+            args.append(
+                known[1]
+                if known is not None and known[0] is delivery
+                else rediskeys.encode_delivery(delivery)
+            )
             if key not in self._known:
                 if len(self._known) >= KNOWN_CONVERSATIONS:
                     self._known.clear()

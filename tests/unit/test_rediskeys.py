@@ -39,3 +39,8 @@ class DeliveryEncodingTests(unittest.TestCase):
             keys.encode_delivery(d),
             '{"id":"x-1","from":"a\\"b","kind":"private","text":"snow ☃\\n\\u0000","at":1.5,"to":["c\\\\d"]}',
         )
+
+    def test_a_delivery_of_an_unknown_kind_is_refused(self) -> None:
+        written = keys.encode_delivery(Delivery("a", "b", Kind.PRIVATE, 1.0, "x-1", ("c",)))
+        text = written.replace("private", "nope")
+        self.assertRaises(ValueError, keys.decode_delivery, text)

@@ -883,7 +883,7 @@ class SQLiteStore:
                 number,
                 d.id,
                 d.sender,
-                d.kind.value,
+                d.kind._value_,  # (the enum's value, less its Python-level property)
                 d.text,
                 d.sent_at,
                 to[0] if len(to) == 1 else _RECIPIENTS.join(to),

@@ -89,7 +89,7 @@ def message(d: Delivery, with_recipients: bool = False) -> dict[str, Any]:
     out: dict[str, Any] = {
         "id": d.id,
         "from": d.sender,
-        "kind": d.kind.value,
+        "kind": d.kind._value_,  # (less the Python-level property: per delivery)
         "text": d.text,
         "time": d.sent_at,
     }

@@ -112,8 +112,19 @@ def delivery_value(d: Delivery) -> dict[str, Any]:
 
 def delivery_from_value(v: dict[str, Any]) -> Delivery:
     return Delivery(
-        v["from"], v["text"], Kind(v["kind"]), float(v["at"]), v["id"], tuple(v["to"]), v.get("room", "")
+        v["from"],
+        v["text"],
+        _KIND_OF.get(v["kind"]) or Kind(v["kind"]),
+        float(v["at"]),
+        v["id"],
+        tuple(v["to"]),
+        v.get("room", ""),
     )
+
+
+#: Each kind by its value: a dictionary's lookup, where calling the enum is
+#: Python code (an unknown value still goes to it, and is refused there).
+_KIND_OF = {kind.value: kind for kind in Kind}
 
 
 def session_value(s: SessionInfo) -> dict[str, Any]:

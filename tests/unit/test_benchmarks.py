@@ -626,3 +626,27 @@ class HotPathTests(unittest.TestCase):
         self.assertEqual(result["messages_per_round"], 200)
         self.assertGreater(result["us_per_message_median"], 0)
         self.assertLessEqual(result["us_per_message_best"], result["us_per_message_median"])
+
+    def test_instructions_per_message_are_the_difference_of_two_runs(self) -> None:
+        from benchmarks import hotpath
+
+        asked: list[tuple[int, int]] = []
+
+        def count(messages: int, pairs: int) -> int:
+            # Setup costs 5,000,000; each message 80,000.
+            asked.append((messages, pairs))
+            return 5_000_000 + 80_000 * messages
+
+        result = hotpath.instructions(10_000, 50, count)
+        self.assertEqual(result["instructions_per_message"], 80_000)
+        self.assertEqual(asked, [(2_000, 50), (12_000, 50)])
+
+    def test_callgrinds_count_is_read_from_its_report(self) -> None:
+        from benchmarks import hotpath
+
+        report = (
+            "==123== Events    : Ir\n==123== Collected : 1,234,567,890\n==123==\n"
+            "==123== I   refs:  1,234,567,890\n"
+        )
+        self.assertEqual(hotpath.collected(report), 1_234_567_890)
+        self.assertRaises(ValueError, hotpath.collected, "valgrind: no such tool\n")

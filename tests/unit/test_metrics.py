@@ -154,6 +154,26 @@ class CountsTests(unittest.TestCase):
         self.assertNotIn("chat_redis_up", names)
 
 
+class SaidTests(unittest.TestCase):
+    def test_every_error_is_counted_by_its_code(self) -> None:
+        # Counters.said looks errors up by exact type: that holds while no
+        # event type is made from another (a subclass would go uncounted).
+        import inspect
+
+        from chat.server import events
+        from chat.server.counters import Counters
+
+        kinds = [c for _, c in inspect.getmembers(events, inspect.isclass) if c.__module__ == events.__name__]
+        for error in events.ERRORS:
+            self.assertEqual([c for c in kinds if c is not error and issubclass(c, error)], [], error)
+        counters = Counters()
+        counters.said(events.Failed(events.Fault.SELF_MESSAGE))
+        counters.said(events.LoginRefused(events.Refusal.INVALID, "seas"))
+        counters.said(events.Receipt(("seas",), ()))
+        self.assertEqual(counters.errors, {events.Failed(events.Fault.SELF_MESSAGE).code: 1})
+        self.assertEqual(counters.logins, {"invalid": 1})
+
+
 class StoreTests(unittest.TestCase):
     def test_a_store_that_goes_down_shows_in_metrics_and_readiness(self) -> None:
         store = OutageStore()

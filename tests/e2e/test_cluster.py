@@ -572,6 +572,29 @@ class NodeFailureTests(ClusterTestCase):
         await until(lambda: "columbia" in self.b.cluster.present, "node b sees columbia back")
         await self.assertFailure(self.b.add("columbia", participant()), AlreadyOnline)
 
+    async def test_after_an_outage_a_node_sweeps_only_once_the_others_had_a_timeout_to_heartbeat(
+        self,
+    ) -> None:
+        """
+        Every heartbeat key may expire while Redis is away: a node back
+        first must not take the others, a moment slower, for dead (their
+        users would be shown offline, and messages to them kept for later).
+        A node that did die is still swept, a node timeout on.
+        """
+        await self.online_on_a("columbia")
+        restored = len(self.b.listener.restored)
+        await self.kill_a()  # the one that stays down: a key expired is all node b sees
+        self.server.stop()
+        await until(lambda: not self.b.link.connected, "node b notices Redis is gone")
+        self.server.start()
+        await self.b.recovered(self.server, restored)
+        await self.b.cluster.sweep()
+        self.assertTrue(holder(self.server, "columbia").startswith("a "))
+        self.assertIn("columbia", self.b.cluster.present)
+        self.b.clock.advance(NODE_TIMEOUT)  # its sweeps run on its clock
+        await until(lambda: holder(self.server, "columbia") == "", "node b sweeps the dead node a")
+        await until(lambda: "columbia" not in self.b.cluster.present, "node b sees columbia leave")
+
     async def test_stop_releases_the_users_still_online(self) -> None:
         """IPeers.stop: 'Leave the cluster: release this node's users, stop its heartbeat.'"""
         await self.online_on_a("columbia")

@@ -206,7 +206,9 @@ class RedisCluster:
 
     C{timeout} bounds how long the users of a node that died stay shown
     online: its heartbeat key lives half of it, and the nodes sweep every
-    fifth of it.
+    fifth of it.  After an outage of Redis every key may have expired, so
+    a node that reconnects sweeps only a timeout later, once the nodes
+    still alive have heartbeated again.
 
     C{link} is the cluster's own connection (heartbeats, claims, sweeps,
     broadcasts); the C{store}'s link (which may be the same) carries the
@@ -266,6 +268,9 @@ class RedisCluster:
             call.clock = clock
         self._first = True
         self._stopping = False
+        #: No sweep before this time (the clock's): after an outage, until
+        #: the other nodes have had a node timeout to heartbeat again.
+        self._sweep_from = 0.0
         link.on_connect(self._connected)
         if self.store_link is not link:
             self.store_link.on_connect(self._subscribed)
@@ -640,6 +645,13 @@ class RedisCluster:
             d.addCallback(
                 lambda _: self._sweep_script([keys.NODES, keys.ONLINE, keys.LAST_SEEN], ["", self.node])
             )
+        else:
+            # Back after an outage: the other nodes' heartbeat keys may have
+            # expired while none of them could reach Redis, and a node that
+            # is alive but a moment slower to reconnect must not have its
+            # users shown offline (and a message to them kept as if they
+            # were): a dead node's are released a node timeout later.
+            self._sweep_from = self.clock.seconds() + self.timeout
         d.addCallback(lambda _: self._release_leftovers())
         d.addCallback(lambda _: self.heartbeat())
         d.addCallback(lambda _: self._reclaim())
@@ -734,6 +746,8 @@ class RedisCluster:
             log.failure("heartbeat failed", f)
 
     def sweep(self) -> Deferred[Any]:
+        if self.clock.seconds() < self._sweep_from:
+            return succeed(None)
         d = self._sweep_script([keys.NODES, keys.ONLINE, keys.LAST_SEEN], [self.node, ""])
 
         def swept(reaped: list[str]) -> None:

@@ -10,7 +10,15 @@ other line gets a one-line answer and the prompt, so a probe can time a
 round trip.  Figures for the real server are quoted as ratios against this
 one, measured in the same run on the same machine.
 
-    python -m benchmarks.baseline PORT      (0: any free port)
+With C{--floor DATABASE} it also does the least of what the chat server
+must do for a private message and the bare server does not: it answers the
+sender ("Sent to NAME." and the prompt, as ours does), and it keeps the
+message, one row in a SQLite table like ours (WAL, synchronous=FULL, an
+index by conversation) written by one thread, one transaction per turn of
+the reactor.  It prunes nothing and indexes nothing for search, so it is a
+floor under what ours can cost, not a rival.
+
+    python -m benchmarks.baseline PORT [--floor DATABASE]      (PORT 0: any free port)
 
 It logs "BareFactory starting on N" to stderr once listening, as the chat
 server logs "ChatFactory starting on N".
@@ -18,7 +26,9 @@ server logs "ChatFactory starting on N".
 
 from __future__ import annotations
 
+import sqlite3
 import sys
+import time
 from typing import Any
 
 from twisted.internet import reactor
@@ -62,6 +72,10 @@ class BareProtocol(LineOnlyReceiver):
             receiver = self.factory.online.get(to)
             if receiver is not None:
                 receiver.transport.write(self.name + b": " + text + b"\r\n")
+                history = self.factory.history
+                if history is not None:
+                    self.transport.write(b"Sent to " + to + b".\r\nCommand: ")
+                    history.add(self.name, to, text)
         elif line == b"logout":
             self.transport.write(b"Goodbye\r\n")
             self.transport.loseConnection()
@@ -73,18 +87,61 @@ class BareProtocol(LineOnlyReceiver):
             del self.factory.online[self.name]
 
 
+# The global reactor, typed loosely: it provides every interface used here.
+_reactor: Any = reactor
+
+_FLOOR_SCHEMA = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=FULL",
+    "CREATE TABLE IF NOT EXISTS message (seq INTEGER PRIMARY KEY, conversation TEXT NOT NULL,"
+    " sender TEXT NOT NULL, text TEXT NOT NULL, sent_at REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS message_by_conversation ON message (conversation, seq)",
+)
+
+
+class FloorHistory:
+    """This turn's messages, written by one thread in one transaction once the turn ends."""
+
+    def __init__(self, path: str) -> None:
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        for statement in _FLOOR_SCHEMA:
+            self._conn.execute(statement)
+        self._rows: list[tuple[str, str, str, float]] = []
+        _reactor.getThreadPool().adjustPoolsize(1, 1)
+
+    def add(self, sender: bytes, to: bytes, text: bytes) -> None:
+        if not self._rows:
+            _reactor.callLater(0, self._flush)
+        name = sender.decode()
+        a, b = sorted((name, to.decode()))
+        self._rows.append((f"{a} {b}", name, text.decode(), time.time()))
+
+    def _flush(self) -> None:
+        rows, self._rows = self._rows, []
+        _reactor.callInThread(self._write, rows)
+
+    def _write(self, rows: list[tuple[str, str, str, float]]) -> None:
+        self._conn.execute("BEGIN")
+        self._conn.executemany(
+            "INSERT INTO message (conversation, sender, text, sent_at) VALUES (?, ?, ?, ?)", rows
+        )
+        self._conn.execute("COMMIT")
+
+
 class BareFactory(Factory):
     protocol = BareProtocol  # type: ignore[assignment]
 
-    def __init__(self) -> None:
+    def __init__(self, history: FloorHistory | None = None) -> None:
         self.online: dict[bytes, BareProtocol] = {}
+        self.history = history
 
 
 def main(argv: list[str]) -> None:
     port = argv[1] if len(argv) > 1 else "4119"
+    history = FloorHistory(argv[3]) if len(argv) > 3 and argv[2] == "--floor" else None
     globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)], redirectStandardIO=False)
     endpoint = serverFromString(reactor, f"tcp:{port}:backlog=1024:interface=127.0.0.1")
-    endpoint.listen(BareFactory())
+    endpoint.listen(BareFactory(history))
     reactor.run()
 
 

@@ -187,7 +187,7 @@ class Bench:
         if which == "ours":
             argv = ours_argv(users_file, os.path.join(directory, "chat.sqlite"), self.extra)
         else:
-            argv = baseline_argv()
+            argv = baseline_argv(os.path.join(directory, "floor.sqlite") if self.options.floor else None)
         server = Server(which, argv, directory)
         self.servers.append(server)
         server.start()
@@ -302,6 +302,10 @@ def context(options: argparse.Namespace, scenarios: Sequence[Scenario], machine:
         + (f", plus {options.chat_args}" if options.chat_args else "")
         + "; both servers on loopback.",
     ]
+    if options.floor:
+        lines.append(
+            "The baseline is the floor: it also answers the sender and keeps each private message in SQLite."
+        )
     if options.quick:
         lines.insert(0, "QUICK RUN: tiny numbers that prove the tools work; these are not figures.")
     return lines
@@ -318,6 +322,11 @@ def parse(argv: Sequence[str]) -> argparse.Namespace:
     a("--output", default=None, help="also write the table (reStructuredText) to this file")
     a("--json", default=None, help="also write the JSON lines to this file")
     a("--chat-args", default="", help="extra options for 'twistd chat', e.g. \"--database :memory:\"")
+    a(
+        "--floor",
+        action="store_true",
+        help="the baseline also answers each private message and keeps it in SQLite: the floor under ours",
+    )
     a("--hash-log-n", type=int, default=14, help="scrypt cost of the storm's users file")
     a(
         "--workdir",

@@ -48,8 +48,10 @@ def ours_argv(users: str, database: str, extra: Sequence[str] = ()) -> list[str]
     ]
 
 
-def baseline_argv() -> list[str]:
-    return [sys.executable, "-m", "benchmarks.baseline", "0"]
+def baseline_argv(floor: str | None = None) -> list[str]:
+    """The bare baseline; with C{floor}, a database path, the floor variant (see L{benchmarks.baseline})."""
+    argv = [sys.executable, "-m", "benchmarks.baseline", "0"]
+    return [*argv, "--floor", floor] if floor is not None else argv
 
 
 def find_port(log_text: bytes) -> int | None:

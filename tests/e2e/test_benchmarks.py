@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import sys
 
 from twisted.internet import reactor
@@ -64,6 +65,17 @@ STORM_FIELDS = {
 }
 
 
+async def benchmark(case: unittest.TestCase, *argv: str) -> tuple[bytes, str]:
+    """Run C{python -m benchmarks ARGV}; its output, and that it exited with 0 (or fail C{case})."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    out, err, code = await getProcessOutputAndValue(
+        sys.executable, ["-m", "benchmarks", *argv], env=env, path=ROOT, reactor=reactor
+    )
+    case.assertEqual(code, 0, err.decode("utf-8", "replace")[-3000:])
+    return out, err.decode("utf-8", "replace")
+
+
 class SmokeTests(unittest.TestCase):
     """The runner end to end: both servers, the Python generator, tiny numbers."""
 
@@ -74,15 +86,9 @@ class SmokeTests(unittest.TestCase):
         os.makedirs(directory)
         table_path = os.path.join(directory, "results.rst")
         json_path = os.path.join(directory, "runs.jsonl")
-        argv = ["-m", "benchmarks", "run", "--quick", "--scenarios", SMOKE_SCENARIOS]
+        argv = ["run", "--quick", "--scenarios", SMOKE_SCENARIOS]
         argv += ["--output", table_path, "--json", json_path, "--workdir", os.path.join(directory, "work")]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        out, err, code = await getProcessOutputAndValue(
-            sys.executable, argv, env=env, path=ROOT, reactor=reactor
-        )
-        diagnostics = err.decode("utf-8", "replace")[-3000:]
-        self.assertEqual(code, 0, diagnostics)
+        out, _ = await benchmark(self, *argv)
 
         lines = [line for line in out.decode().splitlines() if line.startswith("{")]
         records = [json.loads(line) for line in lines]
@@ -128,6 +134,21 @@ class SmokeTests(unittest.TestCase):
             self.assertIn(label, table)
         self.assertNotIn("Runs with problems", table)
 
+    async def test_the_floor_answers_each_private_message_and_keeps_it_in_sqlite(self) -> None:
+        directory = os.path.abspath(self.mktemp())
+        work = os.path.join(directory, "work")
+        out, _ = await benchmark(
+            self, "run", "--quick", "--floor", "--scenarios", "private-500", "--workdir", work
+        )
+        records = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
+        floor = next(r for r in records if r["server"] == "baseline")
+        self.assertGreater(floor["deliveries_measured"], 0, floor)
+        self.assertIn("The baseline is the floor", out.decode())
+        with sqlite3.connect(os.path.join(work, "private-500-baseline-1", "floor.sqlite")) as db:
+            (kept,) = db.execute("SELECT count(*) FROM message").fetchone()
+        # Every message sent was kept (warm-up ones too, which are not measured).
+        self.assertGreaterEqual(kept, floor["deliveries_measured"])
+
 
 class ClusterSmokeTests(unittest.TestCase):
     """The cluster benchmark end to end: its own Redis, two nodes, tiny numbers, seconds."""
@@ -139,15 +160,9 @@ class ClusterSmokeTests(unittest.TestCase):
         os.makedirs(directory)
         table_path = os.path.join(directory, "cluster.rst")
         json_path = os.path.join(directory, "cluster.jsonl")
-        argv = ["-m", "benchmarks", "cluster", "--quick", "--output", table_path, "--json", json_path]
+        argv = ["cluster", "--quick", "--output", table_path, "--json", json_path]
         argv += ["--workdir", os.path.join(directory, "work")]
-        env = dict(os.environ)
-        env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-        out, err, code = await getProcessOutputAndValue(
-            sys.executable, argv, env=env, path=ROOT, reactor=reactor
-        )
-        diagnostics = err.decode("utf-8", "replace")[-3000:]
-        self.assertEqual(code, 0, diagnostics)
+        out, _ = await benchmark(self, *argv)
 
         records = [json.loads(line) for line in out.decode().splitlines() if line.startswith("{")]
         self.assertEqual(

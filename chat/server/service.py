@@ -77,13 +77,39 @@ _PRIVATE = Kind.PRIVATE.value
 _PRIVATE_KIND = Kind.PRIVATE
 
 
-def _fresh(handed: set[str], messages: Sequence[StoredMessage]) -> list[StoredMessage]:
-    """Those of C{messages} not in C{handed} (ids of messages shown to a session), added to it."""
-    if not messages:
-        return []  # the usual login: nothing waited
-    new = [m for m in messages if m.delivery.id not in handed or not m.delivery.id]
-    handed.update(m.delivery.id for m in new)
-    return new
+class _Handed:
+    """
+    The ids of the stored messages handed to one session of a user and not
+    yet removed from the store.  Its identity is the session's: a read
+    answered after the session left adds to a holder nobody looks at any
+    more.  The set is made only when something is handed, and dropped once
+    all of it is shown: most users never have one, and an empty set would
+    be the largest thing a logged-in connection keeps (216 bytes).
+    """
+
+    __slots__ = ("ids",)
+
+    def __init__(self) -> None:
+        self.ids: set[str] | None = None
+
+    def fresh(self, messages: Sequence[StoredMessage]) -> list[StoredMessage]:
+        """Those of C{messages} not handed yet, counted as handed from now."""
+        if not messages:
+            return []  # the usual login: nothing waited
+        ids = self.ids
+        new = [m for m in messages if not m.delivery.id or ids is None or m.delivery.id not in ids]
+        if new:
+            if ids is None:
+                ids = self.ids = set()
+            ids.update(m.delivery.id for m in new)
+        return new
+
+    def forget(self, messages: Sequence[StoredMessage]) -> None:
+        ids = self.ids
+        if ids is not None:
+            ids.difference_update(m.delivery.id for m in messages)
+            if not ids:
+                self.ids = None
 
 
 def _both(first: Deferred[None], second: Deferred[None]) -> Deferred[None]:
@@ -187,7 +213,7 @@ class ChatService(Service):
         #: Per user, the ids of the stored messages handed to their session
         #: and not yet removed from the store: the login and a notification
         #: may read the same inbox at once, and nobody sees a message twice.
-        self._handed: dict[str, set[str]] = {}
+        self._handed: dict[str, _Handed] = {}
         #: Users whose inbox is being read now, and whether to read it again
         #: after: notifications that come meanwhile need one more read, not
         #: one each.
@@ -685,8 +711,10 @@ class ChatService(Service):
         # The session's set as the read starts: if the user leaves before
         # it is answered, what it finds is not counted as handed to the
         # next session (whose login would then show nothing).
-        handed = self._handed.setdefault(name, set())
-        return self.store.offline_for(name).addCallback(lambda messages: _fresh(handed, messages))
+        handed = self._handed.get(name)
+        if handed is None:
+            handed = self._handed[name] = _Handed()
+        return self.store.offline_for(name).addCallback(handed.fresh)
 
     def shown(self, name: str, messages: Sequence[StoredMessage]) -> Deferred[None]:
         """Forget messages the user has been shown."""
@@ -694,7 +722,7 @@ class ChatService(Service):
         def forgotten(result: object) -> object:
             handed = self._handed.get(name)
             if handed is not None and not isinstance(result, Failure):
-                handed.difference_update(m.delivery.id for m in messages)
+                handed.forget(messages)
             return result
 
         return self.store.ack(messages).addBoth(forgotten)
@@ -766,7 +794,10 @@ class ChatService(Service):
         participant = self._to_hand(name)
         if participant is None:
             return
-        new = _fresh(self._handed.setdefault(name, set()), messages)
+        handed = self._handed.get(name)
+        if handed is None:
+            handed = self._handed[name] = _Handed()
+        new = handed.fresh(messages)
         if new:
             self._hand(participant, new)
 

@@ -211,6 +211,41 @@ class InboxTests(unittest.TestCase):
         self.successResultOf(self.service.shown("seas", self.seas.kept))
         self.assertEqual(self.successResultOf(self.store.offline_for("seas")), [])
 
+    def test_a_user_with_nothing_handed_keeps_no_set_of_ids(self) -> None:
+        """
+        An empty set is 216 bytes, once the largest thing a logged-in
+        connection kept: it is made when something is handed, dropped once
+        all of it is shown.
+        """
+        self.service.inbox_ready("seas")
+        self.assertIsNone(self.service._handed["seas"].ids)
+        hi = Delivery("columbia", "hi", Kind.PRIVATE, 1.0, "m1", ("seas",))
+        self.store.save_offline(["seas"], hi)
+        self.service.inbox_ready("seas")
+        self.assertEqual(self.service._handed["seas"].ids, {"m1"})
+        self.successResultOf(self.service.shown("seas", self.seas.kept))
+        self.assertIsNone(self.service._handed["seas"].ids)
+
+    def test_a_read_answered_after_the_session_left_counts_nothing_for_the_next(self) -> None:
+        reads: list[Deferred[list[StoredMessage]]] = []
+
+        def offline_for(name: str) -> Deferred[list[StoredMessage]]:
+            reads.append(Deferred())
+            return reads[-1]
+
+        hi = Delivery("columbia", "hi", Kind.PRIVATE, 1.0, "m1", ("seas",))
+        self.store.save_offline(["seas"], hi)
+        [kept] = self.successResultOf(self.store.offline_for("seas"))
+        self.store.offline_for = offline_for  # type: ignore[method-assign]
+        late = self.service.unseen("seas")
+        self.service.leave("seas", self.seas)
+        self.assertEqual(self.successResultOf(self.service.join("seas", self.seas)), None)
+        reads[0].callback([kept])
+        self.assertEqual(self.successResultOf(late), [kept])  # for the session that left
+        again = self.service.unseen("seas")
+        reads[1].callback([kept])
+        self.assertEqual(self.successResultOf(again), [kept])  # the next one is shown it too
+
     def test_notifications_during_a_read_make_one_more_read(self) -> None:
         reads: list[Deferred[list[StoredMessage]]] = []
 

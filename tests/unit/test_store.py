@@ -803,6 +803,28 @@ class SQLiteStoreTests(StoreContract, unittest.TestCase):
         texts = [d.text for d in await store.history_for("seas", 20)]
         self.assertEqual(texts, [str(i) for i in range(295, 300)])
 
+    async def test_conversations_pruned_in_one_batch_each_keep_their_newest(self) -> None:
+        limit = 5
+        store = self.make_store(history=limit)
+        over = limit + spare_rows(limit)
+        entries = [private("columbia", "seas", f"cs {i}", i) for i in range(over)]
+        entries += [private("google", "seas", f"gs {i}", i) for i in range(over + 3)]
+        entries += [private("columbia", "google", f"cg {i}", i) for i in range(limit + 2)]
+        await store.save_history(entries)
+        counts = rows_per_conversation(self.path)
+        self.assertEqual(counts[pair("columbia", "seas")], limit)
+        self.assertEqual(counts[pair("google", "seas")], limit)
+        # Not due yet: pruning waits for rows to spare.
+        self.assertEqual(counts[pair("columbia", "google")], limit + 2)
+        with closing(sqlite3.connect(self.path)) as conn:
+            kept = [text for (text,) in conn.execute("SELECT text FROM message ORDER BY seq")]
+        self.assertEqual(
+            kept,
+            [f"cs {i}" for i in range(over - limit, over)]
+            + [f"gs {i}" for i in range(over - 2, over + 3)]
+            + [f"cg {i}" for i in range(limit + 2)],
+        )
+
     async def test_a_big_batch_keeps_every_message_in_order(self) -> None:
         entries = [private("columbia", f"user{i % 7}", str(i), i) for i in range(300)]
         await self.store.save_history(entries)

@@ -662,9 +662,30 @@ class ChatService(Service):
         """
         The store falls behind (a flood of broadcasts, a slow disk): what
         waits is cut to what the store would keep of it, so the backlog is
-        bounded by conversations, not by messages.
+        bounded by conversations, not by messages, and by the batch's
+        C{MAX_KEPT} however many conversations there are.
         """
-        kept = self._history.compact(lambda items: newest_per_conversation(items, self._history_limit))
+        most = self._history.MAX_KEPT
+        dropped = 0
+
+        def cut(items: list[tuple[Delivery, str]]) -> list[tuple[Delivery, str]]:
+            # Many conversations each under the limit can still add up to
+            # more than memory should hold: past a bound, the oldest go.
+            nonlocal dropped
+            kept = newest_per_conversation(items, self._history_limit)
+            if len(kept) > most:
+                dropped = len(kept) - most
+                kept = kept[dropped:]
+            return kept
+
+        kept = self._history.compact(cut)
+        if dropped:
+            self.quiet.warn(
+                "history dropped",
+                "history: {count} messages not kept, more than {limit} waited for the store",
+                count=dropped,
+                limit=most,
+            )
         self._history_trim_at = max(TRIM_AT_LEAST, 2 * kept)
 
     def history(self, name: str, count: int) -> Deferred[list[Delivery]]:

@@ -403,3 +403,34 @@ class HistoryBacklogTests(unittest.TestCase):
         self.assertEqual(len(stalled), 1)
         clock.advance(HISTORY_EVERY)
         self.assertEqual(len(stalled), 2)
+
+    def test_a_flood_over_many_conversations_behind_a_stalled_store_keeps_at_most_a_bound(self) -> None:
+        """
+        Each conversation under the limit, but together more than memory
+        should hold: the oldest go, said once in the log (a line a minute).
+        """
+        clock = Clock()
+        store = MemoryStore()
+        stalled: list[Deferred[None]] = []
+
+        def save_history(entries: object) -> Deferred[None]:
+            stalled.append(Deferred())
+            return stalled[-1]
+
+        store.save_history = save_history  # type: ignore[method-assign]
+        names = [f"user{i}" for i in range(40)]
+        service = ChatService(frozenset(names), store, clock, history=200)
+        service._history.MAX_KEPT = 3000
+        for name in names:
+            service.join(name, Recipient())
+        events = capture_log(self)
+        for round_ in range(250):
+            for i in range(0, 40, 2):  # 20 conversations, 200 messages each at most kept
+                service.message(names[i], names[i + 1], f"m {round_} {i}")
+            clock.advance(0)
+            self.assertLessEqual(len(service._history._items), 2 * 3000)
+        waiting = service._history._items
+        self.assertEqual(waiting[-1][0].text, "m 249 38")
+        dropped = [e for e in events if e.get("kind") == "history dropped"]
+        self.assertEqual(len(dropped), 1, [formatEvent(e) for e in dropped])
+        self.assertIn("waited for the store", formatEvent(dropped[0]))

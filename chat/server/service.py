@@ -729,13 +729,18 @@ class ChatService(Service):
         The stored messages for C{name} that no session of theirs has been
         handed yet; they count as handed from now until L{shown}.
         """
-        # The session's set as the read starts: if the user leaves before
-        # it is answered, what it finds is not counted as handed to the
-        # next session (whose login would then show nothing).
+        # The session's holder as the read starts: if the user leaves
+        # before it is answered, what it finds is not counted as handed to
+        # the next session (whose login would then show nothing).
+        handed = self._handed_to(name)
+        return self.store.offline_for(name).addCallback(handed.fresh)
+
+    def _handed_to(self, name: str) -> _Handed:
+        """What has been handed to C{name}'s session (made at its first read)."""
         handed = self._handed.get(name)
         if handed is None:
             handed = self._handed[name] = _Handed()
-        return self.store.offline_for(name).addCallback(handed.fresh)
+        return handed
 
     def shown(self, name: str, messages: Sequence[StoredMessage]) -> Deferred[None]:
         """Forget messages the user has been shown."""
@@ -815,10 +820,7 @@ class ChatService(Service):
         participant = self._to_hand(name)
         if participant is None:
             return
-        handed = self._handed.get(name)
-        if handed is None:
-            handed = self._handed[name] = _Handed()
-        new = handed.fresh(messages)
+        new = self._handed_to(name).fresh(messages)
         if new:
             self._hand(participant, new)
 

@@ -375,7 +375,12 @@ class HistoryBacklogTests(unittest.TestCase):
         service.history("seas", 10)
         self.assertEqual(writes[-1], ["four"])
 
-    def test_a_flood_of_broadcasts_behind_a_stalled_store_keeps_a_bounded_backlog(self) -> None:
+    def stalled_service(self, names: list[str]) -> tuple[ChatService, Clock, list[Deferred[None]]]:
+        """
+        A service keeping 200 messages a conversation, with C{names}
+        logged in, whose store never finishes a history write until the
+        test fires it (the writes, in order, are the list).
+        """
         clock = Clock()
         store = MemoryStore()
         stalled: list[Deferred[None]] = []
@@ -385,9 +390,13 @@ class HistoryBacklogTests(unittest.TestCase):
             return stalled[-1]
 
         store.save_history = save_history  # type: ignore[method-assign]
-        service = ChatService(frozenset({"columbia", "seas"}), store, clock, history=200)
-        service.join("columbia", Recipient())
-        service.join("seas", Recipient())
+        service = ChatService(frozenset(names), store, clock, history=200)
+        for name in names:
+            service.join(name, Recipient())
+        return service, clock, stalled
+
+    def test_a_flood_of_broadcasts_behind_a_stalled_store_keeps_a_bounded_backlog(self) -> None:
+        service, clock, stalled = self.stalled_service(["columbia", "seas"])
         for i in range(50_000):
             service.broadcast("columbia", f"spam {i}")
             if i % 100 == 0:
@@ -409,20 +418,9 @@ class HistoryBacklogTests(unittest.TestCase):
         Each conversation under the limit, but together more than memory
         should hold: the oldest go, said once in the log (a line a minute).
         """
-        clock = Clock()
-        store = MemoryStore()
-        stalled: list[Deferred[None]] = []
-
-        def save_history(entries: object) -> Deferred[None]:
-            stalled.append(Deferred())
-            return stalled[-1]
-
-        store.save_history = save_history  # type: ignore[method-assign]
         names = [f"user{i}" for i in range(40)]
-        service = ChatService(frozenset(names), store, clock, history=200)
+        service, clock, _ = self.stalled_service(names)
         service._history.MAX_KEPT = 3000
-        for name in names:
-            service.join(name, Recipient())
         events = capture_log(self)
         for round_ in range(250):
             for i in range(0, 40, 2):  # 20 conversations, 200 messages each at most kept

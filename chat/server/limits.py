@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
+from chat.server.twisted_internals import abort_now
+
 if TYPE_CHECKING:
     from chat.server.quietlog import QuietLog
 
@@ -175,11 +177,11 @@ class Slot:
         self._count._uncount(self)
 
     def close_to_make_room(self) -> None:
-        """Abort the connection: its descriptor is wanted for a newcomer."""
+        """Abort the connection: its descriptor is wanted for a newcomer, now, not a turn later."""
         self.shed = True
         transport = getattr(self.owner, "transport", None)
         if transport is not None:
-            transport.abortConnection()
+            abort_now(transport)
 
 
 class _Unfinished:

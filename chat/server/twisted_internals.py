@@ -14,10 +14,14 @@ by name, in a second; setup.cfg bounds Twisted to the versions tested.
   (L{chat.server.edges.writethrough}): whether anything is queued, and how
   to make a port of our own class from a parsed or an inherited endpoint.
 - The per-turn send limit of a transport, raised for the link to Redis.
+- A TCP transport's socket, closed at once when a connection is aborted to
+  free its descriptor (L{abort_now}).
 """
 
 from __future__ import annotations
 
+import socket
+import struct
 from typing import Any, cast
 
 from twisted.internet import tcp
@@ -28,6 +32,7 @@ from wsproto import Connection
 
 __all__ = [
     "WebSocketWire",
+    "abort_now",
     "adopt_port",
     "handle_event",
     "raise_send_limit",
@@ -128,3 +133,38 @@ def raise_send_limit(transport: object, limit: int) -> bool:
         return False
     cast(Any, transport).SEND_LIMIT = limit
     return True
+
+
+def abort_now(transport: Any) -> None:
+    """
+    Abort the connection of C{transport} and give back its descriptor now.
+
+    Twisted's C{abortConnection} closes the socket on the next turn of the
+    reactor.  A port accepts dozens of connections in one turn; when each
+    of them closes another to make room (L{chat.server.limits}), both
+    descriptors were held until then, and a flood at the limit ran past it
+    (C{EMFILE}).  Here the socket is closed at once, with the reset an
+    abort sends, and the transport marked not connected, so that nothing
+    writes to or watches the closed descriptor: what is written meanwhile
+    is dropped, as after any abort.  The loss still reaches the protocol on
+    the next turn, as C{ConnectionAborted}, where Twisted's own close finds
+    nothing left to close.  A transport over TLS is closed through the TCP
+    transport under it; one that is not TCP is only aborted.
+    """
+    transport.abortConnection()
+    connection = transport
+    for _ in range(4):
+        if isinstance(connection, tcp.Connection):
+            break
+        connection = getattr(connection, "transport", None)
+    else:
+        return
+    skt = getattr(connection, "socket", None)
+    if skt is None:  # lost already
+        return
+    connection.connected = False
+    try:
+        skt.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    skt.close()

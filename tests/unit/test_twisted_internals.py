@@ -7,18 +7,20 @@ relied on, in a second.  A Twisted that changed one fails here, by name.
 from __future__ import annotations
 
 import socket
-from typing import Any
+from typing import Any, cast
 
 import wsproto
-from twisted.internet import abstract, reactor, tcp
+from twisted.internet import abstract, defer, error, reactor, tcp
 from twisted.internet.endpoints import AdoptedStreamServerEndpoint, serverFromString
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial import unittest
 from twisted.web import http
 from wsproto.events import Ping, TextMessage
 
 from chat.server import twisted_internals
+from tests.expect import until
 
 
 class WebSocketWireTests(unittest.TestCase):
@@ -93,6 +95,37 @@ class TcpTests(unittest.TestCase):
 
         port = twisted_internals.adopt_port(endpoint, Mine, Factory.forProtocol(Protocol))
         self.assertIsInstance(port, Mine)
+
+    async def test_abort_now_gives_back_the_descriptor_before_the_reactor_turns(self) -> None:
+        made: defer.Deferred[Protocol] = defer.Deferred()
+        lost: list[Failure] = []
+
+        class Held(Protocol):
+            def connectionMade(self) -> None:
+                made.callback(self)
+
+            def connectionLost(self, reason: Failure = connectionDone) -> None:
+                lost.append(reason)
+
+        port: Any = cast(Any, reactor).listenTCP(0, Factory.forProtocol(Held), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5)
+        self.addCleanup(client.close)
+        transport: Any = (await made).transport
+        handle = transport.getHandle()
+        self.assertNotEqual(handle.fileno(), -1)
+
+        twisted_internals.abort_now(transport)
+        self.assertEqual(handle.fileno(), -1)
+        # Written or closed meanwhile: dropped, as after any abort, and no error.
+        transport.write(b"after the abort")
+        transport.loseConnection()
+        self.assertEqual(lost, [])
+        await until(lambda: lost, "the loss reported to the protocol")
+        [reason] = lost
+        self.assertTrue(reason.check(error.ConnectionAborted), reason)
+        with self.assertRaises(ConnectionResetError):
+            client.recv(100)
 
     def test_the_send_limit_can_be_raised(self) -> None:
         self.assertEqual(abstract.FileDescriptor.SEND_LIMIT, 128 * 1024)

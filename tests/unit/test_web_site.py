@@ -15,12 +15,15 @@ import base64
 import builtins
 import json
 import os
+import socket
 from collections.abc import Sequence
 from typing import Any
 
 import attrs
 import wsproto
+from twisted.internet import reactor
 from twisted.internet.address import IPv4Address
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -29,8 +32,10 @@ from twisted.web.http import datetimeToString
 from wsproto.events import TextMessage
 
 from chat.server.edges.web import REQUEST_DEADLINE, STATIC, ChatSite, content_security_policy, make_site
+from chat.server.edges.writethrough import write_through
 from chat.server.limits import ConnectionCount
 from chat.server.tap import Options
+from tests.expect import until
 from tests.unit.harness import PASSWORDS, Harness, capture_log
 
 #: The headers every response carries, exactly as the site has always sent
@@ -467,6 +472,44 @@ class ReserveTests(unittest.TestCase):
         self.assertTrue(web.connect("10.0.0.6").aborted)
         self.assertTrue(server.connect("10.0.0.6").transport.disconnected)
         self.assertFalse(any(u.closing for u in users) or browser.closing)
+
+
+class OneTurnFloodTests(unittest.TestCase):
+    """Real sockets on the real reactor: what the port accepts in one turn of it."""
+
+    timeout = 30
+
+    async def test_a_flood_accepted_in_one_turn_holds_no_more_descriptors_than_it_has_room_for(self) -> None:
+        """
+        60 connections wait to be accepted by a site with room for 20 (80
+        descriptors); the port takes all of them in one turn, each past
+        the 20th closing one that has not logged in.  The descriptors held
+        after that turn are 20, not 60.  Before: the ones closed to make
+        room held theirs until the next turn, so at a real limit a flood
+        accepted in one turn ran out of descriptors (EMFILE), which CI saw.
+        """
+        if not os.path.isdir("/proc/self/fd"):
+            raise unittest.SkipTest("counts descriptors in /proc/self/fd")
+        connections = ConnectionCount(max_per_host=100, descriptors=80)
+        web = Web(self, connections=connections)
+        endpoint = write_through(serverFromString(reactor, "tcp:0:interface=127.0.0.1:backlog=128"))
+        port: Any = await endpoint.listen(web.site)
+        self.addCleanup(port.stopListening)
+        clients = []
+        for _ in range(60):
+            client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5)
+            self.addCleanup(client.close)
+            clients.append(client)
+        before = len(os.listdir("/proc/self/fd"))
+        port.doRead()  # the reactor's turn for the listening socket
+        held = len(os.listdir("/proc/self/fd")) - before
+        self.assertEqual((connections.open, connections.live), (60, 20))
+        self.assertEqual(held, 20)
+        # The losses are reported on the next turn; closing the clients ends the rest.
+        await until(lambda: connections.open == 20, "the 40 closed to make room released")
+        for client in clients:
+            client.close()
+        await until(lambda: connections.open == 0, "every connection released")
 
 
 class WebHostOptionTests(unittest.TestCase):

@@ -40,6 +40,7 @@ from chat.server.interfaces import IEdge
 from chat.server.limits import Slot
 from chat.server.quietlog import QuietLog
 from chat.server.session import Session
+from chat.server.twisted_internals import abort_now
 
 
 def host_of(address: IAddress | None) -> str:
@@ -441,8 +442,8 @@ class Refuse(Protocol):
     def connectionMade(self) -> None:
         transport: Any = self.transport
         if self.reason is None:
-            # No room: not even for a sentence.
-            transport.abortConnection()
+            # No room: not even for a sentence, nor a turn's wait for the descriptor.
+            abort_now(transport)
             return
         transport.write(encode(self.reason))
         transport.loseConnection()

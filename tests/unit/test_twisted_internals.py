@@ -7,7 +7,7 @@ relied on, in a second.  A Twisted that changed one fails here, by name.
 from __future__ import annotations
 
 import socket
-from typing import Any, cast
+from typing import Any
 
 import wsproto
 from twisted.internet import abstract, defer, error, reactor, tcp
@@ -20,6 +20,7 @@ from twisted.web import http
 from wsproto.events import Ping, TextMessage
 
 from chat.server import twisted_internals
+from tests.certificates import make_certificate
 from tests.expect import until
 
 
@@ -96,7 +97,14 @@ class TcpTests(unittest.TestCase):
         port = twisted_internals.adopt_port(endpoint, Mine, Factory.forProtocol(Protocol))
         self.assertIsInstance(port, Mine)
 
-    async def test_abort_now_gives_back_the_descriptor_before_the_reactor_turns(self) -> None:
+    async def assert_abort_now_gives_back_the_descriptor(
+        self, description: str, reported: type[Exception] = error.ConnectionAborted
+    ) -> None:
+        """
+        A connection accepted on C{description}, aborted by L{abort_now}:
+        what follows.  The protocol hears C{reported}, as after Twisted's
+        own abort (over TLS, the TLS layer's C{ConnectionLost}).
+        """
         made: defer.Deferred[Protocol] = defer.Deferred()
         lost: list[Failure] = []
 
@@ -107,12 +115,14 @@ class TcpTests(unittest.TestCase):
             def connectionLost(self, reason: Failure = connectionDone) -> None:
                 lost.append(reason)
 
-        port: Any = cast(Any, reactor).listenTCP(0, Factory.forProtocol(Held), interface="127.0.0.1")
+        port: Any = await serverFromString(reactor, description).listen(Factory.forProtocol(Held))
         self.addCleanup(port.stopListening)
         client = socket.create_connection(("127.0.0.1", port.getHost().port), timeout=5)
         self.addCleanup(client.close)
         transport: Any = (await made).transport
-        handle = transport.getHandle()
+        # Over TLS the socket is the TCP transport's, under the TLS one.
+        under = transport if isinstance(transport, tcp.Connection) else transport.transport
+        handle = under.getHandle()
         self.assertNotEqual(handle.fileno(), -1)
 
         twisted_internals.abort_now(transport)
@@ -123,9 +133,18 @@ class TcpTests(unittest.TestCase):
         self.assertEqual(lost, [])
         await until(lambda: lost, "the loss reported to the protocol")
         [reason] = lost
-        self.assertTrue(reason.check(error.ConnectionAborted), reason)
+        self.assertTrue(reason.check(reported), reason)
         with self.assertRaises(ConnectionResetError):
             client.recv(100)
+
+    async def test_abort_now_gives_back_the_descriptor_before_the_reactor_turns(self) -> None:
+        await self.assert_abort_now_gives_back_the_descriptor("tcp:0:interface=127.0.0.1")
+
+    async def test_over_tls_abort_now_closes_the_tcp_socket_under_it(self) -> None:
+        key, cert = make_certificate(self.mktemp())
+        await self.assert_abort_now_gives_back_the_descriptor(
+            f"ssl:0:interface=127.0.0.1:privateKey={key}:certKey={cert}", error.ConnectionLost
+        )
 
     def test_the_send_limit_can_be_raised(self) -> None:
         self.assertEqual(abstract.FileDescriptor.SEND_LIMIT, 128 * 1024)

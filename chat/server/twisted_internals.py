@@ -147,13 +147,14 @@ def abort_now(transport: Any) -> None:
     abort sends, and the transport marked not connected, so that nothing
     writes to or watches the closed descriptor: what is written meanwhile
     is dropped, as after any abort.  The loss still reaches the protocol on
-    the next turn, as C{ConnectionAborted}, where Twisted's own close finds
-    nothing left to close.  A transport over TLS is closed through the TCP
-    transport under it; one that is not TCP is only aborted.
+    the next turn, as after Twisted's own abort (C{ConnectionAborted}; over
+    TLS, C{ConnectionLost}), where Twisted's own close finds nothing left to
+    close.  A transport over TLS (or any wrapper) is closed through the TCP
+    or UNIX transport under it; one with none is only aborted.
     """
     transport.abortConnection()
     connection = transport
-    for _ in range(4):
+    for _ in range(4):  # TLS wraps once; a few wrappers at most
         if isinstance(connection, tcp.Connection):
             break
         connection = getattr(connection, "transport", None)
